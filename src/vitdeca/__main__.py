@@ -1,0 +1,3 @@
+from vitdeca.cli import main
+
+raise SystemExit(main())

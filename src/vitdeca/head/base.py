@@ -1,0 +1,60 @@
+"""The head-model interface that every later stage sees (ICT-FaceKit and FLAME implement it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class HeadOutput:
+    """Result of a head-model forward pass.
+
+    vertices: (B,V,3) in model units (see ``HeadModel.units_per_mm``); model space is right-handed,
+    y up, the face looking along +z. landmarks3d: (B,68,3) in the iBUG-68 order.
+    joints: (B,J,3) or None for models without a skeleton.
+    """
+
+    vertices: torch.Tensor
+    landmarks3d: torch.Tensor
+    joints: torch.Tensor | None = None
+
+
+class HeadModel(nn.Module):
+    """A parametric head: ``forward(shape, expression, pose) -> HeadOutput``.
+
+    Implementations register as buffers: ``faces`` (F,3) long, ``uv_coords`` (T,2) float in [0,1] with
+    v up, ``uv_faces`` (F,3) long indices into ``uv_coords``, ``face_mask`` (V,) bool (the face region used
+    by the photometric loss and evaluation), and set the ints ``n_shape``, ``n_expression``, ``n_pose``,
+    the float ``units_per_mm`` and the str ``name``. Zero codes give the template exactly.
+    """
+
+    name: str
+    n_shape: int
+    n_expression: int
+    n_pose: int
+    units_per_mm: float
+    landmark_names: tuple[str, ...]
+    faces: torch.Tensor
+    uv_coords: torch.Tensor
+    uv_faces: torch.Tensor
+    face_mask: torch.Tensor
+
+    def forward(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> HeadOutput:
+        """shape (B,n_shape), expression (B,n_expression), pose (B,n_pose) → HeadOutput."""
+        raise NotImplementedError
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.template_vertices.shape[0])
+
+    @property
+    def template_vertices(self) -> torch.Tensor:
+        """(V,3) the mesh at zero codes."""
+        raise NotImplementedError
+
+    def checksum(self) -> str:
+        """Identity of the loaded model data (name + content hash), stored in checkpoints."""
+        raise NotImplementedError

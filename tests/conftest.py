@@ -1,0 +1,39 @@
+"""Shared fixtures: where ../shared is, and the ICT-FaceKit archive."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("VITDECA_SHARED") or REPO.parent / "shared")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only ../shared folder (real photos, ICT-FaceKit archive). Required in CI."""
+    path = _shared_dir()
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI needs ../shared")
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def faces_dir(shared_dir: Path) -> Path:
+    return shared_dir / "faces"
+
+
+@pytest.fixture(scope="session")
+def ict_archive(shared_dir: Path) -> Path:
+    """The ICT-FaceKit archive given by $VITDECA_ICT_FACEKIT (set by .ci/run) or ../shared/assets."""
+    path = Path(os.environ.get("VITDECA_ICT_FACEKIT") or shared_dir / "assets" / "ICT-FaceKit-master.zip")
+    if not path.exists():
+        pytest.fail(f"ICT-FaceKit archive not found at {path}")
+    return path
