@@ -37,3 +37,19 @@ def ict_archive(shared_dir: Path) -> Path:
     if not path.exists():
         pytest.fail(f"ICT-FaceKit archive not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def ict_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """$VITDECA_HOME if set (CI shares its cache), else a fresh folder for this test session."""
+    home = os.environ.get("VITDECA_HOME")
+    return Path(home) if home else tmp_path_factory.mktemp("vitdeca_home")
+
+
+@pytest.fixture(scope="session")
+def ict_head(ict_archive: Path, ict_home: Path):
+    """The ICT-FaceKit head model (``load_head_model("ict")``), converted once per session from the
+    ``ict_archive`` fixture into ``ict_home``. Treat it as read-only (it is shared)."""
+    from vitdeca.head import load_head_model
+
+    return load_head_model("ict", source=ict_archive, home=ict_home)

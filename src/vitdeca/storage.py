@@ -44,7 +44,8 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     except OSError as exc:
         raise VitdecaError(f"{final.parent}: cannot create folder ({exc.strerror})") from exc
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=(final.suffix if suffix is None else suffix) + ".tmp",
+        prefix=f".{final.name}.",
+        suffix=(final.suffix if suffix is None else suffix) + ".tmp",
         dir=final.parent,
     )
     os.close(fd)

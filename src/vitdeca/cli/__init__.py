@@ -14,6 +14,12 @@ from vitdeca.errors import VitdecaError
 
 # Module names under vitdeca.cli, in the order ``vitdeca --help`` lists them.
 SUBCOMMANDS: list[str] = [
+    "reconstruct",
+    "fit",
+    "transfer",
+    "annotate",
+    "assets",
+    "eval",
 ]
 
 log = logging.getLogger("vitdeca")

@@ -58,3 +58,14 @@ class HeadModel(nn.Module):
     def checksum(self) -> str:
         """Identity of the loaded model data (name + content hash), stored in checkpoints."""
         raise NotImplementedError
+
+    def check_codes(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> None:
+        """Raise ValueError (a bug, not a user error) unless the codes have the model's sizes."""
+        batch = shape.shape[0]
+        for label, code, size in (
+            ("shape", shape, self.n_shape),
+            ("expression", expression, self.n_expression),
+            ("pose", pose, self.n_pose),
+        ):
+            if code.ndim != 2 or tuple(code.shape) != (batch, size):
+                raise ValueError(f"{self.name}: {label} must be ({batch},{size}), got {tuple(code.shape)}")

@@ -1,0 +1,176 @@
+"""``vitdeca eval``: evaluations, one sub-subcommand each (``now``, ``landmarks``).
+
+To add one, write ``_add_<name>(sub)`` that registers its parser with ``func`` set, and append it to
+``EVALUATIONS``. Exit status of every evaluation: 0 when everything was evaluated, 1 when some inputs
+were missing or malformed (the report lists them), 2 on user errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def _add_now(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "now",
+        help="NoW scan-to-mesh error of a folder of predictions",
+        description="The NoW benchmark protocol (landmark similarity alignment, face crop, rigid+scale "
+        "refinement, scan-to-mesh distances) on a NoW-layout dataset. Writes summary.json, "
+        "per_image.csv and cumulative_error.png.",
+    )
+    parser.add_argument(
+        "--predictions",
+        required=True,
+        metavar="DIR",
+        help="DIR/SUBJECT/CATEGORY/IMAGE.obj|.ply and IMAGE.npy|.txt (7x3 landmarks), or the output of "
+        "'vitdeca reconstruct --save now --out DIR/SUBJECT/CATEGORY' (IMAGE/IMAGE_neutral.obj, ...)",
+    )
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="NOW_DIR",
+        help="NoW folder with imagepaths*.txt, scans/ and scans_lmks_onlypp/",
+    )
+    parser.add_argument("--split", choices=("val", "test"), default="val", help="image list (default: val)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        metavar="N",
+        help="parallel processes (default: number of CPUs, at most 8)",
+    )
+    parser.add_argument(
+        "--save-distances", action="store_true", help="also write every distance to distances.npz (large)"
+    )
+    parser.set_defaults(func=_run_now)
+
+
+def _run_now(args: argparse.Namespace) -> int:
+    from vitdeca.errors import VitdecaError
+    from vitdeca.evaluation.now_dataset import evaluate_now
+    from vitdeca.evaluation.now_report import write_report
+
+    if args.workers < 1:
+        raise VitdecaError("--workers must be at least 1")
+    results = evaluate_now(args.predictions, args.dataset, args.split, args.workers, progress=not args.quiet)
+    summary = write_report(
+        results,
+        args.out,
+        save_distances=args.save_distances,
+        split=args.split,
+        dataset=str(args.dataset),
+        predictions=str(args.predictions),
+    )
+    stats = "  ".join(f"{k} {summary[k]:.4f}" for k in ("median", "mean", "std") if summary[k] is not None)
+    print(f"NoW {args.split}: {summary['count']}/{summary['expected']} images  {stats}  -> {args.out}")
+    return _report_gaps(summary, ("missing", "malformed"))
+
+
+def _add_landmarks(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "landmarks",
+        help="NME of 68-point 2D landmarks against annotations",
+        description="Normalised mean error of 68 landmarks per annotated face, normalised by the "
+        "outer-eye-corner distance and by the landmark box size. Writes landmarks_nme.json and .csv.",
+    )
+    parser.add_argument(
+        "--annotations",
+        required=True,
+        metavar="FILE",
+        help="dlib imglab .xml with 68 parts, or a folder of <stem>.npy (68x2 or Kx68x2)",
+    )
+    parser.add_argument(
+        "--predictions",
+        required=True,
+        metavar="DIR|detector:BACKEND",
+        help="folder of <stem>_landmarks2d.npy (or see --pattern), or detector:dlib etc. "
+        "to run vitdeca.faces on the images",
+    )
+    parser.add_argument(
+        "--images", metavar="DIR", help="folder of the annotated images (default: the annotations' folder)"
+    )
+    parser.add_argument(
+        "--pattern",
+        action="append",
+        metavar="PATTERN",
+        help="prediction file pattern relative to --predictions, with {parent} and {stem} "
+        "(repeatable; default: {parent}/{stem}_landmarks2d.npy, "
+        "{parent}/{stem}/{stem}_landmarks2d.npy, {parent}/{stem}.npy)",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+    parser.set_defaults(func=_run_landmarks)
+
+
+def _run_landmarks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vitdeca.evaluation.landmarks import (
+        DEFAULT_PATTERNS,
+        evaluate_landmarks,
+        read_annotations,
+        write_landmark_report,
+    )
+
+    annotations_path = Path(args.annotations)
+    images = (
+        Path(args.images)
+        if args.images
+        else (annotations_path if annotations_path.is_dir() else annotations_path.parent)
+    )
+    annotations = read_annotations(annotations_path, images)
+    patterns = tuple(args.pattern) if args.pattern else DEFAULT_PATTERNS
+    results = evaluate_landmarks(annotations, args.predictions, images, patterns, progress=not args.quiet)
+    summary = write_landmark_report(
+        results, args.out, annotations=str(annotations_path), predictions=str(args.predictions)
+    )
+    eye, box = summary["nme_outer_eye"], summary["nme_box"]
+    stats = (
+        f"NME(outer eye) median {eye['median']:.4f}  NME(box) median {box['median']:.4f}"
+        if summary["count"]
+        else ""
+    )
+    print(f"landmarks: {summary['count']}/{summary['expected']} faces  {stats}  -> {args.out}")
+    return _report_gaps(summary, ("missing",))
+
+
+def _report_gaps(summary: dict, keys: tuple[str, ...]) -> int:
+    """Warn about missing/malformed inputs; 1 if there were any, else 0."""
+    import logging
+
+    log = logging.getLogger("vitdeca")
+    gaps = 0
+    for key in keys:
+        entries = summary[key]
+        gaps += len(entries)
+        if entries:
+            log.warning(
+                "%d %s (first: %s: %s); see the report",
+                len(entries),
+                key,
+                entries[0].get("image"),
+                entries[0].get("reason"),
+            )
+    return 1 if gaps else 0
+
+
+EVALUATIONS = [_add_now, _add_landmarks]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate reconstructions (NoW protocol, landmark NME)",
+        description="Evaluations. Exit status: 0 all inputs evaluated, 1 some missing or malformed "
+        "(listed in the report), 2 user error.",
+    )
+    sub = parser.add_subparsers(dest="evaluation", metavar="EVALUATION")
+    for add in EVALUATIONS:
+        add(sub)
+    parser.set_defaults(func=lambda args: _print_help(parser))
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2

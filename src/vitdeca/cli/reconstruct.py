@@ -1,0 +1,142 @@
+"""``vitdeca reconstruct INPUT... --out DIR``: 3D faces from photos, folders (recursive), globs and videos.
+
+With ``--checkpoint`` a trained model regresses the codes; without one every face is reconstructed by
+per-image fitting (``vitdeca fit`` exposes its options). Per input: ``DIR/<stem>/`` with the files chosen
+by ``--save``; ``DIR/summary.json`` records every input (ok / no_face / failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("vitdeca")
+
+DEMO_NAME = "astronaut.png"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "reconstruct",
+        help="reconstruct 3D faces from photos, folders and videos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_arguments(parser)
+    parser.add_argument(
+        "--checkpoint", metavar="PATH", help="a trained model (without one: per-image fitting, slower)"
+    )
+    parser.add_argument(
+        "--refine", action="store_true", help="with --checkpoint: refine the regressed codes by fitting"
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The input/output options shared by ``reconstruct`` and ``fit``."""
+    from vitdeca.pipeline.batch import DEFAULT_SAVE, SAVE_CHOICES
+
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image/video files, folders or globs")
+    parser.add_argument(
+        "-o", "--out", default="vitdeca_output", metavar="DIR", help="output folder (%(default)s)"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="also reconstruct the astronaut photo (scikit-image, public domain)",
+    )
+    parser.add_argument(
+        "--save",
+        default=",".join(DEFAULT_SAVE),
+        metavar="LIST",
+        help=f"comma list from {','.join(SAVE_CHOICES)} or 'all'; '+x' adds x to the defaults (%(default)s)",
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
+    parser.add_argument("--detector", default="dlib", help="face detector backend (%(default)s)")
+    parser.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="(%(default)s)")
+    parser.add_argument("--all-faces", action="store_true", help="every detected face (default: the largest)")
+    parser.add_argument(
+        "--detail", action=argparse.BooleanOptionalAction, default=True, help="run the detail branch (on)"
+    )
+    parser.add_argument(
+        "--smooth", action=argparse.BooleanOptionalAction, default=True, help="videos: smooth codes over time"
+    )
+    parser.add_argument("--frames", action="store_true", help="videos: also write the per-frame files")
+    parser.add_argument("--max-frames", type=_positive_int, metavar="N", help="videos: read at most N frames")
+    parser.add_argument("--overwrite", action="store_true", help="redo inputs whose output folder exists")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def run_options(args: argparse.Namespace):
+    """The :class:`~vitdeca.pipeline.batch.RunOptions` of the parsed arguments."""
+    from vitdeca.pipeline.batch import RunOptions, parse_save
+
+    return RunOptions(
+        save=parse_save(args.save),
+        overwrite=args.overwrite,
+        all_faces=args.all_faces,
+        smooth=args.smooth,
+        video_frames=args.frames,
+        max_frames=args.max_frames,
+        batch_size=args.batch_size,
+        progress=not (args.no_progress or getattr(args, "quiet", False)),
+    )
+
+
+def input_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """Check the output folder, expand the inputs (adding the demo photo); returns (out, paths)."""
+    from vitdeca.errors import VitdecaError
+    from vitdeca.media import expand_inputs, save_png
+    from vitdeca.pipeline.batch import prepare_output_dir
+
+    if not args.inputs and not args.demo:
+        raise VitdecaError("no input: give image/video files, folders or globs (or --demo)")
+    out = prepare_output_dir(args.out)
+    paths = expand_inputs(args.inputs) if args.inputs else []
+    if args.demo:
+        from skimage import data
+
+        demo = out / "inputs" / DEMO_NAME
+        if not demo.exists():
+            save_png(demo, data.astronaut())
+        paths.append(demo.resolve())
+    return out, paths
+
+
+def execute(args: argparse.Namespace, make_reconstructor) -> int:
+    """Expand inputs, build the reconstructor, run the batch, print the counts; the exit status."""
+    from vitdeca.pipeline.batch import BatchRunner
+
+    out, paths = input_paths(args)
+    options = run_options(args)
+    rec = make_reconstructor()
+    summary = BatchRunner(rec, out, options).run(paths)
+    print(summary.line())
+    return 1 if summary.counts["failed"] else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitdeca.pipeline import Reconstructor
+
+    def make():
+        return Reconstructor.from_pretrained(
+            args.checkpoint,
+            device=args.device,
+            detector=args.detector,
+            detail=args.detail,
+            refine=args.refine,
+        )
+
+    return execute(args, make)

@@ -1,0 +1,135 @@
+"""``FaceDataset``: the faces of an annotated dataset (``vitdeca annotate``) as network inputs.
+
+Each item reads the original image, crops it as DECA does (fixed ``scale`` or a random
+:class:`~vitdeca.data.augment.Augmentation`), and moves the landmarks and the mask through the same
+matrix. Randomness is a pure function of (seed, epoch, index), so items are reproducible whatever the
+DataLoader worker that loads them; call :meth:`FaceDataset.set_epoch` each epoch (with
+``persistent_workers=True`` the workers keep the epoch they were started with).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vitdeca.data.augment import Augmentation, colour_jitter, jittered_square
+from vitdeca.data.manifest import MANIFEST_NAME, STATUS_OK, read_manifest, read_meta
+from vitdeca.errors import VitdecaError
+from vitdeca.faces.geometry import (
+    DEFAULT_SCALE,
+    DEFAULT_SIZE,
+    compose,
+    crop_square,
+    invert_similarity,
+    square_matrix,
+    transform_points,
+    warp_image,
+)
+from vitdeca.faces.image_io import DEFAULT_MAX_PIXELS, read_image
+from vitdeca.faces.masks import landmark_mask
+
+MASK_SOURCES = ("auto", "landmarks", "file")
+
+
+class FaceSample(NamedTuple):
+    """One item (the default collate stacks each field): ``image`` (3,S,S) float32 [0,1], ``landmarks``
+    (68,2) crop pixels, ``mask`` (1,S,S) float32 {0,1}, ``identity`` int64, ``index`` int64 (position in
+    the dataset), ``matrix`` (2,3) float64 original → crop."""
+
+    image: torch.Tensor
+    landmarks: torch.Tensor
+    mask: torch.Tensor
+    identity: torch.Tensor
+    index: torch.Tensor
+    matrix: torch.Tensor
+
+
+class FaceDataset(Dataset):
+    """Faces with status ``ok`` from ``dataset_dir/manifest.jsonl``.
+
+    ``image_root`` overrides the folder recorded in ``dataset.json``. ``mask_source``: ``"auto"`` uses a
+    saved mask when the record has one and the landmark mask otherwise; ``"landmarks"`` always draws it
+    from the landmarks; ``"file"`` requires saved masks. Files directly in the image root have no
+    identity folder: each becomes its own one-image identity.
+    """
+
+    def __init__(
+        self, dataset_dir: str | os.PathLike, image_root: str | os.PathLike | None = None,
+        size: int = DEFAULT_SIZE, scale: float = DEFAULT_SCALE, augmentation: Augmentation | None = None,
+        seed: int = 0, mask_source: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:  # fmt: skip
+        if mask_source not in MASK_SOURCES:
+            raise VitdecaError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
+        self.dataset_dir = Path(dataset_dir)
+        meta = read_meta(self.dataset_dir) or {}
+        root = image_root or meta.get("image_root")
+        if root is None:
+            raise VitdecaError(f"{self.dataset_dir}: no dataset.json; pass image_root")
+        self.image_root = Path(root)
+        self.records = [
+            r for r in read_manifest(self.dataset_dir / MANIFEST_NAME) if r["status"] == STATUS_OK
+        ]
+        if not self.records:
+            raise VitdecaError(f"{self.dataset_dir / MANIFEST_NAME}: no usable faces (status ok)")
+        names = [r["identity"] if r["identity"] is not None else f"/{r['image']}" for r in self.records]
+        self.identities: list[str] = sorted(set(names))
+        lookup = {name: k for k, name in enumerate(self.identities)}
+        self.identity_index = np.array([lookup[name] for name in names], dtype=np.int64)
+        self.size, self.scale, self.augmentation = size, scale, augmentation
+        self.seed, self.epoch, self.mask_source, self.max_pixels = seed, 0, mask_source, max_pixels
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _square(self, landmarks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        if self.augmentation is None:
+            return crop_square(landmarks, self.scale)
+        return jittered_square(landmarks, self.augmentation, rng)
+
+    def __getitem__(self, index: int) -> FaceSample:
+        record = self.records[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        landmarks = np.asarray(record["landmarks"], dtype=np.float64)
+        image = read_image(self._image_path(record["image"]), max_pixels=self.max_pixels)
+        matrix = square_matrix(*self._square(landmarks, rng), self.size)
+        crop = warp_image(image, matrix, self.size).astype(np.float32) / 255.0
+        if self.augmentation is not None and self.augmentation.colour is not None:
+            crop = colour_jitter(crop, self.augmentation.colour, rng)
+        crop_landmarks = transform_points(landmarks, matrix)
+        mask = self._mask(record, matrix, crop_landmarks)
+        return FaceSample(
+            image=torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+            landmarks=torch.from_numpy(crop_landmarks.astype(np.float32)),
+            mask=torch.from_numpy(mask.astype(np.float32)[None]),
+            identity=torch.tensor(self.identity_index[index]),
+            index=torch.tensor(index, dtype=torch.int64),
+            matrix=torch.from_numpy(matrix),
+        )
+
+    def _image_path(self, image: str) -> Path:
+        path = Path(image)
+        return path if path.is_absolute() else self.image_root / path
+
+    def _mask(self, record: dict, matrix: np.ndarray, crop_landmarks: np.ndarray) -> np.ndarray:
+        """Bool (S,S) mask in the new crop: the saved one warped over, or drawn from the landmarks."""
+        saved = record.get("mask")
+        if self.mask_source == "landmarks" or (saved is None and self.mask_source == "auto"):
+            return landmark_mask(crop_landmarks, self.size, self.size)
+        if saved is None or record.get("crop_matrix") is None:
+            raise VitdecaError(f"{record['image']}: no saved mask in the manifest (mask_source='file')")
+        path = self.dataset_dir / saved
+        stored = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if stored is None:
+            raise VitdecaError(f"{path}: cannot read the saved mask")
+        to_new = compose(matrix, invert_similarity(np.asarray(record["crop_matrix"], dtype=np.float64)))
+        return warp_image(stored.astype(np.float32) / 255.0, to_new, self.size) >= 0.5

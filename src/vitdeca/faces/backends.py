@@ -1,0 +1,200 @@
+"""The face backends: ``dlib`` (default), ``mtcnn`` and ``fan`` (optional, online).
+
+- ``dlib``: dlib's HOG frontal-face detector + the 68-point shape predictor shipped by the
+  ``face_recognition_models`` wheel (found with importlib, never imported: that package's ``__init__``
+  needs ``pkg_resources``, which new setuptools no longer provides).
+- ``mtcnn``: facenet-pytorch's MTCNN (weights in its wheel) for boxes and 5 key points, then the same dlib
+  68-point predictor, run in a dlib-style box derived from the 5 points (see :func:`box_from_five_points`).
+- ``fan``: the ``face-alignment`` package (S3FD detector + FAN 68 points). Its weights are downloaded on
+  first use; offline that fails with a :class:`VitdecaError`.
+
+dlib coordinates are integer pixel indices: a part (x, y) is the centre of pixel (row y, col x), i.e.
+(x + 0.5, y + 0.5) in our frame; a dlib rectangle (left, top, right, bottom) is inclusive, i.e. the box
+[left, top, right + 1, bottom + 1].
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from vitdeca.errors import VitdecaError
+from vitdeca.faces.detect import Detection, FaceBackend
+
+DLIB_LANDMARKS_FILE = "shape_predictor_68_face_landmarks.dat"
+
+# dlib-style box from MTCNN's 5 points (eyes e_l, e_r, nose n, mouth corners m_l, m_r), fitted by least
+# squares to the dlib HOG boxes of 92 faces in ../shared/faces (median landmark NME vs the dlib backend
+# 0.011). With e = eye midpoint, m = mouth midpoint:
+#   centre = e + 0.475 (m − e) + 0.084 (n − (e + m)/2),  side = 0.432 |m − e| + 1.854 |e_r − e_l|.
+_CENTRE_ALONG, _CENTRE_NOSE, _SIDE_EYE_MOUTH, _SIDE_EYES = 0.475, 0.084, 0.432, 1.854
+
+
+def dlib_landmarks_path() -> Path:
+    """Path of ``shape_predictor_68_face_landmarks.dat`` inside the installed face_recognition_models."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise VitdecaError("the dlib landmark model is missing: pip install face_recognition_models")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "models" / DLIB_LANDMARKS_FILE
+        if path.is_file():
+            return path
+    raise VitdecaError(f"face_recognition_models is installed but has no models/{DLIB_LANDMARKS_FILE}")
+
+
+@functools.lru_cache(maxsize=2)
+def _shape_predictor(path: str):  # noqa: ANN202 - dlib type
+    import dlib
+
+    try:
+        return dlib.shape_predictor(path)
+    except RuntimeError as exc:
+        raise VitdecaError(f"{path}: cannot load the dlib shape predictor ({exc})") from exc
+
+
+def to_dlib_rectangle(box: np.ndarray):  # noqa: ANN201 - dlib type
+    """Box [x0,y0,x1,y1] (pixel edges) → inclusive dlib.rectangle of pixel indices."""
+    import dlib
+
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    return dlib.rectangle(x0, y0, max(x1 - 1, x0), max(y1 - 1, y0))
+
+
+def predict_dlib_landmarks(image: np.ndarray, box: np.ndarray, model_path: str | None = None) -> np.ndarray:
+    """dlib's 68 landmarks (68,2) in the pixel-centre frame, predicted inside ``box`` [x0,y0,x1,y1]."""
+    predictor = _shape_predictor(str(model_path or dlib_landmarks_path()))
+    shape = predictor(image, to_dlib_rectangle(box))
+    return np.array([[shape.part(k).x, shape.part(k).y] for k in range(68)], dtype=np.float64) + 0.5
+
+
+def box_from_five_points(points: np.ndarray) -> np.ndarray:
+    """A dlib-HOG-like square box [x0,y0,x1,y1] from 5 key points (eyes, nose, mouth corners) (5,2)."""
+    points = np.asarray(points, dtype=np.float64)
+    eyes, mouth = (points[0] + points[1]) / 2, (points[3] + points[4]) / 2
+    centre = eyes + _CENTRE_ALONG * (mouth - eyes) + _CENTRE_NOSE * (points[2] - (eyes + mouth) / 2)
+    side = _SIDE_EYE_MOUTH * np.linalg.norm(mouth - eyes) + _SIDE_EYES * np.linalg.norm(points[1] - points[0])
+    return np.concatenate([centre - side / 2, centre + side / 2])
+
+
+class DlibBackend(FaceBackend):
+    """dlib HOG detector (``upsample`` doublings of the image first: 1 finds faces down to ~40 px)."""
+
+    name = "dlib"
+
+    def __init__(self, upsample: int = 1, model_path: str | None = None) -> None:
+        import dlib
+
+        self.upsample = int(upsample)
+        self.model_path = str(model_path or dlib_landmarks_path())
+        self.detector = dlib.get_frontal_face_detector()
+        _shape_predictor(self.model_path)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        rects, scores, _ = self.detector.run(image, self.upsample, 0.0)
+        return [
+            Detection(box=np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64), score=s)
+            for r, s in zip(rects, scores, strict=True)
+        ]
+
+    def landmarks(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        return predict_dlib_landmarks(image, detection.box, self.model_path)
+
+
+class MtcnnBackend(FaceBackend):
+    """facenet-pytorch MTCNN boxes (probability ≥ ``min_score``) + dlib's 68-point predictor."""
+
+    name = "mtcnn"
+
+    def __init__(
+        self, min_face_size: int = 20, min_score: float = 0.9, model_path: str | None = None
+    ) -> None:
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as exc:
+            raise VitdecaError(
+                f"the 'mtcnn' backend needs facenet-pytorch: pip install --no-deps facenet-pytorch ({exc})"
+            ) from exc
+        self.mtcnn = MTCNN(keep_all=True, device="cpu", min_face_size=min_face_size, post_process=False)
+        self.min_score = float(min_score)
+        self.model_path = str(model_path or dlib_landmarks_path())
+        _shape_predictor(self.model_path)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        import torch
+
+        with torch.no_grad():
+            boxes, probs, points = self.mtcnn.detect(image, landmarks=True)
+        if boxes is None:
+            return []
+        return [
+            Detection(box=np.asarray(b, np.float64), score=float(p), points=np.asarray(k, np.float64))
+            for b, p, k in zip(boxes, probs, points, strict=True)
+            if float(p) >= self.min_score
+        ]
+
+    def landmarks(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        return predict_dlib_landmarks(image, box_from_five_points(detection.points), self.model_path)
+
+
+class FanBackend(FaceBackend):
+    """face-alignment's detector (``detector``: sfd, blazeface, ...) + 2D FAN landmarks."""
+
+    name = "fan"
+
+    def __init__(self, detector: str = "sfd", device: str = "cpu") -> None:
+        try:
+            import face_alignment
+        except ImportError as exc:
+            raise VitdecaError(
+                "the 'fan' backend needs the face-alignment package: pip install face-alignment "
+                f"(its weights download on first use) ({exc})"
+            ) from exc
+        kind = getattr(face_alignment.LandmarksType, "TWO_D", None) or face_alignment.LandmarksType._2D
+        try:
+            self.model = face_alignment.FaceAlignment(
+                kind, device=device, face_detector=detector, flip_input=False
+            )
+        except Exception as exc:  # noqa: BLE001 - network/cache failures surface as many types
+            raise VitdecaError(
+                f"face-alignment could not load its models ({type(exc).__name__}: {exc}); they are "
+                "downloaded on first use, so the 'fan' backend needs to be online once "
+                "(or use --backend dlib)"
+            ) from exc
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        try:
+            found = self.model.get_landmarks_from_image(image, return_bboxes=True, return_landmark_score=True)
+            landmarks, scores, boxes = found
+        except TypeError:  # face-alignment < 1.3: landmarks only
+            landmarks, scores, boxes = self.model.get_landmarks_from_image(image), None, None
+        hits = []
+        for k, points in enumerate(landmarks or []):
+            # FAN reports pixel-index coordinates (like dlib): shift to pixel centres.
+            points = np.asarray(points, np.float64)[:, :2] + 0.5
+            box = np.asarray(boxes[k][:4], np.float64) if boxes is not None else _points_box(points)
+            score = float(boxes[k][4]) if boxes is not None and len(boxes[k]) > 4 else _mean(scores, k)
+            hits.append(Detection(box=box, score=score, points=points))
+        return hits
+
+    def landmarks(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        return detection.points
+
+
+def _points_box(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points.min(axis=0), points.max(axis=0)])
+
+
+def _mean(scores: object, k: int) -> float:
+    return float(np.mean(scores[k])) if scores is not None else 1.0  # type: ignore[index]
+
+
+BACKENDS: dict[str, type[FaceBackend]] = {"dlib": DlibBackend, "mtcnn": MtcnnBackend, "fan": FanBackend}
+
+
+def register_backend(cls: type[FaceBackend]) -> type[FaceBackend]:
+    """Register a :class:`FaceBackend` subclass under its ``name`` (usable as a class decorator)."""
+    BACKENDS[cls.name] = cls
+    return cls

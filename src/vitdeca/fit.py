@@ -1,0 +1,403 @@
+"""Per-image fitting (analysis by synthesis): optimise the :class:`~vitdeca.codes.Codes` of a few crops.
+
+No network weights are needed. Stages run in the order of :attr:`FitConfig.stages`:
+
+1. ``landmarks`` — shape, expression, pose and camera against the detected 2D landmarks
+   (:func:`vitdeca.losses.landmark_loss` with DECA's weights, eye and lip closure), plus the code
+   regularisers. Only the head model and the camera run: each step costs milliseconds.
+2. ``photometric`` — the same plus :func:`vitdeca.losses.photometric_loss` between the crop and the render
+   (inside the landmark face mask × the render's coverage), now also optimising light and albedo. The
+   light starts from its least-squares solution for the current geometry.
+
+Everything uses Adam. Before the first stage, pose and camera start from a closed-form weak-perspective
+fit of the template's landmarks to the detected ones (:func:`initial_codes`). Expression codes of
+blend-shape models (ICT) stay in [0, 1].
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vitdeca import losses as L
+from vitdeca.codes import Codes
+from vitdeca.errors import VitdecaError
+
+log = logging.getLogger(__name__)
+
+STAGES = ("landmarks", "photometric")
+LOSSES = ("landmark", "eye", "lip", "photometric", "reg")
+_STAGE_CODES = {
+    "landmarks": ("shape", "expression", "pose", "camera"),
+    "photometric": ("shape", "expression", "pose", "camera", "light", "albedo"),
+}
+
+
+@dataclass
+class FitWeights:
+    """Weight of each loss term (0 switches a term off)."""
+
+    landmark: float = 1.0
+    eye: float = 1.0
+    lip: float = 0.5
+    photometric: float = 1.0
+    shape_reg: float = 2e-4
+    expression_reg: float = 1e-4
+    pose_reg: float = 0.0
+    albedo_reg: float = 1e-4
+    light_reg: float = 0.1
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`fit_codes` (YAML/``--set`` keys as the field names).
+
+    ``stages``: from :data:`STAGES`, run in this order; ``*_iterations``: Adam steps per stage; ``lr``:
+    the base learning rate, scaled per code by ``lr_scale``; ``losses``: the enabled terms from
+    :data:`LOSSES` (``reg`` = every code regulariser); ``expression_range``: bounds for blend-shape
+    expression weights ("auto": [0, 1] for ICT, none for PCA expressions).
+    """
+
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    landmark_iterations: int = 150
+    photometric_iterations: int = 20
+    lr: float = 0.01
+    lr_scale: dict[str, float] = field(
+        default_factory=lambda: {
+            "shape": 5.0,
+            "expression": 3.0,
+            "pose": 2.0,
+            "camera": 1.0,
+            "light": 5.0,
+            "albedo": 5.0,
+        }
+    )
+    losses: list[str] = field(default_factory=lambda: list(LOSSES))
+    weights: FitWeights = field(default_factory=FitWeights)
+    weighted_landmarks: bool = True
+    expression_range: str = "auto"
+
+    def iterations(self, stage: str) -> int:
+        return {"landmarks": self.landmark_iterations, "photometric": self.photometric_iterations}[stage]
+
+    def with_iterations(self, text: str) -> FitConfig:
+        """Set the iterations of the stages in order from ``"100,30"`` (one number per stage)."""
+        try:
+            counts = [int(v) for v in str(text).split(",") if v.strip()]
+        except ValueError:
+            raise VitdecaError(f"--iterations {text!r}: expected numbers like 100,30") from None
+        if not counts or len(counts) > len(self.stages) or min(counts) < 0:
+            raise VitdecaError(f"--iterations {text!r}: one count >= 0 per stage ({', '.join(self.stages)})")
+        names = {"landmarks": "landmark_iterations", "photometric": "photometric_iterations"}
+        changes = {names[stage]: n for stage, n in zip(self.stages, counts, strict=False)}
+        return dataclasses.replace(self, **changes)
+
+    def validated(self) -> FitConfig:
+        """Self, after checking stage and loss names and numbers (:class:`VitdecaError` otherwise)."""
+        for label, values, known in (("stages", self.stages, STAGES), ("losses", self.losses, LOSSES)):
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                raise VitdecaError(f"fit {label}: unknown {unknown[0]!r} (choose from {', '.join(known)})")
+        if self.landmark_iterations < 0 or self.photometric_iterations < 0 or self.lr <= 0:
+            raise VitdecaError("fit: iterations must be >= 0 and lr > 0")
+        if self.expression_range not in ("auto", "none"):
+            raise VitdecaError(f"fit expression_range: 'auto' or 'none', got {self.expression_range!r}")
+        return self
+
+    def weight(self, name: str) -> float:
+        """The weight of a term, 0 when its group is not in ``losses``."""
+        group = "reg" if name.endswith("_reg") else name
+        return getattr(self.weights, name) if group in self.losses else 0.0
+
+
+@dataclass
+class FitResult:
+    """Fitted codes, the per-image landmark NME after fitting (B,), the final loss terms and seconds."""
+
+    codes: Codes
+    nme: np.ndarray
+    losses: dict[str, float]
+    seconds: float
+
+
+def landmark_nme(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean point-to-point error over 68 landmarks divided by the target's outer-eye-corner distance
+    (iBUG 36 ↔ 45). pred, target (B,68,2) → (B,)."""
+    scale = (target[:, 36] - target[:, 45]).norm(dim=-1).clamp_min(1e-6)
+    return (pred - target).norm(dim=-1).mean(dim=1) / scale
+
+
+def initial_codes(model, landmarks: torch.Tensor, image_size: int) -> Codes:
+    """Neutral codes with pose and camera from a closed-form weak-perspective fit of the template's
+    landmarks to ``landmarks`` (B,68,2) crop pixels (a scaled orthographic Procrustes on points 17-67)."""
+    from scipy.spatial.transform import Rotation
+
+    from vitdeca.render import pixels_to_ndc
+
+    codes = model.neutral_codes(landmarks.shape[0])
+    with torch.no_grad():
+        zeros = [
+            torch.zeros(1, n, device=landmarks.device) for n in (model.head.n_shape, model.head.n_expression)
+        ]
+        pose0 = torch.zeros(1, model.head.n_pose, device=landmarks.device)
+        template = model.head(zeros[0], zeros[1], pose0).landmarks3d[0, 17:].double().cpu().numpy()
+    target = pixels_to_ndc(landmarks[:, 17:].double(), image_size, image_size).cpu().numpy()
+    cameras, poses = [], []
+    for points in target:
+        X = template - template.mean(0)
+        x = points - points.mean(0)
+        M = np.linalg.lstsq(X, x, rcond=None)[0].T  # (2,3): x ≈ M X
+        u, sv, vt = np.linalg.svd(M, full_matrices=False)
+        rows = u @ vt  # nearest matrix with orthonormal rows
+        rot = np.vstack([rows, np.cross(rows[0], rows[1])])
+        if np.linalg.det(rot) < 0:
+            rot[2] *= -1
+        s = float(sv.mean())
+        rotated = template @ rot.T
+        t = (points.mean(0) - s * rotated[:, :2].mean(0)) / s
+        cameras.append([s, *t])
+        poses.append(Rotation.from_matrix(rot).as_rotvec())
+    camera = torch.tensor(cameras, dtype=codes.camera.dtype, device=codes.camera.device)
+    pose = codes.pose.clone()
+    pose[:, :3] = torch.tensor(np.array(poses), dtype=pose.dtype, device=pose.device)
+    return codes.replace(camera=camera, pose=pose)
+
+
+class _Variables:
+    """The optimised tensors: codes as leaves, camera as (log-scale change, NDC shift) around its start."""
+
+    def __init__(self, codes: Codes) -> None:
+        self.start = codes.detach()
+        self.leaves = {
+            name: value.detach().clone().requires_grad_(True)
+            for name, value in codes.as_dict().items()
+            if value is not None and name != "camera"
+        }
+        batch = codes.batch_size
+        self.leaves["camera"] = torch.zeros(batch, 3, device=codes.camera.device, requires_grad=True)
+
+    def codes(self) -> Codes:
+        s0, t0 = self.start.camera[:, :1], self.start.camera[:, 1:]
+        delta = self.leaves["camera"]
+        camera = torch.cat([s0 * torch.exp(delta[:, :1]), t0 + delta[:, 1:] / s0], dim=1)
+        values = {name: self.leaves.get(name) for name in self.start.as_dict() if name != "camera"}
+        values = {k: (v if v is not None else self.start.as_dict()[k]) for k, v in values.items()}
+        return Codes(camera=camera, **values)
+
+    def optimizer(self, names: tuple[str, ...], config: FitConfig) -> torch.optim.Optimizer:
+        groups = [
+            {"params": [self.leaves[n]], "lr": config.lr * config.lr_scale.get(n, 1.0)}
+            for n in names
+            if n in self.leaves
+        ]
+        return torch.optim.Adam(groups)
+
+
+def _geometry_losses(config: FitConfig, codes: Codes, pred: torch.Tensor, target: torch.Tensor, size: int):
+    """Landmark, eye, lip and code-regulariser terms (name → weighted scalar)."""
+    weights = L.deca_landmark_weights(target.device) if config.weighted_landmarks else None
+    terms = {
+        "landmark": lambda: L.landmark_loss(pred, target, size, weights),
+        "eye": lambda: L.eye_closure_loss(pred, target, size),
+        "lip": lambda: L.lip_closure_loss(pred, target, size),
+        "shape_reg": lambda: L.code_regulariser(codes.shape),
+        "expression_reg": lambda: L.code_regulariser(codes.expression),
+        "pose_reg": lambda: L.code_regulariser(codes.pose),
+    }
+    return {name: config.weight(name) * fn() for name, fn in terms.items() if config.weight(name) > 0}
+
+
+def _appearance_losses(config: FitConfig, codes: Codes, recon, images, masks):
+    """Photometric term (inside ``masks`` × the render's coverage) and the albedo/light regularisers."""
+    terms = {
+        "photometric": lambda: L.photometric_loss(images, recon.image, masks * recon.alpha.detach()),
+        "albedo_reg": lambda: L.code_regulariser(codes.albedo),
+        "light_reg": lambda: L.light_regulariser(codes.light),
+    }
+    return {name: config.weight(name) * fn() for name, fn in terms.items() if config.weight(name) > 0}
+
+
+def _clamp_expression(variables: _Variables, bounds: tuple[float, float] | None) -> None:
+    if bounds is not None:
+        with torch.no_grad():
+            variables.leaves["expression"].clamp_(*bounds)
+
+
+def _expression_bounds(model, config: FitConfig) -> tuple[float, float] | None:
+    blendshapes = getattr(model.head, "name", "") == "ict"
+    return (0.0, 1.0) if config.expression_range == "auto" and blendshapes else None
+
+
+def solve_light(images: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor):
+    """Least-squares SH light (B,9,3) so that ``albedo · SH(normals) ≈ images`` inside ``mask``.
+
+    images, albedo, normals (B,3,H,W); mask (B,1,H,W). A tiny ridge (1e-4 of the mean diagonal) keeps
+    the solve stable when the visible normals span few directions.
+    """
+    from vitdeca.render import sh_basis
+
+    basis = sh_basis(normals, dim=1)  # (B,9,H,W)
+    out = []
+    for b in range(images.shape[0]):
+        m = mask[b, 0].reshape(-1) > 0.5
+        Y = basis[b].reshape(9, -1)[:, m].T  # (N,9)
+        channels = []
+        for c in range(3):
+            A = Y * albedo[b, c].reshape(-1)[m, None]
+            rhs = images[b, c].reshape(-1)[m]
+            gram = A.T @ A
+            gram = gram + 1e-4 * gram.diagonal().mean().clamp_min(1e-12) * torch.eye(
+                9, dtype=A.dtype, device=A.device
+            )
+            channels.append(torch.linalg.solve(gram, A.T @ rhs))
+        out.append(torch.stack(channels, dim=1))
+    return torch.stack(out)
+
+
+class LandmarkGeometry:
+    """(B,68,3) landmarks of codes, cheaply. For a linear blend-shape head with one global rotation (ICT:
+    ``vertices = R(pose) · (template + [shape, expression] · basis)``) only the landmark rows of the basis
+    are used (microseconds instead of the full mesh); any other head model runs its full forward."""
+
+    def __init__(self, head) -> None:
+        self.head = head
+        self.fast = getattr(head, "name", "") == "ict" and all(
+            hasattr(head, a) for a in ("basis", "template", "landmark_indices")
+        )
+        if self.fast:
+            idx = head.landmark_indices
+            columns = (idx[:, None] * 3 + torch.arange(3, device=idx.device)).reshape(-1)
+            self.basis = head.basis[:, columns].contiguous()
+            self.template = head.template[idx]
+
+    def __call__(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        if not self.fast:
+            return self.head(shape, expression, pose).landmarks3d
+        from vitdeca.head.lbs import batch_rodrigues, blend_shapes
+
+        points = blend_shapes(torch.cat([shape, expression], dim=1), self.basis, self.template)
+        return points @ batch_rodrigues(pose[:, :3]).transpose(1, 2)
+
+
+def landmarks2d(
+    model, codes: Codes, image_size: int, geometry: LandmarkGeometry | None = None
+) -> torch.Tensor:
+    """(B,68,2) crop-pixel landmarks of ``codes`` from the head model and camera only (no rendering)."""
+    from vitdeca.render import project_points
+
+    geometry = geometry or LandmarkGeometry(model.head)
+    points = geometry(codes.shape, codes.expression, codes.pose)
+    return project_points(points, codes.camera, image_size, image_size)
+
+
+def face_masks(images: torch.Tensor, landmarks: torch.Tensor, method: str = "skin") -> torch.Tensor:
+    """(B,1,H,W) photometric masks of crops (B,3,H,W) from their landmarks (B,68,2) (``vitdeca.faces``)."""
+    from vitdeca.faces import face_mask
+
+    rgb = (images.detach().clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    masks = [
+        face_mask(img, lmk, method=method)
+        for img, lmk in zip(rgb, landmarks.detach().cpu().numpy(), strict=True)
+    ]
+    return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(images.device)
+
+
+def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
+    """One Adam step, with gradients for the optimised codes only (not the model's weights)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = torch.autograd.grad(total, params, allow_unused=True)
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    optimizer.step()
+
+
+@contextlib.contextmanager
+def _single_thread():
+    """Fit on one thread: the ops are small, and thread hand-offs cost more than they save (10x and
+    erratic on a busy CPU; steady on one thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
+    optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
+    size = model.renderer.image_size[0]
+    geometry = LandmarkGeometry(model.head)
+    terms: dict[str, torch.Tensor] = {}
+    for _ in range(iterations):
+        codes = variables.codes()
+        terms = _geometry_losses(config, codes, landmarks2d(model, codes, size, geometry), target, size)
+        _step(optimizer, sum(terms.values()))
+        _clamp_expression(variables, bounds)
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def _run_photometric(model, variables: _Variables, images, target, masks, config, iterations, bounds):
+    size = images.shape[-1]
+    with torch.no_grad():
+        recon = model.decode(variables.codes(), detail=False)
+        mask = masks * recon.alpha
+        light = solve_light(images, recon.render.albedo_image, recon.normal_image, mask)
+        variables.leaves["light"].copy_(light)
+    optimizer = variables.optimizer(_STAGE_CODES["photometric"], config)
+    terms: dict[str, torch.Tensor] = {}
+    for _ in range(iterations):
+        codes = variables.codes()
+        recon = model.decode(codes, detail=False)
+        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size)
+        terms.update(_appearance_losses(config, codes, recon, images, masks))
+        _step(optimizer, sum(terms.values()))
+        _clamp_expression(variables, bounds)
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+@_single_thread()
+def fit_codes(
+    model,
+    images: torch.Tensor,
+    landmarks: torch.Tensor,
+    config: FitConfig | None = None,
+    init: Codes | None = None,
+    masks: torch.Tensor | None = None,
+) -> FitResult:
+    """Fit the codes of crops ``images`` (B,3,S,S) in [0,1] to their landmarks (B,68,2) crop pixels.
+
+    ``model``: a :class:`vitdeca.model.DecaModel` (its weights stay fixed); ``init``: starting codes
+    (default :func:`initial_codes`); ``masks`` (B,1,S,S): the photometric region (default
+    :func:`face_masks`). Images are fitted together but independently (every loss is a per-image mean).
+    """
+    config = (config or FitConfig()).validated()
+    start = time.perf_counter()
+    size = images.shape[-1]
+    landmarks = landmarks.to(images.dtype)
+    codes = init if init is not None else initial_codes(model, landmarks, size)
+    if codes.detail is not None:
+        codes = codes.replace(detail=codes.detail.detach())
+    variables = _Variables(codes)
+    bounds = _expression_bounds(model, config)
+    _clamp_expression(variables, bounds)
+    terms: dict[str, float] = {}
+    for stage in config.stages:
+        iterations = config.iterations(stage)
+        if iterations == 0:
+            continue
+        if stage == "landmarks":
+            terms = _run_landmarks(model, variables, landmarks, config, iterations, bounds)
+        else:
+            if masks is None:
+                masks = face_masks(images, landmarks)
+            terms = _run_photometric(model, variables, images, landmarks, masks, config, iterations, bounds)
+    fitted = variables.codes().detach()
+    with torch.no_grad():
+        nme = landmark_nme(landmarks2d(model, fitted, size), landmarks).cpu().numpy()
+    return FitResult(fitted, nme, terms, time.perf_counter() - start)

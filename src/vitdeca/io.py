@@ -1,0 +1,193 @@
+"""Files users keep: mesh export (OBJ with UVs + MTL + texture PNG, PLY, GLB).
+
+All writers are atomic (a crash never leaves a half-written file under the final name) and accept
+numpy arrays or torch tensors. Conventions: vertices (V,3) float in model units, faces (F,3)
+0-based with counter-clockwise (outward) winding, uv_coords (T,2) in [0,1] with v up, uv_faces (F,3)
+indices into uv_coords; a texture is (H,W,3) RGB, uint8 or float in [0,1], whose first row is v = 1
+(the usual OBJ/PNG convention).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitdeca.errors import VitdecaError
+from vitdeca.storage import atomic_path
+
+
+def _np(array: Any, dtype: Any, shape_tail: tuple[int, ...], name: str) -> np.ndarray:
+    """``array`` (numpy or torch) as a numpy array of ``dtype`` with shape (N, *shape_tail)."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    out = np.asarray(array, dtype=dtype)
+    if out.ndim != 1 + len(shape_tail) or out.shape[1:] != shape_tail:
+        raise ValueError(f"{name} must have shape (N,{','.join(map(str, shape_tail))}), got {out.shape}")
+    return out
+
+
+def _to_uint8(array: Any) -> np.ndarray:
+    """uint8 stays as is; floats in [0,1] are scaled to 0..255 and rounded."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    arr = np.asarray(array)
+    if arr.dtype == np.uint8:
+        return arr
+    return (np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def texture_uint8(texture: Any) -> np.ndarray:
+    """A texture (H,W,3) uint8 or float in [0,1] (numpy or torch) → (H,W,3) uint8."""
+    tex = _to_uint8(texture)
+    if tex.ndim != 3 or tex.shape[2] != 3:
+        raise ValueError(f"texture must be (H,W,3), got {tex.shape}")
+    return tex
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    except OSError as exc:
+        raise VitdecaError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+def _save_texture_png(path: Path, image: Any) -> Path:
+    """Write an RGB texture (H,W,3) uint8 or float in [0,1] as PNG, atomically."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(texture_uint8(image), mode="RGB").save(buffer, format="PNG")
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+    except OSError as exc:
+        raise VitdecaError(f"{path}: cannot write ({exc.strerror})") from exc
+    return path
+
+
+def _rows(tag: str, values: np.ndarray) -> str:
+    """One OBJ record per row, e.g. ``v x y z`` (one ``%`` call on the whole array: fast)."""
+    line = f"{tag} {' '.join(['%.8g'] * values.shape[1])}\n"
+    return (line * len(values)) % tuple(values.ravel().tolist())
+
+
+def _face_rows(faces: np.ndarray, uv_faces: np.ndarray | None, with_normals: bool) -> str:
+    """OBJ ``f`` records (1-based): ``v``, ``v/vt``, ``v//vn`` or ``v/vt/vn`` (normals indexed like v)."""
+    columns = [faces + 1]
+    if uv_faces is not None:
+        columns.append(uv_faces + 1)
+    if with_normals:
+        columns.append(faces + 1)
+    corner = {1: "%d", 2: "%d/%d", 3: "%d/%d/%d"}[len(columns)]
+    if uv_faces is None and with_normals:
+        corner = "%d//%d"
+    values = np.stack(columns, axis=2)  # (F,3 corners,k)
+    return (f"f {corner} {corner} {corner}\n" * len(faces)) % tuple(values.ravel().tolist())
+
+
+def save_obj(
+    path: str | os.PathLike,
+    vertices: Any,
+    faces: Any,
+    uv_coords: Any = None,
+    uv_faces: Any = None,
+    texture: Any = None,
+    normals: Any = None,
+) -> list[Path]:
+    """Write a triangle mesh as Wavefront OBJ; with a texture also ``<stem>.mtl`` and ``<stem>.png``.
+
+    vertices (V,3), faces (F,3), optional uv_coords (T,2) with uv_faces (F,3) (uv_faces may be omitted
+    when there is one UV per vertex, T == V), texture (H,W,3), normals (V,3) per vertex. A texture needs
+    UVs. Returns the files written, the OBJ first.
+    """
+    path = Path(path)
+    v = _np(vertices, np.float64, (3,), "vertices")
+    f = _np(faces, np.int64, (3,), "faces")
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise ValueError("faces index outside the vertex array")
+    has_uv = uv_coords is not None
+    if has_uv and uv_faces is None and len(uv_coords) == len(v):
+        uv_faces = f
+    if has_uv != (uv_faces is not None) or (texture is not None and not has_uv):
+        raise ValueError("uv_faces are needed unless there is one UV per vertex, and a texture needs UVs")
+    uv = _np(uv_coords, np.float64, (2,), "uv_coords") if has_uv else None
+    uvf = _np(uv_faces, np.int64, (3,), "uv_faces") if has_uv else None
+    if uvf is not None and (uvf.shape != f.shape or (uvf.size and (uvf.min() < 0 or uvf.max() >= len(uv)))):
+        raise ValueError("uv_faces must match faces and index inside uv_coords")
+    n = _np(normals, np.float64, (3,), "normals") if normals is not None else None
+    if n is not None and len(n) != len(v):
+        raise ValueError("normals must be per vertex (V,3)")
+    header, written = "# written by vitdeca\n", [path]
+    if texture is not None:
+        mtl, png = path.with_suffix(".mtl"), path.with_suffix(".png")
+        _save_texture_png(png, texture)
+        _write_text(mtl, f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\nmap_Kd {png.name}\n")
+        header += f"mtllib {mtl.name}\nusemtl material0\n"
+        written += [mtl, png]
+    body = [header, _rows("v", v)]
+    if uv is not None:
+        body.append(_rows("vt", uv))
+    if n is not None:
+        body.append(_rows("vn", n))
+    body.append(_face_rows(f, uvf, n is not None))
+    _write_text(path, "".join(body))
+    return written
+
+
+def _trimesh(vertices: Any, faces: Any, **kw: Any):
+    import trimesh
+
+    v = _np(vertices, np.float64, (3,), "vertices")
+    f = _np(faces, np.int64, (3,), "faces")
+    return trimesh.Trimesh(v, f, process=False, **kw)
+
+
+def _export(mesh: Any, path: Path, file_type: str) -> Path:
+    data = mesh.export(file_type=file_type)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+    except OSError as exc:
+        raise VitdecaError(f"{path}: cannot write ({exc.strerror})") from exc
+    return path
+
+
+def save_ply(path: str | os.PathLike, vertices: Any, faces: Any, vertex_colors: Any = None) -> Path:
+    """Write a binary PLY; vertex_colors (V,3) uint8 or float in [0,1] optional."""
+    colors = None if vertex_colors is None else _to_uint8(vertex_colors)
+    if colors is not None and (colors.ndim != 2 or colors.shape[1] != 3):
+        raise ValueError(f"vertex_colors must be (V,3), got {colors.shape}")
+    return _export(_trimesh(vertices, faces, vertex_colors=colors), Path(path), "ply")
+
+
+def save_glb(
+    path: str | os.PathLike,
+    vertices: Any,
+    faces: Any,
+    uv_coords: Any = None,
+    uv_faces: Any = None,
+    texture: Any = None,
+) -> Path:
+    """Write a binary glTF (GLB). With UVs (uv_faces as in :func:`save_obj`), vertices are split where UV
+    seams need it (glTF stores one UV per vertex); with a texture it becomes the base-colour map."""
+    if uv_coords is None:
+        return _export(_trimesh(vertices, faces), Path(path), "glb")
+    import trimesh
+    from PIL import Image
+
+    v = _np(vertices, np.float64, (3,), "vertices")
+    f = _np(faces, np.int64, (3,), "faces")
+    uv = _np(uv_coords, np.float64, (2,), "uv_coords")
+    uvf = f if uv_faces is None and len(uv) == len(v) else _np(uv_faces, np.int64, (3,), "uv_faces")
+    if uvf.shape != f.shape or uvf.min() < 0 or uvf.max() >= len(uv):
+        raise ValueError("uv_faces must match faces and index inside uv_coords")
+    pairs, corner_ids = np.unique(np.stack([f.reshape(-1), uvf.reshape(-1)], 1), axis=0, return_inverse=True)
+    image = Image.fromarray(texture_uint8(texture)) if texture is not None else None
+    visual = trimesh.visual.TextureVisuals(uv=uv[pairs[:, 1]], image=image)
+    mesh = trimesh.Trimesh(v[pairs[:, 0]], corner_ids.reshape(-1, 3), visual=visual, process=False)
+    return _export(mesh, Path(path), "glb")

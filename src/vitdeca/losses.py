@@ -1,0 +1,235 @@
+"""The training losses of DECA, one pure function per term: tensors in, a scalar tensor out.
+
+Conventions (shared by every function here):
+
+- ``B`` is the batch size; every loss is a mean over the batch, so a loss computed on a batch equals the
+  mean of the losses of equal halves of it (what DistributedDataParallel's gradient averaging assumes).
+  DECA sums some terms over the batch; where its weights meant a sum, the docstring says so.
+- 2D landmarks are (B,68,2) crop pixels (x right, y down) in the iBUG-68 order; the landmark terms first
+  map them to [-1, 1] with :func:`normalise_pixels`, as DECA does, so their weights do not depend on the
+  crop size.
+- Images are (B,3,H,W) float RGB in [0, 1]; masks are (B,1,H,W) in [0, 1] (broadcast over channels).
+
+Weights and switches live in the training config (``vitdeca.train.config.LossConfig``); the registry that
+applies them to a model's output is ``vitdeca.train.objective``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# iBUG-68 (0-based) upper/lower eyelid pairs: left eye (37,41), (38,40); right eye (43,47), (44,46).
+EYE_PAIRS: tuple[tuple[int, int], ...] = ((37, 41), (38, 40), (43, 47), (44, 46))
+# iBUG-68 (0-based) upper/lower inner-lip pairs: (61,67), (62,66), (63,65).
+LIP_PAIRS: tuple[tuple[int, int], ...] = ((61, 67), (62, 66), (63, 65))
+
+
+def normalise_pixels(points: torch.Tensor, image_size: int | tuple[int, int]) -> torch.Tensor:
+    """Crop pixels → [-1, 1]: ``x_n = 2 x / W − 1``, ``y_n = 2 y / H − 1``.
+
+    points (...,2) in pixels (x, y); image_size W (square) or (H, W). Returns (...,2).
+    """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    scale = points.new_tensor([2.0 / width, 2.0 / height])
+    return points * scale - 1.0
+
+
+def deca_landmark_weights(device: torch.device | str | None = None) -> torch.Tensor:
+    """DECA's per-landmark weights (68,) for :func:`landmark_loss` (its ``weighted_landmark_loss``).
+
+    1 everywhere, except: jaw points 5–6 and 10–11 → 2; nose 27–35 → 1.5, with nose tip 30 and the
+    nostril corners 31, 35 → 3; mouth 48–67 → 1.5, with the mouth corners 48, 54 → 3 (0-based indices).
+    """
+    w = torch.ones(68, device=device)
+    w[5:7] = 2.0
+    w[10:12] = 2.0
+    w[27:36] = 1.5
+    w[[30, 31, 35]] = 3.0
+    w[48:68] = 1.5
+    w[[48, 54]] = 3.0
+    return w
+
+
+def landmark_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    image_size: int | tuple[int, int],
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L_lmk: weighted L1 between predicted and target 2D landmarks in normalised coordinates.
+
+    With p̂, t̂ the landmarks mapped to [-1, 1] (:func:`normalise_pixels`) and w the weights:
+    ``L = Σ_b Σ_k w_bk (|p̂_bkx − t̂_bkx| + |p̂_bky − t̂_bky|) / (2 Σ_b Σ_k w_bk)``,
+    i.e. the mean absolute coordinate error when ``weights`` is None (all ones). This is DECA's
+    ``batch_kp_2d_l1_loss``; pass :func:`deca_landmark_weights` for its weighted variant, or per-image
+    weights (B,68) (e.g. detection confidences, 0 for missing points).
+
+    pred, target (B,68,2) crop pixels; weights None, (68,) or (B,68). Returns a scalar.
+    """
+    diff = (normalise_pixels(pred, image_size) - normalise_pixels(target, image_size)).abs().sum(-1)
+    if weights is None:
+        return diff.mean() / 2.0
+    w = weights.to(diff.dtype).expand_as(diff)
+    return (diff * w).sum() / (2.0 * w.sum()).clamp_min(1e-8)
+
+
+def _pair_distances(points: torch.Tensor, pairs: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """Euclidean distances (B,P) between the landmark pairs of (B,68,2) points."""
+    upper = points[:, [a for a, _ in pairs]]
+    lower = points[:, [b for _, b in pairs]]
+    return (upper - lower).norm(dim=-1)
+
+
+def eye_closure_loss(
+    pred: torch.Tensor, target: torch.Tensor, image_size: int | tuple[int, int]
+) -> torch.Tensor:
+    """L_eye: L1 between predicted and target eyelid openings (DECA's ``eyed_loss``).
+
+    With d(x) the distances between the upper/lower eyelid pairs :data:`EYE_PAIRS` of the landmarks in
+    [-1, 1] coordinates: ``L = mean_{b, pairs} |d(p̂) − d(t̂)|``. It constrains the relative position of
+    the eyelids (so blinks are captured) independently of where the eye sits.
+
+    pred, target (B,68,2) crop pixels. Returns a scalar.
+    """
+    d_pred = _pair_distances(normalise_pixels(pred, image_size), EYE_PAIRS)
+    d_target = _pair_distances(normalise_pixels(target, image_size), EYE_PAIRS)
+    return (d_pred - d_target).abs().mean()
+
+
+def lip_closure_loss(
+    pred: torch.Tensor, target: torch.Tensor, image_size: int | tuple[int, int]
+) -> torch.Tensor:
+    """L_lip: L1 between predicted and target inner-lip openings (DECA's ``lipd_loss``).
+
+    As :func:`eye_closure_loss` with the inner-lip pairs :data:`LIP_PAIRS`:
+    ``L = mean_{b, pairs} |d(p̂) − d(t̂)|``. pred, target (B,68,2) crop pixels. Returns a scalar.
+    """
+    d_pred = _pair_distances(normalise_pixels(pred, image_size), LIP_PAIRS)
+    d_target = _pair_distances(normalise_pixels(target, image_size), LIP_PAIRS)
+    return (d_pred - d_target).abs().mean()
+
+
+def photometric_loss(image: torch.Tensor, render: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_pho: masked L1 between the photo and the render, ``L = mean_{b,c,y,x} M ⊙ |I − R|``.
+
+    The mean runs over every pixel (not only the masked ones), as in DECA, so its weight 2 keeps DECA's
+    meaning. image, render (B,3,H,W); mask (B,1,H,W) or (B,3,H,W) in [0, 1]. Returns a scalar.
+    """
+    return (mask * (render - image).abs()).mean()
+
+
+def detail_photometric_loss(
+    image: torch.Tensor, detail_render: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """L_phoD: :func:`photometric_loss` of the render shaded with the detail normals (DECA's detail stage).
+
+    ``L = mean_{b,c,y,x} M ⊙ |I − R_detail|``; DECA compares in UV space after texture extraction, here
+    the comparison is in image space (same pixels, no resampling). Shapes as :func:`photometric_loss`.
+    """
+    return photometric_loss(image, detail_render, mask)
+
+
+def identity_loss(emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
+    """L_id: one minus the cosine similarity of identity embeddings, ``L = mean_b (1 − cos(a_b, b_b))``.
+
+    emb_a, emb_b (B,D) (need not be unit length). Returns a scalar in [0, 2].
+    """
+    return (1.0 - F.cosine_similarity(emb_a, emb_b, dim=1, eps=1e-8)).mean()
+
+
+def shape_swap_index(
+    n_identities: int, images_per_identity: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """For a batch laid out as P identities × K images (identity p owns rows p·K … p·K+K−1), the row j
+    whose shape code image i borrows for L_sc: another image of the same identity (j ≠ i when K > 1).
+
+    Each identity's rows are rotated by a random offset r ∈ [1, K−1], so the map is a permutation with
+    no fixed point. Returns (P·K,) long. With K = 1 it is the identity map (L_sc then adds nothing new).
+    """
+    p, k = n_identities, images_per_identity
+    rows = torch.arange(p * k).reshape(p, k)
+    if k == 1:
+        return rows.reshape(-1)
+    offsets = torch.randint(1, k, (p, 1), generator=generator)
+    cols = (torch.arange(k).reshape(1, k) + offsets) % k
+    return torch.gather(rows, 1, cols).reshape(-1)
+
+
+def swap_code(code: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The codes (B,N) with row i replaced by row ``index[i]`` (B,) — the L_sc input for one code."""
+    return code[index.to(code.device)]
+
+
+def code_regulariser(code: torch.Tensor) -> torch.Tensor:
+    """L_reg for one code: ``L = mean_b Σ_n c_bn² / 2`` (DECA sums over the batch too: our weight × B
+    equals its weight). code (B,N). Returns a scalar."""
+    return code.pow(2).sum(dim=1).mean() / 2.0
+
+
+def light_regulariser(light: torch.Tensor) -> torch.Tensor:
+    """DECA's light regulariser: spherical-harmonic lighting close to white,
+    ``L = mean_{b,k,c} (l_bkc − mean_c' l_bkc')²``. light (B,9,3) (SH band × RGB). Returns a scalar."""
+    return (light - light.mean(dim=2, keepdim=True)).pow(2).mean()
+
+
+def soft_symmetry_loss(displacement_uv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """DECA's soft symmetry on the UV displacement map: ``L = mean_b Σ_{u,v} M ⊙ |D − sg(flip_u(D))|``.
+
+    flip_u mirrors the UV map left–right (the UV layout is left–right symmetric about its centre column);
+    sg stops the gradient through the mirrored copy, as DECA does. M is a face-region UV mask (DECA: the
+    face region outside the visible part, so occluded details copy the visible side). The sum over UV
+    pixels keeps DECA's scale (weight 5e-3 at a 256² UV map); DECA also sums over the batch.
+
+    displacement_uv (B,1,S,S); mask None (all ones), (1,1,S,S) or (B,1,S,S). Returns a scalar.
+    """
+    diff = (displacement_uv - torch.flip(displacement_uv, dims=[-1]).detach()).abs()
+    if mask is not None:
+        diff = diff * mask
+    return diff.flatten(1).sum(dim=1).mean()
+
+
+def displacement_regulariser(displacement_uv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """L_regD: L1 on the UV displacements, ``L = mean_{b,u,v} M ⊙ |D|`` (DECA's ``z_reg``).
+
+    displacement_uv (B,1,S,S); mask None (all ones), (1,1,S,S) or (B,1,S,S). Returns a scalar.
+    """
+    values = displacement_uv.abs()
+    if mask is not None:
+        values = values * mask
+    return values.mean()
+
+
+def shading_smoothness_loss(shading: torch.Tensor) -> torch.Tensor:
+    """DECA's ``shading_smooth_loss`` (z_diff): squared finite differences of a shading map,
+    ``L = mean (S[y, x+1] − S[y, x])² + mean (S[y+1, x] − S[y, x])²`` over interior pixels.
+    shading (B,C,H,W). Returns a scalar."""
+    dx = shading[:, :, 1:-1, 1:] - shading[:, :, 1:-1, :-1]
+    dy = shading[:, :, 1:, 1:-1] - shading[:, :, :-1, 1:-1]
+    return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+def mrf_loss(
+    gen_features: torch.Tensor, target_features: torch.Tensor, bias: float = 1.0, sigma: float = 0.5
+) -> torch.Tensor:
+    """The implicit-diversified Markov-random-field term of ID-MRF on one feature layer (DECA's detail stage).
+
+    Features are centred on the target's mean feature (per channel over its pixels, as the original ID-MRF;
+    DECA's port centres each pixel on its channel mean) and L2-normalised per pixel. For generated pixel i
+    and target pixel j the cosine distance is d_ij = (1 − cos_ij)/2; it is made relative to the nearest
+    target of i, d̃_ij = d_ij / (min_j' d_ij' + 1e-5), turned into a similarity
+    w_ij = exp((bias − d̃_ij)/sigma) and normalised over the targets j (w̄). Then
+    ``L = mean_b −log(mean_j max_i w̄_ij)``: near 0 when every target feature has a generated pixel that
+    matches it and no other target (DECA sums over the batch).
+
+    gen_features, target_features (B,C,h,w). Returns a scalar.
+    """
+    mean_t = target_features.mean(dim=(2, 3), keepdim=True)
+    gen = F.normalize((gen_features - mean_t).flatten(2), dim=1)  # (B,C,Ng)
+    tar = F.normalize((target_features - mean_t).flatten(2), dim=1)  # (B,C,Nt)
+    dist = (1.0 - torch.bmm(tar.transpose(1, 2), gen)) / 2.0  # (B,Nt,Ng): [b, j, i]
+    relative = dist / (dist.min(dim=1, keepdim=True).values + 1e-5)
+    similarity = torch.exp((bias - relative) / sigma)
+    similarity = similarity / similarity.sum(dim=1, keepdim=True)
+    best = similarity.max(dim=2).values  # (B,Nt): best generated match of each target pixel
+    return -torch.log(best.mean(dim=1)).mean()

@@ -1,0 +1,309 @@
+"""The DECA-style reconstructor: ``encode`` images → :class:`Codes`; ``decode`` → :class:`Reconstruction`.
+
+Stages stay apart: the head model (:mod:`vitdeca.head`) turns codes into vertices, the renderer
+(:mod:`vitdeca.render`) turns vertices into images, the networks (:mod:`vitdeca.nn`) turn images into codes.
+This module only wires them and owns the checkpoint format.
+
+Code priors (so that zero network outputs give a sensible face in the middle of the crop):
+camera scale ``s = s0 · exp(raw_s)`` with ``s0`` chosen so the template's 68 landmarks span 1/1.25 of the
+crop (DECA's crop scale); translation ``t = raw_t / s0 − c`` with ``c`` the template landmarks' centre, so a
+raw translation is an NDC offset; light ``= raw + ambient`` where ``ambient`` makes band 0 give unit shading.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vitdeca import __version__
+from vitdeca.codes import N_DETAIL, CodeLayout, Codes
+from vitdeca.config import from_dict, to_dict
+from vitdeca.errors import VitdecaError
+from vitdeca.head.base import HeadModel
+from vitdeca.render import MeshRenderer, RenderOutput, project_points, shade
+from vitdeca.render.shading import SH_CONSTANTS
+from vitdeca.storage import atomic_path
+
+DECA_CROP_SCALE = 1.25
+DETAIL_MAX_MM = 10.0  # DECA's displacement bound (tanh · 0.01 m)
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a model's architecture (saved inside every checkpoint)."""
+
+    encoder: str = "vit_small_patch16_224"
+    dropkey: float = 0.0
+    dropkey_schedule: str = "linear"
+    dropkey_end_factor: float = 0.0
+    pool: str = "token"
+    pretrained: str | None = None
+    detail_encoder: str | None = None  # None: the same architecture as ``encoder``
+    head_model: str = "ict"
+    head_path: str | None = None  # FLAME: the user's generic_model.pkl (else $VITDECA_FLAME)
+    n_shape: int | None = None  # None: the head model's default
+    n_expression: int | None = None
+    n_albedo: int = 50
+    albedo_path: str | None = None  # a FLAME albedo .npz; None: learnable uniform-skin albedo
+    detail: bool = True
+    uv_size: int = 256
+    image_size: int = 224
+
+
+@dataclass
+class Reconstruction:
+    """What :meth:`DecaModel.decode` returns. Images are (B,C,H,W) in the crop's frame.
+
+    vertices (B,V,3) model units; landmarks3d (B,68,3); landmarks2d (B,68,2) crop pixels; image (B,3,H,W)
+    textured render; alpha (B,1,H,W); albedo_uv (B,3,S,S); shading (B,3,H,W); normal_image (B,3,H,W);
+    shape_image (B,3,H,W) grey shape render; depth (B,1,H,W); render: the coarse :class:`RenderOutput`
+    (fragments, screen vertices, uv grid). Detail branch (else None): displacement_uv (B,1,S,S) in model
+    units, uv_detail_normals (B,3,S,S), detail_normal_image (B,3,H,W), detail_image (B,3,H,W),
+    detail_shape_image (B,3,H,W).
+    """
+
+    codes: Codes
+    vertices: torch.Tensor
+    landmarks3d: torch.Tensor
+    landmarks2d: torch.Tensor
+    image: torch.Tensor
+    alpha: torch.Tensor
+    albedo_uv: torch.Tensor
+    shading: torch.Tensor
+    normal_image: torch.Tensor
+    shape_image: torch.Tensor
+    depth: torch.Tensor
+    render: RenderOutput = field(repr=False)
+    displacement_uv: torch.Tensor | None = None
+    uv_detail_normals: torch.Tensor | None = None
+    detail_normal_image: torch.Tensor | None = None
+    detail_image: torch.Tensor | None = None
+    detail_shape_image: torch.Tensor | None = None
+
+
+def build_head(config: ModelConfig) -> HeadModel:
+    """The head model a config names (with its code sizes)."""
+    from vitdeca.head import load_head_model
+
+    kwargs: dict[str, Any] = {}
+    if config.head_path is not None:
+        kwargs["path"] = config.head_path
+    if config.n_shape is not None:
+        kwargs["n_shape"] = config.n_shape
+    if config.n_expression is not None:
+        kwargs["n_expression"] = config.n_expression
+    return load_head_model(config.head_model, **kwargs)
+
+
+class DecaModel(nn.Module):
+    """Coarse encoder E_c, detail encoder E_d, head model, albedo decoder D_A, detail decoder, renderer."""
+
+    def __init__(self, config: ModelConfig | None = None, head: HeadModel | None = None):
+        from vitdeca.nn import AlbedoDecoder, DetailDecoder, build_encoder
+
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        self.head = head if head is not None else build_head(config)
+        self.layout = CodeLayout(self.head.n_shape, self.head.n_expression, self.head.n_pose, config.n_albedo)
+        enc = dict(
+            dropkey=config.dropkey,
+            dropkey_schedule=config.dropkey_schedule,
+            dropkey_end_factor=config.dropkey_end_factor,
+            pretrained=config.pretrained,
+            pool=config.pool,
+            img_size=config.image_size,
+        )
+        self.encoder = build_encoder(config.encoder, self.layout.n_coarse, **enc)
+        if config.albedo_path:
+            self.albedo = AlbedoDecoder.from_flame_file(
+                config.albedo_path, n_albedo=config.n_albedo, uv_size=config.uv_size
+            )
+        else:
+            self.albedo = AlbedoDecoder(n_albedo=config.n_albedo, uv_size=config.uv_size)
+        self.renderer = MeshRenderer(
+            self.head.faces,
+            self.head.uv_coords,
+            self.head.uv_faces,
+            image_size=config.image_size,
+            uv_size=config.uv_size,
+        )
+        self.detail_encoder = self.detail_decoder = None
+        if config.detail:
+            self.detail_encoder = build_encoder(config.detail_encoder or config.encoder, N_DETAIL, **enc)
+            self.detail_decoder = DetailDecoder(
+                n_detail=N_DETAIL,
+                n_expression=self.head.n_expression,
+                n_pose=max(self.head.n_pose - 3, 0),
+                uv_size=config.uv_size,
+                out_scale=DETAIL_MAX_MM * self.head.units_per_mm,
+            )
+        self._register_priors()
+
+    def _register_priors(self) -> None:
+        with torch.no_grad():
+            zeros = [torch.zeros(1, n) for n in (self.head.n_shape, self.head.n_expression, self.head.n_pose)]
+            lmk = self.head(*zeros).landmarks3d[0, :, :2]
+        extent = (lmk.amax(0) - lmk.amin(0)).max()
+        self.register_buffer("camera_scale0", 2.0 / DECA_CROP_SCALE / extent, persistent=False)
+        self.register_buffer("camera_centre", (lmk.amax(0) + lmk.amin(0)) / 2, persistent=False)
+        ambient = torch.zeros(9, 3)
+        ambient[0] = 1.0 / SH_CONSTANTS[0]
+        self.register_buffer("ambient_light", ambient, persistent=False)
+
+    # ---- codes ------------------------------------------------------------------------------------------
+    def codes_from_vector(self, flat: torch.Tensor, detail: torch.Tensor | None = None) -> Codes:
+        """Raw encoder output (B, layout.n_coarse) → :class:`Codes` with the camera and light priors."""
+        codes = Codes.split(flat, self.layout, detail=detail)
+        raw = codes.camera
+        scale = self.camera_scale0 * torch.exp(raw[:, :1])
+        translation = raw[:, 1:] / self.camera_scale0 - self.camera_centre
+        return codes.replace(
+            camera=torch.cat([scale, translation], dim=1), light=codes.light + self.ambient_light
+        )
+
+    def neutral_codes(self, batch_size: int = 1) -> Codes:
+        """Codes of zero network output: the template, centred in the crop, under ambient light."""
+        device = self.camera_scale0.device
+        detail = torch.zeros(batch_size, N_DETAIL, device=device) if self.config.detail else None
+        return self.codes_from_vector(torch.zeros(batch_size, self.layout.n_coarse, device=device), detail)
+
+    def encode(self, images: torch.Tensor) -> Codes:
+        """images (B,3,H,W) float RGB in [0,1] (H = W = config.image_size) → :class:`Codes`."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise VitdecaError(f"encode: images must be (B,3,H,W), got {tuple(images.shape)}")
+        detail = self.detail_encoder(images) if self.detail_encoder is not None else None
+        return self.codes_from_vector(self.encoder(images), detail)
+
+    # ---- geometry and appearance ---------------------------------------------------------------------
+    def decode(
+        self, codes: Codes, detail: bool | None = None, background: torch.Tensor | None = None
+    ) -> Reconstruction:
+        """:class:`Codes` → :class:`Reconstruction`; ``detail`` defaults to "detail branch on and a code
+        given". ``background`` (B,3,H,W) is composited behind the renders (default black)."""
+        head = self.head(codes.shape, codes.expression, codes.pose)
+        size = self.renderer.image_size
+        albedo = self.albedo(codes.albedo)
+        out = self.renderer(head.vertices, codes.camera, albedo, codes.light, background=background)
+        recon = Reconstruction(
+            codes=codes,
+            vertices=head.vertices,
+            landmarks3d=head.landmarks3d,
+            landmarks2d=project_points(head.landmarks3d, codes.camera, *size),
+            image=out.image,
+            alpha=out.alpha,
+            albedo_uv=albedo,
+            shading=out.shading,
+            normal_image=out.normal_image,
+            shape_image=out.shape_image,
+            depth=out.depth,
+            render=out,
+        )
+        use_detail = (
+            self.detail_decoder is not None and codes.detail is not None if detail is None else detail
+        )
+        if use_detail:
+            self._decode_detail(recon, albedo, background)
+        return recon
+
+    def _decode_detail(
+        self, recon: Reconstruction, albedo: torch.Tensor, background: torch.Tensor | None
+    ) -> None:
+        if self.detail_decoder is None or recon.codes.detail is None:
+            raise VitdecaError("decode(detail=True) needs a model with the detail branch and a detail code")
+        codes, out = recon.codes, recon.render
+        recon.displacement_uv = self.detail_decoder(codes.detail, codes.expression, codes.pose[:, 3:])
+        recon.uv_detail_normals = self.renderer.uv.displacement_to_normals(
+            recon.vertices, recon.displacement_uv
+        )
+        detail = shade(
+            out.fragments,
+            recon.vertices,
+            out.screen_vertices,
+            self.renderer.faces,
+            self.renderer.face_uvs,
+            albedo,
+            codes.light,
+            uv_detail_normals=recon.uv_detail_normals,
+            background=background,
+        )
+        recon.detail_normal_image, recon.detail_image = detail.normal_image, detail.image
+        recon.detail_shape_image = detail.shape_image
+
+    def extract_texture(
+        self, images: torch.Tensor, recon: Reconstruction
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The photo's texture in UV (DECA's ``--extractTex``): images (B,3,H,W) → (texture (B,3,S,S),
+        visibility (B,1,S,S))."""
+        return self.renderer.uv.extract_texture(images, recon.render.screen_vertices, recon.render.fragments)
+
+    def detail_mesh(self, recon: Reconstruction, texture: torch.Tensor | None = None):
+        """The dense detail mesh (DECA's ``_detail.obj``) as a :class:`vitdeca.render.DenseMesh`."""
+        if recon.displacement_uv is None:
+            raise VitdecaError("detail_mesh needs a reconstruction decoded with detail=True")
+        return self.renderer.uv.dense_mesh(recon.vertices, recon.displacement_uv, texture=texture)
+
+    # ---- checkpoints ----------------------------------------------------------------------------------
+    def head_identity(self) -> dict[str, str]:
+        return {"name": self.head.name, "checksum": self.head.checksum()}
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """The model part of every checkpoint (training checkpoints add optimizer, step, ... to it)."""
+        return {
+            "model": self.state_dict(),
+            "model_config": to_dict(self.config),
+            "head_model": self.head_identity(),
+            "vitdeca_version": __version__,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint atomically (temporary file, then rename)."""
+        with atomic_path(path) as tmp:
+            torch.save(self.checkpoint_payload(), tmp)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, map_location: str | torch.device = "cpu", head: HeadModel | None = None
+    ) -> DecaModel:
+        """A model from a checkpoint written by :meth:`save` or by ``vitdeca train``; the head model must be
+        the one it was trained with (same name and checksum)."""
+        payload = read_checkpoint(path, map_location)
+        config = from_dict(ModelConfig, payload["model_config"])
+        config.pretrained = None  # the weights come from the checkpoint
+        model = cls(config, head=head)
+        expected, got = payload["head_model"], model.head_identity()
+        if expected != got:
+            raise VitdecaError(
+                f"{path}: trained with head model {expected['name']} ({expected['checksum'][:12]}), "
+                f"but the loaded one is {got['name']} ({got['checksum'][:12]})"
+            )
+        try:
+            model.load_state_dict(payload["model"])
+        except RuntimeError as exc:
+            raise VitdecaError(
+                f"{path}: weights do not fit the model config ({str(exc).splitlines()[0]})"
+            ) from exc
+        return model
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint dict, with clear errors for missing, corrupt or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise VitdecaError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise VitdecaError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    missing = [
+        k
+        for k in ("model", "model_config", "head_model")
+        if not isinstance(payload, dict) or k not in payload
+    ]
+    if missing:
+        raise VitdecaError(f"{path}: not a vitdeca checkpoint (missing {', '.join(missing)})")
+    return payload

@@ -1,0 +1,482 @@
+"""The batch runner behind ``vitdeca reconstruct``: many inputs in, files and ``summary.json`` out.
+
+Each input is isolated (a bad file becomes a ``failed`` record, never a traceback); the per-face files
+are written under ``OUT/<stem>/`` (``<stem>_<k>`` file names for extra faces) and every input gets a
+record in ``OUT/summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitdeca import media
+from vitdeca.errors import VitdecaError
+from vitdeca.pipeline.results import FaceResult, VideoFrame
+from vitdeca.storage import atomic_path, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+SAVE_CHOICES = ("obj", "ply", "glb", "texture", "depth", "landmarks", "vis", "codes", "now")
+DEFAULT_SAVE = ("obj", "texture", "depth", "landmarks", "vis", "codes")
+STATUSES = ("ok", "no_face", "failed")
+
+
+def parse_save(text: str | Sequence[str]) -> frozenset[str]:
+    """``"obj,ply"`` (or a list) → the set of outputs; ``all`` means every choice, ``default`` the
+    defaults, and ``+x`` adds ``x`` to the defaults. Raises :class:`VitdecaError` on unknown names."""
+    items = [s.strip().lower() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    chosen: set[str] = set(DEFAULT_SAVE) if items and all(i.startswith("+") for i in items) else set()
+    for item in items:
+        name = item.lstrip("+")
+        if name == "all":
+            chosen |= set(SAVE_CHOICES)
+        elif name == "default":
+            chosen |= set(DEFAULT_SAVE)
+        elif name in SAVE_CHOICES:
+            chosen.add(name)
+        else:
+            raise VitdecaError(
+                f"--save: unknown output {name!r} (choose from {', '.join(SAVE_CHOICES)}, all)"
+            )
+    return frozenset(chosen)
+
+
+@dataclass
+class RunOptions:
+    """What the batch runner writes and how: ``save`` ⊆ :data:`SAVE_CHOICES`; ``all_faces`` keeps every
+    detected face (else the largest); ``smooth`` filters video codes over time; ``video_frames`` also
+    writes the per-frame files of videos; ``batch_size`` images are encoded together."""
+
+    save: frozenset[str] = frozenset(DEFAULT_SAVE)
+    overwrite: bool = False
+    all_faces: bool = False
+    smooth: bool = True
+    video_frames: bool = False
+    max_frames: int | None = None
+    batch_size: int = 1
+    progress: bool = True
+
+
+@dataclass
+class Record:
+    """One line of ``summary.json``: an input (and face) with its status and written files."""
+
+    path: str
+    face_index: int | None
+    status: str
+    message: str = ""
+    outputs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "face_index": self.face_index,
+            "status": self.status,
+            "message": self.message,
+            "outputs": self.outputs,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class Summary:
+    """All records of a run; ``counts`` per input (an input counts as its worst face)."""
+
+    out_dir: Path
+    records: list[Record]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        worst: dict[str, int] = {}
+        for r in self.records:
+            worst[r.path] = max(worst.get(r.path, 0), STATUSES.index(r.status) if r.status != "ok" else 0)
+        out = dict.fromkeys(STATUSES, 0)
+        for rank in worst.values():
+            out[STATUSES[rank]] += 1
+        return out
+
+    def line(self) -> str:
+        c = self.counts
+        n_faces = sum(1 for r in self.records if r.status == "ok" and r.face_index is not None)
+        return (
+            f"{sum(c.values())} inputs: {c['ok']} ok, {c['no_face']} no face, {c['failed']} failed "
+            f"({n_faces} faces) -> {self.out_dir / 'summary.json'}"
+        )
+
+    def write(self) -> Path:
+        path = self.out_dir / "summary.json"
+        data = {"counts": self.counts, "records": [r.as_dict() for r in self.records]}
+        try:
+            atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+        except OSError as exc:
+            raise VitdecaError(f"{path}: cannot write the summary ({exc.strerror or exc})") from exc
+        return path
+
+
+def prepare_output_dir(out_dir: str | os.PathLike) -> Path:
+    """Create ``out_dir`` and check that files can be written there; :class:`VitdecaError` otherwise."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise VitdecaError(f"{out}: the output path exists and is not a folder")
+    probe = out / f".vitdeca-write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise VitdecaError(f"{out}: cannot write to the output folder ({exc.strerror or exc})") from exc
+    return out
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line message for a record: the user error's text, or the type and text of a bug."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, VitdecaError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class BatchRunner:
+    """Run a reconstructor over files and write outputs + ``summary.json`` (the CLI's engine).
+
+    ``reconstructor`` needs ``prepare(path, all_faces)``, ``reconstruct_crops(prepared)`` and
+    ``iter_video(path, smooth, max_frames)`` (see :class:`Reconstructor`); ``writer(result, folder,
+    stem, save)`` writes one face's files and returns their paths.
+    """
+
+    def __init__(
+        self,
+        reconstructor,
+        out_dir: str | os.PathLike,
+        options: RunOptions,
+        writer: Callable[..., list[Path]] | None = None,
+    ) -> None:
+        self.rec = reconstructor
+        self.out_dir = prepare_output_dir(out_dir)
+        self.options = options
+        self.writer = writer or write_face_outputs
+
+    def run(self, paths: Sequence[Path]) -> Summary:
+        """Process ``paths`` (already expanded); returns the summary, also written to ``summary.json``."""
+        from tqdm import tqdm
+
+        summary = Summary(self.out_dir, [])
+        stems = media.output_stems(paths)
+        jobs = list(zip(paths, stems, strict=True))
+        bar = tqdm(total=len(jobs), unit="input", disable=not self.options.progress, leave=False)
+        try:
+            for chunk in self._chunks(jobs):
+                if media.media_kind(chunk[0][0]) == "video":
+                    summary.records.append(self._video(*chunk[0]))
+                else:
+                    summary.records += self._images(chunk)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+            summary.write()
+        return summary
+
+    def _chunks(self, jobs: list[tuple[Path, str]]) -> Iterator[list[tuple[Path, str]]]:
+        """Consecutive images in groups of ``batch_size``; every video alone."""
+        chunk: list[tuple[Path, str]] = []
+        for job in jobs:
+            if media.media_kind(job[0]) == "video":
+                if chunk:
+                    yield chunk
+                    chunk = []
+                yield [job]
+                continue
+            chunk.append(job)
+            if len(chunk) >= max(1, self.options.batch_size):
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _done_already(self, stem: str) -> bool:
+        folder = self.out_dir / stem
+        return not self.options.overwrite and folder.is_dir() and any(folder.iterdir())
+
+    def _images(self, chunk: list[tuple[Path, str]]) -> list[Record]:
+        """Prepare each image alone, reconstruct the chunk's faces together, write each face alone."""
+        records: list[Record] = []
+        prepared = []
+        for path, stem in chunk:
+            start = time.perf_counter()
+            if self._done_already(stem):
+                msg = f"skipped: {self.out_dir / stem} exists (use --overwrite to redo)"
+                records.append(Record(str(path), None, "ok", msg, seconds=0.0))
+                continue
+            try:
+                item = self.rec.prepare(path, all_faces=self.options.all_faces)
+            except Exception as exc:  # noqa: BLE001 - isolate every input
+                records.append(self._failed(path, exc, start))
+                continue
+            if not item.crops:
+                records.append(
+                    Record(str(path), None, "no_face", "no face found", [], time.perf_counter() - start)
+                )
+                continue
+            prepared.append((path, stem, item, time.perf_counter() - start))
+        results = self._reconstruct_isolated([p[2] for p in prepared])
+        for (path, stem, _, prep_s), faces in zip(prepared, results, strict=True):
+            records += self._write_faces(path, stem, faces, prep_s)
+        order = {str(path): i for i, (path, _) in enumerate(chunk)}
+        return sorted(records, key=lambda r: order[r.path])  # stable: faces keep their order
+
+    def _reconstruct_isolated(self, prepared: list) -> list:
+        """Reconstruct all at once; if that fails, one by one so that only the bad input fails."""
+        if not prepared:
+            return []
+        start = time.perf_counter()
+        try:
+            out = self.rec.reconstruct_crops(prepared)
+            share = (time.perf_counter() - start) / len(prepared)
+            return [(faces, share) for faces in out]
+        except Exception as exc:  # noqa: BLE001
+            if len(prepared) == 1:
+                return [(exc, time.perf_counter() - start)]
+        results = []
+        for item in prepared:
+            start = time.perf_counter()
+            try:
+                results.append((self.rec.reconstruct_crops([item])[0], time.perf_counter() - start))
+            except Exception as exc:  # noqa: BLE001
+                results.append((exc, time.perf_counter() - start))
+        return results
+
+    def _write_faces(self, path: Path, stem: str, faces_and_time, prep_s: float) -> list[Record]:
+        faces, rec_s = faces_and_time
+        if isinstance(faces, BaseException):
+            return [self._failed(path, faces, None, prep_s + rec_s)]
+        records = []
+        for k, face in enumerate(faces):
+            start = time.perf_counter()
+            file_stem = stem if k == 0 else f"{stem}_{k}"
+            try:
+                written = self.writer(face, self.out_dir / stem, file_stem, self.options.save)
+                outputs = [str(p.relative_to(self.out_dir)) for p in written]
+                seconds = (prep_s + rec_s) / len(faces) + time.perf_counter() - start
+                records.append(Record(str(path), k, "ok", "", outputs, seconds))
+            except Exception as exc:  # noqa: BLE001
+                records.append(self._failed(path, exc, start, prep_s + rec_s, face_index=k))
+        return records
+
+    def _failed(self, path, exc, start, extra: float = 0.0, face_index: int | None = None) -> Record:
+        level = logging.WARNING if isinstance(exc, (VitdecaError, OSError)) else logging.ERROR
+        log.log(level, "%s: %s", path, _describe(exc), exc_info=log.isEnabledFor(logging.DEBUG))
+        seconds = extra + (time.perf_counter() - start if start is not None else 0.0)
+        return Record(str(path), face_index, "failed", _describe(exc), [], seconds)
+
+    def _video(self, path: Path, stem: str) -> Record:
+        start = time.perf_counter()
+        if self._done_already(stem):
+            return Record(
+                str(path), None, "ok", f"skipped: {self.out_dir / stem} exists (use --overwrite to redo)"
+            )
+        try:
+            outputs, message, any_face = write_video_outputs(
+                self.rec, path, self.out_dir / stem, stem, self.options, self.writer
+            )
+        except Exception as exc:  # noqa: BLE001
+            return self._failed(path, exc, start)
+        rel = [str(p.relative_to(self.out_dir)) for p in outputs]
+        status = "ok" if any_face else "no_face"
+        return Record(str(path), 0 if any_face else None, status, message, rel, time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------- writing
+def write_face_outputs(result: FaceResult, folder: Path, stem: str, save: frozenset[str]) -> list[Path]:
+    """Write one face's files (``<stem>.obj``, ``<stem>_texture.png``, ...) into ``folder``; returns them."""
+    from vitdeca import io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mesh, files = result.mesh, []
+    texture = result.texture if "texture" in save else None
+
+    def path(suffix: str) -> Path:
+        return folder / f"{stem}{suffix}"
+
+    if "obj" in save:
+        files += _save_obj(
+            path(".obj"),
+            path("_texture.png"),
+            result.vertices,
+            mesh.faces,
+            mesh.uv_coords,
+            mesh.uv_faces,
+            texture,
+        )
+        if result.detail is not None:
+            d = result.detail
+            files += _save_obj(
+                path("_detail.obj"),
+                path("_texture.png"),
+                d.vertices,
+                d.faces,
+                d.uv_coords,
+                None,
+                texture,
+                texture_written=texture is not None,
+            )
+    elif texture is not None:
+        files.append(media.save_png(path("_texture.png"), texture))
+    if "ply" in save:
+        files += _as_list(io.save_ply(path(".ply"), result.vertices, mesh.faces))
+    if "glb" in save:
+        files += _as_list(
+            io.save_glb(
+                path(".glb"), result.vertices, mesh.faces, mesh.uv_coords, mesh.uv_faces, texture=texture
+            )
+        )
+    if "landmarks" in save:
+        files.append(_save_npy(path("_landmarks2d.npy"), result.landmarks2d))
+        files.append(_save_npy(path("_landmarks3d.npy"), result.landmarks3d))
+    if "depth" in save:
+        files.append(media.save_png(path("_depth.png"), result.depth_png))
+    if "vis" in save:
+        files.append(media.save_png(path("_vis.png"), result.vis()))
+    if "codes" in save:
+        files.append(
+            _save_npz(
+                path("_codes.npz"),
+                head_model=np.array(mesh.head_model),
+                **result.codes_arrays(),
+                crop_matrix=result.crop_matrix,
+                box=result.box,
+            )
+        )
+    if "now" in save:
+        files += _as_list(io.save_obj(path("_neutral.obj"), result.neutral_vertices, mesh.faces))
+        files.append(_save_npy(path("_now_landmarks.npy"), result.now_landmarks))
+    return list(dict.fromkeys(Path(f) for f in files))
+
+
+def _save_obj(
+    obj: Path, texture_png: Path, vertices, faces, uv_coords, uv_faces, texture, texture_written: bool = False
+) -> list[Path]:
+    """An OBJ (+ MTL) whose material uses ``texture_png``: :func:`vitdeca.io.save_obj` names its texture
+    ``<stem>.png``; it is renamed to ``texture_png`` (or dropped when ``texture_written`` already)."""
+    from vitdeca import io
+
+    written = _as_list(io.save_obj(obj, vertices, faces, uv_coords, uv_faces, texture=texture))
+    if texture is None:
+        return written
+    png, mtl = obj.with_suffix(".png"), obj.with_suffix(".mtl")
+    if texture_written:
+        png.unlink()
+    else:
+        os.replace(png, texture_png)
+    text = mtl.read_text().replace(f"map_Kd {png.name}", f"map_Kd {texture_png.name}")
+    atomic_write_bytes(mtl, text.encode())
+    return [texture_png if p == png else p for p in written if p != png or not texture_written]
+
+
+def _as_list(value) -> list[Path]:
+    """io writers may return one path, several, or None; normalise to a list of paths."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(value)]
+    return [Path(v) for v in value]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> Path:
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(array, dtype=np.float32))
+    return path
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> Path:
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    return path
+
+
+# -------------------------------------------------------------------------------------------- videos
+def write_video_outputs(
+    rec, path: Path, folder: Path, stem: str, options: RunOptions, writer: Callable[..., list[Path]]
+) -> tuple[list[Path], str, bool]:
+    """Reconstruct a video frame by frame into ``folder``: ``<stem>_vis.mp4``, ``<stem>_codes.npz`` and
+    ``<stem>_landmarks2d.npy`` over frames, plus per-frame files under ``frames/`` when asked.
+
+    Returns (written files, a one-line message with frame counts, whether any frame had a face).
+    """
+    import contextlib
+
+    reader, info = media.open_video(path)
+    reader.close()
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs: list[Path] = []
+    track: list[VideoFrame] = []
+    n_frames = n_failed = 0
+    per_frame_save = options.save - {"vis"}
+    with contextlib.ExitStack() as stack:
+        write = None
+        if "vis" in options.save:
+            vis_path = folder / f"{stem}_vis.mp4"
+            write = stack.enter_context(media.video_writer(vis_path, info.fps))
+        for frame in rec.iter_video(path, smooth=options.smooth, max_frames=options.max_frames):
+            n_frames += 1
+            n_failed += bool(frame.error)
+            if frame.face is not None:
+                track.append(VideoFrame(frame.index, frame.time, np.empty(0), frame.face))
+                if options.video_frames:
+                    name = f"{stem}_{frame.index:06d}"
+                    outputs += writer(frame.face, folder / "frames", name, per_frame_save)
+            if write is not None:
+                write(_frame_vis(frame))
+        if write is not None and n_frames:
+            outputs.insert(0, vis_path)
+    if n_frames == 0:
+        raise VitdecaError(f"{path}: the video has no readable frames")
+    outputs += _write_track(folder, stem, track, n_frames, options.save)
+    n_face = len(track)
+    message = f"{n_frames} frames: {n_face} with a face, {n_frames - n_face - n_failed} without"
+    if n_failed:
+        message += f", {n_failed} failed"
+    return outputs, message, n_face > 0
+
+
+def _frame_vis(frame: VideoFrame, max_height: int = 360) -> np.ndarray:
+    if frame.face is not None:
+        return frame.face.vis_in_image(frame.image, max_height)
+    image = media.fit_height(frame.image, max_height)
+    return media.vis_grid([image] * 4)
+
+
+def _write_track(
+    folder: Path, stem: str, track: list[VideoFrame], n_frames: int, save: frozenset[str]
+) -> list[Path]:
+    """Codes of every frame with a face (``frame_index``, ``time`` and one (T,n) array per code) and
+    the fitted landmarks over all frames (n_frames,68,2), NaN where no face was found."""
+    files = []
+    if "codes" in save and track:
+        codes = [f.face.codes_arrays() for f in track]
+        arrays = {name: np.stack([c[name] for c in codes]) for name in codes[0]}
+        files.append(
+            _save_npz(
+                folder / f"{stem}_codes.npz",
+                head_model=np.array(track[0].face.mesh.head_model),
+                frame_index=np.array([f.index for f in track]),
+                time=np.array([f.time for f in track]),
+                **arrays,
+            )
+        )
+    if "landmarks" in save and track:
+        lmk = np.full((n_frames, 68, 2), np.nan, dtype=np.float32)
+        for f in track:
+            if f.index < n_frames:
+                lmk[f.index] = f.face.landmarks2d
+        files.append(_save_npy(folder / f"{stem}_landmarks2d.npy", lmk))
+    return files

@@ -1,0 +1,106 @@
+"""From codes to :class:`FaceResult`: decode once, extract the photo texture, build the neutral (NoW) and
+detail meshes, and map the landmarks back to original-image pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vitdeca import media
+from vitdeca.pipeline.results import DetailMesh, FaceResult, MeshTopology
+
+
+def crop_batch(crops, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B,3,S,S) float images in [0,1] of the crops' uint8 images."""
+    images = np.stack([c.crop.image for c in crops]).astype(np.float32) / 255.0
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def mesh_topology(model) -> MeshTopology:
+    """The head model's shared triangles and UV layout as numpy arrays."""
+    head = model.head
+    return MeshTopology(
+        faces=head.faces.cpu().numpy(),
+        uv_coords=head.uv_coords.cpu().numpy(),
+        uv_faces=head.uv_faces.cpu().numpy(),
+        head_model=head.name,
+        units_per_mm=float(head.units_per_mm),
+    )
+
+
+def texel_uvs(texel_index: torch.Tensor, size: int) -> np.ndarray:
+    """UV coordinates (N,2) (v up) of the centres of flat texel indices ``i*S + j`` of an S×S map."""
+    index = texel_index.cpu().numpy()
+    rows, cols = index // size, index % size
+    return np.stack([(cols + 0.5) / size, 1.0 - (rows + 0.5) / size], axis=1).astype(np.float32)
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) float [0,1] → (B,H,W,3) uint8."""
+    return (images.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def decode_results(
+    model,
+    codes,
+    crops,
+    detail: bool = True,
+    topology: MeshTopology | None = None,
+    fit_nme: np.ndarray | None = None,
+) -> list[FaceResult]:
+    """Decode ``codes`` (batch B) of ``crops`` (B :class:`FaceCrop`) into results.
+
+    The texture is the photo sampled into UV where the face is visible, the model's albedo elsewhere.
+    """
+    from vitdeca.faces import invert_similarity, transform_points
+
+    device = codes.shape.device
+    use_detail = (
+        bool(detail) and getattr(model, "detail_decoder", None) is not None and codes.detail is not None
+    )
+    recon = model.decode(codes, detail=use_detail)
+    images = crop_batch(crops, device)
+    texture, visible = model.extract_texture(images, recon)
+    texture = texture * visible + recon.albedo_uv * (1.0 - visible)
+    zeros = [torch.zeros_like(codes.expression), torch.zeros_like(codes.pose)]
+    neutral = model.head(codes.shape, *zeros)
+    dense = model.detail_mesh(recon) if use_detail else None
+    topology = topology or mesh_topology(model)
+    render = _uint8(recon.detail_image if use_detail else recon.image)
+    shape = _uint8(recon.detail_shape_image if use_detail else recon.shape_image)
+    alpha = recon.alpha[:, 0].cpu().numpy()
+    depth = recon.depth[:, 0].cpu().numpy()
+    textures = _uint8(texture)
+    lmk2d = recon.landmarks2d.double().cpu().numpy()
+    results = []
+    for b, crop in enumerate(crops):
+        detail_mesh = None
+        if dense is not None:
+            uvs = texel_uvs(dense.texel_index, model.renderer.uv.uv_size)
+            detail_mesh = DetailMesh(dense.vertices[b].cpu().numpy(), dense.faces.cpu().numpy(), uvs)
+        results.append(
+            FaceResult(
+                face_index=crop.face_index,
+                box=np.asarray(crop.box, dtype=np.float64),
+                score=float(crop.score),
+                codes=codes.index(b).detach().to("cpu"),
+                vertices=recon.vertices[b].cpu().numpy(),
+                neutral_vertices=neutral.vertices[b].cpu().numpy(),
+                landmarks3d=recon.landmarks3d[b].cpu().numpy(),
+                neutral_landmarks3d=neutral.landmarks3d[b].cpu().numpy(),
+                landmarks2d=transform_points(lmk2d[b], invert_similarity(crop.crop.matrix)),
+                detected_landmarks=np.asarray(crop.landmarks, dtype=np.float64),
+                crop=crop.crop.image,
+                crop_matrix=np.asarray(crop.crop.matrix, dtype=np.float64),
+                render=render[b],
+                shape_render=shape[b],
+                alpha=alpha[b],
+                depth_png=media.depth_to_uint8(depth[b], alpha[b] > 0.5, near_is_large=False),
+                mesh=topology,
+                texture=textures[b],
+                detail=detail_mesh,
+                fit_nme=None if fit_nme is None else float(fit_nme[b]),
+            )
+        )
+    return results

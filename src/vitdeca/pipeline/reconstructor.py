@@ -1,0 +1,280 @@
+"""The :class:`Reconstructor`: an image (path, PIL image or array) in, one :class:`FaceResult` per face out.
+
+Steps: read → detect faces (68 landmarks) → DECA crop → codes (the trained encoder, or per-image fitting
+when there are no weights) → decode (mesh, renders, texture) → 2D landmarks back to original pixels
+through the inverse crop matrix. Videos: the same per frame, with One-Euro smoothing of the detector
+landmarks (stable crops) and of the codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vitdeca import media
+from vitdeca.errors import VitdecaError
+from vitdeca.pipeline.results import FaceResult, VideoFrame
+
+log = logging.getLogger(__name__)
+
+# Per code: (min_cutoff Hz, beta) of its One-Euro filter. Identity and appearance barely change within
+# a shot, so their cutoffs are low; expression, pose and camera follow motion.
+SMOOTHING: dict[str, tuple[float, float]] = {
+    "shape": (0.05, 0.0),
+    "albedo": (0.2, 0.0),
+    "light": (0.3, 0.0),
+    "detail": (0.5, 0.5),
+    "expression": (1.5, 1.0),
+    "pose": (1.5, 2.0),
+    "camera": (1.5, 2.0),
+}
+LANDMARK_SMOOTHING = (1.0, 0.05)  # detector landmarks in pixels: (min_cutoff Hz, beta s/px)
+TRACK_RESET_S = 0.5  # a face lost for longer than this starts a new track (filters forget the past)
+FIT_ENCODER = "vit_tiny_patch16_224"  # fitting never runs the encoder; the smallest ViT stands in
+
+
+class CodeSmoother:
+    """One-Euro filters over every code of a tracked face (settings :data:`SMOOTHING`)."""
+
+    def __init__(self, settings: dict[str, tuple[float, float]] | None = None) -> None:
+        self.settings = dict(SMOOTHING if settings is None else settings)
+        self.filters: dict[str, media.OneEuroFilter] = {}
+
+    def reset(self) -> None:
+        self.filters.clear()
+
+    def __call__(self, codes, t: float):
+        """Smooth ``codes`` (batch 1) observed at time ``t`` seconds; returns new Codes."""
+        out = {}
+        for name, value in codes.as_dict().items():
+            if value is None or name not in self.settings:
+                out[name] = value
+                continue
+            if name not in self.filters:
+                self.filters[name] = media.OneEuroFilter(*self.settings[name])
+            smooth = self.filters[name](value.detach().cpu().numpy(), t)
+            out[name] = torch.as_tensor(smooth, dtype=value.dtype, device=value.device)
+        return type(codes)(**out)
+
+
+@dataclass
+class FaceCrop:
+    """One detected face ready for the model: detector ``box`` (4,), ``score``, ``landmarks`` (68,2)
+    original pixels, ``crop`` (a :class:`vitdeca.faces.Crop`: image (S,S,3) uint8 + matrix (2,3))."""
+
+    face_index: int
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    crop: Any
+
+    @property
+    def crop_landmarks(self) -> np.ndarray:
+        """(68,2) detector landmarks in crop pixels."""
+        m = self.crop.matrix
+        return self.landmarks @ m[:, :2].T + m[:, 2]
+
+
+@dataclass
+class Prepared:
+    """An image read, its faces detected and cropped (largest first): what the model step needs."""
+
+    source: str
+    image: np.ndarray
+    crops: list[FaceCrop]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; an unavailable CUDA is a :class:`VitdecaError`."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise VitdecaError(f"--device {device!r}: not a device (use cpu, cuda or auto)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VitdecaError("--device cuda: no CUDA GPU is available here (use --device cpu)")
+    return device
+
+
+def to_rgb_array(image: Any) -> tuple[str, np.ndarray]:
+    """A path, PIL image, uint8/float array (H,W[,C]) or float tensor (3,H,W) → (name, uint8 (H,W,3))."""
+    from vitdeca.faces.image_io import as_rgb_uint8, read_image
+
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image), read_image(image)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
+        return "<PIL image>", np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3, 4):
+            image = image.transpose(1, 2, 0)
+    if isinstance(image, np.ndarray):
+        return "<array>", as_rgb_uint8(image)
+    raise VitdecaError(f"cannot reconstruct from a {type(image).__name__}: give a path, PIL image or array")
+
+
+class Reconstructor:
+    """Reconstruct every (or the largest) face of an image.
+
+    ``model``: a :class:`vitdeca.model.DecaModel`; ``fit``: a :class:`vitdeca.fit.FitConfig` to fit the
+    codes per image (starting from the encoder's codes when ``refine``, from neutral codes otherwise), or
+    None to use the encoder's codes as they are.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        device: str | torch.device = "cpu",
+        detector: str = "dlib",
+        detail: bool = True,
+        fit=None,
+        refine: bool = False,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.detector = detector
+        self.detail = detail
+        self.fit_config = fit
+        self.refine = refine
+        self.crop_size = int(model.renderer.image_size[0])
+        self._topology = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        device: str | torch.device = "auto",
+        detector: str = "dlib",
+        detail: bool = True,
+        fit=None,
+        refine: bool = False,
+        head: str = "ict",
+    ) -> Reconstructor:
+        """A trained model from ``path``, or — with ``path=None`` — an untrained model whose codes come from
+        per-image fitting (``fit``: a FitConfig, default settings when None)."""
+        from vitdeca.fit import FitConfig
+        from vitdeca.model import DecaModel, ModelConfig
+
+        dev = resolve_device(device)
+        if path is None:
+            log.info(
+                "no checkpoint: reconstructing by per-image fitting (--checkpoint PATH for a trained model)"
+            )
+            model = DecaModel(ModelConfig(head_model=head, encoder=FIT_ENCODER, detail=False))
+            return cls(model, device=dev, detector=detector, detail=False, fit=fit or FitConfig())
+        model = DecaModel.load(path, map_location=dev)
+        fit = (fit or FitConfig()) if refine else None
+        return cls(model, device=dev, detector=detector, detail=detail, fit=fit, refine=refine)
+
+    # ------------------------------------------------------------------------------------- images
+    def __call__(self, image: Any, all_faces: bool = False) -> list[FaceResult]:
+        """Reconstruct ``image`` (path, PIL image, array); [] when it has no face."""
+        return self.reconstruct_crops([self.prepare(image, all_faces=all_faces)])[0]
+
+    def prepare(self, image: Any, all_faces: bool = False) -> Prepared:
+        """Read ``image``, detect its faces (largest first; only the largest unless ``all_faces``), crop."""
+        from vitdeca.faces import crop_face, detect_faces
+
+        name, rgb = to_rgb_array(image)
+        faces = detect_faces(rgb, backend=self.detector)
+        crops = []
+        for k, face in enumerate(faces if all_faces else faces[:1]):
+            crop = crop_face(rgb, face.landmarks, size=self.crop_size)
+            crops.append(
+                FaceCrop(k, np.asarray(face.box), float(face.score), np.asarray(face.landmarks), crop)
+            )
+        return Prepared(name, rgb, crops)
+
+    def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
+        """Codes and outputs for every crop of ``prepared`` at once; results grouped per image."""
+        crops = [c for p in prepared for c in p.crops]
+        results: list[FaceResult] = []
+        if crops:
+            codes, nme = self.estimate_codes(crops)
+            results = self.decode(codes, crops, nme)
+        grouped, i = [], 0
+        for p in prepared:
+            grouped.append(results[i : i + len(p.crops)])
+            i += len(p.crops)
+        return grouped
+
+    def estimate_codes(self, crops: list[FaceCrop], init=None):
+        """Codes of ``crops`` and the fit's landmark NME per crop (None without fitting): regressed,
+        fitted, or regressed then refined (``init``: where a fit starts, e.g. the previous video frame)."""
+        from vitdeca.fit import fit_codes
+        from vitdeca.pipeline.decode import crop_batch
+
+        images = crop_batch(crops, self.device)
+        if self.fit_config is None or self.refine:
+            with torch.no_grad():
+                encoded = self.model.encode(images)
+            if self.fit_config is None:
+                return encoded, None
+            init = encoded
+        landmarks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(self.device)
+        result = fit_codes(self.model, images, landmarks, self.fit_config, init=init)
+        return result.codes, result.nme
+
+    def decode(self, codes, crops: list[FaceCrop], fit_nme: np.ndarray | None = None) -> list[FaceResult]:
+        """Decode ``codes`` of ``crops`` into results (meshes, renders, texture) in original pixels."""
+        from vitdeca.pipeline.decode import decode_results, mesh_topology
+
+        if self._topology is None:
+            self._topology = mesh_topology(self.model)
+        return decode_results(self.model, codes, crops, self.detail, self._topology, fit_nme)
+
+    # ------------------------------------------------------------------------------------- videos
+    def iter_video(
+        self, path: str | os.PathLike, smooth: bool = True, max_frames: int | None = None
+    ) -> Iterator[VideoFrame]:
+        """Track the largest face of a video frame by frame; yields a :class:`VideoFrame` per frame.
+
+        With ``smooth``, the detector landmarks (so the crops) and the codes are One-Euro filtered; a
+        face lost for more than :data:`TRACK_RESET_S` starts a new track. Fitting warm-starts from the
+        previous frame's codes. A frame that fails is reported in ``VideoFrame.error``, never raised.
+        """
+        _, info = media.open_video(path)
+        marks = media.OneEuroFilter(*LANDMARK_SMOOTHING)
+        codes_filter = CodeSmoother()
+        previous, last_seen = None, -np.inf
+        for index, frame in media.iter_video(path, max_frames=max_frames):
+            t = index / info.fps
+            if t - last_seen > TRACK_RESET_S:
+                marks.reset()
+                codes_filter.reset()
+                previous = None
+            try:
+                prepared = self.prepare(frame)
+                if not prepared.crops:
+                    yield VideoFrame(index, t, frame, None)
+                    continue
+                crop = prepared.crops[0]
+                if smooth:
+                    crop = self._recrop(frame, crop, marks(crop.landmarks, t))
+                codes, nme = self.estimate_codes([crop], init=previous)
+                previous = codes.detach() if self.fit_config is not None and not self.refine else None
+                if smooth:
+                    codes = codes_filter(codes, t)
+                face = self.decode(codes, [crop], nme)[0]
+                last_seen = t
+                yield VideoFrame(index, t, frame, face)
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not end the video
+                log.warning("%s: frame %d failed (%s)", path, index, exc)
+                yield VideoFrame(index, t, frame, None, error=str(exc) or type(exc).__name__)
+
+    def _recrop(self, frame: np.ndarray, crop: FaceCrop, landmarks: np.ndarray) -> FaceCrop:
+        """``crop`` redone around smoothed ``landmarks`` (68,2) (original pixels)."""
+        from vitdeca.faces import crop_face
+
+        landmarks = np.asarray(landmarks, dtype=np.float64)
+        new = crop_face(frame, landmarks, size=self.crop_size)
+        return FaceCrop(crop.face_index, crop.box, crop.score, landmarks, new)

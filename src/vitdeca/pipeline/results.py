@@ -1,0 +1,128 @@
+"""What a reconstruction returns: :class:`FaceResult` per face (arrays in numpy, 2D points in the
+pixel-centre frame of the original image), the shared :class:`MeshTopology`, and the vis panels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vitdeca import media
+
+# NoW challenge landmark order: right eye outer, right eye inner, left eye inner, left eye outer,
+# nose bottom, right mouth corner, left mouth corner (iBUG-68, 0-based).
+NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
+
+
+@dataclass
+class MeshTopology:
+    """What every mesh of one head model shares: triangles (F,3), UV coordinates (T,2) (v up) and UV
+    triangles (F,3), the head model's name and its units per millimetre."""
+
+    faces: np.ndarray
+    uv_coords: np.ndarray
+    uv_faces: np.ndarray
+    head_model: str
+    units_per_mm: float
+
+
+@dataclass
+class DetailMesh:
+    """The dense mesh with the detail displacements applied: vertices (N,3), faces (M,3), and UV
+    coordinates per vertex (N,2) or None."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uv_coords: np.ndarray | None = None
+
+
+@dataclass
+class FaceResult:
+    """One reconstructed face of one image. Arrays are numpy; 2D points use the pixel-centre frame.
+
+    codes: the face's :class:`~vitdeca.codes.Codes` (batch 1, CPU). vertices (V,3) and landmarks3d (68,3)
+    in head-model units; neutral_vertices (V,3) with expression and pose zeroed (the NoW export);
+    landmarks2d (68,2) fitted landmarks in ORIGINAL image pixels; detected_landmarks (68,2) the
+    detector's, same frame; crop (S,S,3) uint8 with crop_matrix (2,3) original→crop pixels; render,
+    shape_render (S,S,3) uint8 crop-space renders (textured; grey shaded geometry), alpha (S,S) float in
+    [0,1]; depth_png (S,S) uint8 (nearer brighter, 0 off the face); texture (T,T,3) uint8 photo texture
+    in UV space or None; detail the displaced dense mesh or None; mesh the shared topology.
+    """
+
+    face_index: int
+    box: np.ndarray
+    score: float
+    codes: Any
+    vertices: np.ndarray
+    neutral_vertices: np.ndarray
+    landmarks3d: np.ndarray
+    neutral_landmarks3d: np.ndarray
+    landmarks2d: np.ndarray
+    detected_landmarks: np.ndarray
+    crop: np.ndarray
+    crop_matrix: np.ndarray
+    render: np.ndarray
+    shape_render: np.ndarray
+    alpha: np.ndarray
+    depth_png: np.ndarray
+    mesh: MeshTopology
+    texture: np.ndarray | None = None
+    detail: DetailMesh | None = None
+    fit_nme: float | None = None
+
+    @property
+    def now_landmarks(self) -> np.ndarray:
+        """(7,3) NoW landmarks of the neutral mesh (iBUG 36, 39, 42, 45, 33, 48, 54)."""
+        return self.neutral_landmarks3d[list(NOW_LANDMARKS)]
+
+    def vis(self) -> np.ndarray:
+        """The crop-space vis grid: input | landmarks | shape overlay | textured render (uint8)."""
+        to_crop = self.crop_matrix
+        detected = _transform(to_crop, self.detected_landmarks)
+        fitted = _transform(to_crop, self.landmarks2d)
+        return media.vis_grid(
+            face_panels(self.crop, detected, fitted, self.shape_render, self.render, self.alpha)
+        )
+
+    def vis_in_image(self, image: np.ndarray, max_height: int = 360) -> np.ndarray:
+        """The vis grid in the original image's frame (the crop renders warped back), for videos."""
+        size = (image.shape[1], image.shape[0])
+        shape = media.warp_to_image(self.shape_render, self.crop_matrix, size)
+        render = media.warp_to_image(self.render, self.crop_matrix, size)
+        alpha = media.warp_to_image(self.alpha.astype(np.float32), self.crop_matrix, size)
+        panels = face_panels(image, self.detected_landmarks, self.landmarks2d, shape, render, alpha)
+        return media.vis_grid([media.fit_height(p, max_height) for p in panels])
+
+    def codes_arrays(self) -> dict[str, np.ndarray]:
+        """Every code as a (n,) float32 array (light flattened to 27), keyed by name."""
+        out = {}
+        for name, value in self.codes.as_dict().items():
+            if value is not None:
+                out[name] = value.detach().cpu().numpy().reshape(-1).astype(np.float32)
+        return out
+
+
+def _transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (2,3) affine map to (N,2) points."""
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def face_panels(image, detected, fitted, shape, render, alpha) -> list[np.ndarray]:
+    """The four vis panels: the image; detected (green) and fitted (red) landmarks; the grey shape
+    blended over the image; the textured render over the image. Arrays uint8 (H,W,3), alpha (H,W)."""
+    marks = media.draw_landmarks(image, detected, color=(0, 255, 0))
+    marks = media.draw_landmarks(marks, fitted, color=(255, 40, 40))
+    return [image, marks, media.blend(image, shape, alpha, opacity=0.8), media.blend(image, render, alpha)]
+
+
+@dataclass
+class VideoFrame:
+    """One frame of a video: its index, time (s), the frame uint8 (H,W,3), the tracked face (or None)
+    and, when the frame failed, why."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    face: FaceResult | None
+    error: str = ""

@@ -1,0 +1,284 @@
+"""Rasterisation: screen-space triangles → :class:`Fragments` (face index, depth, barycentrics).
+
+Two passes:
+
+1. Visibility (not differentiable): a z-buffer written in numba runs on CPU copies of the vertices
+   (also for CUDA tensors: the vertices are copied to the host, the face indices copied back). Each pixel
+   centre is tested against every triangle whose bounding box contains it; a pixel is covered when all
+   three barycentric coordinates are >= 0 (shared edges are covered by both triangles, so meshes are
+   watertight); the nearest depth wins, ties go to the lower face index.
+2. Barycentrics and depth (differentiable): recomputed with torch from the screen vertices for the
+   covered pixels only, so gradients reach the vertex positions through every interpolated attribute.
+   Silhouettes and occlusion boundaries get no gradient (hard rasterisation).
+
+Faces are rendered from both sides unless ``cull_backfaces`` is set. Front-facing means counter-clockwise
+in model space seen from the viewer (right-handed, y up), which is clockwise on screen (y down): a
+negative ``(x1-x0)*(y2-y0) - (x2-x0)*(y1-y0)``. Faces whose projected area is below ``1e-12`` pixels²
+(zero-area faces) cover nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vitdeca.errors import VitdecaError
+from vitdeca.render import kernels
+from vitdeca.render.kernels import MIN_AREA
+
+
+@dataclass
+class Fragments:
+    """Per-pixel rasterisation result for a (B,H,W) image; the only contract between geometry and shading.
+
+    face_index: (B,H,W) long, -1 for background. depth: (B,H,W) (0 at background).
+    pixel_index: (N,) long flat indices ``b*H*W + i*W + j`` of the covered pixels (increasing),
+    pixel_face: (N,) their face indices, pixel_bary: (N,3) their barycentrics. ``bary`` (B,H,W,3) is the
+    same barycentrics scattered into the image (computed on access, 0 at background).
+    """
+
+    face_index: torch.Tensor
+    depth: torch.Tensor
+    pixel_index: torch.Tensor
+    pixel_face: torch.Tensor
+    pixel_bary: torch.Tensor
+
+    @property
+    def bary(self) -> torch.Tensor:
+        """(B,H,W,3) barycentrics, 0 at background."""
+        return scatter_packed(self.pixel_bary, self, channels_last=True)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(B,H,W) bool: pixel covered by a face."""
+        return self.face_index >= 0
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """(B,1,H,W) float coverage mask (1 covered, 0 background), in the dtype of ``pixel_bary``."""
+        return self.mask[:, None].to(self.pixel_bary.dtype)
+
+
+def rasterize(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    height: int,
+    width: int,
+    *,
+    perspective_correct: bool = False,
+    cull_backfaces: bool = False,
+    near: float | None = None,
+) -> Fragments:
+    """Rasterise screen vertices (B,V,3) = (x_pix, y_pix, depth) with faces (F,3) into an H×W image.
+
+    Pixel (i, j) is sampled at its centre (j+0.5, i+0.5); smaller depth is nearer.
+    perspective_correct: the vertex depth is the pinhole view depth; barycentrics are corrected by 1/depth
+    and the depth interpolated as 1/sum(b_i/z_i). Faces with a vertex at depth < ``near`` are dropped
+    (no clipping); ``near`` defaults to 1e-6 with ``perspective_correct`` and to no limit otherwise.
+    Raises VitdecaError for NaN/Inf vertices, bad shapes or out-of-range face indices.
+    """
+    _check_inputs(vertices, faces, height, width)
+    if near is None and perspective_correct:
+        near = 1e-6
+    face_index = _zbuffer_face_index(
+        vertices, faces, height, width, perspective_correct, cull_backfaces, near
+    )
+    return _fragments_from_face_index(vertices, faces, face_index, perspective_correct)
+
+
+def interpolate(fragments: Fragments, faces: torch.Tensor | None, attributes: torch.Tensor) -> torch.Tensor:
+    """Interpolate attributes over the covered pixels → (B,C,H,W), zeros at background.
+
+    attributes: per vertex (B,V,C) (needs ``faces`` (F,3)) or per face corner (B,F,3,C) (``faces`` unused).
+    Batch sizes of fragments and attributes must match, or one of them be 1 (broadcast).
+    """
+    return scatter_packed(interpolate_packed(fragments, faces, attributes), fragments, channels_last=False)
+
+
+def interpolate_hwc(
+    fragments: Fragments, faces: torch.Tensor | None, attributes: torch.Tensor
+) -> torch.Tensor:
+    """As :func:`interpolate` but channels last: (B,H,W,C)."""
+    return scatter_packed(interpolate_packed(fragments, faces, attributes), fragments, channels_last=True)
+
+
+def interpolate_packed(
+    fragments: Fragments, faces: torch.Tensor | None, attributes: torch.Tensor
+) -> torch.Tensor:
+    """Interpolated values at the covered pixels only (order of ``fragments.pixel_index``): (N,C), or
+    (B,N,C) when batch-1 fragments serve B attribute sets. Arguments as :func:`interpolate`."""
+    frag_batch, height, width = fragments.face_index.shape
+    per_vertex = attributes.ndim == 3
+    if not per_vertex and (attributes.ndim != 4 or attributes.shape[2] != 3):
+        raise VitdecaError(
+            f"interpolate: attributes must be (B,V,C) or (B,F,3,C), got {tuple(attributes.shape)}"
+        )
+    if per_vertex and faces is None:
+        raise VitdecaError("interpolate: per-vertex attributes (B,V,C) need faces (F,3)")
+    attr_batch, channels = attributes.shape[0], attributes.shape[-1]
+    bary = fragments.pixel_bary.t().to(attributes.dtype).contiguous()  # (3,N)
+    if frag_batch == 1 and attr_batch > 1:  # one layout (e.g. UV space), many attribute sets
+        corners = _corner_index(fragments.pixel_face, faces, per_vertex, attributes.shape[1], None)
+        flat = attributes.reshape(attr_batch, -1, channels)
+        values = flat.index_select(1, corners.reshape(-1)).view(attr_batch, 3, -1, channels)
+        return (values * bary[None, :, :, None]).sum(1)
+    if attr_batch not in (1, frag_batch):
+        raise VitdecaError(
+            f"interpolate: batch {attr_batch} of attributes does not match fragments' {frag_batch}"
+        )
+    batch = None
+    if attr_batch > 1:
+        batch = torch.div(fragments.pixel_index, height * width, rounding_mode="floor")
+    corners = _corner_index(fragments.pixel_face, faces, per_vertex, attributes.shape[1], batch)
+    rows = attributes.reshape(-1, channels)
+    if rows.device.type == "cpu":
+        return kernels.InterpolateFunction.apply(rows, corners, bary).t()  # (N,C) view of (C,N)
+    # channel-major gather: (C, rows) → (C, 3, N), so no large tensor is ever transposed
+    values = rows.t().contiguous().index_select(1, corners.reshape(-1)).view(channels, 3, -1)
+    return (values * bary[None]).sum(1).t()
+
+
+def scatter_packed(values: torch.Tensor, fragments: Fragments, channels_last: bool) -> torch.Tensor:
+    """Packed values (N,C) or (B,N,C) (see :func:`interpolate_packed`) → image (B,H,W,C) if
+    ``channels_last`` else (B,C,H,W), zeros at background."""
+    frag_batch, height, width = fragments.face_index.shape
+    index, channels = fragments.pixel_index, values.shape[-1]
+    if values.ndim == 3:  # batch-1 layout: pixel_index addresses H*W
+        batch = values.shape[0]
+        if channels_last:
+            out = values.new_zeros(batch, height * width, channels).index_copy(1, index, values)
+            return out.view(batch, height, width, channels)
+        out = values.new_zeros(batch, channels, height * width).index_copy(2, index, values.transpose(1, 2))
+        return out.view(batch, channels, height, width)
+    if channels_last:
+        out = values.new_zeros(frag_batch * height * width, channels).index_copy(0, index, values)
+        return out.view(frag_batch, height, width, channels)
+    # (C, B·H·W) storage viewed as (B,C,H,W): each channel plane stays contiguous
+    out = values.new_zeros(channels, frag_batch * height * width).index_copy(1, index, values.t())
+    return out.view(channels, frag_batch, height, width).permute(1, 0, 2, 3)
+
+
+def _corner_index(
+    pixel_face: torch.Tensor,
+    faces: torch.Tensor | None,
+    per_vertex: bool,
+    n_items: int,
+    batch: torch.Tensor | None,
+) -> torch.Tensor:
+    """(3,N) flat row indices of the three corner attributes of each covered pixel's face."""
+    if per_vertex:
+        corners = faces.to(pixel_face.device).t().contiguous().index_select(1, pixel_face)  # vertex ids
+    else:
+        corners = pixel_face[None, :] * 3 + torch.arange(3, device=pixel_face.device)[:, None]
+        n_items = n_items * 3
+    if batch is not None:
+        corners = corners + (batch * n_items)[None, :]
+    return corners
+
+
+def _check_inputs(vertices: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> None:
+    if vertices.ndim != 3 or vertices.shape[-1] != 3:
+        raise VitdecaError(f"rasterize: vertices must be (B,V,3), got {tuple(vertices.shape)}")
+    if not vertices.is_floating_point():
+        raise VitdecaError(f"rasterize: vertices must be floating point, got {vertices.dtype}")
+    if faces.ndim != 2 or faces.shape[-1] != 3 or faces.is_floating_point():
+        raise VitdecaError(f"rasterize: faces must be an integer (F,3) tensor, got {tuple(faces.shape)}")
+    if int(height) < 1 or int(width) < 1:
+        raise VitdecaError(f"rasterize: image size must be positive, got {height}x{width}")
+    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= vertices.shape[1]):
+        raise VitdecaError(f"rasterize: face indices must lie in [0, {vertices.shape[1]})")
+    if vertices.numel() and not bool(torch.isfinite(vertices).all()):
+        raise VitdecaError("rasterize: vertices contain NaN or Inf")
+
+
+def _zbuffer_face_index(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    height: int,
+    width: int,
+    perspective: bool,
+    cull: bool,
+    near: float | None,
+) -> torch.Tensor:
+    """(B,H,W) long face index of the nearest face per pixel centre (-1: none), from the numba kernel."""
+    batch = vertices.shape[0]
+    face_index = np.full((batch, height, width), -1, dtype=np.int64)
+    if faces.shape[0] and batch:
+        verts = np.ascontiguousarray(vertices.detach().to("cpu", torch.float64).numpy())
+        faces_np = np.ascontiguousarray(faces.detach().to("cpu", torch.int64).numpy())
+        zbuf = np.full((batch, height, width), np.inf)
+        near_value = -np.inf if near is None else float(near)
+        kernels.zbuffer(verts, faces_np, perspective, cull, near_value, face_index, zbuf)
+    return torch.from_numpy(face_index).to(vertices.device)
+
+
+def _fragments_from_face_index(
+    vertices: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor, perspective: bool
+) -> Fragments:
+    """Recompute barycentrics and depth differentiably (torch) for the covered pixels of ``face_index``."""
+    batch, height, width = face_index.shape
+    flat = face_index.reshape(-1)
+    pixel_index = torch.nonzero(flat >= 0).squeeze(1)
+    pixel_face = flat[pixel_index]
+    pixel_bary, pixel_depth = _barycentric(
+        vertices, faces, pixel_index, pixel_face, height, width, perspective
+    )
+    depth = pixel_depth.new_zeros(batch * height * width).index_copy(0, pixel_index, pixel_depth)
+    return Fragments(
+        face_index=face_index,
+        depth=depth.view(batch, height, width),
+        pixel_index=pixel_index,
+        pixel_face=pixel_face,
+        pixel_bary=pixel_bary,
+    )
+
+
+def _barycentric(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    pixel_index: torch.Tensor,
+    pixel_face: torch.Tensor,
+    height: int,
+    width: int,
+    perspective: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,3) barycentrics (a transposed view of a contiguous (3,N) tensor) and (N,) depth of the pixel
+    centres, differentiable w.r.t. ``vertices``: numba kernels on CPU, torch elsewhere."""
+    n_verts = vertices.shape[1]
+    batch = torch.div(pixel_index, height * width, rounding_mode="floor")
+    rest = pixel_index - batch * (height * width)
+    corner = faces.to(vertices.device).t().contiguous().index_select(1, pixel_face) + batch * n_verts  # (3,N)
+    row = torch.div(rest, width, rounding_mode="floor")
+    centre = torch.stack([rest - row * width, row]).to(vertices.dtype) + 0.5  # (2,N) pixel centres
+    rows = vertices.reshape(-1, 3)
+    if vertices.device.type == "cpu":
+        bary, depth = kernels.BarycentricFunction.apply(rows, corner, centre, perspective)
+    else:
+        bary, depth = barycentric_torch(rows, corner, centre, perspective)
+    return bary.t(), depth
+
+
+def barycentric_torch(
+    rows: torch.Tensor, corner: torch.Tensor, centre: torch.Tensor, perspective: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch version of :class:`kernels.BarycentricFunction`: rows (R,3), corner (3,N), centre (2,N) →
+    bary (3,N), depth (N,)."""
+    coords = rows.t().contiguous().index_select(1, corner.reshape(-1)).view(3, 3, -1)
+    (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = (c.unbind(0) for c in coords)  # coordinate, corner
+    # 1. pixel centre and the two edges, relative to the first corner (well conditioned in float32)
+    px, py = centre[0] - x0, centre[1] - y0
+    ex, ey, fx, fy = x1 - x0, y1 - y0, x2 - x0, y2 - y0
+    # 2. screen-space barycentrics by signed areas (the kernel guarantees |area| >= MIN_AREA)
+    area = ex * fy - fx * ey
+    area = torch.where(area.abs() < MIN_AREA, torch.full_like(area, MIN_AREA), area)
+    w1 = (px * fy - fx * py) / area
+    w2 = (ex * py - px * ey) / area
+    w0 = 1.0 - w1 - w2
+    # 3. perspective correction: weights proportional to b_i / z_i; depth = 1 / sum(b_i / z_i)
+    if perspective:
+        w0, w1, w2 = w0 / z0, w1 / z1, w2 / z2
+        total = w0 + w1 + w2
+        w0, w1, w2 = w0 / total, w1 / total, w2 / total
+    return torch.stack([w0, w1, w2]), w0 * z0 + w1 * z1 + w2 * z2

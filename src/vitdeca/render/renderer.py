@@ -1,0 +1,235 @@
+"""The mesh renderer: rasterise once, then derive every output from the fragments with small functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitdeca.errors import VitdecaError
+from vitdeca.render.camera import PinholeCamera, weak_perspective_to_screen
+from vitdeca.render.rasterize import Fragments, interpolate_hwc, interpolate_packed, rasterize, scatter_packed
+from vitdeca.render.shading import sh_shading_image, shape_shading_image, vertex_normals
+from vitdeca.render.uv import UVSpace, sample_uv_map, uv_to_grid
+
+
+@dataclass
+class RenderOutput:
+    """Everything one render produces; images are (B,C,H,W).
+
+    image (B,3): albedo · SH shading over the background with ``alpha`` (B,1) (hard coverage mask).
+    depth (B,1): screen depth (weak perspective: -s·Z; pinhole: view distance), 0 at background.
+    normal_image (B,3): unit model-space normals used for shading (the detail normals when given), 0 at
+    background. shading (B,3): SH irradiance. albedo_image (B,3): the UV albedo sampled at each pixel.
+    shape_image (B,3): DECA's grey shape render (fixed lights) over the background.
+    uv_grid (B,H,W,2): ``grid_sample`` coordinates of each pixel in UV maps (sample any UV map with
+    :func:`vitdeca.render.uv.sample_uv_map`). screen_vertices (B,V,3): (x_pix, y_pix, depth).
+    """
+
+    image: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
+    normal_image: torch.Tensor
+    shading: torch.Tensor
+    albedo_image: torch.Tensor
+    shape_image: torch.Tensor
+    uv_grid: torch.Tensor
+    screen_vertices: torch.Tensor
+    fragments: Fragments
+
+
+def render_mesh(
+    vertices: torch.Tensor,
+    screen_vertices: torch.Tensor,
+    faces: torch.Tensor,
+    face_uvs: torch.Tensor,
+    albedo: torch.Tensor,
+    light: torch.Tensor,
+    height: int,
+    width: int,
+    *,
+    perspective_correct: bool = False,
+    detail_normal_image: torch.Tensor | None = None,
+    uv_detail_normals: torch.Tensor | None = None,
+    background: torch.Tensor | None = None,
+) -> RenderOutput:
+    """Render model-space ``vertices`` (B,V,3) placed on screen at ``screen_vertices`` (B,V,3).
+
+    faces (F,3); face_uvs (F,3,2) uv of each face corner (v up); albedo (B or 1,3,Hu,Wu) UV map;
+    light (B,9,3) SH coefficients; detail normals either per pixel (B,3,H,W) or as a UV map (B,3,Hu,Wu)
+    in model space; background (B,3,H,W) or None (black).
+    """
+    fragments = rasterize(screen_vertices, faces, height, width, perspective_correct=perspective_correct)
+    return shade(
+        fragments,
+        vertices,
+        screen_vertices,
+        faces,
+        face_uvs,
+        albedo,
+        light,
+        detail_normal_image=detail_normal_image,
+        uv_detail_normals=uv_detail_normals,
+        background=background,
+    )
+
+
+def shade(
+    fragments: Fragments,
+    vertices: torch.Tensor,
+    screen_vertices: torch.Tensor,
+    faces: torch.Tensor,
+    face_uvs: torch.Tensor,
+    albedo: torch.Tensor,
+    light: torch.Tensor,
+    *,
+    detail_normal_image: torch.Tensor | None = None,
+    uv_detail_normals: torch.Tensor | None = None,
+    background: torch.Tensor | None = None,
+) -> RenderOutput:
+    """Derive all :class:`RenderOutput` images from ``fragments`` (arguments as :func:`render_mesh`)."""
+    alpha = fragments.alpha.to(vertices.dtype)
+    face_grid = uv_to_grid(face_uvs.to(vertices.dtype))[None]  # (1,F,3,2): interpolation is linear
+    uv_grid = interpolate_hwc(fragments, None, face_grid)
+    normals = _shading_normals(fragments, vertices, faces, uv_grid, detail_normal_image, uv_detail_normals)
+    albedo_image = sample_uv_map(albedo, uv_grid) * alpha
+    shading = sh_shading_image(normals, light) * alpha
+    return RenderOutput(
+        image=_over(albedo_image * shading, alpha, background),
+        alpha=alpha,
+        depth=fragments.depth[:, None].to(vertices.dtype),
+        normal_image=normals,
+        shading=shading,
+        albedo_image=albedo_image,
+        shape_image=_over(shape_shading_image(normals), alpha, background),  # 0 where normals are 0
+        uv_grid=uv_grid,
+        screen_vertices=screen_vertices,
+        fragments=fragments,
+    )
+
+
+def _over(premultiplied: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor | None) -> torch.Tensor:
+    """Composite an image that is already zero outside ``alpha`` over ``background`` (None: black)."""
+    return premultiplied if background is None else premultiplied + background * (1.0 - alpha)
+
+
+def _shading_normals(
+    fragments: Fragments,
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    uv_grid: torch.Tensor,
+    detail_normal_image: torch.Tensor | None,
+    uv_detail_normals: torch.Tensor | None,
+) -> torch.Tensor:
+    """(B,3,H,W) unit normals, 0 at background: detail normals if given, else the interpolated
+    area-weighted vertex normals."""
+    if detail_normal_image is None and uv_detail_normals is None:
+        packed = interpolate_packed(fragments, faces, vertex_normals(vertices, faces))  # (N,3)
+        packed = packed / (packed * packed).sum(-1, keepdim=True).sqrt().clamp_min(1e-12)
+        return scatter_packed(packed, fragments, channels_last=False)
+    if detail_normal_image is not None:
+        normals = detail_normal_image
+    else:
+        normals = sample_uv_map(uv_detail_normals, uv_grid)
+    return F.normalize(normals, dim=1, eps=1e-12) * fragments.alpha.to(normals.dtype)
+
+
+class MeshRenderer(nn.Module):
+    """Renders one mesh topology: holds faces, face uvs and the :class:`UVSpace` as buffers.
+
+    faces (F,3) long, uv_coords (T,2) in [0,1] (v up), uv_faces (F,3); image_size int or (H,W);
+    uv_size for the UV maps (displacement, detail normals, texture extraction).
+    """
+
+    def __init__(
+        self,
+        faces: torch.Tensor,
+        uv_coords: torch.Tensor,
+        uv_faces: torch.Tensor,
+        image_size: int | tuple[int, int] = 224,
+        uv_size: int = 256,
+    ):
+        super().__init__()
+        self.image_size = _size(image_size)
+        self.register_buffer("faces", faces.long(), persistent=False)
+        self.register_buffer("face_uvs", uv_coords.float()[uv_faces.long()], persistent=False)
+        self.uv = UVSpace(faces, uv_coords.float(), uv_faces, uv_size)
+
+    def forward(
+        self,
+        vertices: torch.Tensor,
+        camera: torch.Tensor | PinholeCamera,
+        albedo: torch.Tensor,
+        light: torch.Tensor,
+        *,
+        detail_normal_image: torch.Tensor | None = None,
+        uv_detail_normals: torch.Tensor | None = None,
+        background: torch.Tensor | None = None,
+        image_size: int | tuple[int, int] | None = None,
+    ) -> RenderOutput:
+        """vertices (B,V,3) model space; camera (B,3) weak perspective (s,tx,ty) or a PinholeCamera;
+        albedo (B,3,Hu,Wu); light (B,9,3) → :class:`RenderOutput`."""
+        height, width = self.image_size if image_size is None else _size(image_size)
+        screen = self.to_screen(vertices, camera, height, width)
+        return render_mesh(
+            vertices,
+            screen,
+            self.faces,
+            self.face_uvs,
+            albedo,
+            light,
+            height,
+            width,
+            perspective_correct=isinstance(camera, PinholeCamera),
+            detail_normal_image=detail_normal_image,
+            uv_detail_normals=uv_detail_normals,
+            background=background,
+        )
+
+    @staticmethod
+    def to_screen(
+        vertices: torch.Tensor, camera: torch.Tensor | PinholeCamera, height: int, width: int
+    ) -> torch.Tensor:
+        """(B,V,3) model space → (B,V,3) screen vertices for either camera type."""
+        if isinstance(camera, PinholeCamera):
+            return camera.to_screen(vertices, height, width)
+        return weak_perspective_to_screen(vertices, camera, height, width)
+
+
+def render(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    uv_coords: torch.Tensor,
+    uv_faces: torch.Tensor,
+    camera: torch.Tensor | PinholeCamera,
+    albedo: torch.Tensor,
+    light: torch.Tensor,
+    image_size: int | tuple[int, int] = 224,
+    **options,
+) -> RenderOutput:
+    """One-shot functional form of :class:`MeshRenderer` (``options``: detail normals, background)."""
+    height, width = _size(image_size)
+    screen = MeshRenderer.to_screen(vertices, camera, height, width)
+    face_uvs = uv_coords.to(vertices.dtype)[uv_faces.long()]
+    return render_mesh(
+        vertices,
+        screen,
+        faces.long(),
+        face_uvs,
+        albedo,
+        light,
+        height,
+        width,
+        perspective_correct=isinstance(camera, PinholeCamera),
+        **options,
+    )
+
+
+def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        return image_size, image_size
+    if len(image_size) != 2:
+        raise VitdecaError(f"renderer: image_size must be an int or (H,W), got {image_size!r}")
+    return int(image_size[0]), int(image_size[1])

@@ -1,0 +1,196 @@
+"""The loss registry: each training loss by name, the stage it belongs to, and how it reads a model's output.
+
+A term's weight is the ``LossConfig`` field of the same name (0 switches it off); the training objective is
+``Σ_t w_t · L_t``. The term functions are thin adapters from :class:`LossInputs` to the pure functions of
+:mod:`vitdeca.losses`, where each formula is documented.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from vitdeca import losses as L
+from vitdeca.codes import Codes
+from vitdeca.errors import VitdecaError
+from vitdeca.train.config import LossConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LossInputs:
+    """What the loss terms see for one batch.
+
+    images (N,3,H,W), landmarks (N,68,2) crop pixels, masks (N,1,H,W) or None: the targets, repeated when
+    the batch was doubled for shape/detail consistency (N = 2B) — ``recon`` then covers all N rows.
+    codes: the encoder's codes of the B original images (regularisers only look at these).
+    recon: the model's ``Reconstruction`` (see ``vitdeca.model``). uv_mask: (1,1,S,S) face-region UV mask
+    or None. identity: the frozen identity network (``embed(images, landmarks) -> (N,D)``) or None.
+    mrf: an :class:`IDMRF` module or None.
+    """
+
+    images: torch.Tensor
+    landmarks: torch.Tensor
+    masks: torch.Tensor | None
+    codes: Codes
+    recon: Any
+    config: LossConfig
+    uv_mask: torch.Tensor | None = None
+    identity: Any = None
+    mrf: nn.Module | None = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.images.shape[-2], self.images.shape[-1])
+
+    def photo_mask(self) -> torch.Tensor:
+        """The photometric mask: the data's skin mask when present and wanted, else the render coverage."""
+        if self.config.use_skin_mask and self.masks is not None:
+            return self.masks
+        return self.recon.alpha
+
+    def render(self, image: torch.Tensor) -> torch.Tensor:
+        """A render restricted to its coverage (DECA: rendered × alpha)."""
+        return image * self.recon.alpha
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """A registered loss: ``fn(inputs) -> scalar``; ``needs`` names an optional resource (``identity``,
+    ``mrf``) without which the term is skipped with a warning."""
+
+    name: str
+    stage: str
+    fn: Callable[[LossInputs], torch.Tensor]
+    needs: str | None = None
+
+
+def _landmark(x: LossInputs) -> torch.Tensor:
+    weights = L.deca_landmark_weights(x.landmarks.device) if x.config.weighted_landmarks else None
+    return L.landmark_loss(x.recon.landmarks2d, x.landmarks, x.image_size, weights)
+
+
+def _identity(x: LossInputs) -> torch.Tensor:
+    alpha = x.recon.alpha
+    overlay = x.recon.image * alpha + x.images * (1.0 - alpha)
+    with torch.no_grad():
+        target = x.identity.embed(x.images, x.landmarks)
+    return L.identity_loss(x.identity.embed(overlay, x.landmarks), target)
+
+
+def _mrf(x: LossInputs) -> torch.Tensor:
+    mask = x.photo_mask()
+    return x.mrf(x.render(x.recon.detail_image) * mask, x.images * mask)
+
+
+REGISTRY: dict[str, LossTerm] = {
+    term.name: term
+    for term in [
+        LossTerm("landmark", "coarse", _landmark),
+        LossTerm(
+            "eye", "coarse", lambda x: L.eye_closure_loss(x.recon.landmarks2d, x.landmarks, x.image_size)
+        ),
+        LossTerm(
+            "lip", "coarse", lambda x: L.lip_closure_loss(x.recon.landmarks2d, x.landmarks, x.image_size)
+        ),
+        LossTerm(
+            "photometric",
+            "coarse",
+            lambda x: L.photometric_loss(x.images, x.render(x.recon.image), x.photo_mask()),
+        ),
+        LossTerm("identity", "coarse", _identity, needs="identity"),
+        LossTerm("reg_shape", "coarse", lambda x: L.code_regulariser(x.codes.shape)),
+        LossTerm("reg_expression", "coarse", lambda x: L.code_regulariser(x.codes.expression)),
+        LossTerm("reg_albedo", "coarse", lambda x: L.code_regulariser(x.codes.albedo)),
+        LossTerm("reg_light", "coarse", lambda x: L.light_regulariser(x.codes.light)),
+        LossTerm(
+            "detail_photometric",
+            "detail",
+            lambda x: L.detail_photometric_loss(x.images, x.render(x.recon.detail_image), x.photo_mask()),
+        ),
+        LossTerm("mrf", "detail", _mrf, needs="mrf"),
+        LossTerm("symmetry", "detail", lambda x: L.soft_symmetry_loss(x.recon.displacement_uv, x.uv_mask)),
+        LossTerm("reg_displacement", "detail", lambda x: L.displacement_regulariser(x.recon.displacement_uv)),
+    ]
+}
+
+
+def weights_for(config: LossConfig, stage: str) -> dict[str, float]:
+    """The non-zero weights of ``stage``'s terms, in registry order."""
+    return {
+        name: float(getattr(config, name))
+        for name, term in REGISTRY.items()
+        if term.stage == stage and getattr(config, name) != 0.0
+    }
+
+
+def all_term_names() -> list[str]:
+    """Every registered term, in registry order (the columns of ``losses.csv`` after step and total)."""
+    return list(REGISTRY)
+
+
+def compute_losses(weights: dict[str, float], inputs: LossInputs) -> dict[str, torch.Tensor]:
+    """The unweighted value of every term in ``weights`` (scalars, float32)."""
+    out = {}
+    for name in weights:
+        term = REGISTRY[name]
+        if term.needs is not None and getattr(inputs, term.needs) is None:
+            continue
+        out[name] = term.fn(inputs).float()
+    return out
+
+
+def weighted_total(values: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """``Σ_t w_t · L_t`` over the computed terms."""
+    if not values:
+        raise VitdecaError("no loss term is active for this stage; check the losses section of the config")
+    return sum(weights[name] * value for name, value in values.items())
+
+
+class IDMRF(nn.Module):
+    """ID-MRF on VGG19 features: ``mrf(relu3_2) + 2·mrf(relu4_2)`` (DECA's style layers relu3_2, relu4_2
+    plus the content layer relu4_2); images (B,3,H,W) RGB [0,1], ImageNet-normalised inside."""
+
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        self.features = features.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def _layers(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (images - self.mean) / self.std
+        relu3_2 = self.features[:14](x)
+        return relu3_2, self.features[14:23](relu3_2)
+
+    def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        g3, g4 = self._layers(generated)
+        with torch.no_grad():
+            t3, t4 = self._layers(target)
+        return L.mrf_loss(g3, t3) + 2.0 * L.mrf_loss(g4, t4)
+
+
+def load_idmrf(weights_path: str = "") -> IDMRF:
+    """ID-MRF with ImageNet VGG19 weights from ``weights_path`` or torchvision's cache (downloading when
+    online). Raises :class:`VitdecaError` with what to do when the weights cannot be had."""
+    from torchvision.models import VGG19_Weights, vgg19
+
+    try:
+        if weights_path:
+            net = vgg19(weights=None)
+            net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        else:
+            net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1, progress=False)
+    except Exception as exc:  # any failure here (offline, bad file) means: no weights
+        where = weights_path or "torchvision's download of vgg19-dcbb9e9d.pth"
+        raise VitdecaError(
+            f"ID-MRF needs ImageNet VGG19 weights and {where} failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); put the file in $TORCH_HOME/hub/checkpoints, "
+            "set losses.vgg19_weights=FILE, or losses.mrf=0"
+        ) from exc
+    return IDMRF(net.features[:23])

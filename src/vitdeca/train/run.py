@@ -1,0 +1,182 @@
+"""Set up and run one training job: the run folder, the config, the process group, the parts, the trainer.
+
+``run_training`` is what ``vitdeca train`` calls (once per process under ``torchrun``). The model, the
+dataset and the identity network are built by factories that default to vitdeca's own and can be swapped
+(tests use small stand-ins).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vitdeca.config import from_dict, save_config, to_dict
+from vitdeca.errors import VitdecaError
+from vitdeca.train import checkpoint as ckpt
+from vitdeca.train.config import TrainConfig, load_train_config, validate
+from vitdeca.train.data import mix_seed
+from vitdeca.train.distributed import cleanup, init_distributed
+from vitdeca.train.objective import load_idmrf
+from vitdeca.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+ModelFactory = Callable[[TrainConfig], nn.Module]
+DataFactory = Callable[[TrainConfig], tuple[Any, list[Any]]]
+# Keys that may change when resuming (budget, cadence, numerics, loader); anything else must match.
+RESUMABLE_CHANGES = ("run.", "data.num_workers", "losses.vgg19_weights")
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "last.pt"
+
+
+def resolve_config(
+    run_dir: str | Path, config_path: str | None, overrides: list[str], resume: bool
+) -> tuple[TrainConfig, bool]:
+    """The run's config and whether to resume from its checkpoint.
+
+    Fresh run: ``config_path`` (None: the defaults) + overrides, refusing a folder that already holds a
+    checkpoint. Resume:
+    the checkpoint's config, with ``config_path``/overrides allowed to change only the run budget and
+    cadence (:data:`RESUMABLE_CHANGES`); without a checkpoint it starts fresh.
+    """
+    last = checkpoint_path(run_dir)
+    if not resume:
+        if last.exists():
+            raise VitdecaError(f"{run_dir}: already holds a training run; pass --resume or pick a new --out")
+        return load_train_config(config_path, overrides), False
+    if not last.exists():
+        log.info("%s: no checkpoint yet, starting a new run", run_dir)
+        return load_train_config(config_path, overrides), False
+    saved = ckpt.load_checkpoint(last)["config"]
+    if config_path is None:
+        from vitdeca.config import apply_overrides
+
+        config = validate(from_dict(TrainConfig, apply_overrides(copy.deepcopy(saved), overrides)), str(last))
+    else:
+        config = load_train_config(config_path, overrides)
+    changed = _changed_keys(saved, to_dict(config))
+    frozen = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
+    if frozen:
+        raise VitdecaError(
+            f"{last}: the config differs from the checkpoint's in {', '.join(frozen)}; only run.* and "
+            "data.num_workers may change on --resume"
+        )
+    return config, True
+
+
+def _changed_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _changed_keys(va, vb, f"{prefix}{key}.")
+        elif (list(va) if isinstance(va, (list, tuple)) else va) != (
+            list(vb) if isinstance(vb, (list, tuple)) else vb
+        ):
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))  # noqa: NPY002 (third-party code may draw from the global state)
+    torch.manual_seed(seed)
+
+
+def default_model(config: TrainConfig) -> nn.Module:
+    """vitdeca's reconstructor for ``config.model``."""
+    from vitdeca.model import DecaModel
+
+    return DecaModel(config.model)
+
+
+def default_data(config: TrainConfig) -> tuple[Any, list[int]]:
+    """The FaceDataset of ``config.data.manifest`` (a `vitdeca annotate` folder) and its identity labels."""
+    from vitdeca.data import Augmentation, ColourJitter, FaceDataset
+
+    data = config.data
+    if not data.manifest:
+        raise VitdecaError("data.manifest is empty; set it in the config or with --set data.manifest=FOLDER")
+    folder = Path(data.manifest)
+    folder = folder.parent if folder.is_file() else folder
+    aug = data.augment
+    augmentation = None
+    if aug.enabled:
+        colour = ColourJitter(aug.colour, aug.colour, aug.colour) if aug.colour > 0 else None
+        augmentation = Augmentation((aug.scale_min, aug.scale_max), aug.translation, colour)
+    dataset = FaceDataset(
+        folder, image_root=data.image_root or None, size=data.image_size, augmentation=augmentation,
+        seed=config.run.seed,
+    )  # fmt: skip
+    return dataset, dataset.identity_index.tolist()
+
+
+def load_identity(config: TrainConfig, device: torch.device) -> Any:
+    """The frozen identity network for L_id (None when the term is off)."""
+    if config.losses.identity == 0.0 or "coarse" not in config.stages:
+        return None
+    from vitdeca.identity import load_identity_net
+
+    net = load_identity_net(config.losses.identity_net, config.losses.identity_net_path or None)
+    return net.to(device).eval().requires_grad_(False)
+
+
+def load_mrf(config: TrainConfig, device: torch.device) -> nn.Module | None:
+    """ID-MRF for the detail stage, or None (term off, or its VGG19 weights unavailable: warned)."""
+    if config.losses.mrf == 0.0 or "detail" not in config.stages:
+        return None
+    try:
+        return load_idmrf(config.losses.vgg19_weights).to(device)
+    except VitdecaError as exc:
+        log.warning("ID-MRF disabled, the other losses train: %s", exc)
+        return None
+
+
+def run_training(
+    config_path: str | None,
+    run_dir: str | Path,
+    overrides: list[str] = (),
+    resume: bool = False,
+    model_factory: ModelFactory = default_model,
+    data_factory: DataFactory = default_data,
+    identity_factory: Callable[[TrainConfig, torch.device], Any] = load_identity,
+) -> str:
+    """Train into ``run_dir`` (one process of a torchrun job, or the only one). Returns ``"done"`` or
+    ``"interrupted"``."""
+    run_dir = Path(run_dir)
+    config, resuming = resolve_config(run_dir, config_path, list(overrides), resume)
+    info, device = init_distributed(config.run.device)
+    try:
+        if info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_dir / "config.yaml")
+        seed_everything(config.run.seed)
+        model = model_factory(config)
+        dataset, identities = data_factory(config)
+        trainer = Trainer(
+            config,
+            run_dir,
+            model,
+            dataset,
+            identities,
+            info=info,
+            device=device,
+            identity_net=identity_factory(config, device),
+            mrf=load_mrf(config, device),
+        )
+        seed_everything(mix_seed(config.run.seed, info.rank, 4))
+        if resuming:
+            trainer.restore(checkpoint_path(run_dir))
+        return trainer.fit()
+    finally:
+        cleanup()

@@ -1,0 +1,420 @@
+"""The training loop: coarse stage, then detail stage (coarse frozen), as DECA; resumable, data-parallel.
+
+One step: encode the batch, decode it (twice as many rows when shape/detail consistency swaps codes
+within an identity), evaluate the registered losses, take a weighted sum, back-propagate, update.
+Non-finite steps are skipped (and stop the run after ``run.max_nonfinite`` in a row); checkpoints are
+written every ``run.checkpoint_every`` steps, at the end of each stage and when SIGTERM/SIGINT arrives
+(after finishing the step in flight). Everything a step depends on (weights, optimiser, scheduler, RNG
+states, data position) is in the checkpoint, so a resumed run continues as if uninterrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vitdeca.codes import Codes
+from vitdeca.config import to_dict
+from vitdeca.errors import VitdecaError
+from vitdeca.losses import shape_swap_index, swap_code
+from vitdeca.train import checkpoint as ckpt
+from vitdeca.train.config import OptimConfig, TrainConfig
+from vitdeca.train.data import BatchStream, mix_seed
+from vitdeca.train.distributed import DistInfo, all_reduce_mean, any_process, unwrap, wrap_ddp
+from vitdeca.train.logging import CsvLog, Progress, TensorBoardLog, image_grid
+from vitdeca.train.objective import (
+    REGISTRY,
+    LossInputs,
+    all_term_names,
+    compute_losses,
+    weighted_total,
+    weights_for,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TrainingModule(nn.Module):
+    """What DistributedDataParallel wraps: encode, swap codes within identities, decode.
+
+    ``forward(images (B,3,H,W), swap_index (B,) long or None, stage) -> (codes of the B images,
+    reconstruction of B or 2B rows)``: with a swap index the decoded batch is the B images followed by
+    the B images decoded with the shape (coarse) or detail (detail stage) code of ``swap_index``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, swap_index: torch.Tensor | None, stage: str) -> tuple[Codes, Any]:
+        codes = self.model.encode(images)
+        decoded = codes
+        if swap_index is not None:
+            name = "shape" if stage == "coarse" else "detail"
+            swapped = codes.replace(**{name: swap_code(getattr(codes, name), swap_index)})
+            decoded = Codes.concat([codes, swapped])
+        return codes, self.model.decode(decoded, detail=stage == "detail")
+
+
+def stage_parameters(model: nn.Module, stage: str) -> list[nn.Parameter]:
+    """The parameters a stage trains: ``model.stage_parameters(stage)`` when the model defines it, else
+    the parameters whose name contains ``detail`` (detail stage) or not (coarse stage)."""
+    if hasattr(model, "stage_parameters"):
+        return list(model.stage_parameters(stage))
+    return [p for n, p in model.named_parameters() if ("detail" in n) == (stage == "detail")]
+
+
+def prepare_stage(model: nn.Module, stage: str) -> list[nn.Parameter]:
+    """Freeze everything but ``stage``'s parameters; modules left with only frozen parameters go to eval
+    mode (no DropKey, fixed BatchNorm statistics), as DECA freezes its coarse encoder. Returns the
+    trainable parameters."""
+    trainable = stage_parameters(model, stage)
+    if not trainable:
+        raise VitdecaError(f"the model has no parameters to train in the {stage!r} stage")
+    ids = {id(p) for p in trainable}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in ids)
+    model.train()
+    for module in model.modules():
+        params = list(module.parameters())
+        if params and not any(id(p) in ids for p in params):
+            module.eval()
+    return trainable
+
+
+def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:
+    """Learning-rate multiplier after ``step`` updates of a stage of ``total``: linear warm-up, then
+    constant or cosine down to ``min_lr_ratio``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    span = max(1, total - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(params: list[nn.Parameter], cfg: OptimConfig, total: int) -> tuple[Any, Any]:
+    """The stage's optimiser and its LambdaLR scheduler."""
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = kind(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total))
+    return optimizer, scheduler
+
+
+def amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``run.amp`` on ``device`` (None: full precision)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if name == "fp16" and device.type != "cuda":
+        raise VitdecaError("run.amp=fp16 needs a CUDA device; use run.amp=bf16 or none on CPU")
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+@dataclass
+class StepResult:
+    """One step's outcome: the weighted total, the unweighted terms, and what the images show."""
+
+    total: torch.Tensor
+    values: dict[str, torch.Tensor]
+    images: torch.Tensor
+    landmarks: torch.Tensor
+    recon: Any
+
+
+class StopRequest:
+    """Context manager turning SIGTERM/SIGINT into a flag checked between steps; a second signal
+    interrupts at once. Old handlers are restored on exit."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s received: finishing this step, then saving a checkpoint", signal.Signals(signum).name)
+
+    def __enter__(self) -> StopRequest:
+        with contextlib.suppress(ValueError):  # not the main thread: no signal handling
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._old[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+
+
+class Trainer:
+    """Trains ``model`` (encode/decode, see ``vitdeca.model``) on ``dataset`` into ``run_dir``.
+
+    ``identities``: one identity label per dataset item. ``identity_net``: frozen network with
+    ``embed(images, landmarks)`` for L_id (None: the term is skipped). ``mrf``: an ID-MRF module or None.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        model: nn.Module,
+        dataset: Any,
+        identities: list[Any],
+        *,
+        info: DistInfo | None = None,
+        device: torch.device | str = "cpu",
+        identity_net: Any = None,
+        mrf: nn.Module | None = None,
+    ) -> None:
+        self.config, self.run_dir = config, Path(run_dir)
+        self.info, self.device = info or DistInfo(), torch.device(device)
+        self.model = model.to(self.device)
+        self.module = TrainingModule(self.model)
+        self.identity_net, self.mrf = identity_net, mrf
+        data = config.data
+        self.stream = BatchStream(
+            dataset, identities, data.identities_per_batch, data.images_per_identity, config.run.seed,
+            self.info, data.num_workers, data.min_images,
+        )  # fmt: skip
+        self.amp = amp_dtype(config.run.amp, self.device)
+        self.step, self.nonfinite = 0, 0
+        self.stop = StopRequest()
+        self._resume_state: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- public
+    def restore(self, path: str | Path) -> None:
+        """Load a checkpoint written by this trainer: weights, step, data position, RNG states now;
+        optimiser, scheduler and scaler when its stage starts."""
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        ckpt.check_head_model(path, state["head_model"], self._head_info())
+        ckpt.load_model_state(path, self.model, state["model"])
+        self.step = int(state["step"])
+        self.stream.load_state_dict(state["data"])
+        self._resume_state = state
+        log.info("resuming %s at step %d (%s stage)", path, self.step, state["stage"])
+
+    def fit(self) -> str:
+        """Run the remaining stages. Returns ``"done"`` or ``"interrupted"`` (a signal arrived; the
+        checkpoint is saved). Raises :class:`VitdecaError` after too many non-finite steps."""
+        if self._resume_state is not None:
+            ckpt.set_rng_state(self._resume_state["rng"])
+        main = self.info.is_main
+        self.csv = (
+            CsvLog(self.run_dir / "losses.csv", all_term_names(), self._resume_step()) if main else None
+        )
+        self.tb = TensorBoardLog(self.run_dir, purge_step=self.step or None) if main else None
+        progress = Progress(self.config.total_steps, self.step, main and self.config.run.progress)
+        self.batches = iter(self.stream)
+        status = "done"
+        try:
+            with self.stop:
+                for stage in self.config.stages:
+                    if self._run_stage(stage, progress) == "interrupted":
+                        status = "interrupted"
+                        break
+        finally:
+            progress.close()
+            for sink in (self.csv, self.tb):
+                if sink is not None:
+                    sink.close()
+        return status
+
+    def training_step(self, batch: dict[str, torch.Tensor], stage: str) -> StepResult:
+        """Forward pass and losses for one batch (no update)."""
+        images = batch["image"].to(self.device, non_blocking=True)
+        landmarks = batch["landmarks"].to(self.device, non_blocking=True)
+        masks = batch["mask"].to(self.device, non_blocking=True) if "mask" in batch else None
+        swap = self._swap_index(stage)
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            codes, recon = self.ddp(images, swap, stage)
+        n = recon.landmarks2d.shape[0] // images.shape[0]
+        inputs = LossInputs(
+            images=images.repeat(n, 1, 1, 1),
+            landmarks=landmarks.repeat(n, 1, 1),
+            masks=None if masks is None else masks.repeat(n, 1, 1, 1),
+            codes=codes,
+            recon=recon,
+            config=self.config.losses,
+            uv_mask=getattr(self.model, "uv_face_mask", None),
+            identity=self.identity_net,
+            mrf=self.mrf,
+        )
+        values = compute_losses(self.weights, inputs)
+        return StepResult(weighted_total(values, self.weights), values, images, landmarks, recon)
+
+    # ---------------------------------------------------------------- stages
+    def _stage_bounds(self, stage: str) -> tuple[int, int]:
+        start = 0
+        for name in self.config.stages:
+            if name == stage:
+                return start, start + self.config.stage_steps(name)
+            start += self.config.stage_steps(name)
+        raise KeyError(stage)
+
+    def _enter_stage(self, stage: str, start: int, end: int) -> None:
+        trainable = prepare_stage(self.model, stage)
+        self.params = trainable
+        self.ddp = wrap_ddp(self.module, self.info, self.device, self.config.run.find_unused_parameters)
+        self.optimizer, self.scheduler = build_optimizer(trainable, self.config.optim, end - start)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
+        self.weights = self._available(weights_for(self.config.losses, stage))
+        state = self._resume_state
+        if state is not None and state["stage"] == stage and self.step < end:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        self._resume_state = None
+        log.info(
+            "%s stage: steps %d-%d, %d trainable tensors, losses %s",
+            stage,
+            start,
+            end,
+            len(trainable),
+            ", ".join(self.weights),
+        )
+
+    def _run_stage(self, stage: str, progress: Progress) -> str:
+        start, end = self._stage_bounds(stage)
+        if self.step >= end:
+            return "done"
+        self._enter_stage(stage, start, end)
+        self.stage = stage
+        while self.step < end:
+            result = self.training_step(next(self.batches), stage)
+            applied = self._apply(result.total)
+            self.step += 1
+            self._record(result, applied, stage, progress)
+            if any_process(self.stop.signum is not None, self.info, self.device):
+                self.save()
+                log.warning("stopped at step %d; continue with --resume", self.step)
+                return "interrupted"
+            if self.step % self.config.run.checkpoint_every == 0 and self.step < end:
+                self.save()
+        self.save()
+        self.save(self.run_dir / "checkpoints" / f"{stage}.pt")
+        return "done"
+
+    def _available(self, weights: dict[str, float]) -> dict[str, float]:
+        """Drop (with a warning) the terms whose resource (identity net, ID-MRF) is missing."""
+        kept = {}
+        for name, weight in weights.items():
+            needs = REGISTRY[name].needs
+            if needs is not None and getattr(self, {"identity": "identity_net"}.get(needs, needs)) is None:
+                log.warning("loss %r is off: no %s network", name, needs)
+                continue
+            kept[name] = weight
+        return kept
+
+    # ---------------------------------------------------------------- update
+    def _swap_index(self, stage: str) -> torch.Tensor | None:
+        cfg = self.config
+        wanted = cfg.losses.shape_consistency if stage == "coarse" else cfg.losses.detail_consistency
+        if not wanted or cfg.data.images_per_identity < 2:
+            return None
+        p, k = cfg.data.identities_per_batch, cfg.data.images_per_identity
+        gen = torch.Generator().manual_seed(mix_seed(cfg.run.seed, self.step, 2))
+        index = shape_swap_index(p, k, gen)  # global rows; groups never cross ranks
+        rows = (p // self.info.world_size) * k
+        first = self.info.rank * rows
+        return (index[first : first + rows] - first).to(self.device)
+
+    def _apply(self, total: torch.Tensor) -> bool:
+        """Back-propagate and update unless the loss or the gradient is non-finite on any process."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if any_process(not bool(torch.isfinite(total)), self.info, self.device):
+            return self._nonfinite("loss")
+        (self.scaler.scale(total) if self.scaler else total).backward()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        clip = self.config.optim.grad_clip or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        if not bool(torch.isfinite(norm)):
+            if self.scaler:
+                self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._nonfinite("gradient")
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.nonfinite = 0
+        return True
+
+    def _nonfinite(self, what: str) -> bool:
+        self.nonfinite += 1
+        limit = self.config.run.max_nonfinite
+        log.warning(
+            "step %d: non-finite %s, update skipped (%d in a row)", self.step + 1, what, self.nonfinite
+        )
+        if self.nonfinite >= limit:
+            raise VitdecaError(
+                f"{self.nonfinite} non-finite steps in a row (last: {what} at step {self.step + 1}); "
+                f"stopping. Lower optim.lr, set optim.grad_clip, or use run.amp=none; the last checkpoint "
+                f"is {self.run_dir / 'checkpoints' / 'last.pt'}"
+            )
+        return False
+
+    # ---------------------------------------------------------------- records
+    def _record(self, result: StepResult, applied: bool, stage: str, progress: Progress) -> None:
+        names = list(result.values)
+        stacked = torch.stack(
+            [result.total.detach().float(), *[v.detach().float() for v in result.values.values()]]
+        )
+        stacked = all_reduce_mean(stacked, self.info).tolist()
+        total, values = stacked[0], dict(zip(names, stacked[1:], strict=True))
+        if not self.info.is_main:
+            return
+        self.csv.write(self.step, total, values)
+        run = self.config.run
+        if self.step % run.log_every == 0 or self.step == 1:
+            self.tb.scalars(self.step, {"total": total, **values})
+            self.tb.scalars(self.step, {"lr": self.optimizer.param_groups[0]["lr"]}, prefix="train")
+        if run.image_every and (self.step % run.image_every == 0 or self.step == 1):
+            recon = result.recon
+            b = result.images.shape[0]
+            grid = image_grid(
+                result.images, result.landmarks, recon.landmarks2d[:b], recon.image[:b], recon.shape_image[:b]
+            )
+            self.tb.image(self.step, grid)
+        progress.update(stage, total)
+
+    def _head_info(self) -> dict[str, str]:
+        """{name, checksum} of the head model (``model.head_identity()`` when the model has it)."""
+        if hasattr(self.model, "head_identity"):
+            return self.model.head_identity()
+        return {"name": str(getattr(self.config.model, "head_model", "")), "checksum": ""}
+
+    def _resume_step(self) -> int | None:
+        return self.step if self.step > 0 else None
+
+    def save(self, path: str | Path | None = None) -> None:
+        """Write the checkpoint (rank 0 only; every process waits for nothing)."""
+        if not self.info.is_main:
+            return
+        path = Path(path or self.run_dir / "checkpoints" / "last.pt")
+        state = {
+            "model": unwrap(self.model).state_dict(),
+            "model_config": to_dict(self.config.model),  # so DecaModel.load reads training checkpoints
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "step": self.step,
+            "stage": self.stage,
+            "data": self.stream.state_dict(),
+            "config": to_dict(self.config),
+            "head_model": self._head_info(),
+        }
+        ckpt.save_checkpoint(path, state)
+        log.debug("saved %s at step %d", path, self.step)

@@ -1,0 +1,136 @@
+"""Per-image fitting: closed-form start, landmark fit, light solve, configs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vitdeca.cli import build_parser
+from vitdeca.errors import VitdecaError
+from vitdeca.fit import (
+    FitConfig,
+    LandmarkGeometry,
+    fit_codes,
+    initial_codes,
+    landmark_nme,
+    landmarks2d,
+    solve_light,
+)
+from vitdeca.render import sh_shading_image
+
+
+def _target_codes(model, seed=0):
+    """Codes of a plausible face: random shape, a few expressions, yaw 25 deg, off-centre camera."""
+    g = torch.Generator().manual_seed(seed)
+    codes = model.neutral_codes(1)
+    shape = torch.randn(1, model.head.n_shape, generator=g) * 0.8
+    expression = torch.zeros(1, model.head.n_expression)
+    expression[0, :: 11] = torch.rand(expression[0, :: 11].shape, generator=g) * 0.6
+    pose = torch.tensor([[0.1, math.radians(25), -0.05]])
+    camera = codes.camera * torch.tensor([[1.1, 1.0, 1.0]]) + torch.tensor([[0.0, 0.4, -0.3]])
+    return codes.replace(shape=shape, expression=expression, pose=pose, camera=camera)
+
+
+def test_landmark_nme_hand_computed():
+    target = torch.zeros(1, 68, 2)
+    target[0, 45, 0] = 10.0  # outer eye corners 10 px apart
+    pred = target.clone()
+    pred[0, :, 1] += 0.5
+    assert landmark_nme(pred, target).item() == pytest.approx(0.05)
+
+
+def test_landmark_geometry_matches_the_head(fit_model):
+    codes = _target_codes(fit_model)
+    fast = LandmarkGeometry(fit_model.head)
+    assert fast.fast
+    full = fit_model.head(codes.shape, codes.expression, codes.pose).landmarks3d
+    assert torch.allclose(fast(codes.shape, codes.expression, codes.pose), full, atol=1e-4)
+
+
+def test_initial_codes_recover_a_rigid_pose(fit_model):
+    truth = _target_codes(fit_model).replace(
+        shape=torch.zeros(1, fit_model.head.n_shape), expression=torch.zeros(1, fit_model.head.n_expression)
+    )
+    target = landmarks2d(fit_model, truth, 224)
+    start = initial_codes(fit_model, target, 224)
+    assert torch.allclose(start.pose, truth.pose, atol=1e-3)
+    assert torch.allclose(start.camera, truth.camera, rtol=1e-3, atol=1e-3)
+    assert landmark_nme(landmarks2d(fit_model, start, 224), target).item() < 1e-3
+
+
+def test_landmark_fit_reaches_a_synthetic_target(fit_model):
+    truth = _target_codes(fit_model, seed=1)
+    target = landmarks2d(fit_model, truth, 224)
+    images = torch.zeros(1, 3, 224, 224)
+    config = FitConfig(stages=["landmarks"], landmark_iterations=150)
+    start = landmark_nme(landmarks2d(fit_model, initial_codes(fit_model, target, 224), 224), target).item()
+    result = fit_codes(fit_model, images, target, config)
+    assert result.nme[0] < 0.01 < start
+    assert result.codes.expression.min() >= 0 and result.codes.expression.max() <= 1  # ICT blend shapes
+    assert set(result.losses) == {"landmark", "eye", "lip", "shape_reg", "expression_reg"}
+
+
+def test_solve_light_recovers_the_light():
+    g = torch.Generator().manual_seed(0)
+    normals = torch.nn.functional.normalize(torch.randn(2, 3, 16, 16, generator=g), dim=1)
+    normals[:, 2] = normals[:, 2].abs()
+    albedo = torch.rand(2, 3, 16, 16, generator=g) * 0.5 + 0.3
+    light = torch.randn(2, 9, 3, generator=g) * 0.3
+    light[:, 0] += 2.0
+    images = albedo * sh_shading_image(normals, light)
+    mask = torch.ones(2, 1, 16, 16)
+    got = solve_light(images, albedo, normals, mask)
+    assert torch.allclose(got, light, atol=0.05)
+
+
+def test_photometric_stage_fits_the_light(fit_model):
+    truth = _target_codes(fit_model, seed=2)
+    light = fit_model.neutral_codes(1).light * torch.tensor([1.1, 0.8, 0.6])
+    light[0, 1:4] += torch.tensor([[0.3, 0.3, 0.3], [0.2, 0.2, 0.2], [0.1, 0.1, 0.1]])
+    truth = truth.replace(light=light)
+    with torch.no_grad():
+        recon = fit_model.decode(truth, detail=False)
+    target = recon.landmarks2d
+    config = FitConfig(landmark_iterations=80, photometric_iterations=4)
+    result = fit_codes(fit_model, recon.image, target, config, masks=recon.alpha)
+    assert result.nme[0] < 0.02
+    assert "photometric" in result.losses and result.losses["photometric"] < 0.01
+    assert torch.allclose(result.codes.light[0, 0], light[0, 0], rtol=0.1)
+
+
+def test_fit_config_from_the_command_line(tmp_path):
+    from vitdeca.cli.fit import fit_config
+
+    yaml = tmp_path / "fit.yaml"
+    yaml.write_text("lr: 0.02\nweights:\n  eye: 0.5\n")
+    args = build_parser().parse_args(
+        ["fit", "x.jpg", "--config", str(yaml), "--set", "weights.photometric=0", "--iterations", "40,5",
+         "--losses", "landmark,reg"]
+    )
+    config = fit_config(args)
+    assert (config.lr, config.weights.eye, config.weights.photometric) == (0.02, 0.5, 0.0)
+    assert (config.landmark_iterations, config.photometric_iterations) == (40, 5)
+    assert config.weight("eye") == 0.0 and config.weight("shape_reg") == config.weights.shape_reg
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [({"stages": ["landmark"]}, "'landmark'"), ({"losses": ["pho"]}, "'pho'"), ({"lr": 0.0}, "lr")],
+)
+def test_fit_config_rejects_bad_values(changes, match):
+    with pytest.raises(VitdecaError, match=match):
+        FitConfig(**changes).validated()
+    with pytest.raises(VitdecaError, match="iterations"):
+        FitConfig().with_iterations("1,2,3")
+
+
+def test_fit_is_deterministic(fit_model):
+    truth = _target_codes(fit_model, seed=3)
+    target = landmarks2d(fit_model, truth, 224)
+    config = FitConfig(stages=["landmarks"], landmark_iterations=10)
+    a = fit_codes(fit_model, torch.zeros(1, 3, 224, 224), target, config)
+    b = fit_codes(fit_model, torch.zeros(1, 3, 224, 224), target, config)
+    assert np.array_equal(a.nme, b.nme) and torch.equal(a.codes.shape, b.codes.shape)

@@ -1,0 +1,102 @@
+"""Shading: DECA's SH constants, normals, and golden values of a flat quad."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vitdeca.errors import VitdecaError
+from vitdeca.render import (
+    MeshRenderer,
+    face_normals,
+    sh_basis,
+    sh_shading,
+    shape_shading_image,
+    vertex_normals,
+)
+from vitdeca.render.shading import SH_CONSTANTS
+
+
+def test_sh_constants_are_decas():
+    # 1/sqrt(4pi), (2pi/3)sqrt(3/(4pi)) ×3, (pi/4)·3·sqrt(5/(12pi)) ×3,
+    # (pi/4)(3/2)sqrt(5/(12pi)), (pi/4)(1/2)sqrt(5/(4pi))
+    expected = [
+        0.2820948,
+        1.0233267,
+        1.0233267,
+        1.0233267,
+        0.8580855,
+        0.8580855,
+        0.8580855,
+        0.4290428,
+        0.2477079,
+    ]
+    assert list(SH_CONSTANTS) == pytest.approx(expected, abs=1e-6)
+
+
+def test_sh_basis_order():
+    n = torch.tensor([0.48, 0.6, 0.64])  # unit length
+    x, y, z = n.tolist()
+    raw = torch.tensor([1.0, x, y, z, x * y, x * z, y * z, x * x - y * y, 3 * z * z - 1])
+    torch.testing.assert_close(sh_basis(n), raw * torch.tensor(SH_CONSTANTS))
+
+
+def test_sh_shading_per_channel_and_checks():
+    normals = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]])
+    light = torch.zeros(1, 9, 3)
+    light[0, 0] = torch.tensor([1.0, 2.0, 3.0])
+    light[0, 1] = torch.tensor([0.5, 0.0, 0.0])  # x band, red only
+    shading = sh_shading(normals, light)
+    c0, c1 = SH_CONSTANTS[0], SH_CONSTANTS[1]
+    torch.testing.assert_close(shading[0, 0], torch.tensor([c0, 2 * c0, 3 * c0]))
+    torch.testing.assert_close(shading[0, 1], torch.tensor([c0 + 0.5 * c1, 2 * c0, 3 * c0]))
+    with pytest.raises(VitdecaError, match=r"\(B,9,3\)"):
+        sh_shading(normals, torch.zeros(1, 27))
+
+
+def test_vertex_normals_are_area_weighted():
+    # vertex 0 is shared by a large face in the z=0 plane (normal +z) and a small face in the x=0 plane (+x)
+    vertices = torch.tensor(
+        [[[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]]
+    )
+    faces = torch.tensor([[0, 1, 2], [0, 4, 3]])
+    normals = vertex_normals(vertices, faces)
+    expected = torch.tensor([0.5, 0.0, 2.0]) / math.sqrt(4.25)  # areas 2 and 0.5
+    torch.testing.assert_close(normals[0, 0], expected)
+    torch.testing.assert_close(normals[0, 1], torch.tensor([0.0, 0.0, 1.0]))
+    torch.testing.assert_close(
+        face_normals(vertices, faces)[0], torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    )
+
+
+def test_flat_quad_golden_values(grid_mesh):
+    vertices, faces, uv = grid_mesh(1, 1, -1.0, -1.0, 1.0, 1.0, dtype=torch.float32)
+    renderer = MeshRenderer(faces, uv, faces, image_size=16, uv_size=8)
+    albedo = torch.tensor([0.2, 0.4, 0.6]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    light = torch.zeros(1, 9, 3)
+    light[0, 0] = torch.tensor([1.0, 2.0, 3.0])
+    light[0, 3] = 0.5  # z band
+    light[0, 8] = torch.tensor([0.1, 0.0, 0.0])  # 3z^2-1 band
+    out = renderer(vertices[None], torch.tensor([[0.5, 0.0, 0.0]]), albedo, light)
+    # s = 0.5 maps the quad to NDC [-0.5, 0.5] → pixels [4, 12]: centres 4.5 … 11.5 are covered
+    expected_mask = torch.zeros(16, 16)
+    expected_mask[4:12, 4:12] = 1
+    torch.testing.assert_close(out.alpha[0, 0], expected_mask)
+    c0, c1, c8 = SH_CONSTANTS[0], SH_CONSTANTS[3], SH_CONSTANTS[8]
+    shading = torch.tensor([c0 * 1 + c1 * 0.5 + 2 * c8 * 0.1, c0 * 2 + c1 * 0.5, c0 * 3 + c1 * 0.5])
+    inside = out.image[0, :, 4:12, 4:12]
+    torch.testing.assert_close(
+        inside, (torch.tensor([0.2, 0.4, 0.6]) * shading).view(3, 1, 1).expand_as(inside)
+    )
+    assert not out.image[0, :, :4].any() and not out.image[0, :, 12:].any()
+    torch.testing.assert_close(out.normal_image[0, :, 8, 8], torch.tensor([0.0, 0.0, 1.0]))
+    torch.testing.assert_close(out.depth[0, 0, 4:12, 4:12], torch.zeros(8, 8))
+    grey = 180 / 255 * 1.7 * (4 / math.sqrt(3) + 1) / 5  # five lights: four at 1/sqrt(3), one head-on
+    torch.testing.assert_close(out.shape_image[0, :, 8, 8], torch.full((3,), grey))
+
+
+def test_shape_lights_clamp_back_facing_normals():
+    normals = torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1)
+    assert shape_shading_image(normals).abs().sum() == 0

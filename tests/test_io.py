@@ -1,0 +1,101 @@
+"""Mesh export (OBJ + MTL + PNG, PLY, GLB): files re-load in trimesh with the same geometry and UVs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from vitdeca.io import save_glb, save_obj, save_ply
+
+
+@pytest.fixture()
+def mesh():
+    """A unit cube with a UV seam: 8 vertices, 12 triangles, 14 UVs (a cross-shaped unwrap)."""
+    box = trimesh.creation.box()
+    rng = np.random.default_rng(0)
+    uv = rng.random((14, 2))
+    uv_faces = rng.integers(0, 14, size=(12, 3))
+    texture = rng.integers(0, 256, size=(16, 24, 3), dtype=np.uint8)
+    return np.asarray(box.vertices), np.asarray(box.faces), uv, uv_faces, texture
+
+
+def _corners(loaded, vertices_or_uv):
+    return vertices_or_uv[loaded.faces]
+
+
+def test_obj_with_texture_round_trips(mesh, tmp_path):
+    v, f, uv, uvf, tex = mesh
+    files = save_obj(tmp_path / "m.obj", torch.tensor(v, dtype=torch.float32), torch.tensor(f), uv, uvf, tex)
+    assert [p.name for p in files] == ["m.obj", "m.mtl", "m.png"]
+    loaded = trimesh.load(tmp_path / "m.obj", process=False)
+    np.testing.assert_allclose(loaded.vertices[loaded.faces], v[f], atol=1e-6)  # same triangle corners
+    np.testing.assert_allclose(loaded.visual.uv[loaded.faces], uv[uvf], atol=1e-7)
+    np.testing.assert_array_equal(np.asarray(loaded.visual.material.image.convert("RGB")), tex)
+    assert "map_Kd m.png" in (tmp_path / "m.mtl").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mtl", "m.obj", "m.png"]  # no temporary files
+
+
+def test_obj_float_texture_normals_and_per_vertex_uvs(mesh, tmp_path):
+    v, f, _, _, _ = mesh
+    uv = v[:, :2] * 0.5 + 0.5
+    normals = v / np.linalg.norm(v, axis=1, keepdims=True)
+    tex = np.full((4, 4, 3), 0.5)
+    save_obj(tmp_path / "n.obj", v, f, uv_coords=uv, texture=tex, normals=normals)  # uv_faces default: faces
+    text = (tmp_path / "n.obj").read_text()
+    face_lines = [line for line in text.splitlines() if line.startswith("f ")]
+    assert text.count("\nvn ") == 8 and len(face_lines) == 12
+    assert all(len(set(corner.split("/"))) == 1 for line in face_lines for corner in line.split()[1:])
+    loaded = trimesh.load(tmp_path / "n.obj", process=False)
+    np.testing.assert_allclose(loaded.visual.uv[loaded.faces], uv[f], atol=1e-7)
+    assert np.asarray(Image.open(tmp_path / "n.png"))[0, 0].tolist() == [128, 128, 128]
+
+
+def test_obj_without_uvs(mesh, tmp_path):
+    v, f, *_ = mesh
+    files = save_obj(tmp_path / "plain.obj", v, f)
+    assert files == [tmp_path / "plain.obj"]
+    loaded = trimesh.load(tmp_path / "plain.obj", process=False)
+    np.testing.assert_allclose(loaded.vertices, v, atol=1e-7)
+    np.testing.assert_array_equal(loaded.faces, f)
+
+
+def test_ply_round_trips_with_colours(mesh, tmp_path):
+    v, f, *_ = mesh
+    colours = np.linspace(0, 1, 24).reshape(8, 3)
+    save_ply(tmp_path / "m.ply", v, f, vertex_colors=colours)
+    loaded = trimesh.load(tmp_path / "m.ply", process=False)
+    np.testing.assert_allclose(loaded.vertices, v, atol=1e-6)
+    np.testing.assert_array_equal(loaded.faces, f)
+    np.testing.assert_array_equal(
+        loaded.visual.vertex_colors[:, :3], np.round(colours * 255).astype(np.uint8)
+    )
+
+
+def test_glb_round_trips_with_texture(mesh, tmp_path):
+    v, f, uv, uvf, tex = mesh
+    save_glb(tmp_path / "m.glb", v, f, uv, uvf, texture=tex)
+    scene = trimesh.load(tmp_path / "m.glb", process=False)
+    loaded = next(iter(scene.geometry.values()))
+    np.testing.assert_allclose(loaded.vertices[loaded.faces], v[f], atol=1e-6)
+    np.testing.assert_allclose(loaded.visual.uv[loaded.faces], uv[uvf], atol=1e-6)
+    image = loaded.visual.material.baseColorTexture
+    np.testing.assert_array_equal(np.asarray(image.convert("RGB")), tex)
+    save_glb(tmp_path / "plain.glb", v, f)
+    plain = next(iter(trimesh.load(tmp_path / "plain.glb", process=False).geometry.values()))
+    np.testing.assert_allclose(plain.vertices[plain.faces], v[f], atol=1e-6)
+
+
+def test_bad_arguments_raise(mesh, tmp_path):
+    v, f, uv, uvf, tex = mesh
+    with pytest.raises(ValueError, match="faces index"):
+        save_obj(tmp_path / "x.obj", v, f + 100)
+    with pytest.raises(ValueError, match="texture needs UVs"):
+        save_obj(tmp_path / "x.obj", v, f, texture=tex)
+    with pytest.raises(ValueError, match="uv_faces"):
+        save_obj(tmp_path / "x.obj", v, f, uv_coords=uv)  # 14 UVs for 8 vertices: uv_faces needed
+    with pytest.raises(ValueError, match="vertices must have shape"):
+        save_ply(tmp_path / "x.ply", v[:, :2], f)
+    assert not list(tmp_path.iterdir())

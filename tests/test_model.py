@@ -1,0 +1,105 @@
+"""DecaModel: encode/decode shapes for each encoder, priors, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vitdeca.codes import Codes
+from vitdeca.errors import VitdecaError
+from vitdeca.model import DecaModel, ModelConfig
+
+SMALL = dict(uv_size=64, n_albedo=8)
+
+
+@pytest.fixture(scope="module")
+def head(ict_head):
+    return ict_head
+
+
+@pytest.mark.parametrize("encoder", ["resnet50", "vit_small_patch16_224"])
+def test_encode_decode_shapes(head, encoder):
+    torch.manual_seed(0)
+    dropkey = 0.05 if encoder.startswith("vit") else 0.0
+    model = DecaModel(ModelConfig(encoder=encoder, dropkey=dropkey, **SMALL), head=head).eval()
+    images = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        codes = model.encode(images)
+        recon = model.decode(codes)
+    n_vertices = head.template_vertices.shape[0]
+    assert codes.shape.shape == (2, head.n_shape) and codes.light.shape == (2, 9, 3)
+    assert codes.detail.shape == (2, 128)
+    assert recon.vertices.shape == (2, n_vertices, 3)
+    assert recon.landmarks3d.shape == (2, 68, 3) and recon.landmarks2d.shape == (2, 68, 2)
+    for name in ("image", "shading", "normal_image", "shape_image", "detail_image", "detail_normal_image"):
+        assert getattr(recon, name).shape == (2, 3, 224, 224), name
+    assert recon.alpha.shape == (2, 1, 224, 224)
+    assert recon.albedo_uv.shape == (2, 3, 64, 64)
+    assert recon.displacement_uv.shape == (2, 1, 64, 64)
+    assert torch.isfinite(recon.detail_image).all()
+
+
+def test_neutral_codes_put_face_in_crop_centre(head):
+    model = DecaModel(ModelConfig(detail=False, **SMALL), head=head)
+    with torch.no_grad():
+        recon = model.decode(model.neutral_codes(1))
+    lmk = recon.landmarks2d[0]
+    extent = (lmk.amax(0) - lmk.amin(0)).max()
+    centre = (lmk.amax(0) + lmk.amin(0)) / 2
+    # DECA's crop: the landmarks' box is 1/1.25 of the 224-pixel crop, centred.
+    assert torch.allclose(extent, torch.tensor(224 / 1.25), atol=1e-3)
+    assert torch.allclose(centre, torch.tensor([112.0, 112.0]), atol=1e-3)
+    # ambient light: band 0 alone gives unit shading, so the render shows the albedo inside the face
+    inside = recon.alpha[0, 0] > 0
+    assert torch.allclose(recon.shading[0, :, inside], torch.ones(()), atol=1e-5)
+    assert recon.detail_image is None
+
+
+def test_codes_round_trip_through_flat_vector(head):
+    model = DecaModel(ModelConfig(detail=False, **SMALL), head=head)
+    flat = torch.randn(3, model.layout.n_coarse)
+    codes = Codes.split(flat, model.layout)
+    assert torch.equal(codes.cat(), flat)
+    assert Codes.concat([codes.index(0), codes.index(slice(1, 3))]).cat().equal(flat)
+
+
+def test_gradients_reach_encoder(head):
+    torch.manual_seed(0)
+    model = DecaModel(ModelConfig(detail=False, **SMALL), head=head).train()
+    recon = model.decode(model.encode(torch.rand(2, 3, 224, 224)))
+    (recon.image.mean() + recon.landmarks2d.mean()).backward()
+    grads = [p.grad for p in model.encoder.head.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_checkpoint_round_trip(head, tmp_path):
+    torch.manual_seed(0)
+    model = DecaModel(ModelConfig(dropkey=0.01, **SMALL), head=head).eval()
+    path = tmp_path / "model.pt"
+    model.save(path)
+    assert not list(tmp_path.glob(".*tmp"))
+    loaded = DecaModel.load(path, head=head).eval()
+    images = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        a, b = model.decode(model.encode(images)), loaded.decode(loaded.encode(images))
+    assert torch.equal(a.image, b.image) and torch.equal(a.detail_image, b.detail_image)
+    assert loaded.config == model.config
+
+
+def test_checkpoint_with_other_head_model_is_refused(head, tmp_path):
+    model = DecaModel(ModelConfig(detail=False, **SMALL), head=head)
+    payload = model.checkpoint_payload()
+    payload["head_model"] = {"name": "flame", "checksum": "0" * 64}
+    torch.save(payload, tmp_path / "other.pt")
+    with pytest.raises(VitdecaError, match="trained with head model flame"):
+        DecaModel.load(tmp_path / "other.pt", head=head)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", None])
+def test_bad_checkpoint_files(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(VitdecaError, match="bad.pt"):
+        DecaModel.load(path)
