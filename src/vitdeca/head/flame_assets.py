@@ -13,7 +13,7 @@ import scipy.sparse
 
 from vitdeca.errors import VitdecaError
 from vitdeca.head.objparse import read_obj_polygons, read_obj_uvs, triangulate
-from vitdeca.head.safe_pickle import load_npy, load_pickle
+from vitdeca.safe_pickle import load_npy, load_pickle
 
 ENV_FLAME = "VITDECA_FLAME"
 HOW_TO_GET = (

@@ -14,9 +14,7 @@ The file is read with a restricted unpickler that only builds numpy arrays and d
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 from collections import OrderedDict
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitdeca.errors import VitdecaError
+from vitdeca.safe_pickle import load_pickle
 
 MEAN_BGR = (91.4953, 103.8827, 131.0912)
 CHIP_SIZE = 224
@@ -93,46 +92,14 @@ class VGGFace2ResNet50(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Builds only dicts and numpy arrays; anything else in the pickle is refused."""
-
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if module.startswith("numpy.core.") and int(np.__version__.split(".")[0]) >= 2:
-            module = "numpy._core." + module[len("numpy.core.") :]
-        return super().find_class(module, name)
-
-
 def read_weight_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The name → array dict in ``resnet50_ft_weight.pkl``; a clear :class:`VitdecaError` for a bad file."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.is_file():
         raise VitdecaError(
             f"{path}: VGGFace2 weights not found (DECA's resnet50_ft_weight.pkl; pass its path)"
-        ) from None
-    except OSError as exc:
-        raise VitdecaError(f"{path}: cannot read ({exc.strerror})") from exc
-    try:
-        weights = _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except Exception as exc:  # pickle raises many types for corrupt data
-        raise VitdecaError(f"{path}: not a readable weight pickle ({type(exc).__name__}: {exc})") from None
+        )
+    weights = load_pickle(path)
     if not isinstance(weights, dict) or not all(isinstance(v, np.ndarray) for v in weights.values()):
         raise VitdecaError(f"{path}: expected a dict of numpy arrays, found {type(weights).__name__}")
     return weights

@@ -1,4 +1,5 @@
-"""A restricted unpickler for the FLAME files (``generic_model.pkl``, landmark embeddings).
+"""A restricted unpickler for third-party model files (FLAME ``generic_model.pkl`` and landmark
+embeddings, DECA's VGGFace2 ``resnet50_ft_weight.pkl``).
 
 The official FLAME pickle was written with Python 2 and stores some arrays as ``chumpy`` objects;
 chumpy is unmaintained and need not be installed. This unpickler resolves only an allow-list of
@@ -61,6 +62,9 @@ def _allowed() -> dict[tuple[str, str], Any]:
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         table[(module, "_reconstruct")] = multiarray._reconstruct
         table[(module, "scalar")] = multiarray.scalar
+    numeric = np._core.numeric if hasattr(np, "_core") else np.core.numeric
+    for module in ("numpy.core.numeric", "numpy._core.numeric"):
+        table[(module, "_frombuffer")] = numeric._frombuffer
     return table
 
 
