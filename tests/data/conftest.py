@@ -56,8 +56,3 @@ def dataset_dir(tmp_path: Path) -> Path:
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (out / "dataset.json").write_text(json.dumps({"image_root": str(root)}))
     return out
-
-
-@pytest.fixture(scope="session")
-def grid():
-    return grid_landmarks

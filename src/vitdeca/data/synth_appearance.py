@@ -52,7 +52,7 @@ HAIR_COLOURS = (
     (0.55, 0.54, 0.52),  # grey
 )
 IRIS_COLOURS = ((0.22, 0.12, 0.06), (0.10, 0.06, 0.03), (0.25, 0.38, 0.52), (0.28, 0.36, 0.22), (0.38, 0.27, 0.13))
-SCLERA = (0.86, 0.83, 0.80)
+SCLERA = (0.78, 0.75, 0.71)
 MOUTH = (0.32, 0.10, 0.10)
 BLUSH = (0.6, -0.3, -0.35)  # relative change of RGB at full blush weight
 
@@ -99,8 +99,12 @@ class TexelGeometry:
     covered: np.ndarray
 
     @classmethod
-    def from_head(cls, head, size: int) -> TexelGeometry:
-        """Paint the feature weights of ``head`` (a :class:`~vitdeca.head.HeadModel`) into an S×S UV map."""
+    def from_head(cls, head, size: int, eyeball_mm: float = 0.0) -> TexelGeometry:
+        """Paint the feature weights of ``head`` (a :class:`~vitdeca.head.HeadModel`) into an S×S UV map.
+
+        ``eyeball_mm`` > 0: the eye sockets will be rendered as balls of that radius (see
+        :func:`vitdeca.data.synth.eyeballs`), so iris and pupil are placed by direction from the ball's
+        centre; 0: by distance from the eye centre in the image plane."""
         from vitdeca.render.uv import UVSpace
 
         uv = UVSpace(head.faces, head.uv_coords, head.uv_faces, size)
@@ -113,7 +117,7 @@ class TexelGeometry:
             texels = uv.world_to_uv(attributes[None])[0].double().numpy()  # (3+2,S,S)
         covered = uv.mask[0, 0].numpy() > 0
         position = texels[:3].reshape(3, -1).T  # (S*S,3) mm
-        maps = _feature_maps(position, lmk, texels[3].reshape(-1), texels[4].reshape(-1))
+        maps = _feature_maps(position, lmk, texels[3].reshape(-1), texels[4].reshape(-1), eyeball_mm)
         return cls(size, {k: v.reshape(size, size).astype(np.float32) for k, v in maps.items()}, covered)
 
 
@@ -126,7 +130,8 @@ def socket_weights(head) -> np.ndarray:
     return weights
 
 
-def _feature_maps(p: np.ndarray, lmk: np.ndarray, eye: np.ndarray, mouth: np.ndarray) -> dict[str, np.ndarray]:
+def _feature_maps(p: np.ndarray, lmk: np.ndarray, eye: np.ndarray, mouth: np.ndarray, eyeball_mm: float
+                  ) -> dict[str, np.ndarray]:  # fmt: skip
     """Feature weights (N,) of texels at template positions p (N,3) mm, given the 68 landmarks (68,3) mm."""
     from matplotlib.path import Path as PolygonPath
 
@@ -137,8 +142,7 @@ def _feature_maps(p: np.ndarray, lmk: np.ndarray, eye: np.ndarray, mouth: np.nda
     lip_w = smoothstep(-1.0, 1.0, signed) * (p[:, 2] > lips[:, 2].min() - 8.0) * outside_sockets
     brow_d = np.minimum(*(polyline_distance(xy, lmk[a:b, :2] - [0.0, 2.5]) for a, b in ((17, 22), (22, 27))))
     brow_w = (1.0 - smoothstep(2.0, 3.5, brow_d)) * (p[:, 2] > lmk[17:27, 2].min() - 15.0) * outside_sockets
-    centres = np.stack([lmk[36:42, :2].mean(0), lmk[42:48, :2].mean(0)])
-    eye_d = np.linalg.norm(xy[:, None] - centres[None], axis=2).min(axis=1)
+    eye_d = _iris_distance(p, lmk, eyeball_mm)
     cheeks = np.stack([(lmk[2] + lmk[31]) / 2, (lmk[14] + lmk[35]) / 2])[:, :2]
     cheek_d = np.linalg.norm(xy[:, None] - cheeks[None], axis=2).min(axis=1)
     front = p[:, 2] > lmk[36:48, 2].min() - 20.0
@@ -153,6 +157,17 @@ def _feature_maps(p: np.ndarray, lmk: np.ndarray, eye: np.ndarray, mouth: np.nda
         "height": p[:, 1] - lmk[17:27, 1].max(),
         "depth": p[:, 2] - lmk[[36, 45], 2].mean(),
     }
+
+
+def _iris_distance(p: np.ndarray, lmk: np.ndarray, eyeball_mm: float) -> np.ndarray:
+    """(N,) distance in mm of each point from the optical axis of the nearer eye (a ball's back half: inf)."""
+    centres = np.stack([(lmk[36] + lmk[39]) / 2, (lmk[42] + lmk[45]) / 2])  # eye-corner midpoints
+    nearest = np.linalg.norm(p[:, None] - centres[None], axis=2).argmin(axis=1)
+    if eyeball_mm <= 0:
+        return np.linalg.norm(p[:, :2] - centres[nearest, :2], axis=1)
+    centre = centres[nearest] - [0.0, 0.0, eyeball_mm * (1.0 + 2.0 / 12.0)]
+    direction = (p - centre) / np.linalg.norm(p - centre, axis=1, keepdims=True).clip(1e-9)
+    return np.where(direction[:, 2] > 0, eyeball_mm * np.linalg.norm(direction[:, :2], axis=1), np.inf)
 
 
 @dataclass
@@ -175,7 +190,7 @@ def sample_skin(rng: np.random.Generator) -> SkinParams:
     k = int(rng.integers(0, len(SKIN_TONES) - 1))
     mix = float(rng.uniform())
     tone = (1 - mix) * np.array(SKIN_TONES[k]) + mix * np.array(SKIN_TONES[k + 1])
-    tone = tone * rng.uniform(0.8, 1.0)
+    tone = tone * rng.uniform(0.72, 0.92)
     dark = k >= 5
     hair = HAIR_COLOURS[int(rng.choice(len(HAIR_COLOURS), p=_hair_probabilities(dark)))]
     iris = IRIS_COLOURS[int(rng.integers(0, 2))] if dark else IRIS_COLOURS[int(rng.integers(0, len(IRIS_COLOURS)))]
@@ -223,7 +238,7 @@ def procedural_albedo(geometry: TexelGeometry, skin: SkinParams) -> np.ndarray:
         (np.asarray(skin.hair, np.float32) * 1.1, skin.brow_density * m["brows"] * (0.8 + 0.2 * lum)),
     ]
     if not skin.bald:
-        streaks = 1.0 + 0.15 * smooth_noise(rng, s, s, 48)[0]
+        streaks = 1.0 + 0.08 * smooth_noise(rng, s, s, 64)[0]
         layers.append((np.asarray(skin.hair, np.float32) * streaks[..., None], hair_weight(geometry, skin.hairline)))
     eye = m["eye"]
     layers += [

@@ -1,0 +1,532 @@
+"""Synthetic faces with exact ground truth, written as a NoW-layout dataset that also trains.
+
+``write_synthetic_dataset(out, SynthOptions(...))`` samples subjects (identity, skin/hair/eye appearance
+or a photo texture) and, per subject, several images (expression, head pose, SH light, camera,
+background), renders them with the head model and :mod:`vitdeca.render`, and writes::
+
+    OUT/imagepathsvalidation.txt                 SUBJECT/CATEGORY/IMAGE.jpg per image
+    OUT/iphone_pictures/SUBJECT/CATEGORY/*.jpg   the images (size×size, JPEG)
+    OUT/scans/SUBJECT/SUBJECT.obj                the neutral mesh (expression and pose zero) in mm,
+                                                 outer surface only (ICT: no eye/mouth sockets)
+    OUT/scans_lmks_onlypp/SUBJECT/SUBJECT_picked_points.pp   its 7 NoW landmarks (iBUG 36,39,42,45,33,48,54)
+    OUT/landmarks2d/SUBJECT/CATEGORY/IMAGE.npy   68×2 float32 landmarks, image pixels (pixel-centre frame)
+    OUT/masks/SUBJECT/CATEGORY/IMAGE.png         the visible face-mask pixels (head model's face_mask)
+    OUT/albedo/SUBJECT.png                       the subject's UV albedo
+    OUT/manifest.jsonl + dataset.json            a `vitdeca annotate`-style dataset (FaceDataset reads it)
+    OUT/codes.npz                                the true codes per image (see :func:`write_synthetic_dataset`)
+
+Categories are ``neutral`` (expression zero) and ``expression``. Images are rendered ``supersample``
+times larger and area-averaged (anti-aliased edges); the face's landmark box (mean of width and height)
+spans ``face_fraction`` of the image, so DECA's 1.25 crop of the true landmarks is (nearly) the image.
+Everything is drawn from ``numpy.random.default_rng([seed, ...])`` streams per subject and per image, so
+a seed gives the same files byte for byte (same library versions, same ``batch_size``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from vitdeca.data.synth_appearance import (
+    PhotoBackgrounds,
+    SkinParams,
+    TexelGeometry,
+    list_textures,
+    procedural_albedo,
+    procedural_background,
+    read_texture,
+    sample_skin,
+    socket_weights,
+)
+from vitdeca.errors import VitdecaError
+from vitdeca.storage import atomic_path, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
+IMAGE_FOLDER = "iphone_pictures"
+IMAGE_LIST = "imagepathsvalidation.txt"
+CODES_NAME = "codes.npz"
+
+
+@dataclass
+class SynthOptions:
+    """What :func:`write_synthetic_dataset` draws. Angles in degrees (std of a normal, clipped at 2.5 std)."""
+
+    n_images: int = 100
+    images_per_subject: int = 4
+    seed: int = 0
+    size: int = 224
+    supersample: int = 2
+    uv_size: int = 512
+    head_model: str = "ict"
+    head_path: str | None = None
+    shape_std: float = 1.0
+    neutral_fraction: float = 0.3  # share of images with zero expression (category "neutral")
+    yaw: float = 20.0
+    pitch: float = 10.0
+    roll: float = 5.0
+    face_fraction: tuple[float, float] = (0.62, 0.72)  # landmark box / image side (1/1.375: DECA crop)
+    shift: float = 0.03  # max landmark-box centre offset, fraction of the image
+    eyeball_mm: float = 12.0  # radius of the convex eyeballs that replace ICT's eye sockets (0: keep)
+    noise: float = 0.015  # max std of the added pixel noise
+    jpeg_quality: tuple[int, int] = (75, 95)
+    backgrounds: str | None = None  # folder of photos (crops avoid their faces); None: procedural only
+    photo_fraction: float = 0.8  # share of photo backgrounds when ``backgrounds`` is given
+    background_detector: str | None = "dlib"
+    textures: str | None = None  # folder of *_texture.png UV maps (vitdeca reconstruct)
+    texture_fraction: float = 1.0  # share of subjects with a photo texture when ``textures`` is given
+    batch_size: int = 8
+
+    def validated(self) -> SynthOptions:
+        checks = {
+            "n_images >= 1": self.n_images >= 1,
+            "images_per_subject >= 1": self.images_per_subject >= 1,
+            "size >= 16": self.size >= 16,
+            "supersample >= 1": self.supersample >= 1,
+            "uv_size >= 32": self.uv_size >= 32,
+            "batch_size >= 1": self.batch_size >= 1,
+            "0 < face_fraction[0] <= face_fraction[1] <= 1": 0 < self.face_fraction[0] <= self.face_fraction[1] <= 1,
+            "10 <= jpeg_quality <= 100": 10 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
+        }
+        failed = [k for k, ok in checks.items() if not ok]
+        if failed:
+            raise VitdecaError(f"synth options: need {failed[0]}")
+        return self
+
+    @property
+    def n_subjects(self) -> int:
+        return math.ceil(self.n_images / self.images_per_subject)
+
+
+@dataclass
+class Subject:
+    """A sampled identity: ``shape`` (n_shape,), procedural ``skin`` or a photo ``texture``."""
+
+    name: str
+    shape: np.ndarray
+    skin: SkinParams | None
+    texture: Path | None
+
+
+@dataclass
+class ImageSpec:
+    """One image's draws: codes (expression, pose (n_pose,), light (9,3)), placement and image effects."""
+
+    index: int
+    subject: Subject
+    name: str
+    category: str
+    expression: np.ndarray
+    pose: np.ndarray
+    light: np.ndarray
+    fraction: float
+    shift: np.ndarray
+    gain: np.ndarray
+    gamma: float
+    noise: float
+    jpeg_quality: int
+    rng_seed: int
+
+    @property
+    def relative_path(self) -> str:
+        return f"{self.subject.name}/{self.category}/{self.name}.jpg"
+
+
+@dataclass
+class Rendered:
+    """A batch's outputs: images (B,S,S,3) uint8, landmarks (B,68,2) pixels, masks (B,S,S) bool,
+    cameras (B,3) weak perspective in the image frame."""
+
+    images: np.ndarray
+    landmarks: np.ndarray
+    masks: np.ndarray
+    cameras: np.ndarray
+
+
+# ---- sampling ---------------------------------------------------------------------------------------
+def sample_subject(options: SynthOptions, head, index: int, textures: list[Path]) -> Subject:
+    """Subject ``index``: identity ~ N(0, shape_std²) per mode, appearance (deterministic in seed, index)."""
+    rng = np.random.default_rng([options.seed, 0, index])
+    shape = (rng.standard_normal(head.n_shape) * options.shape_std).astype(np.float32)
+    skin = sample_skin(rng)
+    texture = None
+    if textures and rng.uniform() < options.texture_fraction:
+        texture = textures[int(rng.integers(0, len(textures)))]
+    return Subject(f"SUBJ_{index:05d}", shape, None if texture else skin, texture)
+
+
+def sample_expression(rng: np.random.Generator, head) -> np.ndarray:
+    """Blend-shape models (``expression_names``): sparse weights in [0,1], mirrored pairs mostly
+    symmetric, the jaw often open; PCA models: N(0, 0.8²) on the first 10 components."""
+    n = head.n_expression
+    names = list(getattr(head, "expression_names", ()))
+    if len(names) != n:
+        out = np.zeros(n, np.float32)
+        out[: min(10, n)] = rng.normal(0.0, 0.8, min(10, n))
+        return out
+    weights = np.where(rng.uniform(size=n) < 0.12, rng.uniform(0.2, 1.0, n), 0.0)
+    for i, name in enumerate(names):
+        if name.endswith("_L") and name[:-2] + "_R" in names and rng.uniform() < 0.7:
+            weights[names.index(name[:-2] + "_R")] = weights[i]
+    if "jawOpen" in names and rng.uniform() < 0.35:
+        weights[names.index("jawOpen")] = rng.uniform(0.1, 0.6)
+    return np.clip(weights, 0.0, 1.0).astype(np.float32)
+
+
+def sample_pose(rng: np.random.Generator, options: SynthOptions, n_pose: int) -> np.ndarray:
+    """Global rotation (axis-angle of yaw/pitch/roll, degrees' normal draws clipped at 2.5 std); a FLAME
+    jaw (pose[3:6]) opens a little in a third of the images."""
+    from scipy.spatial.transform import Rotation
+
+    angles = np.clip(rng.standard_normal(3), -2.5, 2.5) * [options.pitch, options.yaw, options.roll]
+    pose = np.zeros(n_pose, np.float32)
+    pose[:3] = Rotation.from_euler("xyz", angles, degrees=True).as_rotvec()
+    if n_pose >= 6 and rng.uniform() < 0.35:
+        pose[3] = rng.uniform(0.0, 0.25)
+    return pose
+
+
+def sample_light(rng: np.random.Generator) -> np.ndarray:
+    """SH light (9,3): ambient a plus a directional term b·(n·d) (b < a, so shading stays positive),
+    a small random second band, and a colour tint."""
+    from vitdeca.render.shading import SH_CONSTANTS
+
+    ambient = rng.uniform(0.55, 0.9)
+    strength = rng.uniform(0.1, 0.9) * ambient
+    direction = np.array([rng.normal(0, 0.6), rng.normal(0.3, 0.4), 1.0])
+    direction /= np.linalg.norm(direction)
+    tint = 1.0 + rng.normal(0.0, 0.04, 3)
+    light = np.zeros((9, 3))
+    light[0] = ambient / SH_CONSTANTS[0]
+    light[1:4] = strength * direction[:, None] / SH_CONSTANTS[1]
+    light[4:] = rng.normal(0.0, 0.03, (5, 1)) / np.asarray(SH_CONSTANTS[4:])[:, None]
+    return (light * tint).astype(np.float32)
+
+
+def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: int) -> ImageSpec:
+    """Image ``index`` (the subject's ``k``-th): deterministic in (seed, index)."""
+    rng = np.random.default_rng([options.seed, 1, index])
+    neutral = k == 0 or rng.uniform() < options.neutral_fraction
+    expression = np.zeros(head.n_expression, np.float32) if neutral else sample_expression(rng, head)
+    quality = options.jpeg_quality
+    return ImageSpec(
+        index=index,
+        subject=subject,
+        name=f"IMG_{index:06d}",
+        category="neutral" if neutral else "expression",
+        expression=expression,
+        pose=sample_pose(rng, options, head.n_pose),
+        light=sample_light(rng),
+        fraction=float(rng.uniform(*options.face_fraction)),
+        shift=rng.uniform(-options.shift, options.shift, 2),
+        gain=1.0 + rng.normal(0.0, 0.04, 3),
+        gamma=float(rng.uniform(0.9, 1.1)),
+        noise=float(rng.uniform(0.0, options.noise)),
+        jpeg_quality=int(rng.integers(quality[0], quality[1] + 1)),
+        rng_seed=int(rng.integers(0, 2**31)),
+    )
+
+
+def image_specs(options: SynthOptions, head, textures: list[Path]) -> list[ImageSpec]:
+    """Every image of the dataset, subject by subject."""
+    specs = []
+    for s in range(options.n_subjects):
+        subject = sample_subject(options, head, s, textures)
+        first = s * options.images_per_subject
+        for k in range(min(options.images_per_subject, options.n_images - first)):
+            specs.append(sample_image(options, head, subject, first + k, k))
+    return specs
+
+
+# ---- geometry ---------------------------------------------------------------------------------------
+def fit_camera(landmarks3d: torch.Tensor, fraction: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Weak-perspective cameras (B,3) = (s, tx, ty) placing the posed landmarks (B,68,3) so that their
+    box (mean of width and height) spans ``fraction`` (B,) of the image, its centre offset by ``shift``
+    (B,2) image fractions (x right, y down)."""
+    xy = landmarks3d[..., :2]
+    low, high = xy.amin(dim=1), xy.amax(dim=1)
+    scale = 2.0 * fraction / ((high - low).sum(dim=1) / 2.0)
+    offset = torch.stack([shift[:, 0], -shift[:, 1]], dim=1) * 2.0  # image fraction → NDC (y up)
+    translation = -(low + high) / 2.0 + offset / scale[:, None]
+    return torch.cat([scale[:, None], translation], dim=1)
+
+
+def eyeballs(vertices: torch.Tensor, landmarks3d: torch.Tensor, eye_ids: torch.Tensor, forward: torch.Tensor,
+             radius: float) -> torch.Tensor:  # fmt: skip
+    """Project eye-socket vertices radially onto convex eyeballs: vertices (B,V,3), landmarks (B,68,3),
+    eye_ids (V,) long (0 right eye, 1 left eye, -1 not an eye), forward (B,3) unit face direction.
+
+    Each ball's centre lies ``radius`` + 2 mm·(radius/12) behind the midpoint of its eye corners
+    (iBUG 36/39, 42/45), so its front sits just behind the lids. Returns new vertices."""
+    out = vertices.clone()
+    for eye, (a, b) in enumerate(((36, 39), (42, 45))):
+        idx = torch.nonzero(eye_ids == eye).squeeze(1)
+        if idx.numel() == 0:
+            continue
+        centre = (landmarks3d[:, a] + landmarks3d[:, b]) / 2 - forward * radius * (1.0 + 2.0 / 12.0)
+        offsets = vertices[:, idx] - centre[:, None]
+        out[:, idx] = centre[:, None] + radius * offsets / offsets.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    return out
+
+
+def eye_assignment(head) -> np.ndarray:
+    """(V,) 0/1 for eye-socket vertices nearest the right/left eye corners of the template, else -1."""
+    sockets = socket_weights(head)[:, 0] > 0.5
+    with torch.no_grad():
+        zeros = [torch.zeros(1, n) for n in (head.n_shape, head.n_expression, head.n_pose)]
+        lmk = head(*zeros).landmarks3d[0].numpy()
+    centres = np.stack([(lmk[36] + lmk[39]) / 2, (lmk[42] + lmk[45]) / 2])
+    nearest = np.linalg.norm(head.template_vertices.numpy()[:, None] - centres[None], axis=2).argmin(axis=1)
+    return np.where(sockets, nearest, -1)
+
+
+def scan_topology(head) -> tuple[np.ndarray, np.ndarray]:
+    """(kept vertex indices, faces re-indexed to them): the outer surface, without socket regions."""
+    sockets = socket_weights(head).max(axis=1) > 0.5
+    keep = np.nonzero(~sockets)[0]
+    faces = head.faces.numpy()
+    faces = faces[(~sockets[faces]).all(axis=1)]
+    remap = np.full(len(sockets), -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    return keep, remap[faces]
+
+
+# ---- rendering --------------------------------------------------------------------------------------
+class SynthRenderer:
+    """Renders batches of :class:`ImageSpec`: holds the head model, a renderer at ``size · supersample``,
+    the texel geometry for procedural albedos, the backgrounds and the current subjects' albedos."""
+
+    def __init__(self, head, options: SynthOptions) -> None:
+        from vitdeca.render import MeshRenderer
+
+        self.head, self.options = head, options
+        self.render_size = options.size * options.supersample
+        self.renderer = MeshRenderer(head.faces, head.uv_coords, head.uv_faces, self.render_size, options.uv_size)
+        self.geometry = TexelGeometry.from_head(head, options.uv_size, options.eyeball_mm)
+        self.eye_ids = torch.from_numpy(eye_assignment(head)) if options.eyeball_mm > 0 else None
+        self.face_triangles = head.face_mask[head.faces].all(dim=1)  # (F,) bool
+        self.backgrounds = (
+            PhotoBackgrounds(options.backgrounds, options.background_detector) if options.backgrounds else None
+        )
+        self._albedos: dict[str, torch.Tensor] = {}
+
+    def albedo(self, subject: Subject) -> torch.Tensor:
+        """The subject's UV albedo (3,S,S) (cached while its images are rendered)."""
+        if subject.name not in self._albedos:
+            if len(self._albedos) > 2 * self.options.batch_size:
+                self._albedos.clear()
+            if subject.texture is not None:
+                uv = read_texture(subject.texture, self.options.uv_size)
+            else:
+                uv = procedural_albedo(self.geometry, subject.skin)
+            self._albedos[subject.name] = torch.from_numpy(np.ascontiguousarray(uv.transpose(2, 0, 1)))
+        return self._albedos[subject.name]
+
+    def background(self, rng: np.random.Generator) -> torch.Tensor:
+        """(3,H,W) at the render size: a photo crop or a procedural background."""
+        size = self.render_size
+        if self.backgrounds is not None and rng.uniform() < self.options.photo_fraction:
+            image = self.backgrounds.sample(rng, size)
+        else:
+            image = procedural_background(rng, size)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+    @torch.no_grad()
+    def render(self, specs: list[ImageSpec]) -> Rendered:
+        """Render a batch of images (see :class:`Rendered`)."""
+        from vitdeca.head.lbs import batch_rodrigues
+        from vitdeca.render import project_points
+
+        def stack(values: list) -> torch.Tensor:
+            return torch.from_numpy(np.stack(values).astype(np.float32))
+
+        pose = stack([s.pose for s in specs])
+        out = self.head(stack([s.subject.shape for s in specs]), stack([s.expression for s in specs]), pose)
+        vertices = out.vertices
+        if self.eye_ids is not None:
+            forward = batch_rodrigues(pose[:, :3])[:, :, 2]
+            radius = self.options.eyeball_mm * self.head.units_per_mm
+            vertices = eyeballs(vertices, out.landmarks3d, self.eye_ids, forward, radius)
+        camera = fit_camera(out.landmarks3d, stack([s.fraction for s in specs]), stack([s.shift for s in specs]))
+        rngs = [np.random.default_rng(s.rng_seed) for s in specs]
+        result = self.renderer(
+            vertices,
+            camera,
+            torch.stack([self.albedo(s.subject) for s in specs]),
+            stack([s.light for s in specs]),
+            background=torch.stack([self.background(rng) for rng in rngs]),
+        )
+        ss = self.options.supersample
+        images = torch.nn.functional.avg_pool2d(result.image.clamp(0, 1), ss).permute(0, 2, 3, 1).numpy()
+        face_index = result.fragments.face_index
+        on_face = (face_index >= 0) & self.face_triangles[face_index.clamp_min(0)]
+        masks = torch.nn.functional.avg_pool2d(on_face[:, None].float(), ss)[:, 0].numpy() >= 0.5
+        size = self.options.size
+        return Rendered(
+            images=np.stack([_finish(img, spec, rng) for img, spec, rng in zip(images, specs, rngs, strict=True)]),
+            landmarks=project_points(out.landmarks3d, camera, size, size).numpy().astype(np.float32),
+            masks=masks,
+            cameras=camera.numpy(),
+        )
+
+
+def _finish(image: np.ndarray, spec: ImageSpec, rng: np.random.Generator) -> np.ndarray:
+    """Camera effects on a float (H,W,3) image: gamma, white balance, sensor noise → uint8."""
+    image = np.power(np.clip(image, 0.0, 1.0), spec.gamma) * spec.gain
+    image = image + rng.normal(0.0, spec.noise, image.shape)
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+def load_synth_head(options: SynthOptions):
+    """The head model named by the options."""
+    from vitdeca.head import load_head_model
+
+    kwargs = {"path": options.head_path} if options.head_path else {}
+    return load_head_model(options.head_model, **kwargs)
+
+
+def write_scan(out: Path, head, subject: Subject, topology: tuple[np.ndarray, np.ndarray]) -> None:
+    """The subject's neutral outer surface in mm and its 7 NoW landmarks (``.pp``)."""
+    from vitdeca import io
+    from vitdeca.evaluation.pp import write_pp
+
+    with torch.no_grad():
+        shape = torch.from_numpy(subject.shape)[None]
+        zeros = [torch.zeros(1, n) for n in (head.n_expression, head.n_pose)]
+        neutral = head(shape, *zeros)
+    mm = 1.0 / head.units_per_mm
+    keep, faces = topology
+    vertices = neutral.vertices[0].double().numpy()[keep] * mm
+    io.save_obj(out / "scans" / subject.name / f"{subject.name}.obj", vertices, faces)
+    landmarks = neutral.landmarks3d[0, list(NOW_LANDMARKS)].double().numpy() * mm
+    write_pp(out / "scans_lmks_onlypp" / subject.name / f"{subject.name}_picked_points.pp", landmarks)
+
+
+def _encode(image: np.ndarray, suffix: str, *params: int) -> bytes:
+    ok, data = cv2.imencode(suffix, image[..., ::-1] if image.ndim == 3 else image, list(params))
+    if not ok:
+        raise VitdecaError(f"cannot encode a {suffix} image")
+    return data.tobytes()
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
+def write_image(out: Path, spec: ImageSpec, image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray) -> dict:
+    """Write one image, its landmarks and mask; return its manifest record."""
+    stem = f"{spec.subject.name}/{spec.category}/{spec.name}"
+    atomic_write_bytes(out / IMAGE_FOLDER / f"{stem}.jpg", _encode(image, ".jpg", cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality))
+    _save_npy(out / "landmarks2d" / f"{stem}.npy", landmarks.astype(np.float32))
+    atomic_write_bytes(out / "masks" / f"{stem}.png", _encode(mask.astype(np.uint8) * 255, ".png"))
+    low, high = landmarks.min(axis=0), landmarks.max(axis=0)
+    size = image.shape[0]
+    return {
+        "image": spec.relative_path, "identity": spec.subject.name, "face_index": 0,
+        "box": [float(v) for v in (*low, *high)], "landmarks": landmarks.astype(np.float64).tolist(),
+        "score": 1.0, "mask": f"masks/{stem}.png", "crop": None, "crop_matrix": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        "width": size, "height": size, "faces_found": 1, "image_records": 1, "status": "ok", "message": "",
+    }  # fmt: skip
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse a folder that already holds a dataset (nothing is overwritten)."""
+    for name in ("dataset.json", "manifest.jsonl", IMAGE_LIST, CODES_NAME, IMAGE_FOLDER):
+        if (out / name).exists():
+            raise VitdecaError(f"{out}: already holds a dataset ({name}); choose a new --out")
+
+
+def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None = None,
+                            progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Render and write a synthetic dataset (layout in the module docstring); returns its summary.
+
+    ``codes.npz`` holds, per image in list order: ``image`` (SUBJECT/CATEGORY/IMAGE.jpg), ``subject``,
+    ``shape`` (N,n_shape), ``expression`` (N,n_expression), ``pose`` (N,n_pose), ``camera`` (N,3) weak
+    perspective in the image frame, ``light`` (N,9,3), ``landmarks2d`` (N,68,2) pixels, ``skin_tone``
+    (N,3; NaN with a photo texture), ``texture`` (N,) path or ""; and ``head_model``, ``head_checksum``,
+    ``units_per_mm``, ``image_size``. ``dataset.json`` (written last) records the options.
+    """
+    from tqdm import tqdm
+
+    from vitdeca import __version__
+    from vitdeca.data.manifest import write_meta
+    from vitdeca.media import save_png
+
+    options = (options or SynthOptions()).validated()
+    out = Path(out)
+    check_output_folder(out)
+    head = load_synth_head(options)
+    textures = list_textures(options.textures) if options.textures else []
+    specs = image_specs(options, head, textures)
+    renderer = SynthRenderer(head, options)
+    topology = scan_topology(head)
+    subjects = list({s.subject.name: s.subject for s in specs}.values())
+    for subject in subjects:
+        write_scan(out, head, subject, topology)
+        save_png(out / "albedo" / f"{subject.name}.png", _uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)))
+    records, landmarks, cameras = [], [], []
+    with tqdm(total=len(specs), desc="synth", unit="image", disable=not progress) as bar:
+        for start in range(0, len(specs), options.batch_size):
+            batch = specs[start : start + options.batch_size]
+            rendered = renderer.render(batch)
+            for k, spec in enumerate(batch):
+                records.append(write_image(out, spec, rendered.images[k], rendered.landmarks[k], rendered.masks[k]))
+            landmarks.append(rendered.landmarks)
+            cameras.append(rendered.cameras)
+            bar.update(len(batch))
+    _write_codes(out / CODES_NAME, specs, np.concatenate(landmarks), np.concatenate(cameras), head, options)
+    atomic_write_bytes(out / IMAGE_LIST, "".join(s.relative_path + "\n" for s in specs).encode())
+    atomic_write_bytes(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+    summary = {"images": len(specs), "subjects": len(subjects), "image_size": options.size}
+    write_meta(out, {
+        "image_root": str((out / IMAGE_FOLDER).resolve()), "manifest": "manifest.jsonl", "generator": "vitdeca synth",
+        "vitdeca_version": __version__, "head_model": head.name, "synth": _jsonable(asdict(options)), **summary,
+    })  # fmt: skip
+    return summary
+
+
+def _uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _write_codes(path: Path, specs: list[ImageSpec], landmarks: np.ndarray, cameras: np.ndarray, head,
+                 options: SynthOptions) -> None:  # fmt: skip
+    tones = [s.subject.skin.tone if s.subject.skin else (np.nan,) * 3 for s in specs]
+    arrays = {
+        "image": np.array([s.relative_path for s in specs]),
+        "subject": np.array([s.subject.name for s in specs]),
+        "shape": np.stack([s.subject.shape for s in specs]),
+        "expression": np.stack([s.expression for s in specs]),
+        "pose": np.stack([s.pose for s in specs]),
+        "camera": cameras.astype(np.float32),
+        "light": np.stack([s.light for s in specs]),
+        "landmarks2d": landmarks.astype(np.float32),
+        "skin_tone": np.array(tones, dtype=np.float32),
+        "texture": np.array([str(s.subject.texture or "") for s in specs]),
+        "head_model": np.array(head.name),
+        "head_checksum": np.array(head.checksum()),
+        "units_per_mm": np.array(head.units_per_mm),
+        "image_size": np.array(options.size),
+    }
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
