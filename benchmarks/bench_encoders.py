@@ -5,7 +5,8 @@ Claims measured (batch 8, 224x224, CPU):
 2. train-mode forward+backward time of a ViT with DropKey 0.05 in every block vs DropKey off, same model
    and weights, runs interleaved (target: overhead <= 10 %).
 
-Each number is the median of ``--repeats`` timed runs after one warm-up run.
+Each number is the median of ``--repeats`` timed runs after one warm-up run (plus the fastest run, the
+least disturbed by other jobs on a shared machine).
 Usage: ``python benchmarks/bench_encoders.py [--repeats 5] [--batch 8] [--full]`` (``--full`` adds the slow
 ViT-B/16 train-step comparison; by default only ViT-S/16 is timed in training).
 """
@@ -28,36 +29,31 @@ RESULTS = Path(__file__).resolve().parent / "results" / "encoders.md"
 DROPKEY = 0.05
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def bench_forward(names: list[str], batch: int, repeats: int) -> list[tuple[str, float, float]]:
+    """(name, images/s from the median run, images/s from the fastest run) of eval-mode forward passes.
 
-
-def bench_forward(names: list[str], batch: int, repeats: int) -> list[tuple[str, float]]:
-    """(name, images/s) of eval-mode forward passes."""
+    The encoders take turns (round robin), so a burst of load on the shared machine hits them all alike.
+    """
     images = torch.rand(batch, 3, 224, 224)
-    rows = []
-    for name in names:
-        enc = build_encoder(name, 236).eval()
-
-        def run(enc=enc) -> None:
-            with torch.no_grad():
-                enc(images)
-
-        rows.append((name, batch / _median_seconds(run, repeats)))
-    return rows
+    encoders = {name: build_encoder(name, 236).eval() for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.no_grad():
+        for name in names:  # warm-up
+            encoders[name](images)
+        for _ in range(repeats):
+            for name in names:
+                start = time.perf_counter()
+                encoders[name](images)
+                times[name].append(time.perf_counter() - start)
+    return [(name, batch / statistics.median(t), batch / min(t)) for name, t in times.items()]
 
 
 def bench_dropkey(name: str, batch: int, repeats: int) -> dict[str, float]:
     """Train-step (forward+backward) timings without and with DropKey, from interleaved runs.
 
     Returns the median wall seconds of each (``off``, ``on``), the median of the per-pair wall ratios
-    (``ratio``; adjacent runs see similar machine load) and that ratio in process CPU time (``cpu_ratio``).
+    (``ratio``; adjacent runs see similar machine load), that ratio in process CPU time (``cpu_ratio``) and
+    the ratio of the fastest runs (``min_ratio``: the least disturbed by other processes).
     """
     torch.manual_seed(0)
     enc = build_encoder(name, 236).train()
@@ -77,6 +73,7 @@ def bench_dropkey(name: str, batch: int, repeats: int) -> dict[str, float]:
         "on": statistics.median(on[0] for _, on in pairs),
         "ratio": statistics.median(on[0] / off[0] for off, on in pairs),
         "cpu_ratio": statistics.median(on[1] / off[1] for off, on in pairs),
+        "min_ratio": min(on[0] for _, on in pairs) / min(off[0] for off, _ in pairs),
     }
 
 
@@ -93,7 +90,6 @@ def main() -> None:
     train = {name: bench_dropkey(name, args.batch, args.repeats) for name in vits}
     load_after = os.getloadavg()[0]
 
-    base = forward[0][1]
     lines = [
         f"# Encoder benchmark (CPU, batch {args.batch}, 224x224, median of {args.repeats} runs)",
         "",
@@ -104,21 +100,26 @@ def main() -> None:
         "",
         "## Eval-mode forward",
         "",
-        "| encoder | images/s | ratio vs resnet50 |",
-        "|---|---:|---:|",
-        *(f"| {name} | {ips:.2f} | {ips / base:.2f} |" for name, ips in forward),
+        "| encoder | images/s (median) | ratio vs resnet50 | images/s (fastest run) | ratio vs resnet50 |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {med:.2f} | {med / forward[0][1]:.2f} | {best:.2f} | {best / forward[0][2]:.2f} |"
+            for name, med, best in forward
+        ),
         "",
         f"## Train-mode forward+backward, DropKey {DROPKEY} in every block vs off (interleaved runs)",
         "",
-        "| encoder | off: s/step | DropKey: s/step | overhead (wall) | overhead (CPU time) | <= 10 % |",
-        "|---|---:|---:|---:|---:|---|",
+        "| encoder | off: s/step | DropKey: s/step | overhead: median pair | CPU time | fastest runs |",
+        "|---|---:|---:|---:|---:|---:|",
         *(
             f"| {name} | {t['off']:.3f} | {t['on']:.3f} | {100 * (t['ratio'] - 1):+.1f} % "
-            f"| {100 * (t['cpu_ratio'] - 1):+.1f} % | {'met' if t['ratio'] <= 1.10 else 'MISSED'} |"
+            f"| {100 * (t['cpu_ratio'] - 1):+.1f} % | {100 * (t['min_ratio'] - 1):+.1f} % |"
             for name, t in train.items()
         ),
         "",
-        "Overheads are medians of per-pair ratios (each DropKey step timed right after a step without it).",
+        "Target: overhead <= 10 %. s/step are medians; 'median pair' is the median of per-pair wall ratios",
+        "(each DropKey step timed right after a step without it), 'CPU time' the same in process CPU time,",
+        "'fastest runs' the ratio of the minimum wall times (least disturbed by other jobs).",
         "",
     ]
     table = "\n".join(lines)
