@@ -1,8 +1,8 @@
 """Renderer cost on CPU as a fraction of a ResNet50 forward pass, and its peak memory.
 
 Claim measured (batch 8, 224x224, CPU): rasterise + shade (``MeshRenderer``: z-buffer, barycentrics,
-UV albedo, SH shading, shape render) forward, and forward+backward of a photometric L1 loss w.r.t.
-vertices, camera, albedo and light, on
+UV albedo, SH shading, shape render) forward, and forward+backward of sum(image · fixed random weights)
+w.r.t. vertices, camera, albedo and light, on
 1. a 10k-triangle UV sphere,
 2. the ICT-FaceKit head model as vitdeca loads it, and its face region (faces inside ``face_mask``),
 as a ratio to a torchvision ResNet50 forward (weights=None, eval, no_grad) on the same batch, timed in the
@@ -85,14 +85,13 @@ def make_step(mesh: dict[str, torch.Tensor], batch: int):
     light = torch.zeros(batch, 9, 3)
     light[:, 0] = 3.0
     light.requires_grad_(True)
-    target = torch.rand(batch, 3, SIZE, SIZE)
+    upstream = torch.rand(batch, 3, SIZE, SIZE)  # a fixed random dL/d image
 
     def forward():
         return renderer(vertices, camera, albedo, light)
 
     def forward_backward():
-        out = forward()
-        ((out.image - target).abs() * out.alpha).mean().backward()
+        (forward().image * upstream).sum().backward()
 
     return forward, forward_backward
 
@@ -166,7 +165,9 @@ def main() -> None:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
         f"{torch.__version__}. The machine was shared with other engineers' jobs, so absolute times are "
-        "noisy; ratios compare runs interleaved in the same process, after one warm-up run each.",
+        "noisy; ratios compare runs interleaved in the same process, after one warm-up run each. On an "
+        "oversubscribed CPU torch's multi-threaded OpenMP regions stall on descheduled workers (compare "
+        "ResNet50 across the thread counts); the 1-thread table is then the fairer comparison.",
         "",
         "Peak MB: increase of the peak resident set size (Linux VmHWM, reset through /proc/self/clear_refs) "
         "during one forward+backward of the batch, in a fresh process, with the inputs already allocated.",

@@ -7,6 +7,7 @@ import torch
 
 from vitdeca.errors import VitdecaError
 from vitdeca.render import (
+    MeshRenderer,
     PinholeCamera,
     ndc_to_pixels,
     perspective_to_screen,
@@ -73,3 +74,29 @@ def test_pinhole_projection():
     rotated = PinholeCamera(100.0, torch.tensor([[0.0, 0.0, -5.0]]), rotation)
     moved = rotated.to_camera(torch.tensor([[[1.0, 0.0, 0.0]]]))
     torch.testing.assert_close(moved, torch.tensor([[[0.0, 1.0, -5.0]]]))
+
+
+def test_pinhole_render_of_a_quad(grid_mesh):
+    # a 2x2 quad 5 units in front of a camera with focal 40 px spans 16 px around the centre of 32x32
+    vertices, faces, uv = grid_mesh(2, 2, -1.0, -1.0, 1.0, 1.0, dtype=torch.float32)
+    renderer = MeshRenderer(faces, uv, faces, image_size=32, uv_size=8)
+    camera = PinholeCamera(focal=40.0, translation=torch.tensor([[0.0, 0.0, -5.0]]))
+    light = torch.zeros(1, 9, 3)
+    light[0, 0] = 1.0
+    out = renderer(vertices[None], camera, torch.ones(1, 3, 8, 8), light)
+    expected = torch.zeros(32, 32)
+    expected[8:24, 8:24] = 1
+    torch.testing.assert_close(out.alpha[0, 0], expected)
+    torch.testing.assert_close(out.depth[0, 0, 8:24, 8:24], torch.full((16, 16), 5.0))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(uv_sphere):
+    vertices, faces, uv = uv_sphere(8, 12)
+    renderer = MeshRenderer(faces, uv, faces, image_size=40, uv_size=16)
+    inputs = [vertices[None], torch.tensor([[0.8, 0.1, 0.0]]), torch.rand(1, 3, 16, 16), torch.rand(1, 9, 3)]
+    cpu = renderer(*inputs)
+    gpu = renderer.cuda()(*[t.cuda() for t in inputs])
+    assert torch.equal(cpu.fragments.face_index, gpu.fragments.face_index.cpu())
+    for name in ("image", "depth", "normal_image", "shape_image", "uv_grid"):
+        torch.testing.assert_close(getattr(gpu, name).cpu(), getattr(cpu, name), atol=1e-5, rtol=1e-5)

@@ -15,10 +15,17 @@ from vitdeca.render import (
     sample_uv_map,
     sh_shading,
     sh_shading_image,
+    shading_kernels,
     vertex_normals,
     weak_perspective_to_screen,
 )
-from vitdeca.render.rasterize import barycentric_torch
+from vitdeca.render.rasterize import (
+    barycentric_torch,
+    interpolate_packed,
+    interpolate_packed_torch,
+    scatter_packed,
+)
+from vitdeca.render.uv import sample_uv_packed, sample_uv_packed_torch
 
 
 def _scene(seed=0):
@@ -194,34 +201,96 @@ def test_gradient_reaches_camera_and_light(uv_sphere):
 
 @pytest.mark.parametrize("perspective", [False, True])
 def test_cpu_kernels_match_torch_autograd(perspective):
-    # the numba forward/backward (used on CPU) against plain torch autograd (used on CUDA)
+    # the numba forward/backward (used on CPU) against plain torch autograd (used on CUDA), at arbitrary
+    # (also uncovered) pixels of random triangles
     gen = torch.Generator().manual_seed(6)
-    rows = torch.rand(12, 3, generator=gen, dtype=torch.float64) * torch.tensor(
-        [20.0, 20.0, 2.0]
-    ) + torch.tensor([0.0, 0.0, 0.5])
-    corner = torch.randint(0, 12, (3, 40), generator=gen)
-    corner = corner[:, (corner[0] != corner[1]) & (corner[1] != corner[2]) & (corner[0] != corner[2])]
-    centre = torch.rand(2, corner.shape[1], generator=gen, dtype=torch.float64) * 20
-    grads = (
-        torch.randn(3, corner.shape[1], generator=gen, dtype=torch.float64),
-        torch.randn(corner.shape[1], generator=gen, dtype=torch.float64),
+    scale = torch.tensor([20.0, 20.0, 2.0], dtype=torch.float64)
+    vertices = torch.rand(2, 6, 3, generator=gen, dtype=torch.float64) * scale + torch.tensor([0, 0, 0.5])
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5], [1, 3, 5]])
+    pixels = torch.stack(
+        [torch.randperm(2 * 20 * 20, generator=gen)[:50], torch.randint(0, 3, (50,), generator=gen)]
+    )
+    upstream = (
+        torch.randn(3, 50, generator=gen, dtype=torch.float64),
+        torch.randn(50, generator=gen, dtype=torch.float64),
     )
     results = []
     for fn in (kernels.BarycentricFunction.apply, barycentric_torch):
-        leaf = rows.clone().requires_grad_(True)
-        bary, depth = fn(leaf, corner, centre, perspective)
-        ((bary * grads[0]).sum() + (depth * grads[1]).sum()).backward()
+        leaf = vertices.clone().requires_grad_(True)
+        bary, depth = fn(leaf, faces, pixels, (20, 20), perspective)
+        ((bary * upstream[0]).sum() + (depth * upstream[1]).sum()).backward()
         results.append((bary, depth, leaf.grad))
     for kernel, reference in zip(*results, strict=True):
         torch.testing.assert_close(kernel, reference)
 
-    attributes = torch.randn(12, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    weights = bary.detach().clone().requires_grad_(True)
-    upstream = torch.randn(4, corner.shape[1], generator=gen, dtype=torch.float64)
-    kernel_out = kernels.InterpolateFunction.apply(attributes, corner, weights)
-    kernel_grads = torch.autograd.grad((kernel_out * upstream).sum(), (attributes, weights))
-    reference = (attributes[corner] * weights[:, :, None]).sum(0).t()
-    reference_grads = torch.autograd.grad((reference * upstream).sum(), (attributes, weights))
-    torch.testing.assert_close(kernel_out, reference)
-    for kernel, expected in zip(kernel_grads, reference_grads, strict=True):
-        torch.testing.assert_close(kernel, expected)
+
+@pytest.mark.parametrize("per_vertex", [False, True])
+@pytest.mark.parametrize("attr_batch", [1, 2])
+def test_interpolate_kernel_matches_torch(per_vertex, attr_batch):
+    # the numba path against the torch path (used on CUDA) and a plain gather written here
+    vertices, faces, _ = _scene(7)
+    frags = rasterize(vertices.expand(2, -1, -1).contiguous(), faces, 9, 11)
+    gen = torch.Generator().manual_seed(8)
+    attributes = torch.randn(attr_batch, 6, 4, generator=gen, dtype=torch.float64)
+    if not per_vertex:
+        attributes = attributes[:, faces]
+    upstream = torch.randn(2, 4, 9, 11, generator=gen, dtype=torch.float64)
+    results = []
+    for packed in (interpolate_packed, interpolate_packed_torch, _interpolate_reference):
+        leaf = attributes.clone().requires_grad_(True)
+        bary = frags.pixel_bary.detach().clone().requires_grad_(True)
+        frags_b = type(frags)(frags.face_index, frags.depth, frags.pixels, bary)
+        image = scatter_packed(packed(frags_b, faces, leaf), frags_b, channels_last=False)
+        grads = torch.autograd.grad((image * upstream).sum(), (leaf, bary))
+        results.append((image, *grads))
+    for kernel, *references in zip(*results, strict=True):
+        for reference in references:
+            torch.testing.assert_close(kernel, reference)
+
+
+def _interpolate_reference(fragments, faces, attributes):
+    """Plain torch interpolation: gather the corner values of every covered pixel → (N,C)."""
+    height, width = fragments.face_index.shape[1:]
+    b = torch.div(fragments.pixel_index, height * width, rounding_mode="floor") * (attributes.shape[0] > 1)
+    if attributes.ndim == 3:
+        corners = attributes[b[:, None], faces[fragments.pixel_face]]  # (N,3,C)
+    else:
+        corners = attributes[b, fragments.pixel_face]
+    return (corners * fragments.pixel_bary[:, :, None]).sum(1)
+
+
+def test_uv_sampling_kernel_matches_grid_sample():
+    gen = torch.Generator().manual_seed(9)
+    texture = torch.rand(2, 3, 5, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    grid = (torch.rand(40, 2, generator=gen, dtype=torch.float64) * 2.4 - 1.2).requires_grad_(
+        True
+    )  # some outside
+    batch = torch.sort(torch.randint(0, 2, (40,), generator=gen)).values
+    padded = torch.zeros(2, 1, 40, 2, dtype=torch.float64)
+    padded[batch, 0, torch.arange(40)] = grid.detach()
+    reference = sample_uv_map(texture.detach(), padded)[batch, :, 0, torch.arange(40)]
+    for fn in (sample_uv_packed, sample_uv_packed_torch):
+        torch.testing.assert_close(fn(texture, grid, batch), reference)
+        torch.autograd.gradcheck(lambda t, g, fn=fn: fn(t, g, batch), (texture, grid))
+    shared = texture[:1].detach().clone().requires_grad_(True)
+    torch.testing.assert_close(
+        sample_uv_packed(shared, grid, batch), sample_uv_packed_torch(shared, grid, batch)
+    )
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_scatter_and_unit_kernels(channels_last):
+    vertices, faces, _ = _scene(10)
+    frags = rasterize(vertices, faces, 9, 11)
+    gen = torch.Generator().manual_seed(10)
+    values = torch.randn(frags.pixel_index.numel(), 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    image = scatter_packed(values, frags, channels_last=channels_last)
+    reference = torch.zeros(9 * 11, 3, dtype=torch.float64).index_copy(0, frags.pixel_index, values.detach())
+    reference = reference.view(1, 9, 11, 3)
+    torch.testing.assert_close(image, reference if channels_last else reference.permute(0, 3, 1, 2))
+    torch.autograd.gradcheck(lambda v: scatter_packed(v, frags, channels_last=channels_last), (values,))
+    vectors = torch.randn(3, 20, generator=gen, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(
+        shading_kernels.UnitFunction.apply(vectors), F.normalize(vectors.detach(), dim=0)
+    )
+    torch.autograd.gradcheck(shading_kernels.UnitFunction.apply, (vectors,))

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vitdeca.errors import VitdecaError
 from vitdeca.render import (
@@ -13,10 +14,12 @@ from vitdeca.render import (
     face_normals,
     sh_basis,
     sh_shading,
+    sh_shading_packed,
     shape_shading_image,
+    shape_shading_packed,
     vertex_normals,
 )
-from vitdeca.render.shading import SH_CONSTANTS
+from vitdeca.render.shading import SH_CONSTANTS, sh_shading_packed_torch, vertex_normals_torch
 
 
 def test_sh_constants_are_decas():
@@ -100,3 +103,43 @@ def test_flat_quad_golden_values(grid_mesh):
 def test_shape_lights_clamp_back_facing_normals():
     normals = torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1)
     assert shape_shading_image(normals).abs().sum() == 0
+
+
+def test_vertex_normals_kernel_matches_torch(uv_sphere):
+    vertices, faces, _ = uv_sphere(5, 7, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    vertices = vertices[None] + 0.1 * torch.randn(2, *vertices.shape, generator=gen, dtype=torch.float64)
+    upstream = torch.randn(vertices.shape, generator=gen, dtype=torch.float64)
+    results = []
+    for fn in (vertex_normals, vertex_normals_torch):
+        leaf = vertices.clone().requires_grad_(True)
+        normals = fn(leaf, faces)
+        (normals * upstream).sum().backward()
+        results.append((normals, leaf.grad))
+    for kernel, reference in zip(*results, strict=True):
+        torch.testing.assert_close(kernel, reference)
+
+
+def test_packed_sh_kernel_matches_reference_and_gradcheck():
+    gen = torch.Generator().manual_seed(3)
+    normals = F.normalize(torch.randn(30, 3, generator=gen, dtype=torch.float64), dim=-1).requires_grad_(True)
+    light = torch.randn(2, 9, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    batch = torch.randint(0, 2, (30,), generator=gen)
+    reference = (sh_basis(normals)[:, :, None] * light[batch]).sum(1)
+    torch.testing.assert_close(sh_shading_packed(normals, light, batch), reference)
+    scaled = light * torch.tensor(SH_CONSTANTS, dtype=torch.float64)[:, None]
+    torch.testing.assert_close(sh_shading_packed_torch(normals, scaled, batch), reference)
+    torch.autograd.gradcheck(lambda n, s: sh_shading_packed(n, s, batch), (normals, light))
+    shared = light[:1].detach().clone().requires_grad_(True)  # one light for every image
+    torch.autograd.gradcheck(lambda n, s: sh_shading_packed(n, s, batch), (normals, shared))
+    image = normals.detach().t().reshape(1, 3, 5, 6)
+    torch.testing.assert_close(
+        shape_shading_packed(normals.detach()).t().reshape(1, 1, 5, 6).expand(1, 3, 5, 6),
+        shape_shading_image(image),
+    )
+    torch.autograd.gradcheck(shape_shading_packed, (normals,))
+    directions = F.normalize(
+        torch.tensor([[-1.0, 1, 1], [1, 1, 1], [-1, -1, 1], [1, -1, 1], [0, 0, 1]]), dim=-1
+    )
+    expected = (normals @ directions.t().double()).clamp(0, 1).mean(-1, keepdim=True) * 1.7 * 180 / 255
+    torch.testing.assert_close(shape_shading_packed(normals), expected)

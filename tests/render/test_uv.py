@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vitdeca.errors import VitdecaError
-from vitdeca.render import MeshRenderer, UVSpace, face_normals, sample_uv_map, uv_to_grid
+from vitdeca.render import MeshRenderer, UVSpace, face_normals, sample_uv_map, sample_uv_packed, uv_to_grid
 from vitdeca.render.shading import SH_CONSTANTS
 
 S = 16
@@ -146,3 +146,9 @@ def test_uv_detail_normals_drive_the_shading(grid_mesh):
         detail_normal_image=out.normal_image,
     )
     torch.testing.assert_close(per_pixel.image, out.image)
+
+
+def test_bad_uv_map_batch_raises():
+    grid = torch.zeros(4, 2)
+    with pytest.raises(VitdecaError, match="batch"):
+        sample_uv_packed(torch.rand(2, 3, 4, 4), grid, torch.tensor([0, 1, 2, 2]))

@@ -29,7 +29,9 @@ from vitdeca.render.shading import (
     sh_basis,
     sh_shading,
     sh_shading_image,
+    sh_shading_packed,
     shape_shading_image,
+    shape_shading_packed,
     vertex_normals,
 )
 from vitdeca.render.uv import (
@@ -38,6 +40,7 @@ from vitdeca.render.uv import (
     grid_faces,
     rasterize_uv,
     sample_uv_map,
+    sample_uv_packed,
     uv_to_grid,
     uv_to_pixels,
 )
@@ -65,12 +68,15 @@ __all__ = [
     "render",
     "render_mesh",
     "sample_uv_map",
+    "sample_uv_packed",
     "scatter_packed",
     "sh_basis",
     "sh_shading",
     "sh_shading_image",
+    "sh_shading_packed",
     "shade",
     "shape_shading_image",
+    "shape_shading_packed",
     "uv_to_grid",
     "uv_to_pixels",
     "vertex_normals",

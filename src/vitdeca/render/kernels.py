@@ -1,4 +1,5 @@
-"""numba CPU kernels: the z-buffer, and barycentrics / interpolation with analytic backward passes.
+"""numba CPU kernels for the geometry: the z-buffer, barycentrics, interpolation and scattering into images,
+with analytic backward passes (shading kernels: :mod:`vitdeca.render.shading_kernels`).
 
 All kernels are serial (``nogil``): a second OpenMP pool beside torch's spins on shared cores, and numba's
 parallel layers are unsafe in forked DataLoader workers. The torch code in :mod:`vitdeca.render.rasterize`
@@ -67,9 +68,24 @@ def zbuffer(verts, faces, perspective, cull, near, face_index, zbuf):  # pragma:
 
 
 @numba.njit(cache=True, inline="always")
-def _screen_weights(rows, corner, n, px, py):  # pragma: no cover
-    """Screen barycentrics (w0,w1,w2), the area and the edge vectors of pixel n's triangle."""
-    r0, r1, r2 = corner[0, n], corner[1, n], corner[2, n]
+def _pixel_corners(faces, pixel_index, pixel_face, n, plane, width, n_rows, per_vertex):  # pragma: no cover
+    """Flat row ids of the three corners of covered pixel n, and its centre (x, y).
+
+    plane = H·W; rows are grouped per batch item (n_rows each, 0 for one shared set); per_vertex: rows
+    are vertices (faces give the ids), else face corners (id = 3·face + k).
+    """
+    b, rest = pixel_index[n] // plane, pixel_index[n] % plane
+    f, offset = pixel_face[n], b * n_rows
+    if per_vertex:
+        r0, r1, r2 = faces[f, 0] + offset, faces[f, 1] + offset, faces[f, 2] + offset
+    else:
+        r0, r1, r2 = 3 * f + offset, 3 * f + 1 + offset, 3 * f + 2 + offset
+    return r0, r1, r2, rest % width + 0.5, rest // width + 0.5
+
+
+@numba.njit(cache=True, inline="always")
+def _screen_weights(rows, r0, r1, r2, px, py):  # pragma: no cover
+    """Screen barycentrics (w0,w1,w2), the signed area and the edge vectors of a triangle at (px, py)."""
     x0, y0 = rows[r0, 0], rows[r0, 1]
     ex, ey = rows[r1, 0] - x0, rows[r1, 1] - y0
     fx, fy = rows[r2, 0] - x0, rows[r2, 1] - y0
@@ -83,14 +99,17 @@ def _screen_weights(rows, corner, n, px, py):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def barycentric_forward(rows, corner, centre, perspective, bary, depth):  # pragma: no cover
-    """rows (R,3) screen vertices, corner (3,N) row ids, centre (2,N) pixel centres → bary (3,N), depth (N,).
+def barycentric_forward(
+    rows, n_verts, faces, pixels, plane, width, perspective, bary, depth
+):  # pragma: no cover
+    """rows (B·V,3) screen vertices; pixels (2,N) = (pixel_index, pixel_face) → bary (3,N), depth (N,).
 
     perspective: b_i ∝ w_i / z_i and depth = 1 / Σ w_i / z_i; else b_i = w_i and depth = Σ w_i z_i.
     """
-    for n in range(corner.shape[1]):
-        w0, w1, w2, _, _, _, _, _ = _screen_weights(rows, corner, n, centre[0, n], centre[1, n])
-        z0, z1, z2 = rows[corner[0, n], 2], rows[corner[1, n], 2], rows[corner[2, n], 2]
+    for n in range(pixels.shape[1]):
+        r0, r1, r2, px, py = _pixel_corners(faces, pixels[0], pixels[1], n, plane, width, n_verts, True)
+        w0, w1, w2, _, _, _, _, _ = _screen_weights(rows, r0, r1, r2, px, py)
+        z0, z1, z2 = rows[r0, 2], rows[r1, 2], rows[r2, 2]
         if perspective:
             t0, t1, t2 = w0 / z0, w1 / z1, w2 / z2
             total = t0 + t1 + t2
@@ -101,25 +120,23 @@ def barycentric_forward(rows, corner, centre, perspective, bary, depth):  # prag
 
 @numba.njit(cache=True, nogil=True)
 def barycentric_backward(
-    rows, corner, centre, perspective, grad_bary, grad_depth, grad_rows
+    rows, n_verts, faces, pixels, plane, width, perspective, grad_bary, grad_depth, grad_rows
 ):  # pragma: no cover
-    """Accumulate dL/d rows (R,3) from dL/d bary (3,N) and dL/d depth (N,).
+    """Accumulate dL/d rows (B·V,3) from dL/d bary (3,N) and dL/d depth (N,).
 
     The screen weights of a fixed point move with vertex j as dw_i/dp_j = -w_j ∇w_i (∇: w.r.t. the point),
     so dL/dp_j = -w_j Σ_i (dL/dw_i) ∇w_i.
     """
-    for n in range(corner.shape[1]):
-        w0, w1, w2, area, ex, ey, fx, fy = _screen_weights(rows, corner, n, centre[0, n], centre[1, n])
-        r0, r1, r2 = corner[0, n], corner[1, n], corner[2, n]
+    for n in range(pixels.shape[1]):
+        r0, r1, r2, px, py = _pixel_corners(faces, pixels[0], pixels[1], n, plane, width, n_verts, True)
+        w0, w1, w2, area, ex, ey, fx, fy = _screen_weights(rows, r0, r1, r2, px, py)
         z0, z1, z2 = rows[r0, 2], rows[r1, 2], rows[r2, 2]
         g0, g1, g2, gd = grad_bary[0, n], grad_bary[1, n], grad_bary[2, n], grad_depth[n]
         if perspective:  # b_i = t_i / S, depth = 1 / S with t_i = w_i / z_i, S = Σ t_i
             t0, t1, t2 = w0 / z0, w1 / z1, w2 / z2
             total = t0 + t1 + t2
-            mean = (g0 * t0 + g1 * t1 + g2 * t2) / total
-            gt0 = (g0 - mean) / total - gd / (total * total)
-            gt1 = (g1 - mean) / total - gd / (total * total)
-            gt2 = (g2 - mean) / total - gd / (total * total)
+            shift = (g0 * t0 + g1 * t1 + g2 * t2) / total + gd / total
+            gt0, gt1, gt2 = (g0 - shift) / total, (g1 - shift) / total, (g2 - shift) / total
             gw0, gw1, gw2 = gt0 / z0, gt1 / z1, gt2 / z2
             gz0, gz1, gz2 = -gt0 * t0 / z0, -gt1 * t1 / z1, -gt2 * t2 / z2
         else:
@@ -127,90 +144,187 @@ def barycentric_backward(
             gz0, gz1, gz2 = gd * w0, gd * w1, gd * w2
         # G = Σ_i gw_i ∇w_i with ∇w1 = (fy, -fx)/area, ∇w2 = (-ey, ex)/area, ∇w0 = -(∇w1 + ∇w2)
         a1, a2 = (gw1 - gw0) / area, (gw2 - gw0) / area
-        gx = a1 * fy - a2 * ey
-        gy = -a1 * fx + a2 * ex
+        gx, gy = a1 * fy - a2 * ey, a2 * ex - a1 * fx
         grad_rows[r0, 0] -= w0 * gx
         grad_rows[r0, 1] -= w0 * gy
+        grad_rows[r0, 2] += gz0
         grad_rows[r1, 0] -= w1 * gx
         grad_rows[r1, 1] -= w1 * gy
+        grad_rows[r1, 2] += gz1
         grad_rows[r2, 0] -= w2 * gx
         grad_rows[r2, 1] -= w2 * gy
-        grad_rows[r0, 2] += gz0
-        grad_rows[r1, 2] += gz1
         grad_rows[r2, 2] += gz2
 
 
 @numba.njit(cache=True, nogil=True)
-def interpolate_forward(rows, corner, bary, out):  # pragma: no cover
-    """out (C,N) = Σ_k bary[k] · rows[corner[k]] for rows (R,C), corner (3,N), bary (3,N)."""
-    for n in range(corner.shape[1]):
-        r0, r1, r2 = corner[0, n], corner[1, n], corner[2, n]
+def interpolate_forward(rows, n_rows, per_vertex, faces, pixels, plane, width, bary, out):  # pragma: no cover
+    """out (C,N) = Σ_k bary[k] · rows[corner k] for rows (B·R,C) (see :func:`_pixel_corners`)."""
+    for n in range(pixels.shape[1]):
+        r0, r1, r2, _, _ = _pixel_corners(faces, pixels[0], pixels[1], n, plane, width, n_rows, per_vertex)
         b0, b1, b2 = bary[0, n], bary[1, n], bary[2, n]
         for c in range(rows.shape[1]):
             out[c, n] = b0 * rows[r0, c] + b1 * rows[r1, c] + b2 * rows[r2, c]
 
 
 @numba.njit(cache=True, nogil=True)
-def interpolate_backward(rows, corner, bary, grad_out, grad_rows, grad_bary):  # pragma: no cover
-    """From grad_out (C,N): accumulate grad_rows (R,C) and fill grad_bary (3,N)."""
-    for n in range(corner.shape[1]):
-        for k in range(3):
-            r, b = corner[k, n], bary[k, n]
-            total = 0.0
+def interpolate_backward(
+    rows, n_rows, per_vertex, faces, pixels, plane, width, bary, grad_out, grad_rows, grad_bary
+):  # pragma: no cover
+    """From grad_out (C,N): accumulate grad_rows (B·R,C) and fill grad_bary (3,N); either may be empty
+    (size 0) when not needed."""
+    want_rows, want_bary = grad_rows.size > 0, grad_bary.size > 0
+    for n in range(pixels.shape[1]):
+        r0, r1, r2, _, _ = _pixel_corners(faces, pixels[0], pixels[1], n, plane, width, n_rows, per_vertex)
+        for k, r in enumerate((r0, r1, r2)):
+            b, total = bary[k, n], 0.0
             for c in range(rows.shape[1]):
                 g = grad_out[c, n]
-                grad_rows[r, c] += b * g
+                if want_rows:
+                    grad_rows[r, c] += b * g
                 total += rows[r, c] * g
-            grad_bary[k, n] = total
+            if want_bary:
+                grad_bary[k, n] = total
 
 
-def _np(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().contiguous().numpy()
+@numba.njit(cache=True, nogil=True)
+def scatter_forward(values, index, channels_last, out):  # pragma: no cover
+    """Zero ``out`` and write the packed values at ``index``: values (C,N) → out (C,T), or, channels_last,
+    values (N,C) → out (T,C)."""
+    out[:] = 0.0
+    for n in range(index.shape[0]):
+        if channels_last:
+            for c in range(values.shape[1]):
+                out[index[n], c] = values[n, c]
+        else:
+            for c in range(values.shape[0]):
+                out[c, index[n]] = values[c, n]
+
+
+@numba.njit(cache=True, nogil=True)
+def scatter_backward(grad_out, index, channels_last, grad_values):  # pragma: no cover
+    """grad_values = grad_out at ``index``: (C,T) → (C,N), or, channels_last, (T,C) → (N,C)."""
+    for n in range(index.shape[0]):
+        if channels_last:
+            for c in range(grad_out.shape[1]):
+                grad_values[n, c] = grad_out[index[n], c]
+        else:
+            for c in range(grad_out.shape[0]):
+                grad_values[c, n] = grad_out[c, index[n]]
+
+
+def tensor_min(tensor: torch.Tensor) -> int | float:
+    """Minimum of a non-empty tensor (see :func:`tensor_max`)."""
+    if tensor.device.type == "cpu":
+        return tensor.detach().numpy().min().item()
+    return tensor.min().item()
+
+
+def tensor_max(tensor: torch.Tensor) -> int | float:
+    """Maximum of a non-empty tensor: numpy on CPU (serial, no torch thread-pool round trip), torch
+    elsewhere. Used to validate indices before they reach a kernel (numba does not bounds-check)."""
+    if tensor.device.type == "cpu":
+        return tensor.detach().numpy().max().item()
+    return tensor.max().item()
+
+
+def numpy_zeros(like: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """A CPU zero tensor with the dtype of ``like`` (and its shape by default), filled by numpy: a serial
+    memset instead of a torch thread-pool round trip."""
+    dtype = torch.empty(0, dtype=like.dtype).numpy().dtype
+    return torch.from_numpy(np.zeros(tuple(like.shape) if shape is None else shape, dtype=dtype))
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A numpy view of a CPU tensor (copied by numpy if it is not contiguous)."""
+    return np.ascontiguousarray(tensor.detach().numpy())
 
 
 class BarycentricFunction(torch.autograd.Function):
-    """rows (R,3) screen vertices, corner (3,N) long, centre (2,N) → bary (3,N), depth (N,) (CPU)."""
+    """Screen vertices (B,V,3), faces (F,3), pixels (2,N) = (pixel_index, pixel_face), (H, W),
+    perspective → bary (3,N), depth (N,) (CPU)."""
 
     @staticmethod
-    def forward(ctx, rows, corner, centre, perspective):
-        bary = rows.new_empty(3, corner.shape[1])
-        depth = rows.new_empty(corner.shape[1])
-        barycentric_forward(_np(rows), _np(corner), _np(centre), perspective, bary.numpy(), depth.numpy())
-        ctx.save_for_backward(rows, corner, centre)
-        ctx.perspective = perspective
+    def forward(ctx, vertices, faces, pixels, size, perspective):
+        rows = vertices.reshape(-1, 3)
+        bary, depth = rows.new_empty(3, pixels.shape[1]), rows.new_empty(pixels.shape[1])
+        args = (vertices.shape[1], to_numpy(faces), to_numpy(pixels), size[0] * size[1], size[1], perspective)
+        barycentric_forward(to_numpy(rows), *args, bary.numpy(), depth.numpy())
+        ctx.save_for_backward(vertices)
+        ctx.args = args
         return bary, depth
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_bary, grad_depth):
-        rows, corner, centre = ctx.saved_tensors
-        grad_rows = torch.zeros_like(rows)
-        grad_bary = torch.zeros(3, corner.shape[1], dtype=rows.dtype) if grad_bary is None else grad_bary
-        grad_depth = torch.zeros(corner.shape[1], dtype=rows.dtype) if grad_depth is None else grad_depth
+        (vertices,) = ctx.saved_tensors
+        rows = vertices.reshape(-1, 3)
+        grad_rows = numpy_zeros(rows)
+        n = ctx.args[2].shape[1]
+        grad_bary = numpy_zeros(rows, (3, n)) if grad_bary is None else grad_bary.to(rows.dtype)
+        grad_depth = numpy_zeros(rows, (n,)) if grad_depth is None else grad_depth.to(rows.dtype)
         barycentric_backward(
-            _np(rows), _np(corner), _np(centre), ctx.perspective,
-            _np(grad_bary.to(rows.dtype)), _np(grad_depth.to(rows.dtype)), grad_rows.numpy(),
-        )  # fmt: skip
-        return grad_rows, None, None, None
+            to_numpy(rows), *ctx.args, to_numpy(grad_bary), to_numpy(grad_depth), grad_rows.numpy()
+        )
+        return grad_rows.view_as(vertices), None, None, None, None
 
 
 class InterpolateFunction(torch.autograd.Function):
-    """rows (R,C), corner (3,N) long, bary (3,N) → (C,N) interpolated values (CPU)."""
+    """Attributes (A,R,C) (A = 1: shared by all pixels, else one set per image; R = V vertices if
+    per_vertex else 3F face corners), faces (F,3), pixels (2,N), (H, W), bary (3,N) → (C,N) (CPU)."""
 
     @staticmethod
-    def forward(ctx, rows, corner, bary):
-        bary = bary.to(rows.dtype)
-        out = rows.new_empty(rows.shape[1], corner.shape[1])
-        interpolate_forward(_np(rows), _np(corner), _np(bary), out.numpy())
-        ctx.save_for_backward(rows, corner, bary)
+    def forward(ctx, attributes, per_vertex, faces, pixels, size, bary):
+        n_rows = attributes.shape[1] if attributes.shape[0] > 1 else 0
+        rows = attributes.reshape(-1, attributes.shape[-1])
+        out = rows.new_empty(rows.shape[1], pixels.shape[1])
+        args = (n_rows, per_vertex, to_numpy(faces), to_numpy(pixels), size[0] * size[1], size[1])
+        interpolate_forward(to_numpy(rows), *args, to_numpy(bary), out.numpy())
+        ctx.save_for_backward(attributes, bary)
+        ctx.args = args
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        rows, corner, bary = ctx.saved_tensors
-        grad_rows = torch.zeros_like(rows)
-        grad_bary = torch.empty_like(bary)
-        interpolate_backward(_np(rows), _np(corner), _np(bary), _np(grad_out.to(rows.dtype)),
-                             grad_rows.numpy(), grad_bary.numpy())  # fmt: skip
-        return grad_rows, None, grad_bary
+        attributes, bary = ctx.saved_tensors
+        rows = attributes.reshape(-1, attributes.shape[-1])
+        want_rows, want_bary = ctx.needs_input_grad[0], ctx.needs_input_grad[5]
+        grad_rows = numpy_zeros(rows) if want_rows else rows.new_empty(0, rows.shape[1])
+        grad_bary = torch.empty_like(bary) if want_bary else bary.new_empty(3, 0)
+        interpolate_backward(
+            to_numpy(rows),
+            *ctx.args,
+            to_numpy(bary),
+            to_numpy(grad_out.to(rows.dtype)),
+            grad_rows.numpy(),
+            grad_bary.numpy(),
+        )
+        return (
+            (grad_rows.view_as(attributes) if want_rows else None),
+            None,
+            None,
+            None,
+            None,
+            (grad_bary if want_bary else None),
+        )
+
+
+class ScatterFunction(torch.autograd.Function):
+    """values (C,N) → (C,T), or with channels_last (N,C) → (T,C): zeros with the values at ``index`` (CPU)."""
+
+    @staticmethod
+    def forward(ctx, values, index, size, channels_last):
+        shape = (size, values.shape[1]) if channels_last else (values.shape[0], size)
+        out = values.new_empty(shape)
+        scatter_forward(to_numpy(values), to_numpy(index), channels_last, out.numpy())
+        ctx.save_for_backward(index)
+        ctx.shape, ctx.channels_last = values.shape, channels_last
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        (index,) = ctx.saved_tensors
+        grad_values = grad_out.new_empty(ctx.shape)
+        scatter_backward(to_numpy(grad_out), to_numpy(index), ctx.channels_last, grad_values.numpy())
+        return grad_values, None, None, None

@@ -7,9 +7,13 @@ Two passes:
    centre is tested against every triangle whose bounding box contains it; a pixel is covered when all
    three barycentric coordinates are >= 0 (shared edges are covered by both triangles, so meshes are
    watertight); the nearest depth wins, ties go to the lower face index.
-2. Barycentrics and depth (differentiable): recomputed with torch from the screen vertices for the
-   covered pixels only, so gradients reach the vertex positions through every interpolated attribute.
-   Silhouettes and occlusion boundaries get no gradient (hard rasterisation).
+2. Barycentrics and depth (differentiable): recomputed from the screen vertices for the covered pixels
+   only, so gradients reach the vertex positions through every interpolated attribute. On CPU numba
+   kernels with analytic backward passes do this (and the interpolation); on other devices the same
+   maths runs as torch ops. Silhouettes and occlusion boundaries get no gradient (hard rasterisation).
+
+Covered pixels are kept "packed": ``Fragments.pixel_index`` lists them, and :func:`interpolate_packed`
+/ :func:`scatter_packed` move values between the packed (N,C) form and images.
 
 Faces are rendered from both sides unless ``cull_backfaces`` is set. Front-facing means counter-clockwise
 in model space seen from the viewer (right-handed, y up), which is clockwise on screen (y down): a
@@ -26,7 +30,7 @@ import torch
 
 from vitdeca.errors import VitdecaError
 from vitdeca.render import kernels
-from vitdeca.render.kernels import MIN_AREA
+from vitdeca.render.kernels import MIN_AREA, tensor_max, tensor_min
 
 
 @dataclass
@@ -34,16 +38,25 @@ class Fragments:
     """Per-pixel rasterisation result for a (B,H,W) image; the only contract between geometry and shading.
 
     face_index: (B,H,W) long, -1 for background. depth: (B,H,W) (0 at background).
-    pixel_index: (N,) long flat indices ``b*H*W + i*W + j`` of the covered pixels (increasing),
-    pixel_face: (N,) their face indices, pixel_bary: (N,3) their barycentrics. ``bary`` (B,H,W,3) is the
-    same barycentrics scattered into the image (computed on access, 0 at background).
+    pixels: (2,N) long, the covered pixels as rows ``pixel_index`` (flat ``b*H*W + i*W + j``, increasing)
+    and ``pixel_face`` (their faces); pixel_bary: (N,3) their barycentrics. ``bary`` (B,H,W,3) is the same
+    barycentrics scattered into the image (computed on access, 0 at background).
     """
 
     face_index: torch.Tensor
     depth: torch.Tensor
-    pixel_index: torch.Tensor
-    pixel_face: torch.Tensor
+    pixels: torch.Tensor
     pixel_bary: torch.Tensor
+
+    @property
+    def pixel_index(self) -> torch.Tensor:
+        """(N,) flat indices ``b*H*W + i*W + j`` of the covered pixels."""
+        return self.pixels[0]
+
+    @property
+    def pixel_face(self) -> torch.Tensor:
+        """(N,) face index of each covered pixel."""
+        return self.pixels[1]
 
     @property
     def bary(self) -> torch.Tensor:
@@ -117,6 +130,11 @@ def interpolate_packed(
         )
     if per_vertex and faces is None:
         raise VitdecaError("interpolate: per-vertex attributes (B,V,C) need faces (F,3)")
+    if per_vertex and faces.numel() and int(tensor_max(faces)) >= attributes.shape[1]:
+        raise VitdecaError(f"interpolate: faces index vertices beyond the {attributes.shape[1]} attributes")
+    n_faces = faces.shape[0] if per_vertex else attributes.shape[1]
+    if fragments.pixels.numel() and int(tensor_max(fragments.pixel_face)) >= n_faces:
+        raise VitdecaError(f"interpolate: the fragments refer to faces beyond the {n_faces} given")
     attr_batch, channels = attributes.shape[0], attributes.shape[-1]
     bary = fragments.pixel_bary.t().to(attributes.dtype).contiguous()  # (3,N)
     if frag_batch == 1 and attr_batch > 1:  # one layout (e.g. UV space), many attribute sets
@@ -128,16 +146,32 @@ def interpolate_packed(
         raise VitdecaError(
             f"interpolate: batch {attr_batch} of attributes does not match fragments' {frag_batch}"
         )
+    if attributes.device.type == "cpu":  # numba kernel; the same maths in torch below
+        pixels = fragments.pixels
+        corner_faces = faces.long() if per_vertex else pixels.new_zeros(0, 3)  # unused for face corners
+        flat = attributes if per_vertex else attributes.reshape(attr_batch, -1, channels)
+        values = kernels.InterpolateFunction.apply(
+            flat, per_vertex, corner_faces, pixels, (height, width), bary
+        )
+        return values.t()  # (N,C), a view of a contiguous (C,N) tensor
+    return interpolate_packed_torch(fragments, faces, attributes)
+
+
+def interpolate_packed_torch(
+    fragments: Fragments, faces: torch.Tensor | None, attributes: torch.Tensor
+) -> torch.Tensor:
+    """Torch version of the CPU kernel path of :func:`interpolate_packed` (attribute batch 1 or B) → (N,C)."""
+    height, width = fragments.face_index.shape[1:]
+    per_vertex, channels = attributes.ndim == 3, attributes.shape[-1]
     batch = None
-    if attr_batch > 1:
+    if attributes.shape[0] > 1:
         batch = torch.div(fragments.pixel_index, height * width, rounding_mode="floor")
     corners = _corner_index(fragments.pixel_face, faces, per_vertex, attributes.shape[1], batch)
-    rows = attributes.reshape(-1, channels)
-    if rows.device.type == "cpu":
-        return kernels.InterpolateFunction.apply(rows, corners, bary).t()  # (N,C) view of (C,N)
     # channel-major gather: (C, rows) → (C, 3, N), so no large tensor is ever transposed
-    values = rows.t().contiguous().index_select(1, corners.reshape(-1)).view(channels, 3, -1)
-    return (values * bary[None]).sum(1).t()
+    rows = attributes.reshape(-1, channels).t().contiguous()
+    values = rows.index_select(1, corners.reshape(-1)).view(channels, 3, -1)
+    bary = fragments.pixel_bary.t().to(attributes.dtype)
+    return (values * bary[None]).sum(1).t()  # (N,C), a view of a contiguous (C,N) tensor
 
 
 def scatter_packed(values: torch.Tensor, fragments: Fragments, channels_last: bool) -> torch.Tensor:
@@ -148,15 +182,22 @@ def scatter_packed(values: torch.Tensor, fragments: Fragments, channels_last: bo
     if values.ndim == 3:  # batch-1 layout: pixel_index addresses H*W
         batch = values.shape[0]
         if channels_last:
-            out = values.new_zeros(batch, height * width, channels).index_copy(1, index, values)
+            out = values.new_zeros(batch, height * width, channels).index_copy_(1, index, values)
             return out.view(batch, height, width, channels)
-        out = values.new_zeros(batch, channels, height * width).index_copy(2, index, values.transpose(1, 2))
+        out = values.new_zeros(batch, channels, height * width).index_copy_(2, index, values.transpose(1, 2))
         return out.view(batch, channels, height, width)
     if channels_last:
-        out = values.new_zeros(frag_batch * height * width, channels).index_copy(0, index, values)
+        if values.device.type == "cpu":
+            out = kernels.ScatterFunction.apply(values, index, frag_batch * height * width, True)
+            return out.view(frag_batch, height, width, channels)
+        out = values.new_zeros(frag_batch * height * width, channels).index_copy_(0, index, values)
         return out.view(frag_batch, height, width, channels)
     # (C, B·H·W) storage viewed as (B,C,H,W): each channel plane stays contiguous
-    out = values.new_zeros(channels, frag_batch * height * width).index_copy(1, index, values.t())
+    total = frag_batch * height * width
+    if values.device.type == "cpu":
+        out = kernels.ScatterFunction.apply(values.t(), index, total, False)
+    else:
+        out = values.new_zeros(channels, total).index_copy_(1, index, values.t())
     return out.view(channels, frag_batch, height, width).permute(1, 0, 2, 3)
 
 
@@ -187,10 +228,16 @@ def _check_inputs(vertices: torch.Tensor, faces: torch.Tensor, height: int, widt
         raise VitdecaError(f"rasterize: faces must be an integer (F,3) tensor, got {tuple(faces.shape)}")
     if int(height) < 1 or int(width) < 1:
         raise VitdecaError(f"rasterize: image size must be positive, got {height}x{width}")
-    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= vertices.shape[1]):
+    if faces.numel() and (int(tensor_min(faces)) < 0 or int(tensor_max(faces)) >= vertices.shape[1]):
         raise VitdecaError(f"rasterize: face indices must lie in [0, {vertices.shape[1]})")
-    if vertices.numel() and not bool(torch.isfinite(vertices).all()):
+    if vertices.numel() and not _all_finite(vertices):
         raise VitdecaError("rasterize: vertices contain NaN or Inf")
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    if tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64):
+        return bool(np.isfinite(tensor.detach().numpy()).all())
+    return bool(torch.isfinite(tensor).all())
 
 
 def _zbuffer_face_index(
@@ -217,54 +264,54 @@ def _zbuffer_face_index(
 def _fragments_from_face_index(
     vertices: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor, perspective: bool
 ) -> Fragments:
-    """Recompute barycentrics and depth differentiably (torch) for the covered pixels of ``face_index``."""
+    """Recompute barycentrics and depth differentiably for the covered pixels of ``face_index``."""
     batch, height, width = face_index.shape
     flat = face_index.reshape(-1)
     pixel_index = torch.nonzero(flat >= 0).squeeze(1)
-    pixel_face = flat[pixel_index]
-    pixel_bary, pixel_depth = _barycentric(
-        vertices, faces, pixel_index, pixel_face, height, width, perspective
-    )
-    depth = pixel_depth.new_zeros(batch * height * width).index_copy(0, pixel_index, pixel_depth)
-    return Fragments(
-        face_index=face_index,
-        depth=depth.view(batch, height, width),
-        pixel_index=pixel_index,
-        pixel_face=pixel_face,
-        pixel_bary=pixel_bary,
-    )
+    pixels = torch.stack([pixel_index, flat[pixel_index]])
+    faces = faces.to(vertices.device, torch.long)
+    pixel_bary, pixel_depth = _barycentric(vertices, faces, pixels, height, width, perspective)
+    if vertices.device.type == "cpu":
+        depth = kernels.ScatterFunction.apply(pixel_depth[None], pixel_index, batch * height * width, False)
+    else:
+        depth = pixel_depth.new_zeros(batch * height * width).index_copy_(0, pixel_index, pixel_depth)
+    return Fragments(face_index, depth.view(batch, height, width), pixels, pixel_bary)
 
 
 def _barycentric(
     vertices: torch.Tensor,
     faces: torch.Tensor,
-    pixel_index: torch.Tensor,
-    pixel_face: torch.Tensor,
+    pixels: torch.Tensor,
     height: int,
     width: int,
     perspective: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,3) barycentrics (a transposed view of a contiguous (3,N) tensor) and (N,) depth of the pixel
     centres, differentiable w.r.t. ``vertices``: numba kernels on CPU, torch elsewhere."""
-    n_verts = vertices.shape[1]
-    batch = torch.div(pixel_index, height * width, rounding_mode="floor")
-    rest = pixel_index - batch * (height * width)
-    corner = faces.to(vertices.device).t().contiguous().index_select(1, pixel_face) + batch * n_verts  # (3,N)
-    row = torch.div(rest, width, rounding_mode="floor")
-    centre = torch.stack([rest - row * width, row]).to(vertices.dtype) + 0.5  # (2,N) pixel centres
-    rows = vertices.reshape(-1, 3)
     if vertices.device.type == "cpu":
-        bary, depth = kernels.BarycentricFunction.apply(rows, corner, centre, perspective)
+        bary, depth = kernels.BarycentricFunction.apply(vertices, faces, pixels, (height, width), perspective)
     else:
-        bary, depth = barycentric_torch(rows, corner, centre, perspective)
+        bary, depth = barycentric_torch(vertices, faces, pixels, (height, width), perspective)
     return bary.t(), depth
 
 
 def barycentric_torch(
-    rows: torch.Tensor, corner: torch.Tensor, centre: torch.Tensor, perspective: bool
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    pixels: torch.Tensor,
+    size: tuple[int, int],
+    perspective: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Torch version of :class:`kernels.BarycentricFunction`: rows (R,3), corner (3,N), centre (2,N) →
-    bary (3,N), depth (N,)."""
+    """Torch version of :class:`kernels.BarycentricFunction`: vertices (B,V,3), faces (F,3),
+    pixels (2,N) = (pixel_index, pixel_face), size (H,W) → bary (3,N), depth (N,)."""
+    height, width = size
+    pixel_index, pixel_face = pixels
+    batch = torch.div(pixel_index, height * width, rounding_mode="floor")
+    rest = pixel_index - batch * (height * width)
+    row = torch.div(rest, width, rounding_mode="floor")
+    centre = torch.stack([rest - row * width, row]).to(vertices.dtype) + 0.5  # (2,N) pixel centres
+    corner = faces.t().contiguous().index_select(1, pixel_face) + batch * vertices.shape[1]  # (3,N)
+    rows = vertices.reshape(-1, 3)
     coords = rows.t().contiguous().index_select(1, corner.reshape(-1)).view(3, 3, -1)
     (x0, x1, x2), (y0, y1, y2), (z0, z1, z2) = (c.unbind(0) for c in coords)  # coordinate, corner
     # 1. pixel centre and the two edges, relative to the first corner (well conditioned in float32)

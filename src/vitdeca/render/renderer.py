@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vitdeca.errors import VitdecaError
 from vitdeca.render.camera import PinholeCamera, weak_perspective_to_screen
-from vitdeca.render.rasterize import Fragments, interpolate_hwc, interpolate_packed, rasterize, scatter_packed
-from vitdeca.render.shading import sh_shading_image, shape_shading_image, vertex_normals
-from vitdeca.render.uv import UVSpace, sample_uv_map, uv_to_grid
+from vitdeca.render.rasterize import Fragments, interpolate_packed, rasterize, scatter_packed
+from vitdeca.render.shading import sh_shading_packed, shape_shading_packed, vertex_normals
+from vitdeca.render.shading_kernels import UnitFunction
+from vitdeca.render.uv import UVSpace, sample_uv_packed, uv_to_grid
 
 
 @dataclass
@@ -92,19 +92,25 @@ def shade(
     """Derive all :class:`RenderOutput` images from ``fragments`` (arguments as :func:`render_mesh`)."""
     alpha = fragments.alpha.to(vertices.dtype)
     face_grid = uv_to_grid(face_uvs.to(vertices.dtype))[None]  # (1,F,3,2): interpolation is linear
-    uv_grid = interpolate_hwc(fragments, None, face_grid)
-    normals = _shading_normals(fragments, vertices, faces, uv_grid, detail_normal_image, uv_detail_normals)
-    albedo_image = sample_uv_map(albedo, uv_grid) * alpha
-    shading = sh_shading_image(normals, light) * alpha
+    grid = interpolate_packed(fragments, None, face_grid)  # (N,2)
+    normals = _packed_normals(fragments, vertices, faces, grid, detail_normal_image, uv_detail_normals)
+    plane = fragments.face_index.shape[1] * fragments.face_index.shape[2]
+    batch = torch.div(fragments.pixel_index, plane, rounding_mode="floor")
+    albedo_values = sample_uv_packed(albedo, grid, batch)
+    shading = sh_shading_packed(normals, light, batch)
+
+    def image(values: torch.Tensor) -> torch.Tensor:
+        return scatter_packed(values, fragments, channels_last=False)
+
     return RenderOutput(
-        image=_over(albedo_image * shading, alpha, background),
+        image=_over(image(albedo_values * shading), alpha, background),
         alpha=alpha,
         depth=fragments.depth[:, None].to(vertices.dtype),
-        normal_image=normals,
-        shading=shading,
-        albedo_image=albedo_image,
-        shape_image=_over(shape_shading_image(normals), alpha, background),  # 0 where normals are 0
-        uv_grid=uv_grid,
+        normal_image=image(normals),
+        shading=image(shading),
+        albedo_image=image(albedo_values),
+        shape_image=_over(image(shape_shading_packed(normals)).expand(-1, 3, -1, -1), alpha, background),
+        uv_grid=scatter_packed(grid, fragments, channels_last=True),
         screen_vertices=screen_vertices,
         fragments=fragments,
     )
@@ -115,25 +121,28 @@ def _over(premultiplied: torch.Tensor, alpha: torch.Tensor, background: torch.Te
     return premultiplied if background is None else premultiplied + background * (1.0 - alpha)
 
 
-def _shading_normals(
+def _packed_normals(
     fragments: Fragments,
     vertices: torch.Tensor,
     faces: torch.Tensor,
-    uv_grid: torch.Tensor,
+    grid: torch.Tensor,
     detail_normal_image: torch.Tensor | None,
     uv_detail_normals: torch.Tensor | None,
 ) -> torch.Tensor:
-    """(B,3,H,W) unit normals, 0 at background: detail normals if given, else the interpolated
-    area-weighted vertex normals."""
-    if detail_normal_image is None and uv_detail_normals is None:
-        packed = interpolate_packed(fragments, faces, vertex_normals(vertices, faces))  # (N,3)
-        packed = packed / (packed * packed).sum(-1, keepdim=True).sqrt().clamp_min(1e-12)
-        return scatter_packed(packed, fragments, channels_last=False)
-    if detail_normal_image is not None:
-        normals = detail_normal_image
+    """(N,3) unit normals of the covered pixels: the detail normals if given (per pixel, or a UV map
+    sampled at the packed UV ``grid`` (N,2)), else the interpolated area-weighted vertex normals."""
+    if uv_detail_normals is not None and detail_normal_image is None:
+        plane = fragments.face_index.shape[1] * fragments.face_index.shape[2]
+        batch = torch.div(fragments.pixel_index, plane, rounding_mode="floor")
+        normals = sample_uv_packed(uv_detail_normals, grid, batch)
+    elif detail_normal_image is not None:
+        planes = detail_normal_image.transpose(0, 1).reshape(3, -1)  # (3, B·H·W)
+        normals = planes.index_select(1, fragments.pixel_index).t()
     else:
-        normals = sample_uv_map(uv_detail_normals, uv_grid)
-    return F.normalize(normals, dim=1, eps=1e-12) * fragments.alpha.to(normals.dtype)
+        normals = interpolate_packed(fragments, faces, vertex_normals(vertices, faces))
+    if normals.device.type == "cpu":
+        return UnitFunction.apply(normals.t()).t()
+    return normals / (normals * normals).sum(-1, keepdim=True).sqrt().clamp_min(1e-12)
 
 
 class MeshRenderer(nn.Module):

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from vitdeca.errors import VitdecaError
+from vitdeca.render import shading_kernels
+from vitdeca.render.kernels import tensor_max
 
 # DECA's SH normalisation (Lambertian kernel factors pi, 2pi/3, pi/4 folded into the basis constants),
 # for the basis order [1, x, y, z, xy, xz, yz, x^2 - y^2, 3z^2 - 1].
@@ -53,15 +55,24 @@ def face_normals(vertices: torch.Tensor, faces: torch.Tensor, unit: bool = True)
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals: (B,V,3), faces (F,3) → (B,V,3); isolated vertices get 0.
 
-    Each face adds cross(v1-v0, v2-v0) (length 2·area) to its three vertices. Works on a (V, 3·B) row
-    layout so that gathers and scatters move whole rows.
+    Each face adds cross(v1-v0, v2-v0) (length 2·area) to its three vertices. numba kernel on CPU,
+    :func:`vertex_normals_torch` elsewhere.
     """
+    if faces.numel() and int(tensor_max(faces)) >= vertices.shape[1]:
+        raise VitdecaError(f"vertex_normals: faces index vertices beyond the {vertices.shape[1]} given")
+    if vertices.device.type == "cpu":
+        return shading_kernels.VertexNormalsFunction.apply(vertices, faces.long())
+    return vertex_normals_torch(vertices, faces)
+
+
+def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Torch version of :func:`vertex_normals`, on a (V, 3·B) row layout so gathers move whole rows."""
     batch, n_verts, _ = vertices.shape
     n_faces = faces.shape[0]
     corners = faces.t().reshape(-1)  # corner-major (3F,)
     rows = vertices.permute(1, 2, 0).reshape(n_verts, 3 * batch)  # (V, coordinate·batch)
-    c = rows.index_select(0, corners).view(3, n_faces, 3, batch)  # corner, face, coordinate, batch
-    (ax, ay, az), (bx, by, bz) = (c[1] - c[0]).unbind(1), (c[2] - c[0]).unbind(1)
+    c0, c1, c2 = rows.index_select(0, corners).view(3, n_faces, 3, batch).unbind(0)  # (F, coordinate, batch)
+    (ax, ay, az), (bx, by, bz) = (c1 - c0).unbind(1), (c2 - c0).unbind(1)
     weighted = torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], 1).view(n_faces, -1)
     normals = weighted.new_zeros(n_verts, 3 * batch).index_add(0, corners, weighted.repeat(3, 1))
     normals = normals.view(n_verts, 3, batch)
@@ -86,6 +97,27 @@ def sh_shading(normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
     _check_light(light, normals.shape[0])
     basis = sh_basis(normals).reshape(normals.shape[0], -1, 9)
     return torch.matmul(basis, light.to(basis.dtype)).reshape(normals.shape)
+
+
+def sh_shading_packed(normals: torch.Tensor, light: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """:func:`sh_shading` for packed pixels: normals (N,3), light (B,9,3) (or (1,9,3)), batch (N,) long
+    (the image of each pixel) → (N,3). numba kernel on CPU."""
+    n_images = int(tensor_max(batch)) + 1 if batch.numel() else 1
+    if light.ndim != 3 or light.shape[1:] != (9, 3) or 1 < light.shape[0] < n_images:
+        raise VitdecaError(
+            f"sh_shading: light must be (B,9,3) with B >= {n_images}, got {tuple(light.shape)}"
+        )
+    scaled = light.to(normals.dtype) * normals.new_tensor(SH_CONSTANTS)[:, None]
+    scaled = scaled.expand(n_images, 9, 3) if light.shape[0] == 1 else scaled
+    if normals.device.type == "cpu":
+        return shading_kernels.SHShadingFunction.apply(normals.t(), scaled, batch).t()  # channel-major inside
+    return sh_shading_packed_torch(normals, scaled, batch)
+
+
+def sh_shading_packed_torch(normals: torch.Tensor, scaled: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """Torch version of the CPU kernel of :func:`sh_shading_packed`; ``scaled`` = light × constants."""
+    basis = sh_basis(normals) / normals.new_tensor(SH_CONSTANTS)  # the raw basis
+    return torch.einsum("nk,nkc->nc", basis, scaled[batch])
 
 
 def sh_shading_image(normal_image: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
@@ -126,6 +158,16 @@ def shape_shading_image(normal_image: torch.Tensor) -> torch.Tensor:
     directions = normal_image.new_tensor(SHAPE_LIGHT_DIRECTIONS)
     intensity = torch.full_like(directions[:, :1], SHAPE_LIGHT_INTENSITY * SHAPE_GREY)
     return directional_shading_image(normal_image, directions, intensity).expand(-1, 3, -1, -1)
+
+
+def shape_shading_packed(normals: torch.Tensor) -> torch.Tensor:
+    """DECA's grey shape render for packed normals (N,3) → (N,1) (five fixed white lights, grey 180/255).
+    numba kernel on CPU."""
+    directions = F.normalize(normals.new_tensor(SHAPE_LIGHT_DIRECTIONS), dim=-1)
+    scale = SHAPE_LIGHT_INTENSITY * SHAPE_GREY
+    if normals.device.type == "cpu":
+        return shading_kernels.DirectionalShadingFunction.apply(normals.t(), directions, scale)[:, None]
+    return (normals @ directions.t()).clamp(0.0, 1.0).mean(-1, keepdim=True) * scale
 
 
 def _check_light(light: torch.Tensor, batch: int) -> None:

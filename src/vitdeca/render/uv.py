@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitdeca.errors import VitdecaError
+from vitdeca.render import shading_kernels
+from vitdeca.render.kernels import tensor_max
 from vitdeca.render.rasterize import Fragments, interpolate, rasterize
 from vitdeca.render.shading import vertex_normals
 
@@ -36,6 +38,32 @@ def sample_uv_map(uv_map: torch.Tensor, grid: torch.Tensor, mode: str = "bilinea
     if uv_map.shape[0] == 1 and grid.shape[0] > 1:
         uv_map = uv_map.expand(grid.shape[0], -1, -1, -1)
     return F.grid_sample(uv_map, grid.to(uv_map.dtype), mode=mode, padding_mode="border", align_corners=False)
+
+
+def sample_uv_packed(uv_map: torch.Tensor, grid: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """:func:`sample_uv_map` at packed points: uv_map (B or 1,C,Hu,Wu), grid (N,2), batch (N,) long (the
+    image of each point) → (N,C). numba kernel on CPU; ``grid_sample`` on a padded batch elsewhere."""
+    if uv_map.ndim != 4:
+        raise VitdecaError(f"sample_uv_packed: UV map must be (B,C,H,W), got {tuple(uv_map.shape)}")
+    if uv_map.shape[0] > 1 and batch.numel() and int(tensor_max(batch)) >= uv_map.shape[0]:
+        raise VitdecaError(
+            f"sample_uv_packed: UV map batch {uv_map.shape[0]} is smaller than the image batch"
+        )
+    grid = grid.to(uv_map.dtype)
+    if uv_map.device.type == "cpu":
+        return shading_kernels.UVSampleFunction.apply(uv_map, grid.t().contiguous(), batch).t()
+    return sample_uv_packed_torch(uv_map, grid, batch)
+
+
+def sample_uv_packed_torch(uv_map: torch.Tensor, grid: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """Torch version of :func:`sample_uv_packed`: ``grid_sample`` on the points padded per image."""
+    n_images = uv_map.shape[0] if uv_map.shape[0] > 1 else int(batch.max()) + 1 if batch.numel() else 1
+    counts = torch.bincount(batch, minlength=n_images)
+    position = torch.arange(batch.numel(), device=batch.device) - (torch.cumsum(counts, 0) - counts)[batch]
+    padded = grid.new_zeros(n_images, 1, int(counts.max()) if batch.numel() else 0, 2)
+    padded = padded.index_put((batch, torch.zeros_like(batch), position), grid)
+    samples = sample_uv_map(uv_map, padded)  # (B,C,1,max count)
+    return samples[batch, :, 0, position]
 
 
 def rasterize_uv(uv_coords: torch.Tensor, uv_faces: torch.Tensor, size: int) -> Fragments:
@@ -94,7 +122,7 @@ class UVSpace(nn.Module):
             )
         self.uv_size = int(uv_size)
         fragments = rasterize_uv(uv_coords, uv_faces, self.uv_size)
-        for name in ("face_index", "pixel_index", "pixel_face", "pixel_bary"):
+        for name in ("face_index", "pixels", "pixel_bary"):
             self.register_buffer(f"_{name}", getattr(fragments, name), persistent=False)
         self.register_buffer("faces", faces.long(), persistent=False)
         self.register_buffer("mask", fragments.alpha, persistent=False)
@@ -114,7 +142,7 @@ class UVSpace(nn.Module):
     def fragments(self) -> Fragments:
         """Batch-1 fragments of the UV layout (face_index (1,S,S) etc.)."""
         depth = self._pixel_bary.new_zeros(self._face_index.shape)
-        return Fragments(self._face_index, depth, self._pixel_index, self._pixel_face, self._pixel_bary)
+        return Fragments(self._face_index, depth, self._pixels, self._pixel_bary)
 
     def world_to_uv(self, attributes: torch.Tensor) -> torch.Tensor:
         """Per-vertex attributes (B,V,C) (positions, normals, screen positions...) → UV maps (B,C,S,S)."""
