@@ -16,10 +16,14 @@ from vitdeca.errors import VitdecaError
 SUBCOMMANDS: list[str] = [
     "reconstruct",
     "fit",
+    "train",
+    "plot_curves",
     "transfer",
     "annotate",
     "assets",
     "eval",
+    "synth",
+    "experiment",
 ]
 
 log = logging.getLogger("vitdeca")

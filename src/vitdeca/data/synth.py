@@ -13,7 +13,7 @@ background), renders them with the head model and :mod:`vitdeca.render`, and wri
     OUT/masks/SUBJECT/CATEGORY/IMAGE.png         the visible face-mask pixels (head model's face_mask)
     OUT/albedo/SUBJECT.png                       the subject's UV albedo
     OUT/manifest.jsonl + dataset.json            a `vitdeca annotate`-style dataset (FaceDataset reads it)
-    OUT/codes.npz                                the true codes per image (see :func:`write_synthetic_dataset`)
+    OUT/codes.npz                                the true codes per image (:func:`write_synthetic_dataset`)
 
 Categories are ``neutral`` (expression zero) and ``expression``. Images are rendered ``supersample``
 times larger and area-averaged (anti-aliased edges); the face's landmark box (mean of width and height)
@@ -25,10 +25,9 @@ a seed gives the same files byte for byte (same library versions, same ``batch_s
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +35,10 @@ import cv2
 import numpy as np
 import torch
 
-from vitdeca.data.synth_appearance import (
-    PhotoBackgrounds,
-    SkinParams,
-    TexelGeometry,
-    list_textures,
-    procedural_albedo,
-    procedural_background,
-    read_texture,
-    sample_skin,
-    socket_weights,
-)
+from vitdeca.data.synth_appearance import SkinParams, list_textures, sample_skin, socket_weights
+from vitdeca.data.synth_render import SynthRenderer
 from vitdeca.errors import VitdecaError
 from vitdeca.storage import atomic_path, atomic_write_bytes
-
-log = logging.getLogger(__name__)
 
 NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
 IMAGE_FOLDER = "iphone_pictures"
@@ -88,6 +76,8 @@ class SynthOptions:
     batch_size: int = 8
 
     def validated(self) -> SynthOptions:
+        """Self, after checking the numbers (:class:`VitdecaError` naming the first broken rule)."""
+        (low, high), (q_low, q_high) = self.face_fraction, self.jpeg_quality
         checks = {
             "n_images >= 1": self.n_images >= 1,
             "images_per_subject >= 1": self.images_per_subject >= 1,
@@ -95,8 +85,8 @@ class SynthOptions:
             "supersample >= 1": self.supersample >= 1,
             "uv_size >= 32": self.uv_size >= 32,
             "batch_size >= 1": self.batch_size >= 1,
-            "0 < face_fraction[0] <= face_fraction[1] <= 1": 0 < self.face_fraction[0] <= self.face_fraction[1] <= 1,
-            "10 <= jpeg_quality <= 100": 10 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100,
+            "0 < face_fraction[0] <= face_fraction[1] <= 1": 0 < low <= high <= 1,
+            "10 <= jpeg_quality[0] <= jpeg_quality[1] <= 100": 10 <= q_low <= q_high <= 100,
         }
         failed = [k for k, ok in checks.items() if not ok]
         if failed:
@@ -140,17 +130,6 @@ class ImageSpec:
     @property
     def relative_path(self) -> str:
         return f"{self.subject.name}/{self.category}/{self.name}.jpg"
-
-
-@dataclass
-class Rendered:
-    """A batch's outputs: images (B,S,S,3) uint8, landmarks (B,68,2) pixels, masks (B,S,S) bool,
-    cameras (B,3) weak perspective in the image frame."""
-
-    images: np.ndarray
-    landmarks: np.ndarray
-    masks: np.ndarray
-    cameras: np.ndarray
 
 
 # ---- sampling ---------------------------------------------------------------------------------------
@@ -248,48 +227,6 @@ def image_specs(options: SynthOptions, head, textures: list[Path]) -> list[Image
     return specs
 
 
-# ---- geometry ---------------------------------------------------------------------------------------
-def fit_camera(landmarks3d: torch.Tensor, fraction: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Weak-perspective cameras (B,3) = (s, tx, ty) placing the posed landmarks (B,68,3) so that their
-    box (mean of width and height) spans ``fraction`` (B,) of the image, its centre offset by ``shift``
-    (B,2) image fractions (x right, y down)."""
-    xy = landmarks3d[..., :2]
-    low, high = xy.amin(dim=1), xy.amax(dim=1)
-    scale = 2.0 * fraction / ((high - low).sum(dim=1) / 2.0)
-    offset = torch.stack([shift[:, 0], -shift[:, 1]], dim=1) * 2.0  # image fraction → NDC (y up)
-    translation = -(low + high) / 2.0 + offset / scale[:, None]
-    return torch.cat([scale[:, None], translation], dim=1)
-
-
-def eyeballs(vertices: torch.Tensor, landmarks3d: torch.Tensor, eye_ids: torch.Tensor, forward: torch.Tensor,
-             radius: float) -> torch.Tensor:  # fmt: skip
-    """Project eye-socket vertices radially onto convex eyeballs: vertices (B,V,3), landmarks (B,68,3),
-    eye_ids (V,) long (0 right eye, 1 left eye, -1 not an eye), forward (B,3) unit face direction.
-
-    Each ball's centre lies ``radius`` + 2 mm·(radius/12) behind the midpoint of its eye corners
-    (iBUG 36/39, 42/45), so its front sits just behind the lids. Returns new vertices."""
-    out = vertices.clone()
-    for eye, (a, b) in enumerate(((36, 39), (42, 45))):
-        idx = torch.nonzero(eye_ids == eye).squeeze(1)
-        if idx.numel() == 0:
-            continue
-        centre = (landmarks3d[:, a] + landmarks3d[:, b]) / 2 - forward * radius * (1.0 + 2.0 / 12.0)
-        offsets = vertices[:, idx] - centre[:, None]
-        out[:, idx] = centre[:, None] + radius * offsets / offsets.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    return out
-
-
-def eye_assignment(head) -> np.ndarray:
-    """(V,) 0/1 for eye-socket vertices nearest the right/left eye corners of the template, else -1."""
-    sockets = socket_weights(head)[:, 0] > 0.5
-    with torch.no_grad():
-        zeros = [torch.zeros(1, n) for n in (head.n_shape, head.n_expression, head.n_pose)]
-        lmk = head(*zeros).landmarks3d[0].numpy()
-    centres = np.stack([(lmk[36] + lmk[39]) / 2, (lmk[42] + lmk[45]) / 2])
-    nearest = np.linalg.norm(head.template_vertices.numpy()[:, None] - centres[None], axis=2).argmin(axis=1)
-    return np.where(sockets, nearest, -1)
-
-
 def scan_topology(head) -> tuple[np.ndarray, np.ndarray]:
     """(kept vertex indices, faces re-indexed to them): the outer surface, without socket regions."""
     sockets = socket_weights(head).max(axis=1) > 0.5
@@ -299,92 +236,6 @@ def scan_topology(head) -> tuple[np.ndarray, np.ndarray]:
     remap = np.full(len(sockets), -1, dtype=np.int64)
     remap[keep] = np.arange(len(keep))
     return keep, remap[faces]
-
-
-# ---- rendering --------------------------------------------------------------------------------------
-class SynthRenderer:
-    """Renders batches of :class:`ImageSpec`: holds the head model, a renderer at ``size · supersample``,
-    the texel geometry for procedural albedos, the backgrounds and the current subjects' albedos."""
-
-    def __init__(self, head, options: SynthOptions) -> None:
-        from vitdeca.render import MeshRenderer
-
-        self.head, self.options = head, options
-        self.render_size = options.size * options.supersample
-        self.renderer = MeshRenderer(head.faces, head.uv_coords, head.uv_faces, self.render_size, options.uv_size)
-        self.geometry = TexelGeometry.from_head(head, options.uv_size, options.eyeball_mm)
-        self.eye_ids = torch.from_numpy(eye_assignment(head)) if options.eyeball_mm > 0 else None
-        self.face_triangles = head.face_mask[head.faces].all(dim=1)  # (F,) bool
-        self.backgrounds = (
-            PhotoBackgrounds(options.backgrounds, options.background_detector) if options.backgrounds else None
-        )
-        self._albedos: dict[str, torch.Tensor] = {}
-
-    def albedo(self, subject: Subject) -> torch.Tensor:
-        """The subject's UV albedo (3,S,S) (cached while its images are rendered)."""
-        if subject.name not in self._albedos:
-            if len(self._albedos) > 2 * self.options.batch_size:
-                self._albedos.clear()
-            if subject.texture is not None:
-                uv = read_texture(subject.texture, self.options.uv_size)
-            else:
-                uv = procedural_albedo(self.geometry, subject.skin)
-            self._albedos[subject.name] = torch.from_numpy(np.ascontiguousarray(uv.transpose(2, 0, 1)))
-        return self._albedos[subject.name]
-
-    def background(self, rng: np.random.Generator) -> torch.Tensor:
-        """(3,H,W) at the render size: a photo crop or a procedural background."""
-        size = self.render_size
-        if self.backgrounds is not None and rng.uniform() < self.options.photo_fraction:
-            image = self.backgrounds.sample(rng, size)
-        else:
-            image = procedural_background(rng, size)
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-
-    @torch.no_grad()
-    def render(self, specs: list[ImageSpec]) -> Rendered:
-        """Render a batch of images (see :class:`Rendered`)."""
-        from vitdeca.head.lbs import batch_rodrigues
-        from vitdeca.render import project_points
-
-        def stack(values: list) -> torch.Tensor:
-            return torch.from_numpy(np.stack(values).astype(np.float32))
-
-        pose = stack([s.pose for s in specs])
-        out = self.head(stack([s.subject.shape for s in specs]), stack([s.expression for s in specs]), pose)
-        vertices = out.vertices
-        if self.eye_ids is not None:
-            forward = batch_rodrigues(pose[:, :3])[:, :, 2]
-            radius = self.options.eyeball_mm * self.head.units_per_mm
-            vertices = eyeballs(vertices, out.landmarks3d, self.eye_ids, forward, radius)
-        camera = fit_camera(out.landmarks3d, stack([s.fraction for s in specs]), stack([s.shift for s in specs]))
-        rngs = [np.random.default_rng(s.rng_seed) for s in specs]
-        result = self.renderer(
-            vertices,
-            camera,
-            torch.stack([self.albedo(s.subject) for s in specs]),
-            stack([s.light for s in specs]),
-            background=torch.stack([self.background(rng) for rng in rngs]),
-        )
-        ss = self.options.supersample
-        images = torch.nn.functional.avg_pool2d(result.image.clamp(0, 1), ss).permute(0, 2, 3, 1).numpy()
-        face_index = result.fragments.face_index
-        on_face = (face_index >= 0) & self.face_triangles[face_index.clamp_min(0)]
-        masks = torch.nn.functional.avg_pool2d(on_face[:, None].float(), ss)[:, 0].numpy() >= 0.5
-        size = self.options.size
-        return Rendered(
-            images=np.stack([_finish(img, spec, rng) for img, spec, rng in zip(images, specs, rngs, strict=True)]),
-            landmarks=project_points(out.landmarks3d, camera, size, size).numpy().astype(np.float32),
-            masks=masks,
-            cameras=camera.numpy(),
-        )
-
-
-def _finish(image: np.ndarray, spec: ImageSpec, rng: np.random.Generator) -> np.ndarray:
-    """Camera effects on a float (H,W,3) image: gamma, white balance, sensor noise → uint8."""
-    image = np.power(np.clip(image, 0.0, 1.0), spec.gamma) * spec.gain
-    image = image + rng.normal(0.0, spec.noise, image.shape)
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 # ---- writing ----------------------------------------------------------------------------------------
@@ -425,10 +276,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
-def write_image(out: Path, spec: ImageSpec, image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray) -> dict:
+def write_image(
+    out: Path, spec: ImageSpec, image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray
+) -> dict:
     """Write one image, its landmarks and mask; return its manifest record."""
     stem = f"{spec.subject.name}/{spec.category}/{spec.name}"
-    atomic_write_bytes(out / IMAGE_FOLDER / f"{stem}.jpg", _encode(image, ".jpg", cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality))
+    atomic_write_bytes(
+        out / IMAGE_FOLDER / f"{stem}.jpg",
+        _encode(image, ".jpg", cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality),
+    )
     _save_npy(out / "landmarks2d" / f"{stem}.npy", landmarks.astype(np.float32))
     atomic_write_bytes(out / "masks" / f"{stem}.png", _encode(mask.astype(np.uint8) * 255, ".png"))
     low, high = landmarks.min(axis=0), landmarks.max(axis=0)
@@ -436,8 +292,9 @@ def write_image(out: Path, spec: ImageSpec, image: np.ndarray, landmarks: np.nda
     return {
         "image": spec.relative_path, "identity": spec.subject.name, "face_index": 0,
         "box": [float(v) for v in (*low, *high)], "landmarks": landmarks.astype(np.float64).tolist(),
-        "score": 1.0, "mask": f"masks/{stem}.png", "crop": None, "crop_matrix": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
-        "width": size, "height": size, "faces_found": 1, "image_records": 1, "status": "ok", "message": "",
+        "score": 1.0, "mask": f"masks/{stem}.png", "crop": None,
+        "crop_matrix": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "width": size, "height": size,
+        "faces_found": 1, "image_records": 1, "status": "ok", "message": "",
     }  # fmt: skip
 
 
@@ -475,14 +332,19 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
     subjects = list({s.subject.name: s.subject for s in specs}.values())
     for subject in subjects:
         write_scan(out, head, subject, topology)
-        save_png(out / "albedo" / f"{subject.name}.png", _uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)))
+        save_png(
+            out / "albedo" / f"{subject.name}.png",
+            _uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)),
+        )
     records, landmarks, cameras = [], [], []
     with tqdm(total=len(specs), desc="synth", unit="image", disable=not progress) as bar:
         for start in range(0, len(specs), options.batch_size):
             batch = specs[start : start + options.batch_size]
             rendered = renderer.render(batch)
             for k, spec in enumerate(batch):
-                records.append(write_image(out, spec, rendered.images[k], rendered.landmarks[k], rendered.masks[k]))
+                records.append(
+                    write_image(out, spec, rendered.images[k], rendered.landmarks[k], rendered.masks[k])
+                )
             landmarks.append(rendered.landmarks)
             cameras.append(rendered.cameras)
             bar.update(len(batch))
@@ -491,8 +353,9 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
     atomic_write_bytes(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
     summary = {"images": len(specs), "subjects": len(subjects), "image_size": options.size}
     write_meta(out, {
-        "image_root": str((out / IMAGE_FOLDER).resolve()), "manifest": "manifest.jsonl", "generator": "vitdeca synth",
-        "vitdeca_version": __version__, "head_model": head.name, "synth": _jsonable(asdict(options)), **summary,
+        "image_root": str((out / IMAGE_FOLDER).resolve()), "manifest": "manifest.jsonl",
+        "generator": "vitdeca synth", "vitdeca_version": __version__, "head_model": head.name,
+        "synth": _jsonable(asdict(options)), **summary,
     })  # fmt: skip
     return summary
 

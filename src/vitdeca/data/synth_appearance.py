@@ -5,7 +5,7 @@ The albedo of a subject is painted in the head model's UV map from the *template
 painted features (lips, brows, eyes, hair) stay attached to the mesh whatever the identity, expression
 or pose:
 
-    skin   = tone · (1 + 0.06 · smooth noise) + chroma noise + fine noise, a reddish blush on the cheeks
+    skin   = tone · (1 + 0.06 · smooth noise + 0.03 · chroma noise + 0.03 · fine noise), cheek blush
     albedo = skin, then mixed with: lips (inside the outer-lip landmark polygon), brows (a band under
              the brow landmarks), hair (above a random hairline; none when bald), eye sockets (sclera,
              iris, pupil around the eye-landmark centres) and the mouth socket (dark red)
@@ -20,7 +20,6 @@ of real photos that avoid the photos' own faces (:class:`PhotoBackgrounds`).
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,6 @@ import torch
 
 from vitdeca.errors import VitdecaError
 
-log = logging.getLogger(__name__)
-
 
 def _hex(code: str) -> tuple[float, float, float]:
     return tuple(int(code[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
@@ -41,7 +38,18 @@ def _hex(code: str) -> tuple[float, float, float]:
 # The Monk Skin Tone scale's 10 swatches (sRGB), lightest first.
 SKIN_TONES = tuple(
     _hex(c)
-    for c in ("f6ede4", "f3e7db", "f7ead0", "eadaba", "d7bd96", "a07e56", "825c43", "604134", "3a312a", "292420")
+    for c in (
+        "f6ede4",
+        "f3e7db",
+        "f7ead0",
+        "eadaba",
+        "d7bd96",
+        "a07e56",
+        "825c43",
+        "604134",
+        "3a312a",
+        "292420",
+    )
 )
 HAIR_COLOURS = (
     (0.05, 0.04, 0.035),  # black
@@ -51,7 +59,13 @@ HAIR_COLOURS = (
     (0.45, 0.18, 0.08),  # red
     (0.55, 0.54, 0.52),  # grey
 )
-IRIS_COLOURS = ((0.22, 0.12, 0.06), (0.10, 0.06, 0.03), (0.25, 0.38, 0.52), (0.28, 0.36, 0.22), (0.38, 0.27, 0.13))
+IRIS_COLOURS = (
+    (0.22, 0.12, 0.06),
+    (0.10, 0.06, 0.03),
+    (0.25, 0.38, 0.52),
+    (0.28, 0.36, 0.22),
+    (0.38, 0.27, 0.13),
+)
 SCLERA = (0.78, 0.75, 0.71)
 MOUTH = (0.32, 0.10, 0.10)
 BLUSH = (0.6, -0.3, -0.35)  # relative change of RGB at full blush weight
@@ -63,7 +77,9 @@ def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int, channels: int = 1) -> np.ndarray:
+def smooth_noise(
+    rng: np.random.Generator, height: int, width: int, cells: int, channels: int = 1
+) -> np.ndarray:
     """Low-frequency noise (channels,H,W) float32 with unit std: a cells×cells Gaussian grid, bicubic."""
     grid = rng.standard_normal((cells, cells, channels)).astype(np.float32)
     up = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
@@ -99,12 +115,8 @@ class TexelGeometry:
     covered: np.ndarray
 
     @classmethod
-    def from_head(cls, head, size: int, eyeball_mm: float = 0.0) -> TexelGeometry:
-        """Paint the feature weights of ``head`` (a :class:`~vitdeca.head.HeadModel`) into an S×S UV map.
-
-        ``eyeball_mm`` > 0: the eye sockets will be rendered as balls of that radius (see
-        :func:`vitdeca.data.synth.eyeballs`), so iris and pupil are placed by direction from the ball's
-        centre; 0: by distance from the eye centre in the image plane."""
+    def from_head(cls, head, size: int) -> TexelGeometry:
+        """Paint the feature weights of ``head`` (a :class:`~vitdeca.head.HeadModel`) into an S×S UV map."""
         from vitdeca.render.uv import UVSpace
 
         uv = UVSpace(head.faces, head.uv_coords, head.uv_faces, size)
@@ -117,7 +129,7 @@ class TexelGeometry:
             texels = uv.world_to_uv(attributes[None])[0].double().numpy()  # (3+2,S,S)
         covered = uv.mask[0, 0].numpy() > 0
         position = texels[:3].reshape(3, -1).T  # (S*S,3) mm
-        maps = _feature_maps(position, lmk, texels[3].reshape(-1), texels[4].reshape(-1), eyeball_mm)
+        maps = _feature_maps(position, lmk, texels[3].reshape(-1), texels[4].reshape(-1))
         return cls(size, {k: v.reshape(size, size).astype(np.float32) for k, v in maps.items()}, covered)
 
 
@@ -130,8 +142,9 @@ def socket_weights(head) -> np.ndarray:
     return weights
 
 
-def _feature_maps(p: np.ndarray, lmk: np.ndarray, eye: np.ndarray, mouth: np.ndarray, eyeball_mm: float
-                  ) -> dict[str, np.ndarray]:  # fmt: skip
+def _feature_maps(
+    p: np.ndarray, lmk: np.ndarray, eye: np.ndarray, mouth: np.ndarray
+) -> dict[str, np.ndarray]:
     """Feature weights (N,) of texels at template positions p (N,3) mm, given the 68 landmarks (68,3) mm."""
     from matplotlib.path import Path as PolygonPath
 
@@ -142,7 +155,7 @@ def _feature_maps(p: np.ndarray, lmk: np.ndarray, eye: np.ndarray, mouth: np.nda
     lip_w = smoothstep(-1.0, 1.0, signed) * (p[:, 2] > lips[:, 2].min() - 8.0) * outside_sockets
     brow_d = np.minimum(*(polyline_distance(xy, lmk[a:b, :2] - [0.0, 2.5]) for a, b in ((17, 22), (22, 27))))
     brow_w = (1.0 - smoothstep(2.0, 3.5, brow_d)) * (p[:, 2] > lmk[17:27, 2].min() - 15.0) * outside_sockets
-    eye_d = _iris_distance(p, lmk, eyeball_mm)
+    eye_d = _iris_distance(p, lmk)
     cheeks = np.stack([(lmk[2] + lmk[31]) / 2, (lmk[14] + lmk[35]) / 2])[:, :2]
     cheek_d = np.linalg.norm(xy[:, None] - cheeks[None], axis=2).min(axis=1)
     front = p[:, 2] > lmk[36:48, 2].min() - 20.0
@@ -159,15 +172,10 @@ def _feature_maps(p: np.ndarray, lmk: np.ndarray, eye: np.ndarray, mouth: np.nda
     }
 
 
-def _iris_distance(p: np.ndarray, lmk: np.ndarray, eyeball_mm: float) -> np.ndarray:
-    """(N,) distance in mm of each point from the optical axis of the nearer eye (a ball's back half: inf)."""
-    centres = np.stack([(lmk[36] + lmk[39]) / 2, (lmk[42] + lmk[45]) / 2])  # eye-corner midpoints
-    nearest = np.linalg.norm(p[:, None] - centres[None], axis=2).argmin(axis=1)
-    if eyeball_mm <= 0:
-        return np.linalg.norm(p[:, :2] - centres[nearest, :2], axis=1)
-    centre = centres[nearest] - [0.0, 0.0, eyeball_mm * (1.0 + 2.0 / 12.0)]
-    direction = (p - centre) / np.linalg.norm(p - centre, axis=1, keepdims=True).clip(1e-9)
-    return np.where(direction[:, 2] > 0, eyeball_mm * np.linalg.norm(direction[:, :2], axis=1), np.inf)
+def _iris_distance(p: np.ndarray, lmk: np.ndarray) -> np.ndarray:
+    """(N,) distance in mm of each point from the axis (along z) through the nearer eye's corner midpoint."""
+    centres = np.stack([(lmk[36] + lmk[39]) / 2, (lmk[42] + lmk[45]) / 2])[:, :2]
+    return np.linalg.norm(p[:, None, :2] - centres[None], axis=2).min(axis=1)
 
 
 @dataclass
@@ -193,7 +201,11 @@ def sample_skin(rng: np.random.Generator) -> SkinParams:
     tone = tone * rng.uniform(0.72, 0.92)
     dark = k >= 5
     hair = HAIR_COLOURS[int(rng.choice(len(HAIR_COLOURS), p=_hair_probabilities(dark)))]
-    iris = IRIS_COLOURS[int(rng.integers(0, 2))] if dark else IRIS_COLOURS[int(rng.integers(0, len(IRIS_COLOURS)))]
+    iris = (
+        IRIS_COLOURS[int(rng.integers(0, 2))]
+        if dark
+        else IRIS_COLOURS[int(rng.integers(0, len(IRIS_COLOURS)))]
+    )
     lip = (rng.uniform(0.7, 0.85), rng.uniform(0.45, 0.6), rng.uniform(0.45, 0.6))
     return SkinParams(
         tone=tuple(float(v) for v in tone),
@@ -231,7 +243,7 @@ def procedural_albedo(geometry: TexelGeometry, skin: SkinParams) -> np.ndarray:
     lum = smooth_noise(rng, s, s, 8)[0]
     chroma = smooth_noise(rng, s, s, 12, 3).transpose(1, 2, 0)
     fine = rng.standard_normal((s, s, 1)).astype(np.float32)
-    albedo = tone * (1.0 + 0.06 * lum[..., None]) + 0.012 * chroma + 0.012 * fine
+    albedo = tone * (1.0 + 0.06 * lum[..., None] + 0.03 * chroma + 0.03 * fine)
     albedo = albedo * (1.0 + skin.blush * m["blush"][..., None] * np.asarray(BLUSH, np.float32))
     layers = [
         (tone * np.asarray(skin.lip_factor, np.float32), 0.85 * m["lips"]),
@@ -239,7 +251,9 @@ def procedural_albedo(geometry: TexelGeometry, skin: SkinParams) -> np.ndarray:
     ]
     if not skin.bald:
         streaks = 1.0 + 0.08 * smooth_noise(rng, s, s, 64)[0]
-        layers.append((np.asarray(skin.hair, np.float32) * streaks[..., None], hair_weight(geometry, skin.hairline)))
+        layers.append(
+            (np.asarray(skin.hair, np.float32) * streaks[..., None], hair_weight(geometry, skin.hairline))
+        )
     eye = m["eye"]
     layers += [
         (np.asarray(SCLERA, np.float32), eye),
@@ -259,7 +273,9 @@ def list_textures(folder: str | os.PathLike) -> list[Path]:
         raise VitdecaError(f"{folder}: no such textures folder")
     files = sorted(folder.rglob("*_texture.png"))
     if not files:
-        raise VitdecaError(f"{folder}: no *_texture.png files (write them with 'vitdeca reconstruct --save texture')")
+        raise VitdecaError(
+            f"{folder}: no *_texture.png files (write them with 'vitdeca reconstruct --save texture')"
+        )
     return files
 
 
@@ -295,7 +311,13 @@ def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
         if rng.uniform() < 0.5:
             cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
         else:
-            cv2.rectangle(mask, (centre[0] - axes[0], centre[1] - axes[1]), (centre[0] + axes[0], centre[1] + axes[1]), 1.0, -1)
+            cv2.rectangle(
+                mask,
+                (centre[0] - axes[0], centre[1] - axes[1]),
+                (centre[0] + axes[0], centre[1] + axes[1]),
+                1.0,
+                -1,
+            )
         shapes += mask[..., None] * (colour - shapes)
         weight = np.maximum(weight, mask)
     sigma = max(0.5, float(rng.uniform(0.0, 0.02)) * size)
@@ -326,7 +348,7 @@ class PhotoBackgrounds:
         self.detector, self.tries = detector, tries
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _photo(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def photo(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(image (H,W,3) float32, face boxes (K,4) enlarged ×1.6), cached for the last few photos."""
         if index not in self._cache:
             from vitdeca.faces.image_io import read_image
@@ -337,23 +359,33 @@ class PhotoBackgrounds:
                 from vitdeca.faces import detect_faces
 
                 faces = detect_faces(image, backend=self.detector)
-                boxes = np.array([_enlarge(np.asarray(f.box, dtype=np.float64), 1.6) for f in faces]).reshape(-1, 4)
+                boxes = np.array([_enlarge(np.asarray(f.box, dtype=np.float64), 1.6) for f in faces]).reshape(
+                    -1, 4
+                )
             if len(self._cache) >= 8:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[index] = (image.astype(np.float32) / 255.0, boxes)
         return self._cache[index]
 
-    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """A (size,size,3) float32 background."""
-        image, boxes = self._photo(int(rng.integers(0, len(self.files))))
+    def sample_box(self, rng: np.random.Generator) -> tuple[int, np.ndarray | None]:
+        """(photo index, square crop [x0,y0,x1,y1] clear of its faces, or None when no try was clear)."""
+        index = int(rng.integers(0, len(self.files)))
+        image, boxes = self.photo(index)
         height, width = image.shape[:2]
         for _ in range(self.tries):
             side = rng.uniform(0.3, 1.0) * min(height, width)
             x0, y0 = rng.uniform(0, width - side), rng.uniform(0, height - side)
             crop = np.array([x0, y0, x0 + side, y0 + side])
             if not any(_overlaps(crop, box) for box in boxes):
-                return _resample_square(image, crop, size, rng.uniform() < 0.5)
-        return procedural_background(rng, size)
+                return index, crop
+        return index, None
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A (size,size,3) float32 background: a face-free crop (randomly mirrored) or procedural."""
+        index, box = self.sample_box(rng)
+        if box is None:
+            return procedural_background(rng, size)
+        return _resample_square(self.photo(index)[0], box, size, rng.uniform() < 0.5)
 
 
 def _enlarge(box: np.ndarray, factor: float) -> np.ndarray:
