@@ -123,10 +123,21 @@ def test_soft_symmetry_loss_value_mask_and_gradient():
     assert L.soft_symmetry_loss(symmetric).item() == 0.0
 
 
+def test_soft_symmetry_loss_about_another_uv_column():
+    # axis u = 0.25 of a 4-texel map (ICT's face): columns 0 ↔ 1 mirror each other, 2 and 3 are left out
+    d = torch.tensor([[[[1.0, 3.0, 5.0, -7.0]]]])
+    assert L.soft_symmetry_loss(d, axis=0.25).item() == pytest.approx(4.0)  # |1-3| + |3-1|
+    assert L.soft_symmetry_loss(torch.tensor([[[[2.0, 2.0, 5.0, -7.0]]]]), axis=0.25).item() == 0.0
+    # axis u = 0.625: columns 1 ↔ 3 and 2 ↔ 2 (edge 5 → mirror of j is 4 − j), column 0 left out
+    assert L.soft_symmetry_loss(d, axis=0.625).item() == pytest.approx(2 * 10.0)
+
+
 def test_displacement_regulariser_and_shading_smoothness():
     d = torch.tensor([[[[1.0, -1.0], [0.0, 2.0]]]])
     assert L.displacement_regulariser(d).item() == pytest.approx(1.0)
-    assert L.displacement_regulariser(d, torch.tensor([[[[0.0, 0.0], [0.0, 1.0]]]])).item() == pytest.approx(0.5)
+    assert L.displacement_regulariser(d, torch.tensor([[[[0.0, 0.0], [0.0, 1.0]]]])).item() == pytest.approx(
+        0.5
+    )
     ramp = torch.arange(5.0).expand(1, 1, 5, 5)  # +1 per column, constant per row
     assert L.shading_smoothness_loss(ramp).item() == pytest.approx(1.0)
     assert L.shading_smoothness_loss(torch.ones(1, 3, 5, 5)).item() == 0.0

@@ -33,7 +33,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         known = ", ".join(sorted(fields))
-        raise VitdecaError(f"unknown config key {where}{unknown[0]!r} (known here: {known})")
+        raise VitdecaError(f"unknown config key '{where}{unknown[0]}' (known here: {known})")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}{name}")
@@ -70,6 +70,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if origin is typing.Literal and value not in args:
             raise VitdecaError(f"config key {key!r} must be one of {list(args)}, got {value!r}")
         return value
+    if hint is float and isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise VitdecaError(f"config key {key!r} must be a number, got {value!r}") from None
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint in (int, str, bool) and not isinstance(value, hint):

@@ -173,19 +173,29 @@ def light_regulariser(light: torch.Tensor) -> torch.Tensor:
     return (light - light.mean(dim=2, keepdim=True)).pow(2).mean()
 
 
-def soft_symmetry_loss(displacement_uv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """DECA's soft symmetry on the UV displacement map: ``L = mean_b Σ_{u,v} M ⊙ |D − sg(flip_u(D))|``.
+def soft_symmetry_loss(
+    displacement_uv: torch.Tensor, mask: torch.Tensor | None = None, axis: float = 0.5
+) -> torch.Tensor:
+    """DECA's soft symmetry on the UV displacement map: ``L = mean_b Σ_{u,v} M ⊙ |D − sg(mirror(D))|``.
 
-    flip_u mirrors the UV map left–right (the UV layout is left–right symmetric about its centre column);
-    sg stops the gradient through the mirrored copy, as DECA does. M is a face-region UV mask (DECA: the
-    face region outside the visible part, so occluded details copy the visible side). The sum over UV
-    pixels keeps DECA's scale (weight 5e-3 at a 256² UV map); DECA also sums over the batch.
+    mirror(D) reflects the map about the UV column ``u = axis``: texel column j ↔ 2·axis·S − 1 − j
+    (DECA's FLAME layout is symmetric about u = 0.5, a plain left–right flip; ICT-FaceKit's face is
+    symmetric about u = 0.25); columns without a mirror inside the map are left out. sg stops the
+    gradient through the mirrored copy, as DECA does. M is a face-region UV mask (DECA: the face region
+    outside the visible part, so occluded details copy the visible side). The sum over UV texels keeps
+    DECA's scale (weight 5e-3 at a 256² UV map); DECA also sums over the batch.
 
     displacement_uv (B,1,S,S); mask None (all ones), (1,1,S,S) or (B,1,S,S). Returns a scalar.
     """
-    diff = (displacement_uv - torch.flip(displacement_uv, dims=[-1]).detach()).abs()
+    size = displacement_uv.shape[-1]
+    edge = round(2.0 * axis * size)  # the mirror of column j is edge − 1 − j
+    lo, hi = max(0, edge - size), min(size, edge)
+    if hi <= lo:
+        raise ValueError(f"symmetry axis u={axis} leaves no mirrored columns in a {size}-texel map")
+    block = displacement_uv[..., lo:hi]
+    diff = (block - torch.flip(block, dims=[-1]).detach()).abs()
     if mask is not None:
-        diff = diff * mask
+        diff = diff * mask[..., lo:hi]
     return diff.flatten(1).sum(dim=1).mean()
 
 

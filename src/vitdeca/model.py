@@ -42,7 +42,7 @@ class ModelConfig:
     dropkey_schedule: str = "linear"
     dropkey_end_factor: float = 0.0
     pool: str = "token"
-    pretrained: str | None = None
+    pretrained: bool | str | None = None  # a weights file, or True: timm's/torchvision's download
     detail_encoder: str | None = None  # None: the same architecture as ``encoder``
     head_model: str = "ict"
     head_path: str | None = None  # FLAME: the user's generic_model.pkl (else $VITDECA_FLAME)
@@ -172,11 +172,17 @@ class DecaModel(nn.Module):
         detail = torch.zeros(batch_size, N_DETAIL, device=device) if self.config.detail else None
         return self.codes_from_vector(torch.zeros(batch_size, self.layout.n_coarse, device=device), detail)
 
-    def encode(self, images: torch.Tensor) -> Codes:
-        """images (B,3,H,W) float RGB in [0,1] (H = W = config.image_size) → :class:`Codes`."""
+    def encode(self, images: torch.Tensor, detail: bool | None = None) -> Codes:
+        """images (B,3,H,W) float RGB in [0,1] (H = W = config.image_size) → :class:`Codes`.
+
+        ``detail``: run the detail encoder (default: when the model has one); ``False`` skips it (e.g. in the
+        coarse training stage), leaving ``Codes.detail`` None."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise VitdecaError(f"encode: images must be (B,3,H,W), got {tuple(images.shape)}")
-        detail = self.detail_encoder(images) if self.detail_encoder is not None else None
+        run_detail = self.detail_encoder is not None if detail is None else detail
+        if run_detail and self.detail_encoder is None:
+            raise VitdecaError("encode(detail=True) needs a model with the detail branch (config.detail)")
+        detail = self.detail_encoder(images) if run_detail else None
         return self.codes_from_vector(self.encoder(images), detail)
 
     # ---- geometry and appearance ---------------------------------------------------------------------

@@ -24,13 +24,8 @@ def _load_standin():
 
 @pytest.fixture(scope="session")
 def standin():
-    """The stand-in module (StandInModel, SyntheticFaces, BASE_OVERRIDES, main)."""
+    """The stand-in module (StandInModel, SyntheticFaces, BASE_OVERRIDES)."""
     return _load_standin()
-
-
-@pytest.fixture(scope="session")
-def standin_script() -> Path:
-    return STANDIN_PATH
 
 
 def write_dlib_dataset(faces_dir: Path, out: Path, n_faces: int) -> Path:
@@ -58,5 +53,5 @@ def write_dlib_dataset(faces_dir: Path, out: Path, n_faces: int) -> Path:
 
 @pytest.fixture(scope="session")
 def dlib_faces(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six real faces (dlib's examples) as a training dataset folder."""
-    return write_dlib_dataset(faces_dir, tmp_path_factory.mktemp("dlib_faces"), 6)
+    """Four real faces (dlib's example photos, one identity each) as a training dataset folder."""
+    return write_dlib_dataset(faces_dir, tmp_path_factory.mktemp("dlib_faces"), 4)

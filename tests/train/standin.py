@@ -2,17 +2,13 @@
 
 ``StandInModel`` honours the ``DecaModel`` contract (``encode(images) -> Codes``, ``decode(codes, detail)
 -> Reconstruction``-like object) with a few small layers on 32×32 synthetic crops; ``SyntheticFaces`` is a
-map-style dataset with identity labels and a seeded random augmentation. Run as a script, it trains with
-them through ``vitdeca.train.run.run_training`` (used by the subprocess and torchrun tests):
-
-    python tests/train/standin.py --out RUN [--set key=value ...] [--resume] [--delay S] [--dropout P]
+map-style dataset with identity labels and a seeded random augmentation. The loop's own tests run on them
+in milliseconds per step; the end-to-end tests (test_real_model.py) use the real model.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass
 
@@ -75,9 +71,9 @@ class StandInModel(nn.Module):
         self.register_buffer("disc", disc[None, None])
         self.delay, self.nan_steps, self.calls = delay, set(nan_steps), 0
 
-    def encode(self, images: torch.Tensor) -> Codes:
+    def encode(self, images: torch.Tensor, detail: bool = True) -> Codes:
         flat = self.coarse_encoder(images)
-        return Codes.split(flat, self.layout, detail=self.detail_encoder(images))
+        return Codes.split(flat, self.layout, detail=self.detail_encoder(images) if detail else None)
 
     def decode(self, codes: Codes, detail: bool = False) -> StandInReconstruction:
         self.calls += 1
@@ -119,7 +115,9 @@ class SyntheticFaces(torch.utils.data.Dataset):
         self.identities = [i for i, _ in self.items]
         self.augment = augment
         angles = torch.linspace(0, 2 * math.pi, 69)[:68]
-        self.base = torch.stack([SIZE / 2 + 0.25 * SIZE * angles.cos(), SIZE / 2 - 0.3 * SIZE * angles.sin()], 1)
+        self.base = torch.stack(
+            [SIZE / 2 + 0.25 * SIZE * angles.cos(), SIZE / 2 - 0.3 * SIZE * angles.sin()], 1
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -146,35 +144,3 @@ BASE_OVERRIDES = [
     "run.image_every=2",
     "run.log_every=1",
 ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    from vitdeca.errors import VitdecaError
-    from vitdeca.train.run import run_training
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--delay", type=float, default=0.0)
-    parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
-        status = run_training(
-            args.config, args.out, BASE_OVERRIDES + args.overrides, resume=args.resume,
-            model_factory=lambda cfg: StandInModel(dropout=args.dropout, delay=args.delay),
-            data_factory=lambda cfg: (lambda ds: (ds, ds.identities))(SyntheticFaces()),
-            identity_factory=lambda cfg, device: None,
-        )  # fmt: skip
-    except VitdecaError as exc:
-        print(f"vitdeca: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"status: {status}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

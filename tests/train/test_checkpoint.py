@@ -38,7 +38,9 @@ def test_round_trip_restores_everything(tmp_path):
     assert torch.equal(clone.weight, model.weight)
     opt2 = torch.optim.Adam(clone.parameters(), lr=0.1)
     opt2.load_state_dict(loaded["optimizer"])
-    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        opt2.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
+    )
     assert (loaded["step"], loaded["stage"], loaded["data"]) == (7, "coarse", {"epoch": 2, "index": 1})
     assert loaded["vitdeca_version"] and loaded["format"] == ckpt.FORMAT
 

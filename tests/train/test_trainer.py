@@ -86,9 +86,13 @@ def test_resumed_run_matches_uninterrupted_run(standin, full_run, tmp_path):
     # add junk rows as a crash between checkpoint and exit would: they must be dropped on resume
     with open(tmp_path / "losses.csv", "a") as handle:
         handle.write("4,99,,,,,,,,,,,,,\n")
-    resumed = _train(standin, tmp_path, ["run.coarse_steps=6", "run.detail_steps=4"], resume=True, dropout=0.3)
+    resumed = _train(
+        standin, tmp_path, ["run.coarse_steps=6", "run.detail_steps=4"], resume=True, dropout=0.3
+    )
     assert resumed == "done"
-    _assert_same_state(_model_state(tmp_path / "checkpoints" / "last.pt"), _model_state(full_run / "checkpoints/last.pt"))
+    _assert_same_state(
+        _model_state(tmp_path / "checkpoints" / "last.pt"), _model_state(full_run / "checkpoints/last.pt")
+    )
     assert _rows(tmp_path / "losses.csv") == _rows(full_run / "losses.csv")
 
 
@@ -112,12 +116,16 @@ def test_nonfinite_steps_are_skipped(standin, tmp_path):
     rows = _rows(tmp_path / "nan" / "losses.csv")
     assert math.isfinite(float(rows[1][1])) and rows[2][1] == "nan" and rows[3][1] == "nan"
     # the two non-finite steps changed nothing
-    _assert_same_state(_model_state(tmp_path / "nan/checkpoints/last.pt"), _model_state(tmp_path / "one/checkpoints/last.pt"))
+    _assert_same_state(
+        _model_state(tmp_path / "nan/checkpoints/last.pt"), _model_state(tmp_path / "one/checkpoints/last.pt")
+    )
 
 
 def test_too_many_nonfinite_steps_stop_with_a_clear_message(standin, tmp_path):
     with pytest.raises(VitdecaError, match="3 non-finite steps in a row"):
-        _train(standin, tmp_path, ["run.coarse_steps=10", "run.max_nonfinite=3"], nan_steps=tuple(range(1, 20)))
+        _train(
+            standin, tmp_path, ["run.coarse_steps=10", "run.max_nonfinite=3"], nan_steps=tuple(range(1, 20))
+        )
 
 
 def test_existing_run_needs_resume_and_resume_keeps_the_config(standin, full_run):
@@ -127,3 +135,14 @@ def test_existing_run_needs_resume_and_resume_keeps_the_config(standin, full_run
         _train(standin, full_run, ["losses.landmark=2"], resume=True)
     # a finished run resumed with the same budget has nothing left to do
     assert _train(standin, full_run, ["run.coarse_steps=6", "run.detail_steps=4"], resume=True) == "done"
+
+
+def test_detail_stage_alone_starts_from_a_coarse_checkpoint(standin, full_run, tmp_path):
+    coarse = full_run / "checkpoints" / "coarse.pt"
+    overrides = ["stages=[detail]", "run.detail_steps=2", f"run.init={coarse}"]
+    assert _train(standin, tmp_path, overrides) == "done"
+    before, after = _model_state(coarse), _model_state(tmp_path / "checkpoints" / "last.pt")
+    assert torch.equal(after["coarse_encoder.0.weight"], before["coarse_encoder.0.weight"])
+    assert not torch.equal(after["detail_decoder.weight"], before["detail_decoder.weight"])
+    with pytest.raises(VitdecaError, match="no such checkpoint"):
+        _train(standin, tmp_path / "x", ["stages=[detail]", f"run.init={tmp_path / 'none.pt'}"])

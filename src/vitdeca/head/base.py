@@ -29,7 +29,16 @@ class HeadModel(nn.Module):
     v up, ``uv_faces`` (F,3) long indices into ``uv_coords``, ``face_mask`` (V,) bool (the face region used
     by the photometric loss and evaluation), and set the ints ``n_shape``, ``n_expression``, ``n_pose``,
     the float ``units_per_mm`` and the str ``name``. Zero codes give the template exactly.
+
+    The buffers come from the model's asset file (identified by :meth:`checksum`), so they are left out of
+    state dicts: checkpoints record the head model's name and checksum instead of tens of MB of bases.
     """
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001 - nn.Module hook
+        return
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - nn.Module hook
+        return
 
     name: str
     n_shape: int

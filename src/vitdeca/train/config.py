@@ -82,9 +82,10 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam(W) with an optional warm-up and cosine decay; one optimiser per stage."""
+    """Adam (DECA), AdamW or SGD with momentum 0.9, an optional warm-up and cosine decay; one optimiser
+    per stage."""
 
-    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-4
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
@@ -104,10 +105,14 @@ class RunConfig:
     log_every: int = 10
     image_every: int = 500  # TensorBoard image grids; 0: never
     seed: int = 0
+    init: str = ""  # start from a checkpoint's weights (training or DecaModel checkpoint), e.g. coarse.pt
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else none
     max_nonfinite: int = 5  # stop after this many non-finite steps in a row
     find_unused_parameters: bool = False  # DistributedDataParallel option
+    sync_batchnorm: bool = (
+        True  # BatchNorm statistics over all GPUs (CUDA only; CPU processes keep their own)
+    )
     progress: bool = True
 
 

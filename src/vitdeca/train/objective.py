@@ -30,9 +30,10 @@ class LossInputs:
     images (N,3,H,W), landmarks (N,68,2) crop pixels, masks (N,1,H,W) or None: the targets, repeated when
     the batch was doubled for shape/detail consistency (N = 2B) — ``recon`` then covers all N rows.
     codes: the encoder's codes of the B original images (regularisers only look at these).
-    recon: the model's ``Reconstruction`` (see ``vitdeca.model``). uv_mask: (1,1,S,S) face-region UV mask
-    or None. identity: the frozen identity network (``embed(images, landmarks) -> (N,D)``) or None.
-    mrf: an :class:`IDMRF` module or None.
+    recon: the model's ``Reconstruction`` (see ``vitdeca.model``). uv_mask: (1,1,S,S) UV mask of the
+    symmetry term or None; uv_axis: the UV column the face is mirror-symmetric about
+    (:func:`uv_mirror_axis`). identity: the frozen identity network (``embed(images, landmarks) -> (N,D)``)
+    or None. mrf: an :class:`IDMRF` module or None.
     """
 
     images: torch.Tensor
@@ -42,6 +43,7 @@ class LossInputs:
     recon: Any
     config: LossConfig
     uv_mask: torch.Tensor | None = None
+    uv_axis: float = 0.5
     identity: Any = None
     mrf: nn.Module | None = None
 
@@ -115,7 +117,11 @@ REGISTRY: dict[str, LossTerm] = {
             lambda x: L.detail_photometric_loss(x.images, x.render(x.recon.detail_image), x.photo_mask()),
         ),
         LossTerm("mrf", "detail", _mrf, needs="mrf"),
-        LossTerm("symmetry", "detail", lambda x: L.soft_symmetry_loss(x.recon.displacement_uv, x.uv_mask)),
+        LossTerm(
+            "symmetry",
+            "detail",
+            lambda x: L.soft_symmetry_loss(x.recon.displacement_uv, x.uv_mask, x.uv_axis),
+        ),
         LossTerm("reg_displacement", "detail", lambda x: L.displacement_regulariser(x.recon.displacement_uv)),
     ]
 }
@@ -153,6 +159,27 @@ def weighted_total(values: dict[str, torch.Tensor], weights: dict[str, float]) -
     return sum(weights[name] * value for name, value in values.items())
 
 
+def uv_mirror_axis(head: Any, default: float = 0.5) -> float:
+    """The UV column u = a about which a head model's UV layout mirrors its face: the median of
+    (u + u')/2 over face vertices whose mirror image (x → −x) is also a vertex, u' being the mirror's u.
+    ICT-FaceKit: 0.25; DECA's FLAME layout: 0.5. ``default`` when too few vertices have a mirror."""
+    vertices = head.template_vertices.detach().float().cpu()
+    uv_of_vertex = torch.full((vertices.shape[0],), -1, dtype=torch.long)
+    uv_of_vertex[head.faces.reshape(-1).cpu()] = head.uv_faces.reshape(-1).cpu()
+    chosen = torch.nonzero(head.face_mask.cpu()).squeeze(1) if bool(head.face_mask.any()) else None
+    points = vertices if chosen is None else vertices[chosen]
+    index = torch.arange(vertices.shape[0]) if chosen is None else chosen
+    tolerance = 1e-3 * float((vertices.amax(0) - vertices.amin(0)).max())
+    dist, partner = torch.cdist(points * torch.tensor([-1.0, 1.0, 1.0]), points).min(dim=1)
+    found = (dist < tolerance) & (uv_of_vertex[index] >= 0) & (uv_of_vertex[index[partner]] >= 0)
+    if int(found.sum()) < 10:
+        log.warning("cannot find the UV mirror axis of head model %r; using u = %g", head.name, default)
+        return default
+    u = head.uv_coords[:, 0].detach().float().cpu()
+    pairs = (u[uv_of_vertex[index[found]]] + u[uv_of_vertex[index[partner[found]]]]) / 2
+    return float(pairs.median())
+
+
 class IDMRF(nn.Module):
     """ID-MRF on VGG19 features: ``mrf(relu3_2) + 2·mrf(relu4_2)`` (DECA's style layers relu3_2, relu4_2
     plus the content layer relu4_2); images (B,3,H,W) RGB [0,1], ImageNet-normalised inside."""
@@ -182,15 +209,16 @@ def load_idmrf(weights_path: str = "") -> IDMRF:
 
     try:
         if weights_path:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)  # before building VGG
             net = vgg19(weights=None)
-            net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+            net.load_state_dict(state)
         else:
             net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1, progress=False)
     except Exception as exc:  # any failure here (offline, bad file) means: no weights
         where = weights_path or "torchvision's download of vgg19-dcbb9e9d.pth"
+        reason = str(exc).splitlines()[0] if str(exc) else ""
         raise VitdecaError(
-            f"ID-MRF needs ImageNet VGG19 weights and {where} failed ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); put the file in $TORCH_HOME/hub/checkpoints, "
-            "set losses.vgg19_weights=FILE, or losses.mrf=0"
+            f"ID-MRF needs ImageNet VGG19 weights and {where} failed ({type(exc).__name__}: {reason}); "
+            "put the file in $TORCH_HOME/hub/checkpoints, set losses.vgg19_weights=FILE, or losses.mrf=0"
         ) from exc
     return IDMRF(net.features[:23])

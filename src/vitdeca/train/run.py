@@ -142,6 +142,14 @@ def load_mrf(config: TrainConfig, device: torch.device) -> nn.Module | None:
         return None
 
 
+def init_weights(model: nn.Module, path: str) -> None:
+    """Load a checkpoint's weights (``vitdeca train`` or ``DecaModel.save``) into ``model`` (strict)."""
+    from vitdeca.model import read_checkpoint
+
+    ckpt.load_model_state(path, model, read_checkpoint(path)["model"])
+    log.info("initialised the model from %s", path)
+
+
 def run_training(
     config_path: str | None,
     run_dir: str | Path,
@@ -177,6 +185,8 @@ def run_training(
         seed_everything(mix_seed(config.run.seed, info.rank, 4))
         if resuming:
             trainer.restore(checkpoint_path(run_dir))
+        elif config.run.init:
+            init_weights(model, config.run.init)
         return trainer.fit()
     finally:
         cleanup()

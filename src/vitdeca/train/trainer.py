@@ -35,6 +35,7 @@ from vitdeca.train.objective import (
     LossInputs,
     all_term_names,
     compute_losses,
+    uv_mirror_axis,
     weighted_total,
     weights_for,
 )
@@ -55,7 +56,8 @@ class TrainingModule(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor, swap_index: torch.Tensor | None, stage: str) -> tuple[Codes, Any]:
-        codes = self.model.encode(images)
+        # the coarse stage skips the (frozen, unused) detail encoder
+        codes = self.model.encode(images, detail=stage == "detail")
         decoded = codes
         if swap_index is not None:
             name = "shape" if stage == "coarse" else "detail"
@@ -104,8 +106,11 @@ def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:
 
 def build_optimizer(params: list[nn.Parameter], cfg: OptimConfig, total: int) -> tuple[Any, Any]:
     """The stage's optimiser and its LambdaLR scheduler."""
-    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = kind(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        optimizer = kind(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total))
     return optimizer, scheduler
 
@@ -117,6 +122,18 @@ def amp_dtype(name: str, device: torch.device) -> torch.dtype | None:
     if name == "fp16" and device.type != "cuda":
         raise VitdecaError("run.amp=fp16 needs a CUDA device; use run.amp=bf16 or none on CPU")
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def _sync_batchnorm(model: nn.Module, config: TrainConfig, info: DistInfo, device: torch.device) -> nn.Module:
+    """BatchNorm → SyncBatchNorm for multi-GPU runs (``run.sync_batchnorm``); CPU processes keep
+    per-process statistics (PyTorch's SyncBatchNorm needs CUDA)."""
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not (info.enabled and has_bn and config.run.sync_batchnorm):
+        return model
+    if device.type != "cuda":
+        log.warning("BatchNorm statistics stay per process on CPU (SyncBatchNorm needs CUDA)")
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 @dataclass
@@ -177,7 +194,7 @@ class Trainer:
     ) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         self.info, self.device = info or DistInfo(), torch.device(device)
-        self.model = model.to(self.device)
+        self.model = _sync_batchnorm(model, config, self.info, self.device).to(self.device)
         self.module = TrainingModule(self.model)
         self.identity_net, self.mrf = identity_net, mrf
         data = config.data
@@ -186,6 +203,10 @@ class Trainer:
             self.info, data.num_workers, data.min_images,
         )  # fmt: skip
         self.amp = amp_dtype(config.run.amp, self.device)
+        head = getattr(model, "head", None)
+        self.uv_axis = uv_mirror_axis(head) if head is not None and "detail" in config.stages else 0.5
+        uv = getattr(getattr(model, "renderer", None), "uv", None)
+        self.uv_mask = getattr(uv, "mask", None)  # the UV layout's coverage
         self.step, self.nonfinite = 0, 0
         self.stop = StopRequest()
         self._resume_state: dict[str, Any] | None = None
@@ -244,7 +265,8 @@ class Trainer:
             codes=codes,
             recon=recon,
             config=self.config.losses,
-            uv_mask=getattr(self.model, "uv_face_mask", None),
+            uv_mask=self.uv_mask,
+            uv_axis=self.uv_axis,
             identity=self.identity_net,
             mrf=self.mrf,
         )
@@ -291,9 +313,9 @@ class Trainer:
         self.stage = stage
         while self.step < end:
             result = self.training_step(next(self.batches), stage)
-            applied = self._apply(result.total)
+            self._apply(result.total)
             self.step += 1
-            self._record(result, applied, stage, progress)
+            self._record(result, stage, progress)
             if any_process(self.stop.signum is not None, self.info, self.device):
                 self.save()
                 log.warning("stopped at step %d; continue with --resume", self.step)
@@ -367,7 +389,8 @@ class Trainer:
         return False
 
     # ---------------------------------------------------------------- records
-    def _record(self, result: StepResult, applied: bool, stage: str, progress: Progress) -> None:
+    def _record(self, result: StepResult, stage: str, progress: Progress) -> None:
+        """Log the step (losses averaged over processes): CSV, TensorBoard scalars and grids, progress."""
         names = list(result.values)
         stacked = torch.stack(
             [result.total.detach().float(), *[v.detach().float() for v in result.values.values()]]
@@ -382,10 +405,11 @@ class Trainer:
             self.tb.scalars(self.step, {"total": total, **values})
             self.tb.scalars(self.step, {"lr": self.optimizer.param_groups[0]["lr"]}, prefix="train")
         if run.image_every and (self.step % run.image_every == 0 or self.step == 1):
-            recon = result.recon
-            b = result.images.shape[0]
+            recon, b = result.recon, result.images.shape[0]
+            detail = getattr(recon, "detail_image", None) if stage == "detail" else None
+            render = (detail if detail is not None else recon.image)[:b]
             grid = image_grid(
-                result.images, result.landmarks, recon.landmarks2d[:b], recon.image[:b], recon.shape_image[:b]
+                result.images, result.landmarks, recon.landmarks2d[:b], render, recon.shape_image[:b]
             )
             self.tb.image(self.step, grid)
         progress.update(stage, total)
