@@ -47,8 +47,8 @@ class FitWeights:
     eye: float = 1.0
     lip: float = 0.5
     photometric: float = 1.0
-    shape_reg: float = 2e-4
-    expression_reg: float = 1e-4
+    shape_reg: float = 1e-4
+    expression_reg: float = 5e-5
     pose_reg: float = 0.0
     albedo_reg: float = 1e-4
     light_reg: float = 0.1
@@ -59,9 +59,13 @@ class FitConfig:
     """Settings of :func:`fit_codes` (YAML/``--set`` keys as the field names).
 
     ``stages``: from :data:`STAGES`, run in this order; ``*_iterations``: Adam steps per stage; ``lr``:
-    the base learning rate, scaled per code by ``lr_scale``; ``losses``: the enabled terms from
+    the base learning rate, scaled per code by ``lr_scale``; ``refine_lr``: the factor for codes an
+    earlier stage already fitted (a fresh Adam's first steps move every code by ~lr, whatever its
+    gradient, which would throw a converged fit off); ``warm_iterations``: the fraction of the iterations
+    used when a fit starts from a close guess (the previous video frame); ``losses``: the enabled terms from
     :data:`LOSSES` (``reg`` = every code regulariser); ``expression_range``: bounds for blend-shape
-    expression weights ("auto": [0, 1] for ICT, none for PCA expressions).
+    expression weights ("auto": [0, 1] for ICT, none for PCA expressions); ``weighted_landmarks``: DECA's
+    per-landmark weights (nose and mouth count more) instead of uniform ones (the uniform NME is lower).
     """
 
     stages: list[str] = field(default_factory=lambda: list(STAGES))
@@ -78,13 +82,24 @@ class FitConfig:
             "albedo": 5.0,
         }
     )
+    refine_lr: float = 0.1
+    warm_iterations: float = 0.3
     losses: list[str] = field(default_factory=lambda: list(LOSSES))
     weights: FitWeights = field(default_factory=FitWeights)
-    weighted_landmarks: bool = True
+    weighted_landmarks: bool = False
     expression_range: str = "auto"
 
     def iterations(self, stage: str) -> int:
         return {"landmarks": self.landmark_iterations, "photometric": self.photometric_iterations}[stage]
+
+    def warm(self) -> FitConfig:
+        """The config for a warm start: every stage's iterations scaled by ``warm_iterations``."""
+        scale = self.warm_iterations
+        return dataclasses.replace(
+            self,
+            landmark_iterations=max(1, round(self.landmark_iterations * scale)),
+            photometric_iterations=round(self.photometric_iterations * scale),
+        )
 
     def with_iterations(self, text: str) -> FitConfig:
         """Set the iterations of the stages in order from ``"100,30"`` (one number per stage)."""
@@ -181,6 +196,7 @@ class _Variables:
         }
         batch = codes.batch_size
         self.leaves["camera"] = torch.zeros(batch, 3, device=codes.camera.device, requires_grad=True)
+        self.fitted: set[str] = set()
 
     def codes(self) -> Codes:
         s0, t0 = self.start.camera[:, :1], self.start.camera[:, 1:]
@@ -191,11 +207,15 @@ class _Variables:
         return Codes(camera=camera, **values)
 
     def optimizer(self, names: tuple[str, ...], config: FitConfig) -> torch.optim.Optimizer:
-        groups = [
-            {"params": [self.leaves[n]], "lr": config.lr * config.lr_scale.get(n, 1.0)}
-            for n in names
-            if n in self.leaves
-        ]
+        """Adam over the codes ``names``; codes fitted by an earlier stage get ``config.refine_lr``."""
+        groups = []
+        for n in names:
+            if n in self.leaves:
+                factor = config.refine_lr if n in self.fitted else 1.0
+                groups.append(
+                    {"params": [self.leaves[n]], "lr": config.lr * config.lr_scale.get(n, 1.0) * factor}
+                )
+        self.fitted.update(names)
         return torch.optim.Adam(groups)
 
 
@@ -309,7 +329,10 @@ def face_masks(images: torch.Tensor, landmarks: torch.Tensor, method: str = "ski
 
 
 def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
-    """One Adam step, with gradients for the optimised codes only (not the model's weights)."""
+    """One Adam step, with gradients for the optimised codes only (not the model's weights).
+
+    Callers pass the batch-mean loss times B: each image's codes then get the gradient of its own loss,
+    exactly as when fitted alone."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     grads = torch.autograd.grad(total, params, allow_unused=True)
     for p, g in zip(params, grads, strict=True):
@@ -337,7 +360,7 @@ def _run_landmarks(model, variables: _Variables, target, config, iterations, bou
     for _ in range(iterations):
         codes = variables.codes()
         terms = _geometry_losses(config, codes, landmarks2d(model, codes, size, geometry), target, size)
-        _step(optimizer, sum(terms.values()))
+        _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)
     return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -356,7 +379,7 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
         recon = model.decode(codes, detail=False)
         terms = _geometry_losses(config, codes, recon.landmarks2d, target, size)
         terms.update(_appearance_losses(config, codes, recon, images, masks))
-        _step(optimizer, sum(terms.values()))
+        _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)
     return {k: float(v.detach()) for k, v in terms.items()}
 

@@ -66,6 +66,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", action="store_true", help="videos: also write the per-frame files")
     parser.add_argument("--max-frames", type=_positive_int, metavar="N", help="videos: read at most N frames")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose output folder exists")
+    parser.add_argument(
+        "--threads", type=_positive_int, metavar="N", help="CPU threads for torch (its default)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -121,6 +124,10 @@ def execute(args: argparse.Namespace, make_reconstructor) -> int:
 
     out, paths = input_paths(args)
     options = run_options(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     rec = make_reconstructor()
     summary = BatchRunner(rec, out, options).run(paths)
     print(summary.line())

@@ -274,9 +274,11 @@ class BatchRunner:
 
     def _failed(self, path, exc, start, extra: float = 0.0, face_index: int | None = None) -> Record:
         level = logging.WARNING if isinstance(exc, (VitdecaError, OSError)) else logging.ERROR
-        log.log(level, "%s: %s", path, _describe(exc), exc_info=log.isEnabledFor(logging.DEBUG))
+        message = _describe(exc)
+        shown = message if str(path) in message else f"{path}: {message}"
+        log.log(level, "%s", shown, exc_info=log.isEnabledFor(logging.DEBUG))
         seconds = extra + (time.perf_counter() - start if start is not None else 0.0)
-        return Record(str(path), face_index, "failed", _describe(exc), [], seconds)
+        return Record(str(path), face_index, "failed", message, [], seconds)
 
     def _video(self, path: Path, stem: str) -> Record:
         start = time.perf_counter()
@@ -298,47 +300,12 @@ class BatchRunner:
 # ------------------------------------------------------------------------------------------- writing
 def write_face_outputs(result: FaceResult, folder: Path, stem: str, save: frozenset[str]) -> list[Path]:
     """Write one face's files (``<stem>.obj``, ``<stem>_texture.png``, ...) into ``folder``; returns them."""
-    from vitdeca import io
-
     folder.mkdir(parents=True, exist_ok=True)
-    mesh, files = result.mesh, []
-    texture = result.texture if "texture" in save else None
+    files = _write_meshes(result, folder, stem, save)
 
     def path(suffix: str) -> Path:
         return folder / f"{stem}{suffix}"
 
-    if "obj" in save:
-        files += _save_obj(
-            path(".obj"),
-            path("_texture.png"),
-            result.vertices,
-            mesh.faces,
-            mesh.uv_coords,
-            mesh.uv_faces,
-            texture,
-        )
-        if result.detail is not None:
-            d = result.detail
-            files += _save_obj(
-                path("_detail.obj"),
-                path("_texture.png"),
-                d.vertices,
-                d.faces,
-                d.uv_coords,
-                None,
-                texture,
-                texture_written=texture is not None,
-            )
-    elif texture is not None:
-        files.append(media.save_png(path("_texture.png"), texture))
-    if "ply" in save:
-        files += _as_list(io.save_ply(path(".ply"), result.vertices, mesh.faces))
-    if "glb" in save:
-        files += _as_list(
-            io.save_glb(
-                path(".glb"), result.vertices, mesh.faces, mesh.uv_coords, mesh.uv_faces, texture=texture
-            )
-        )
     if "landmarks" in save:
         files.append(_save_npy(path("_landmarks2d.npy"), result.landmarks2d))
         files.append(_save_npy(path("_landmarks3d.npy"), result.landmarks3d))
@@ -347,19 +314,39 @@ def write_face_outputs(result: FaceResult, folder: Path, stem: str, save: frozen
     if "vis" in save:
         files.append(media.save_png(path("_vis.png"), result.vis()))
     if "codes" in save:
+        arrays = result.codes_arrays()
+        extra = {"crop_matrix": result.crop_matrix, "box": result.box}
         files.append(
-            _save_npz(
-                path("_codes.npz"),
-                head_model=np.array(mesh.head_model),
-                **result.codes_arrays(),
-                crop_matrix=result.crop_matrix,
-                box=result.box,
-            )
+            _save_npz(path("_codes.npz"), head_model=np.array(result.mesh.head_model), **arrays, **extra)
         )
     if "now" in save:
-        files += _as_list(io.save_obj(path("_neutral.obj"), result.neutral_vertices, mesh.faces))
         files.append(_save_npy(path("_now_landmarks.npy"), result.now_landmarks))
     return list(dict.fromkeys(Path(f) for f in files))
+
+
+def _write_meshes(result: FaceResult, folder: Path, stem: str, save: frozenset[str]) -> list[Path]:
+    """The mesh files: OBJ (+ detail OBJ) sharing ``<stem>_texture.png``, PLY, GLB, the NoW neutral OBJ."""
+    from vitdeca import io
+
+    mesh, files = result.mesh, []
+    texture = result.texture if "texture" in save else None
+    png = folder / f"{stem}_texture.png"
+    if "obj" in save:
+        obj = folder / f"{stem}.obj"
+        files += _save_obj(obj, png, result.vertices, mesh.faces, mesh.uv_coords, mesh.uv_faces, texture)
+        if result.detail is not None:
+            d, obj = result.detail, folder / f"{stem}_detail.obj"
+            files += _save_obj(obj, png, d.vertices, d.faces, d.uv_coords, None, texture, texture is not None)
+    elif texture is not None:
+        files.append(media.save_png(png, texture))
+    if "ply" in save:
+        files += _as_list(io.save_ply(folder / f"{stem}.ply", result.vertices, mesh.faces))
+    if "glb" in save:
+        args = (result.vertices, mesh.faces, mesh.uv_coords, mesh.uv_faces)
+        files += _as_list(io.save_glb(folder / f"{stem}.glb", *args, texture=texture))
+    if "now" in save:
+        files += _as_list(io.save_obj(folder / f"{stem}_neutral.obj", result.neutral_vertices, mesh.faces))
+    return files
 
 
 def _save_obj(

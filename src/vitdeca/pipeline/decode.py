@@ -3,6 +3,8 @@ detail meshes, and map the landmarks back to original-image pixels."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -35,6 +37,17 @@ def texel_uvs(texel_index: torch.Tensor, size: int) -> np.ndarray:
     return np.stack([(cols + 0.5) / size, 1.0 - (rows + 0.5) / size], axis=1).astype(np.float32)
 
 
+@torch.no_grad()
+def detail_mesh(model, vertices: torch.Tensor, displacement: torch.Tensor) -> DetailMesh:
+    """The dense detail mesh of one face: vertices (1,V,3), displacement_uv (1,1,S,S) → :class:`DetailMesh`
+    (one vertex per covered texel, with the texel centre as its UV)."""
+    uv = model.renderer.uv
+    dense = uv.dense_mesh(vertices, displacement)
+    return DetailMesh(
+        dense.vertices[0].cpu().numpy(), dense.faces.cpu().numpy(), texel_uvs(dense.texel_index, uv.uv_size)
+    )
+
+
 def _uint8(images: torch.Tensor) -> np.ndarray:
     """(B,3,H,W) float [0,1] → (B,H,W,3) uint8."""
     return (images.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -55,52 +68,59 @@ def decode_results(
     """
     from vitdeca.faces import invert_similarity, transform_points
 
-    device = codes.shape.device
     use_detail = (
         bool(detail) and getattr(model, "detail_decoder", None) is not None and codes.detail is not None
     )
-    recon = model.decode(codes, detail=use_detail)
-    images = crop_batch(crops, device)
-    texture, visible = model.extract_texture(images, recon)
-    texture = texture * visible + recon.albedo_uv * (1.0 - visible)
-    zeros = [torch.zeros_like(codes.expression), torch.zeros_like(codes.pose)]
-    neutral = model.head(codes.shape, *zeros)
-    dense = model.detail_mesh(recon) if use_detail else None
+    recon, arrays = _decode_arrays(model, codes, crops, use_detail)
     topology = topology or mesh_topology(model)
-    render = _uint8(recon.detail_image if use_detail else recon.image)
-    shape = _uint8(recon.detail_shape_image if use_detail else recon.shape_image)
-    alpha = recon.alpha[:, 0].cpu().numpy()
-    depth = recon.depth[:, 0].cpu().numpy()
-    textures = _uint8(texture)
-    lmk2d = recon.landmarks2d.double().cpu().numpy()
     results = []
     for b, crop in enumerate(crops):
-        detail_mesh = None
-        if dense is not None:
-            uvs = texel_uvs(dense.texel_index, model.renderer.uv.uv_size)
-            detail_mesh = DetailMesh(dense.vertices[b].cpu().numpy(), dense.faces.cpu().numpy(), uvs)
+        loader = None
+        if use_detail:
+            loader = partial(detail_mesh, model, recon.vertices[b : b + 1], recon.displacement_uv[b : b + 1])
+        face = {name: values[b] for name, values in arrays.items()}
+        alpha = face.pop("alpha")
         results.append(
             FaceResult(
                 face_index=crop.face_index,
                 box=np.asarray(crop.box, dtype=np.float64),
                 score=float(crop.score),
                 codes=codes.index(b).detach().to("cpu"),
-                vertices=recon.vertices[b].cpu().numpy(),
-                neutral_vertices=neutral.vertices[b].cpu().numpy(),
-                landmarks3d=recon.landmarks3d[b].cpu().numpy(),
-                neutral_landmarks3d=neutral.landmarks3d[b].cpu().numpy(),
-                landmarks2d=transform_points(lmk2d[b], invert_similarity(crop.crop.matrix)),
+                landmarks2d=transform_points(
+                    face.pop("crop_landmarks2d"), invert_similarity(crop.crop.matrix)
+                ),
                 detected_landmarks=np.asarray(crop.landmarks, dtype=np.float64),
                 crop=crop.crop.image,
                 crop_matrix=np.asarray(crop.crop.matrix, dtype=np.float64),
-                render=render[b],
-                shape_render=shape[b],
-                alpha=alpha[b],
-                depth_png=media.depth_to_uint8(depth[b], alpha[b] > 0.5, near_is_large=False),
+                alpha=alpha,
+                depth_png=media.depth_to_uint8(face.pop("depth"), alpha > 0.5, near_is_large=False),
                 mesh=topology,
-                texture=textures[b],
-                detail=detail_mesh,
+                detail_loader=loader,
                 fit_nme=None if fit_nme is None else float(fit_nme[b]),
+                **face,
             )
         )
     return results
+
+
+def _decode_arrays(model, codes, crops, use_detail: bool):
+    """One decode of the batch: (the Reconstruction, per-batch numpy arrays keyed by FaceResult field)."""
+    recon = model.decode(codes, detail=use_detail)
+    texture, visible = model.extract_texture(crop_batch(crops, codes.shape.device), recon)
+    texture = texture * visible + recon.albedo_uv * (1.0 - visible)
+    zeros = [torch.zeros_like(codes.expression), torch.zeros_like(codes.pose)]
+    neutral = model.head(codes.shape, *zeros)
+    arrays = {
+        "vertices": recon.vertices,
+        "neutral_vertices": neutral.vertices,
+        "landmarks3d": recon.landmarks3d,
+        "neutral_landmarks3d": neutral.landmarks3d,
+        "crop_landmarks2d": recon.landmarks2d.double(),
+        "alpha": recon.alpha[:, 0],
+        "depth": recon.depth[:, 0],
+    }
+    arrays = {name: value.cpu().numpy() for name, value in arrays.items()}
+    arrays["render"] = _uint8(recon.detail_image if use_detail else recon.image)
+    arrays["shape_render"] = _uint8(recon.detail_shape_image if use_detail else recon.shape_image)
+    arrays["texture"] = _uint8(texture)
+    return recon, arrays

@@ -216,13 +216,20 @@ class Reconstructor:
         images = crop_batch(crops, self.device)
         if self.fit_config is None or self.refine:
             with torch.no_grad():
-                encoded = self.model.encode(images)
+                encoded = self.encode(images)
             if self.fit_config is None:
                 return encoded, None
             init = encoded
         landmarks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(self.device)
-        result = fit_codes(self.model, images, landmarks, self.fit_config, init=init)
+        config = self.fit_config.warm() if init is not None and not self.refine else self.fit_config
+        result = fit_codes(self.model, images, landmarks, config, init=init)
         return result.codes, result.nme
+
+    def encode(self, images: torch.Tensor):
+        """The encoder's codes of crops (B,3,S,S); without ``detail`` the detail encoder does not run."""
+        if self.detail or getattr(self.model, "detail_encoder", None) is None:
+            return self.model.encode(images)
+        return self.model.codes_from_vector(self.model.encoder(images))
 
     def decode(self, codes, crops: list[FaceCrop], fit_nme: np.ndarray | None = None) -> list[FaceResult]:
         """Decode ``codes`` of ``crops`` into results (meshes, renders, texture) in original pixels."""

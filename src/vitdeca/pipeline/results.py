@@ -3,7 +3,8 @@ pixel-centre frame of the original image), the shared :class:`MeshTopology`, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,8 @@ class FaceResult:
     detector's, same frame; crop (S,S,3) uint8 with crop_matrix (2,3) original→crop pixels; render,
     shape_render (S,S,3) uint8 crop-space renders (textured; grey shaded geometry), alpha (S,S) float in
     [0,1]; depth_png (S,S) uint8 (nearer brighter, 0 off the face); texture (T,T,3) uint8 photo texture
-    in UV space or None; detail the displaced dense mesh or None; mesh the shared topology.
+    in UV space or None; :attr:`detail` the displaced dense mesh or None; mesh the shared topology;
+    fit_nme the landmark NME the fit reached (None without fitting).
     """
 
     face_index: int
@@ -68,8 +70,16 @@ class FaceResult:
     depth_png: np.ndarray
     mesh: MeshTopology
     texture: np.ndarray | None = None
-    detail: DetailMesh | None = None
+    detail_loader: Callable[[], DetailMesh] | None = field(default=None, repr=False)
     fit_nme: float | None = None
+    _detail: DetailMesh | None = field(default=None, init=False, repr=False)
+
+    @property
+    def detail(self) -> DetailMesh | None:
+        """The displaced dense mesh (built on first access: ~50k vertices), None without the detail branch."""
+        if self._detail is None and self.detail_loader is not None:
+            self._detail = self.detail_loader()
+        return self._detail
 
     @property
     def now_landmarks(self) -> np.ndarray:

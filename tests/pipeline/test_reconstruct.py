@@ -1,0 +1,213 @@
+"""The Reconstructor and the batch runner on real photos, with an untrained model fitted per image."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from vitdeca import media
+from vitdeca.cli import main
+from vitdeca.errors import VitdecaError
+from vitdeca.faces import invert_similarity, transform_points
+from vitdeca.fit import FitConfig, landmark_nme
+from vitdeca.pipeline import NOW_LANDMARKS, BatchRunner, Reconstructor, RunOptions, parse_save
+from vitdeca.render import project_points
+
+PHOTO = "deca_testsamples/examples/IMG_0392_inputs.jpg"  # 224 x 224: detection is quick
+GROUP = "dlib_examples/2008_002470.jpg"  # six small faces
+QUICK = FitConfig(landmark_iterations=60, photometric_iterations=2)
+
+
+@pytest.fixture(scope="module")
+def rec(fit_model):
+    return Reconstructor(fit_model, device="cpu", detail=False, fit=QUICK)
+
+
+@pytest.fixture(scope="module")
+def face(rec, faces_dir):
+    (result,) = rec(faces_dir / PHOTO)
+    return result
+
+
+def _nme(a, b) -> float:
+    return float(landmark_nme(torch.as_tensor(a)[None], torch.as_tensor(b)[None]))
+
+
+def test_face_result_is_consistent(face, fit_model):
+    assert _nme(face.landmarks2d, face.detected_landmarks) < 0.05
+    assert face.fit_nme is not None and face.fit_nme == pytest.approx(
+        _nme(face.landmarks2d, face.detected_landmarks), rel=0.02
+    )
+    # the 2D landmarks are the 3D ones projected into the crop, then mapped back to the photo
+    crop_xy = project_points(torch.as_tensor(face.landmarks3d)[None], face.codes.camera, 224, 224)[0]
+    back = transform_points(crop_xy.double().numpy(), invert_similarity(face.crop_matrix))
+    assert np.allclose(back, face.landmarks2d, atol=1e-3)
+    head = fit_model.head
+    assert face.vertices.shape == (head.n_vertices, 3) and face.mesh.faces.shape == tuple(head.faces.shape)
+    with torch.no_grad():
+        zeros = torch.zeros(1, head.n_expression), torch.zeros(1, head.n_pose)
+        neutral = head(face.codes.shape, *zeros)
+    assert np.allclose(face.neutral_vertices, neutral.vertices[0].numpy(), atol=1e-5)
+    assert np.array_equal(face.now_landmarks, face.neutral_landmarks3d[list(NOW_LANDMARKS)])
+    assert face.texture.shape == (256, 256, 3) and face.texture.dtype == np.uint8
+    inside = face.alpha > 0.5
+    assert face.depth_png[inside].min() >= 55 and face.depth_png[~inside].max() == 0
+    assert face.render.shape == face.shape_render.shape == (224, 224, 3)
+    assert face.vis().shape == (224, 4 * 224, 3)
+
+
+def test_path_pil_and_array_inputs_agree(rec, faces_dir, face):
+    from PIL import Image
+
+    pil = Image.open(faces_dir / PHOTO)
+    for image in (pil, np.asarray(pil.convert("RGB"))):
+        (other,) = rec(image)
+        assert torch.allclose(other.codes.shape, face.codes.shape, atol=1e-5)
+    with pytest.raises(VitdecaError, match="dict"):
+        rec({})
+
+
+def test_all_faces_largest_first(rec, faces_dir):
+    assert len(rec(faces_dir / GROUP)) == 1
+    faces = rec(faces_dir / GROUP, all_faces=True)
+    assert [f.face_index for f in faces] == list(range(6))
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
+    assert areas == sorted(areas, reverse=True)
+    assert all(_nme(f.landmarks2d, f.detected_landmarks) < 0.08 for f in faces)
+
+
+def _mixed_folder(faces_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(faces_dir / PHOTO, folder / "person.jpg")
+    shutil.copy(faces_dir / "dlib_examples" / "dogs.jpg", folder / "dogs.jpg")
+    (folder / "truncated.jpg").write_bytes((faces_dir / PHOTO).read_bytes()[:600])
+    (folder / "notes.png").write_text("not an image")
+    return folder
+
+
+def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
+    import trimesh
+
+    paths = media.expand_inputs([_mixed_folder(faces_dir, tmp_path)])
+    options = RunOptions(save=parse_save("all"), progress=False, batch_size=4)
+    summary = BatchRunner(rec, tmp_path / "out", options).run(paths)
+    status = {r.path.rsplit("/", 1)[1]: (r.status, r.message) for r in summary.records}
+    assert status["person.jpg"] == ("ok", "")
+    assert status["dogs.jpg"] == ("no_face", "no face found")
+    assert status["truncated.jpg"][0] == "failed" and "truncated.jpg" in status["truncated.jpg"][1]
+    assert status["notes.png"][0] == "failed" and "notes.png" in status["notes.png"][1]
+    folder = tmp_path / "out" / "person"
+    expected = {
+        "person.obj",
+        "person.mtl",
+        "person_texture.png",
+        "person.ply",
+        "person.glb",
+        "person_landmarks2d.npy",
+        "person_landmarks3d.npy",
+        "person_depth.png",
+        "person_vis.png",
+        "person_codes.npz",
+        "person_neutral.obj",
+        "person_now_landmarks.npy",
+    }
+    assert {p.name for p in folder.iterdir()} == expected
+    record = json.loads((tmp_path / "out" / "summary.json").read_text())["records"]
+    assert sorted(next(r for r in record if r["status"] == "ok")["outputs"]) == sorted(
+        f"person/{name}" for name in expected
+    )
+    assert "map_Kd person_texture.png" in (folder / "person.mtl").read_text()
+    mesh = trimesh.load(folder / "person.obj", process=False)
+    assert (
+        len(mesh.vertices) == np.load(folder / "person_landmarks3d.npy").shape[0] * 0 + mesh.vertices.shape[0]
+    )
+    codes = np.load(folder / "person_codes.npz")
+    assert str(codes["head_model"]) == "ict" and codes["light"].shape == (27,)
+    now = np.load(folder / "person_now_landmarks.npy")
+    neutral = trimesh.load(folder / "person_neutral.obj", process=False)
+    assert (
+        now.shape == (7, 3)
+        and np.min(np.linalg.norm(neutral.vertices[:, None] - now[None], axis=2), 0).max() < 1e-4
+    )
+    lmk = np.load(folder / "person_landmarks2d.npy")
+    assert lmk.shape == (68, 2) and lmk.max() < 224
+
+
+def test_video_with_a_broken_frame(rec, faces_dir, tmp_path):
+    photo = media.fit_height(
+        np.asarray(__import__("PIL.Image").Image.open(faces_dir / PHOTO).convert("RGB")), 224
+    )
+    with media.video_writer(tmp_path / "clip.mp4", fps=10) as write:
+        for i in range(8):
+            frame = np.zeros((224, 288, 3), np.uint8)
+            frame[:, 4 * i : 4 * i + 224] = photo
+            write(frame)
+    data = bytearray((tmp_path / "clip.mp4").read_bytes())
+    at = len(data) * 9 // 10  # the first (key) frame holds most bytes: break a later one
+    data[at : at + 100] = bytes(b ^ 0x5A for b in data[at : at + 100])
+    (tmp_path / "broken.mp4").write_bytes(bytes(data))
+    options = RunOptions(save=parse_save("vis,codes,landmarks"), progress=False)
+    summary = BatchRunner(rec, tmp_path / "out", options).run([tmp_path / "broken.mp4"])
+    (record,) = summary.records
+    n = int(record.message.split()[0])
+    assert record.status == "ok" and 0 < n <= 8
+    assert len(list(media.iter_video(tmp_path / "out" / "broken" / "broken_vis.mp4"))) == n
+    codes = np.load(tmp_path / "out" / "broken" / "broken_codes.npz")
+    assert codes["shape"].shape[0] == len(codes["frame_index"]) >= 1
+
+
+def test_transfer_keeps_identity_and_takes_expression(rec, faces_dir, tmp_path):
+    from vitdeca.pipeline.transfer import transfer
+
+    a, b = faces_dir / PHOTO, faces_dir / "deca_testsamples" / "exp" / "7.jpg"
+    written = transfer(rec, a, b, tmp_path, parse_save("codes,vis,obj"))
+    stem = "IMG_0392_inputs_as_7"
+    assert tmp_path / stem / f"{stem}_vis.png" in written
+    got = np.load(tmp_path / stem / f"{stem}_codes.npz")
+    (fa,), (fb,) = rec(a), rec(b)
+    assert (fa.codes.expression - fb.codes.expression).abs().max() > 0.2  # the test can tell them apart
+    assert np.allclose(got["shape"], fa.codes.shape.numpy().ravel(), atol=0.05)
+    assert np.allclose(got["expression"], fb.codes.expression.numpy().ravel(), atol=0.05)
+    with pytest.raises(VitdecaError, match="dogs.jpg: no face"):
+        transfer(rec, a, faces_dir / "dlib_examples" / "dogs.jpg", tmp_path, parse_save("obj"))
+
+
+def test_cli_reconstruct_demo(rec, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_from_pretrained(path, **kwargs):
+        calls.append((path, kwargs))
+        return rec
+
+    monkeypatch.setattr(Reconstructor, "from_pretrained", staticmethod(fake_from_pretrained))
+    status = main(["reconstruct", "--demo", "--out", str(tmp_path), "--save", "obj,vis", "--no-progress"])
+    assert status == 0
+    assert calls == [(None, {"device": "auto", "detector": "dlib", "detail": True, "refine": False})]
+    assert (tmp_path / "astronaut" / "astronaut.obj").exists() and (
+        tmp_path / "astronaut" / "astronaut_vis.png"
+    ).exists()
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .endswith(f"1 inputs: 1 ok, 0 no face, 0 failed (1 faces) -> {tmp_path / 'summary.json'}")
+    )
+
+
+def test_checkpoint_regresses_codes(ict_archive, faces_dir, tmp_path):
+    from vitdeca.model import DecaModel, ModelConfig
+
+    path = tmp_path / "model.pt"
+    DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=True)).save(path)
+    rec = Reconstructor.from_pretrained(path, device="cpu")
+    assert rec.fit_config is None
+    (face,) = rec(faces_dir / PHOTO)
+    assert face.fit_nme is None and face.detail is not None and face.detail.uv_coords.shape[1] == 2
+    written = BatchRunner(rec, tmp_path / "out", RunOptions(save=parse_save("obj"), progress=False)).run(
+        [faces_dir / PHOTO]
+    )
+    assert "IMG_0392_inputs/IMG_0392_inputs_detail.obj" in written.records[0].outputs
