@@ -61,7 +61,7 @@ def test_yaml_overrides_and_clear_errors(tmp_path):
     assert config.run.coarse_steps == 5 and config.stages == ["coarse"]
     with pytest.raises(VitdecaError, match="unknown config key .*learning_rate"):
         load_train_config(path, ["optim.learning_rate=1"])
-    with pytest.raises(VitdecaError, match="optim.lr must be a number"):
+    with pytest.raises(VitdecaError, match="'optim.lr' must be a number"):
         load_train_config(path, ["optim.lr=fast"])
     with pytest.raises(VitdecaError, match="order coarse, detail"):
         load_train_config(path, ["stages=[detail, coarse]"])

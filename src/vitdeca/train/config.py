@@ -6,7 +6,6 @@ beside every run (``RUN_DIR/config.yaml``) and inside every checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Literal
@@ -135,22 +134,8 @@ class TrainConfig:
         return sum(self.stage_steps(s) for s in self.stages)
 
 
-def _floats_from_text(node: object, where: str, prefix: str = "") -> None:
-    """YAML reads ``1e-4`` (no dot) as text: turn such values of float fields into floats, in place."""
-    for f in dataclasses.fields(node):  # type: ignore[arg-type]
-        value = getattr(node, f.name)
-        if dataclasses.is_dataclass(value):
-            _floats_from_text(value, where, f"{prefix}{f.name}.")
-        elif f.type in ("float", float) and isinstance(value, str):
-            try:
-                setattr(node, f.name, float(value))
-            except ValueError as exc:
-                raise VitdecaError(f"{where}: {prefix}{f.name} must be a number, got {value!r}") from exc
-
-
 def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     """Cross-field checks with messages that name the key."""
-    _floats_from_text(config, where)
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown or not config.stages:
         raise VitdecaError(
