@@ -95,8 +95,8 @@ def main() -> None:
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads; 1-min load average "
-        f"{load_before:.1f} before / {load_after:.1f} after. The machine was shared with other engineers' "
-        "jobs, so absolute numbers are noisy; ratios come from runs in the same process.",
+        f"{load_before:.1f} before / {load_after:.1f} after. Other jobs on the machine "
+        "make absolute numbers noisy; ratios come from runs in the same process.",
         "",
         "## Eval-mode forward",
         "",

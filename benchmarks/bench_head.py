@@ -188,9 +188,9 @@ def main() -> None:
     notes = (
         f"{args.repeats} runs after a warm-up (baseline: fewer runs), `torch.no_grad`, "
         f"torch {torch.__version__}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs. CPU ms sums all threads. The machine was shared with other engineers' jobs "
-        f"while this ran (load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after), so "
-        "wall times are inflated and noisy (the minimum is the least disturbed run). "
+        f"{os.cpu_count()} CPUs. CPU ms sums all threads. Wall times include any other jobs on the machine "
+        f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after), so "
+        "the minimum is the least disturbed run. "
         "Peak extra MB: resident-memory high-water mark of one forward in a fresh process. "
         "Target: batch 64 ≤ 50 ms for both models."
     )

@@ -131,8 +131,8 @@ def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str
         "# Benchmark: reconstruct",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} torch thread(s). The machine was shared with other "
-        "engineers' jobs while this ran, so times are upper bounds.",
+        f"{torch.__version__}, {torch.get_num_threads()} torch thread(s). Other jobs on the machine, if any, "
+        f"inflate the times (1-min load average at the end: {os.getloadavg()[0]:.1f}).",
         "",
         "## Per-image fitting (no weights, default FitConfig) on the shared photos",
         "",

@@ -164,7 +164,7 @@ def main() -> None:
         f"median of {args.repeats} interleaved runs)",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-        f"{torch.__version__}. The machine was shared with other engineers' jobs, so absolute times are "
+        f"{torch.__version__}. Other jobs on the machine make absolute times "
         "noisy; ratios compare runs interleaved in the same process, after one warm-up run each. On an "
         "oversubscribed CPU torch's multi-threaded OpenMP regions stall on descheduled workers (compare "
         "ResNet50 across the thread counts); the 1-thread table is then the fairer comparison.",

@@ -233,8 +233,8 @@ def table(results: dict[str, dict[str, float]], threads: int, repeats: int) -> s
         "",
         f"CPU, {threads} thread(s), batch 8 (P=4 × K=2, shape consistency doubles the decoded rows to 16), "
         f"224×224, ViT-S/16 + DropKey 0.05, DECA's coarse losses incl. the dlib identity network; medians of "
-        f"{repeats} steps after a warm-up. The machine was shared with other engineers' jobs while this ran: "
-        "absolute times are noisy, the shares less so.",
+        f"{repeats} steps after a warm-up. Other jobs on the machine make "
+        "absolute times noisy, the shares less so.",
     ]
     return "\n".join(["# Training step (CPU)", "", *rows, *notes]) + "\n"
 
