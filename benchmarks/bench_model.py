@@ -7,26 +7,15 @@ Run: ``python benchmarks/bench_model.py [--encoder vit_small_patch16_224] [--rep
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from timing import median_seconds
 from vitdeca.model import DecaModel, ModelConfig
 from vitdeca.storage import atomic_write_bytes
 
 RESULTS = Path(__file__).parent / "results" / "model.md"
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (numba compilation, allocator)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(encoder: str, detail: bool, batch: int, repeats: int) -> tuple[float, float]:

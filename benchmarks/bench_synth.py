@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from timing import median_seconds
 from vitdeca.data.synth import SynthOptions, image_specs, load_synth_head, write_synthetic_dataset
 from vitdeca.data.synth_render import SynthRenderer, fit_camera
 from vitdeca.render import MeshRenderer
@@ -35,15 +36,6 @@ from vitdeca.storage import atomic_write_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.md"
 BATCH = 8
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bare_render(head, specs) -> None:
@@ -81,7 +73,7 @@ def main() -> None:
     head = load_synth_head(options)
     specs = image_specs(options, head, [])
     n = len(specs)
-    base = median_seconds(lambda: bare_render(head, specs), args.repeats)
+    base = median_seconds(lambda: bare_render(head, specs), args.repeats, warmup=False)
     ss1 = statistics.median(synth_render(head, specs, 1) for _ in range(args.repeats))
     ss2 = statistics.median(synth_render(head, specs, 2) for _ in range(args.repeats))
 
@@ -89,7 +81,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             write_synthetic_dataset(Path(tmp) / "d", options, progress=False)
 
-    full = median_seconds(end_to_end, args.repeats)
+    full = median_seconds(end_to_end, args.repeats, warmup=False)
     rows = [
         ("baseline: MeshRenderer alone, 224², uniform albedo", base),
         ("SynthRenderer.render, supersample 1", ss1),

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from scipy.spatial import ConvexHull
 
+from timing import median_seconds
+
 RESULTS = Path(__file__).parent / "results" / "train.md"
 ORDER = [
     "step", "encoder fwd+bwd alone (baseline)", "encoder fwd", "encoder bwd", "detail encoder fwd (unused)",
@@ -112,16 +114,6 @@ def _head(name: str, folder: Path):
     return load_head_model("flame", path=folder / "generic_model.pkl")
 
 
-def _median(fn, repeats: int) -> float:
-    fn()  # warm-up (numba compilation, allocator)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _instrument(
     trainer, model, identity, trainer_module
 ) -> tuple[Timers, dict[str, list[float]], Callable[[], None]]:
@@ -186,7 +178,7 @@ def measure(head_name: str, repeats: int, threads: int) -> dict[str, float]:
         step()  # warm-up
         timers.total.clear()
         parts.clear()
-        total = _median(step, repeats)
+        total = median_seconds(step, repeats)
         undo()
         split = {k: v / (repeats + 1) for k, v in timers.total.items()}  # _median runs fn repeats+1 times
         split.update({k: statistics.median(v) for k, v in parts.items()})
@@ -195,7 +187,7 @@ def measure(head_name: str, repeats: int, threads: int) -> dict[str, float]:
             model.zero_grad(set_to_none=True)
             model.encoder(batch["image"]).square().mean().backward()
 
-        split["encoder fwd+bwd alone (baseline)"] = _median(encoder_only, repeats)
+        split["encoder fwd+bwd alone (baseline)"] = median_seconds(encoder_only, repeats)
     split["losses fwd (excl. identity)"] = split.pop("losses fwd") - split["identity fwd"]
     split["step"] = total
     split["peak RSS MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
