@@ -152,18 +152,3 @@ def test_bad_uv_map_batch_raises():
     grid = torch.zeros(4, 2)
     with pytest.raises(VitdecaError, match="batch"):
         sample_uv_packed(torch.rand(2, 3, 4, 4), grid, torch.tensor([0, 1, 2, 2]))
-
-
-@pytest.mark.parametrize("flip", [False, True])
-def test_grid_vertex_normals_equal_the_grid_mesh_vertex_normals(flip):
-    from vitdeca.render import grid_faces, grid_vertex_normals, vertex_normals
-
-    torch.manual_seed(0)
-    size = 12
-    mask = torch.rand(size, size) > 0.3  # holes and ragged borders
-    positions = torch.randn(2, 3, size, size, dtype=torch.float64)
-    fast = grid_vertex_normals(positions, mask, flip=flip)
-    flat = positions.permute(0, 2, 3, 1).reshape(2, -1, 3)
-    slow = vertex_normals(flat, grid_faces(mask, flip=flip)).reshape(2, size, size, 3).permute(0, 3, 1, 2)
-    assert torch.allclose(fast, slow, atol=1e-10)
-    assert (slow.abs().sum(1) == 0).any()  # some texels have no triangle: both give 0 there

@@ -94,29 +94,6 @@ def grid_faces(mask: torch.Tensor, flip: bool = False) -> torch.Tensor:
     return faces.flip(-1) if flip else faces
 
 
-def grid_vertex_normals(positions: torch.Tensor, mask: torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """Area-weighted unit vertex normals of the texel grid mesh of :func:`grid_faces` (the same triangles),
-    computed with shifted slices instead of a scatter: positions (B,3,S,S), mask (S,S) bool → (B,3,S,S),
-    zero at texels without a triangle. Equals ``vertex_normals`` of the grid mesh up to rounding."""
-    top_left, top_right = positions[:, :, :-1, :-1], positions[:, :, :-1, 1:]
-    bottom_left, bottom_right = positions[:, :, 1:, :-1], positions[:, :, 1:, 1:]
-    keep = mask.to(positions.dtype)
-    keep_a = keep[:-1, :-1] * keep[1:, :-1] * keep[:-1, 1:]  # triangle (top_left, bottom_left, top_right)
-    keep_b = keep[:-1, 1:] * keep[1:, :-1] * keep[1:, 1:]  # triangle (top_right, bottom_left, bottom_right)
-    # face normal = cross(v1 - v0, v2 - v0), its length twice the area; reversing the winding negates it
-    sign = -1.0 if flip else 1.0
-    normal_a = torch.linalg.cross(bottom_left - top_left, top_right - top_left, dim=1) * (keep_a * sign)
-    normal_b = torch.linalg.cross(bottom_left - top_right, bottom_right - top_right, dim=1) * (keep_b * sign)
-    shared = normal_a + normal_b  # both triangles touch bottom_left and top_right
-    summed = (
-        F.pad(normal_a, (0, 1, 0, 1))  # top_left
-        + F.pad(shared, (0, 1, 1, 0))  # bottom_left
-        + F.pad(shared, (1, 0, 0, 1))  # top_right
-        + F.pad(normal_b, (1, 0, 1, 0))  # bottom_right
-    )
-    return F.normalize(summed, dim=1, eps=1e-12)
-
-
 @dataclass
 class DenseMesh:
     """A dense mesh with one vertex per covered texel: vertices (B,N,3), faces (M,3) long, colors (B,N,3)
@@ -153,8 +130,7 @@ class UVSpace(nn.Module):
         corners = uv_to_pixels(uv_coords, self.uv_size)[uv_faces]
         edge1, edge2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
         signed = (edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0]).sum()
-        self.grid_flip = bool(signed > 0)
-        dense = grid_faces(fragments.mask[0], flip=self.grid_flip)
+        dense = grid_faces(fragments.mask[0], flip=bool(signed > 0))
         texels = torch.nonzero(fragments.mask[0].reshape(-1)).squeeze(1)
         compact = torch.full((self.uv_size**2,), -1, dtype=torch.long, device=texels.device)
         compact[texels] = torch.arange(texels.numel(), device=texels.device)
@@ -201,9 +177,12 @@ class UVSpace(nn.Module):
         """
         if normals is None:
             normals = vertex_normals(vertices, self.faces)
+        batch = vertices.shape[0]
         coarse = F.normalize(self.world_to_uv(normals), dim=1, eps=1e-12)
         dense = self.detail_positions(vertices, displacement, normals)
-        detail = grid_vertex_normals(dense, self.mask[0, 0] > 0, flip=self.grid_flip)
+        dense = dense.permute(0, 2, 3, 1).reshape(batch, -1, 3)
+        detail = vertex_normals(dense, self.grid_faces)
+        detail = detail.reshape(batch, self.uv_size, self.uv_size, 3).permute(0, 3, 1, 2)
         has_normal = (detail.detach().abs().sum(1, keepdim=True) > 0).to(detail.dtype)
         weight = has_normal * (self.mask if mask is None else mask).to(detail.dtype)
         return detail * weight + coarse * (1.0 - weight)
