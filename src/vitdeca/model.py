@@ -42,7 +42,7 @@ class ModelConfig:
     dropkey_schedule: str = "linear"
     dropkey_end_factor: float = 0.0
     pool: str = "token"
-    pretrained: bool | str | None = None  # a weights file, or True: timm's/torchvision's download
+    pretrained: bool | str | None = None  # file, "timm:<hub name>", "dinov2-small" or True (docs/encoders.md)
     detail_encoder: str | None = None  # None: the same architecture as ``encoder``
     head_model: str = "ict"
     head_path: str | None = None  # FLAME: the user's generic_model.pkl (else $VITDECA_FLAME)

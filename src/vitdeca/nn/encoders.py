@@ -195,7 +195,12 @@ def _build_vit(name: str, n_outputs: int, source: PretrainedSource, pool: str, i
                 f"cannot download timm weights for {name} ({type(exc).__name__}: {exc}); are you offline? "
                 f"use {alternatives()}"
             ) from exc
-        raise VitdecaError(f"cannot build timm model {arch!r}: {exc}") from exc
+        where = (
+            f"model.pretrained={source.label}"
+            if source.kind == "hub"
+            else f"cannot build timm model {arch!r}"
+        )
+        raise VitdecaError(f"{where}: {exc}") from exc
     if not isinstance(backbone, VisionTransformer):
         raise VitdecaError(f"{name!r} is not a timm VisionTransformer")
     if pool == "token" and not backbone.has_class_token:

