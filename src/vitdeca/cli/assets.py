@@ -96,7 +96,7 @@ def _install_converted(args: argparse.Namespace) -> int:
         raise VitdecaError(f"{args.source}: {args.asset} converts a local file; download it first")
     record = install_dinov2_small(args.source, sha256=args.sha256, force=args.force)
     info = json.loads(record.read_text())
-    print(f"{args.asset} installed: {record.with_name(info['file'])}")
+    print(f"{args.asset} is installed: {record.with_name(info['file'])}")
     print(f"  model.pretrained: {args.asset}   (model.encoder: {info['arch']})")
     _print_record(info)
     return 0
