@@ -53,7 +53,7 @@ class FitWeights:
     albedo_reg: float = 1e-4
     light_reg: float = 0.1
     # ARKit-semantics priors on blend-shape expressions (vitdeca.arkit.expression_priors; ICT only)
-    sparsity_reg: float = 2e-4
+    sparsity_reg: float = 1e-3
     symmetry_reg: float = 2e-3
     exclusive_reg: float = 5e-3
 
