@@ -28,7 +28,6 @@ from vitdeca.errors import VitdecaError
 SETTING = "model.pretrained"
 """The config setting these values come from (named in error messages)."""
 HUB_PREFIX = "timm:"
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 
 @dataclass(frozen=True)
