@@ -41,6 +41,8 @@ class DataConfig:
     image_size: int = 224  # must equal model.image_size
     num_workers: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_manifest: str = ""  # held-out dataset scored every run.val_every steps (vitdeca.train.validation)
+    val_max_images: int = 0  # an evenly spaced subset of at most this many validation images (0: all)
 
     @property
     def batch_size(self) -> int:
@@ -103,6 +105,7 @@ class RunConfig:
     checkpoint_every: int = 1000
     log_every: int = 10
     image_every: int = 500  # TensorBoard image grids; 0: never
+    val_every: int = 0  # validation (data.val_manifest) every N steps and at stage ends; 0: stage ends only
     seed: int = 0
     init: str = ""  # start from a checkpoint's weights (training or DecaModel checkpoint), e.g. coarse.pt
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -155,6 +158,8 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
         "run.log_every": config.run.log_every,
         "run.max_nonfinite": config.run.max_nonfinite,
     }
+    if config.run.val_every < 0 or config.data.val_max_images < 0:
+        raise VitdecaError(f"{where}: run.val_every and data.val_max_images must be >= 0")
     for key, value in positive.items():
         if value <= 0:
             raise VitdecaError(f"{where}: {key} must be > 0, got {value}")
@@ -175,11 +180,12 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
 
 def load_train_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults, then the YAML file, then ``--set`` overrides; validated. ``data.manifest`` is resolved
-    against the config file's folder when relative."""
+    against the config file's folder when relative (and so is ``data.val_manifest``)."""
     config = load_config(TrainConfig, path, list(overrides))
-    if path is not None and config.data.manifest and not os.path.isabs(config.data.manifest):
-        base = os.path.dirname(os.path.abspath(path))
-        candidate = os.path.join(base, config.data.manifest)
-        if os.path.exists(candidate) or not os.path.exists(config.data.manifest):
-            config.data.manifest = os.path.normpath(candidate)
+    for key in ("manifest", "val_manifest"):
+        value = getattr(config.data, key)
+        if path is not None and value and not os.path.isabs(value):
+            candidate = os.path.join(os.path.dirname(os.path.abspath(path)), value)
+            if os.path.exists(candidate) or not os.path.exists(value):
+                setattr(config.data, key, os.path.normpath(candidate))
     return validate(config, str(path or "config"))

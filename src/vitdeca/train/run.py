@@ -26,6 +26,7 @@ from vitdeca.train.data import mix_seed
 from vitdeca.train.distributed import cleanup, init_distributed
 from vitdeca.train.objective import load_idmrf
 from vitdeca.train.trainer import Trainer
+from vitdeca.train.validation import build_validator
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def run_training(
     model_factory: ModelFactory = default_model,
     data_factory: DataFactory = default_data,
     identity_factory: Callable[[TrainConfig, torch.device], Any] = load_identity,
+    validator_factory: Callable[[TrainConfig], Any] = build_validator,
 ) -> str:
     """Train into ``run_dir`` (one process of a torchrun job, or the only one). Returns ``"done"`` or
     ``"interrupted"``."""
@@ -181,6 +183,7 @@ def run_training(
             device=device,
             identity_net=identity_factory(config, device),
             mrf=load_mrf(config, device),
+            validator=validator_factory(config) if info.is_main else None,
         )
         seed_everything(mix_seed(config.run.seed, info.rank, 4))
         if resuming:
