@@ -104,3 +104,46 @@ def test_plot_curves_draws_train_and_val(runs, tmp_path):
 
     assert main(["plot-curves", str(checked), "--out", str(tmp_path / "c.png"), "--smooth", "0"]) == 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_true_shape_error_on_a_synthetic_validation_set(ict_head, ict_home, tmp_path, monkeypatch):
+    """Real model on a `vitdeca synth` set: val_shape_mm (model) and val_shape_mm_mean_face (template),
+    recomputed here from codes.npz, the checkpoint and the head model."""
+    from vitdeca.data import FaceDataset
+    from vitdeca.data.synth import SynthOptions, write_synthetic_dataset
+    from vitdeca.model import DecaModel
+
+    monkeypatch.setenv("VITDECA_HOME", str(ict_home))
+    torch.set_num_threads(1)
+    data = tmp_path / "synth"
+    write_synthetic_dataset(data, SynthOptions(n_images=4, images_per_subject=2, seed=5, size=48,
+                                               supersample=1, uv_size=64), progress=False)  # fmt: skip
+    overrides = [
+        f"data.manifest={data}", f"data.val_manifest={data}", "run.val_every=1", "data.image_size=32",
+        "model.image_size=32", "model.encoder=vit_tiny_patch16_224", "model.uv_size=32", "model.n_albedo=4",
+        "model.detail=false", "stages=[coarse]", "run.coarse_steps=2", "data.identities_per_batch=2",
+        "data.images_per_identity=2", "data.augment.enabled=false", "losses.identity=0", "losses.mrf=0",
+        "run.device=cpu", "run.amp=none", "run.progress=false", "run.image_every=0",
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    status = run_training(None, run, overrides, model_factory=lambda c: DecaModel(c.model, head=ict_head))
+    assert status == "done"
+    rows = _rows(run / "losses.csv")
+    assert [r["val_shape_mm"] != "" for r in rows] == [True, True]
+    codes = np.load(data / "codes.npz")
+    true_shapes = torch.from_numpy(codes["shape"])
+    model = DecaModel.load(run / "checkpoints" / "last.pt", head=ict_head).eval()
+    crops = FaceDataset(data, size=32)
+    index = {r["image"]: k for k, r in enumerate(crops.records)}
+    images = torch.stack([crops[index[str(name)]].image for name in codes["image"]])
+    with torch.no_grad():
+        predicted = model.encode(images).shape
+        zeros = [torch.zeros(4, n) for n in (ict_head.n_expression, ict_head.n_pose)]
+        meshes = [ict_head(s, *zeros).vertices[:, ict_head.face_mask] for s in (predicted, true_shapes)]
+        template = ict_head.template_vertices[ict_head.face_mask]
+    mm = 1.0 / ict_head.units_per_mm
+    model_mm = ((meshes[0] - meshes[1]).norm(dim=-1).mean(dim=1) * mm).mean()
+    mean_face_mm = ((template - meshes[1]).norm(dim=-1).mean(dim=1) * mm).mean()
+    assert float(rows[-1]["val_shape_mm"]) == pytest.approx(float(model_mm), rel=1e-3)
+    assert float(rows[-1]["val_shape_mm_mean_face"]) == pytest.approx(float(mean_face_mm), rel=1e-4)
+    assert 0.5 < float(mean_face_mm) < 20.0  # random identities differ from the template by millimetres
