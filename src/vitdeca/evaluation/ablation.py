@@ -360,8 +360,8 @@ def format_table(
         "val shape: last validation neutral-shape error (mm).",
         "",
         "| model | seeds | median | mean | std | seed spread | 95 % CI median | relative | 95 % CI relative "
-        "| " + "".join(f"rel. {c} | " for c in categories) + "NME % | val shape mm | images |",
-        "|---|---|" + "---:|" * (11 + len(categories)),
+        "| " + "".join(f"rel. {c} | " for c in categories) + "NME % | val shape mm | images (all seeds) |",
+        "|---|---|" + "---:|" * (10 + len(categories)),
     ]
     for m in models:
         nme = None if m["nme"] is None else 100.0 * m["nme"]
