@@ -120,7 +120,7 @@ def input_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
 
 def execute(args: argparse.Namespace, make_reconstructor) -> int:
     """Expand inputs, build the reconstructor, run the batch, print the counts; the exit status."""
-    from vitdeca.pipeline.batch import BatchRunner
+    from vitdeca.pipeline.batch import BatchRunner, drop_unsupported
 
     out, paths = input_paths(args)
     options = run_options(args)
@@ -129,6 +129,8 @@ def execute(args: argparse.Namespace, make_reconstructor) -> int:
 
         torch.set_num_threads(args.threads)
     rec = make_reconstructor()
+    if hasattr(rec, "model"):
+        options = drop_unsupported(options, rec.model.head)
     summary = BatchRunner(rec, out, options).run(paths)
     print(summary.line())
     return 1 if summary.counts["failed"] else 0
