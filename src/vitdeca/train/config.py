@@ -34,6 +34,8 @@ class DataConfig:
     """What a batch holds: P identities × K images each (the global batch, whatever the process count)."""
 
     manifest: str = ""  # a dataset folder written by `vitdeca annotate` (or its manifest.jsonl)
+    extra_manifests: list[str] = field(default_factory=list)  # more dataset folders, mixed in
+    extra_repeats: list[int] = field(default_factory=list)  # times each extra dataset's faces are listed
     image_root: str = ""  # overrides the image folder recorded in the dataset's dataset.json
     identities_per_batch: int = 4  # P (DECA: 8 identities × K 2 in its coarse stage)
     images_per_identity: int = 2  # K
@@ -64,6 +66,10 @@ class LossConfig:
     reg_expression: float = 1e-4
     reg_albedo: float = 1e-4
     reg_light: float = 1.0
+    # coarse stage, samples with ground truth only (synthetic datasets with codes.npz; 0 for photos)
+    sup_shape: float = 0.0  # neutral-shape vertex distance, mm
+    sup_expression: float = 0.0  # expression-offset vertex distance, mm
+    sup_pose: float = 0.0  # |pose − true pose|, radians
     # detail stage
     detail_photometric: float = 2.0
     mrf: float = 0.1  # DECA: photo_D (2) × mrf (5e-2)
@@ -92,6 +98,7 @@ class OptimConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     grad_clip: float = 0.0  # max global gradient norm; 0: no clipping
+    backbone_lr_scale: float = 1.0  # the encoders' pretrained backbones train at lr × this
 
 
 @dataclass
@@ -177,9 +184,19 @@ def load_train_config(path: str | os.PathLike | None = None, overrides: list[str
     """Defaults, then the YAML file, then ``--set`` overrides; validated. ``data.manifest`` is resolved
     against the config file's folder when relative."""
     config = load_config(TrainConfig, path, list(overrides))
-    if path is not None and config.data.manifest and not os.path.isabs(config.data.manifest):
+    if path is not None:
         base = os.path.dirname(os.path.abspath(path))
-        candidate = os.path.join(base, config.data.manifest)
-        if os.path.exists(candidate) or not os.path.exists(config.data.manifest):
-            config.data.manifest = os.path.normpath(candidate)
+        config.data.manifest = _beside(config.data.manifest, base)
+        config.data.extra_manifests = [_beside(m, base) for m in config.data.extra_manifests]
     return validate(config, str(path or "config"))
+
+
+def _beside(folder: str, base: str) -> str:
+    """A relative dataset path resolved against the config file's folder ``base`` when it exists there
+    (or nowhere else)."""
+    if not folder or os.path.isabs(folder):
+        return folder
+    candidate = os.path.join(base, folder)
+    if os.path.exists(candidate) or not os.path.exists(folder):
+        return os.path.normpath(candidate)
+    return folder
