@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     options = SynthOptions(
         n_images=args.n, images_per_subject=args.images_per_subject, seed=args.seed, size=args.size,
         supersample=args.supersample, uv_size=args.uv_size, head_model=args.head, head_path=args.head_path,
-        yaw=args.yaw, face_fraction=tuple(args.face_fraction), backgrounds=args.backgrounds, textures=args.textures, batch_size=args.batch_size,
+        yaw=args.yaw, face_fraction=tuple(args.face_fraction), backgrounds=args.backgrounds,
+        textures=args.textures, batch_size=args.batch_size,
         background_detector=None if args.background_detector == "none" else args.background_detector,
     )  # fmt: skip
     summary = write_synthetic_dataset(args.out, options, progress=not args.quiet)
