@@ -34,6 +34,8 @@ class DataConfig:
     """What a batch holds: P identities × K images each (the global batch, whatever the process count)."""
 
     manifest: str = ""  # a dataset folder written by `vitdeca annotate` (or its manifest.jsonl)
+    extra_manifests: list[str] = field(default_factory=list)  # more dataset folders, mixed in
+    extra_repeats: list[int] = field(default_factory=list)  # times each extra dataset's faces are listed
     image_root: str = ""  # overrides the image folder recorded in the dataset's dataset.json
     identities_per_batch: int = 4  # P (DECA: 8 identities × K 2 in its coarse stage)
     images_per_identity: int = 2  # K
@@ -66,6 +68,10 @@ class LossConfig:
     reg_expression: float = 1e-4
     reg_albedo: float = 1e-4
     reg_light: float = 1.0
+    # coarse stage, samples with ground truth only (synthetic datasets with codes.npz; 0 for photos)
+    sup_shape: float = 0.0  # neutral-shape vertex distance, mm
+    sup_expression: float = 0.0  # expression-offset vertex distance, mm
+    sup_pose: float = 0.0  # |pose − true pose|, radians
     # detail stage
     detail_photometric: float = 2.0
     mrf: float = 0.1  # DECA: photo_D (2) × mrf (5e-2)
@@ -94,6 +100,7 @@ class OptimConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     grad_clip: float = 0.0  # max global gradient norm; 0: no clipping
+    backbone_lr_scale: float = 1.0  # the encoders' pretrained backbones train at lr × this
 
 
 @dataclass
@@ -180,12 +187,23 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
 
 def load_train_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults, then the YAML file, then ``--set`` overrides; validated. ``data.manifest`` is resolved
-    against the config file's folder when relative (and so is ``data.val_manifest``)."""
+    against the config file's folder when relative (and so are ``data.val_manifest`` and
+    ``data.extra_manifests``)."""
     config = load_config(TrainConfig, path, list(overrides))
-    for key in ("manifest", "val_manifest"):
-        value = getattr(config.data, key)
-        if path is not None and value and not os.path.isabs(value):
-            candidate = os.path.join(os.path.dirname(os.path.abspath(path)), value)
-            if os.path.exists(candidate) or not os.path.exists(value):
-                setattr(config.data, key, os.path.normpath(candidate))
+    if path is not None:
+        base = os.path.dirname(os.path.abspath(path))
+        config.data.manifest = _beside(config.data.manifest, base)
+        config.data.val_manifest = _beside(config.data.val_manifest, base)
+        config.data.extra_manifests = [_beside(m, base) for m in config.data.extra_manifests]
     return validate(config, str(path or "config"))
+
+
+def _beside(folder: str, base: str) -> str:
+    """A relative dataset path resolved against the config file's folder ``base`` when it exists there
+    (or nowhere else)."""
+    if not folder or os.path.isabs(folder):
+        return folder
+    candidate = os.path.join(base, folder)
+    if os.path.exists(candidate) or not os.path.exists(folder):
+        return os.path.normpath(candidate)
+    return folder

@@ -104,8 +104,21 @@ def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(params: list[nn.Parameter], cfg: OptimConfig, total: int) -> tuple[Any, Any]:
-    """The stage's optimiser and its LambdaLR scheduler."""
+def param_groups(model: nn.Module, params: list[nn.Parameter], cfg: OptimConfig) -> list[dict[str, Any]]:
+    """``params`` split into backbone parameters (name contains ``.backbone.``: the pretrained feature
+    extractors), trained at ``lr · backbone_lr_scale``, and the rest (heads, decoders) at ``lr``."""
+    backbone = {id(p) for n, p in model.named_parameters() if ".backbone." in f".{n}"}
+    groups = [
+        {"params": [p for p in params if id(p) not in backbone], "lr": cfg.lr},
+        {"params": [p for p in params if id(p) in backbone], "lr": cfg.lr * cfg.backbone_lr_scale},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(
+    params: list[nn.Parameter] | list[dict[str, Any]], cfg: OptimConfig, total: int
+) -> tuple[Any, Any]:
+    """The stage's optimiser (over parameters or :func:`param_groups`) and its LambdaLR scheduler."""
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     else:
@@ -277,9 +290,16 @@ class Trainer:
             uv_axis=self.uv_axis,
             identity=self.identity_net,
             mrf=self.mrf,
+            truth=self._truth(batch),
+            head=getattr(self.model, "head", None),
         )
         values = compute_losses(self.weights, inputs)
         return StepResult(weighted_total(values, self.weights), values, images, landmarks, recon, codes)
+
+    def _truth(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """The batch's true codes (``truth_*``, ``has_truth``) on the device, or None (photos only)."""
+        keys = [k for k in batch if k.startswith("truth_") or k == "has_truth"]
+        return {k: batch[k].to(self.device, non_blocking=True) for k in keys} if keys else None
 
     # ---------------------------------------------------------------- stages
     def _stage_bounds(self, stage: str) -> tuple[int, int]:
@@ -294,7 +314,8 @@ class Trainer:
         trainable = prepare_stage(self.model, stage)
         self.params = trainable
         self.ddp = wrap_ddp(self.module, self.info, self.device, self.config.run.find_unused_parameters)
-        self.optimizer, self.scheduler = build_optimizer(trainable, self.config.optim, end - start)
+        groups = param_groups(self.model, trainable, self.config.optim)
+        self.optimizer, self.scheduler = build_optimizer(groups, self.config.optim, end - start)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self.weights = self._available(weights_for(self.config.losses, stage))
         state = self._resume_state
