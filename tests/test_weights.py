@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 from collections import OrderedDict
 from pathlib import Path
@@ -20,12 +21,14 @@ FORMATS = ("zip", "legacy", "pickle")
 
 
 class Evil:
-    """Unpickling this object creates ``marker`` (a stand-in for any command an attacker would run)."""
+    """Unpickling this object creates ``marker``, through ``exec`` or a shell (``os.system``)."""
 
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
+    def __init__(self, marker: Path, shell: bool = False) -> None:
+        self.marker, self.shell = marker, shell
 
     def __reduce__(self):
+        if self.shell:
+            return os.system, (f"echo pwned > '{self.marker}'",)
         return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
 
 
@@ -38,16 +41,16 @@ def write(path: Path, obj, form: str) -> Path:
     return path
 
 
-def evil_checkpoint(tmp_path: Path, form: str) -> tuple[Path, Path]:
+def evil_checkpoint(tmp_path: Path, form: str, shell: bool = False) -> tuple[Path, Path]:
     """A checkpoint-shaped dict with one extra pickled object; returns (file, marker)."""
-    marker = tmp_path / f"marker-{form}"
+    marker = tmp_path / f"marker-{form}-{shell}"
     payload = {
         "model": OrderedDict(w=torch.ones(2)),
         "model_config": {},
         "head_model": {"name": "ict", "checksum": "0"},
-        "extra": Evil(marker),
+        "extra": Evil(marker, shell),
     }
-    return write(tmp_path / f"evil-{form}.pt", payload, form), marker
+    return write(tmp_path / f"evil-{form}-{shell}.pt", payload, form), marker
 
 
 def test_the_evil_object_does_run_when_unpickled_plainly(tmp_path):
@@ -57,13 +60,15 @@ def test_the_evil_object_does_run_when_unpickled_plainly(tmp_path):
     assert marker.read_text() == "pwned"
 
 
+@pytest.mark.parametrize("shell", [False, True])
 @pytest.mark.parametrize("form", FORMATS)
-def test_hostile_files_are_refused_without_running(tmp_path, form):
-    path, marker = evil_checkpoint(tmp_path, form)
+def test_hostile_files_are_refused_without_running(tmp_path, form, shell):
+    path, marker = evil_checkpoint(tmp_path, form, shell)
     with pytest.raises(VitdecaError, match="refusing to load") as info:
         read_weights(path)
     message = str(info.value)
-    assert message.startswith(f"{path}: ") and "\n" not in message and "exec" in message
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert ("system" if shell else "exec") in message and "weights_only" not in message
     assert not marker.exists()
 
 
@@ -153,7 +158,7 @@ def _entry_points(tmp_path: Path, evil: Path) -> dict[str, list[str]]:
 @pytest.mark.parametrize("command", ["reconstruct", "fit", "transfer", "eval synth", "train"])
 def test_every_entry_point_refuses_hostile_checkpoints(tmp_path, capsys, command):
     for form in FORMATS:
-        evil, marker = evil_checkpoint(tmp_path, form)
+        evil, marker = evil_checkpoint(tmp_path, form, shell=form == "legacy")
         status = main(_entry_points(tmp_path, evil)[command])
         err = capsys.readouterr().err.strip().splitlines()
         assert status == 2, (form, err)

@@ -94,8 +94,8 @@ def read_weights(
         refused = _refused_global(str(exc))
         if refused:
             raise VitdecaError(
-                f"{path}: refusing to load this {what}: it holds the Python object {refused}, not only "
-                "weights (loading it could run code)"
+                f"{path}: refusing to load this {what}: it holds {refused}, not only weights "
+                "(loading it could run code)"
             ) from exc
         raise VitdecaError(f"{path}: not a readable {what} ({_first_line(exc)})") from exc
     except Exception as exc:  # noqa: BLE001 - torch and safetensors raise many types for broken files
@@ -123,11 +123,18 @@ def read_state_dict(path: str | os.PathLike, what: str = "weights file") -> dict
 
 
 def _refused_global(message: str) -> str:
-    """The ``module.name`` torch's weights-only unpickler refused, from its error message ('' if none)."""
-    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message) or re.search(
-        r"(?:Unsupported operand|Trying to call reduce for unrecognized function) [`<]?([\w.]+)", message
-    )
-    return match.group(1) if match else ""
+    """What torch's weights-only unpickler refused, from its error message ('' when it refused
+    nothing: the file is broken rather than hostile). torch's own advice in that message (to load with
+    ``weights_only=False``) is never shown."""
+    for pattern in (
+        r"GLOBAL ([\w.]+)",
+        r"unrecognized function <?[`']?([\w.]+)",
+        r"Unsupported operand (\w+)",
+    ):
+        match = re.search(pattern, message)
+        if match:
+            return match.group(1)
+    return "an object that is not plain data" if "Weights only load failed" in message else ""
 
 
 def _first_line(exc: BaseException) -> str:
