@@ -170,3 +170,44 @@ def test_inputs_inside_the_output_folder_are_left_out(fake_rec, writer, tmp_path
     assert any(out in p.parents for p in everything)
     summary, _ = _run(fake_rec, writer, out, everything)
     assert sorted(r.path for r in summary.records) == sorted(str(p) for p in photos)
+
+
+KILLED_RUN = """
+import os, signal, sys, types
+from pathlib import Path
+import numpy as np
+from vitdeca.pipeline.batch import BatchRunner, RunOptions
+from vitdeca.pipeline.reconstructor import Prepared
+
+class Rec:
+    def prepare(self, path, all_faces=False):
+        return Prepared(str(path), np.zeros((4, 4, 3), np.uint8), [b"face"])
+    def reconstruct_crops(self, prepared):
+        return [[types.SimpleNamespace(face_index=0)] for _ in prepared]
+
+def writer(result, folder, stem, save):
+    (folder / f"{stem}.txt").write_text("half")
+    if stem == "b":
+        os.kill(os.getpid(), signal.SIGKILL)  # killed while writing b's folder
+    return [folder / f"{stem}.txt"]
+
+BatchRunner(Rec(), sys.argv[1], RunOptions(progress=False, batch_size=4), writer=writer).run(
+    [Path(p) for p in sys.argv[2:]]
+)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL is POSIX")
+def test_a_run_killed_mid_write_is_resumed_without_trusting_the_half_folder(fake_rec, writer, tmp_path):
+    import subprocess
+    import sys
+
+    paths = _files(tmp_path / "in", "a.jpg", "b.jpg", "c.jpg")
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", KILLED_RUN, str(out), *map(str, paths)]
+    assert subprocess.run(command, check=False).returncode == -9
+    assert (out / "a" / DONE_MARKER).exists() and not (out / "b").exists() and (out / ".b.partial").exists()
+    summary, saved = _run(fake_rec, writer, out, paths)
+    assert [r.status for r in summary.records] == ["ok"] * 3 and saved["complete"] is True
+    assert "skipped" in summary.records[0].message and "skipped" not in summary.records[1].message
+    assert (out / "b" / "b.txt").read_text().startswith("0") and not (out / ".b.partial").exists()
