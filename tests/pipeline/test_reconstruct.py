@@ -115,6 +115,7 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
         "person_codes.npz",
         "person_neutral.obj",
         "person_now_landmarks.npy",
+        "person_arkit.json",
     }
     assert {p.name for p in folder.iterdir()} == expected | {".vitdeca-done.json"}  # + completion marker
     record = json.loads((tmp_path / "out" / "summary.json").read_text())["records"]

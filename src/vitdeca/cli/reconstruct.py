@@ -146,7 +146,7 @@ def demo_photo() -> Path:
 def execute(args: argparse.Namespace, make_reconstructor) -> int:
     """Check the options, expand inputs, build the reconstructor, run the batch, print the counts;
     the exit status (1 when some input failed)."""
-    from vitdeca.pipeline.batch import BatchRunner
+    from vitdeca.pipeline.batch import BatchRunner, drop_unsupported
 
     options = check_options(args)
     out, paths = input_paths(args)
@@ -155,6 +155,8 @@ def execute(args: argparse.Namespace, make_reconstructor) -> int:
 
         torch.set_num_threads(args.threads)
     rec = make_reconstructor()
+    if hasattr(rec, "model"):
+        options = drop_unsupported(options, rec.model.head)
     summary = BatchRunner(rec, out, options).run(paths)
     print(summary.line())
     return 1 if summary.counts["failed"] else 0
