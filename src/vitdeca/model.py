@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -300,14 +299,11 @@ class DecaModel(nn.Module):
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict, with clear errors for missing, corrupt or foreign files."""
-    path = Path(path)
-    if not path.is_file():
-        raise VitdecaError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise VitdecaError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    """Read a checkpoint dict (:func:`vitdeca.weights.read_weights`: nothing in it is executed), with clear
+    errors for missing, corrupt, foreign or hostile files."""
+    from vitdeca.weights import read_weights
+
+    payload = read_weights(path, "checkpoint", map_location)
     missing = [
         k
         for k in ("model", "model_config", "head_model")

@@ -29,11 +29,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitdeca.faces.detect import check_backend
     from vitdeca.pipeline import Reconstructor
     from vitdeca.pipeline.batch import parse_save, prepare_output_dir
+    from vitdeca.pipeline.reconstructor import resolve_device
     from vitdeca.pipeline.transfer import transfer
 
-    save = parse_save(args.save)
+    save = parse_save(args.save)  # every option is checked before any work
+    check_backend(args.detector)
+    resolve_device(args.device)
     out = prepare_output_dir(args.out)
     rec = Reconstructor.from_pretrained(args.checkpoint, device=args.device, detector=args.detector)
     written = transfer(rec, args.identity, args.expression, out, save)

@@ -231,16 +231,11 @@ def load_vit_state(backbone: nn.Module, state: dict[str, torch.Tensor], source: 
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a torch or safetensors state dict (nested ``state_dict``/``model`` keys unwrapped)."""
-    from timm.models import load_state_dict
+    """Read a torch or safetensors state dict (nested ``state_dict``/``model`` keys unwrapped) with
+    :func:`vitdeca.weights.read_state_dict` (nothing in the file is executed)."""
+    from vitdeca.weights import read_state_dict
 
-    try:
-        state = load_state_dict(str(path), use_ema=False, weights_only=True)
-    except Exception as exc:
-        raise VitdecaError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise VitdecaError(f"{path}: not a state dict of tensors")
-    return state
+    return read_state_dict(path, "encoder weights")
 
 
 def _load_backbone_state(
