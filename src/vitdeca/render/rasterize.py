@@ -276,7 +276,10 @@ def _zbuffer_face_index(
         faces_np = np.ascontiguousarray(faces.detach().to("cpu", torch.int64).numpy())
         zbuf = np.full((batch, height, width), np.inf)
         near_value = -np.inf if near is None else float(near)
-        kernels.zbuffer(verts, faces_np, perspective, cull, near_value, face_index, zbuf)
+        bands = kernels.zbuffer_bands(batch, height)
+        kernels.launch(
+            kernels.zbuffer, verts, faces_np, perspective, cull, near_value, bands, face_index, zbuf
+        )
     return torch.from_numpy(face_index).to(vertices.device)
 
 
