@@ -16,7 +16,6 @@ blend-shape models (ICT) stay in [0, 1].
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -340,18 +339,6 @@ def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
     optimizer.step()
 
 
-@contextlib.contextmanager
-def _single_thread():
-    """Fit on one thread: the ops are small, and thread hand-offs cost more than they save (10x and
-    erratic on a busy CPU; steady on one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
@@ -384,7 +371,6 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
-@_single_thread()
 def fit_codes(
     model,
     images: torch.Tensor,
@@ -398,6 +384,7 @@ def fit_codes(
     ``model``: a :class:`vitdeca.model.DecaModel` (its weights stay fixed); ``init``: starting codes
     (default :func:`initial_codes`); ``masks`` (B,1,S,S): the photometric region (default
     :func:`face_masks`). Images are fitted together but independently (every loss is a per-image mean).
+    Thread policy is the caller's: it runs on ``torch.get_num_threads()`` threads (``--threads`` in the CLI).
     """
     config = (config or FitConfig()).validated()
     start = time.perf_counter()

@@ -36,3 +36,19 @@ def test_help_lists_the_commands(capsys):
         main(["reconstruct", "--help"])
     out = capsys.readouterr().out
     assert "--checkpoint" in out and "--all-faces" in out and "--no-detail" in out and "--demo" in out
+
+
+@pytest.mark.parametrize("command", [["fit", "x.jpg"], ["reconstruct", "x.jpg"], ["transfer", "--identity",
+                                     "a.jpg", "--expression", "b.jpg"]])  # fmt: skip
+def test_threads_option_sets_the_process_policy(monkeypatch, command):
+    import torch
+
+    from vitdeca.cli import build_parser
+    from vitdeca.cli.reconstruct import apply_threads
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    apply_threads(build_parser().parse_args(command))
+    assert calls == []  # default: torch's own thread count (all it allows)
+    apply_threads(build_parser().parse_args([*command, "--threads", "3"]))
+    assert calls == [3]
