@@ -66,8 +66,9 @@ def probe_trainer(
     from vitdeca.train.trainer import Trainer
 
     n = config.data.batch_size
+    dataset, identities = [None] * n, list(range(n))
     trainer = Trainer(
-        config, run_dir, model, [None] * n, list(range(n)), info=info, device=device, identity_net=identity_net
+        config, run_dir, model, dataset, identities, info=info, device=device, identity_net=identity_net
     )
     trainer._enter_stage(stage, 0, 10**6)
     return trainer
