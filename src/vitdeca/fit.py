@@ -16,7 +16,6 @@ blend-shape models (ICT) stay in [0, 1].
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -369,18 +368,6 @@ def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
     optimizer.step()
 
 
-@contextlib.contextmanager
-def _single_thread():
-    """Fit on one thread: the ops are small, and thread hand-offs cost more than they save (10x and
-    erratic on a busy CPU; steady on one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
@@ -416,7 +403,6 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
-@_single_thread()
 def fit_codes(
     model,
     images: torch.Tensor,
@@ -434,8 +420,9 @@ def fit_codes(
     Each image is fitted on its own, so its codes depend only on it and the settings, never on the
     other images of the batch. (Fitted as one batch, a different batch size changes the rounding of
     the batched matrix products by ~1e-8; the L1 landmark loss and Adam's normalised steps amplify that
-    to ~0.1 in the shape codes within 60 steps.) On one machine and torch build, the same image and
-    settings give bit-identical codes; fitting runs on one thread, so the thread count does not matter.
+    to ~0.1 in the shape codes within 60 steps.) On one machine and torch build, the same image, settings
+    and thread count give bit-identical codes. Thread policy is the caller's: it runs on
+    ``torch.get_num_threads()`` threads (``--threads`` in the CLI).
     """
     config = (config or FitConfig()).validated()
     start = time.perf_counter()

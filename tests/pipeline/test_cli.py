@@ -104,3 +104,19 @@ def test_a_rerun_with_out_inside_the_inputs_reads_only_the_photos(tmp_path, caps
     assert "2 inputs: 2 ok" in capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["reconstruct", str(out), "--out", str(out)]) == 2  # only outputs given: nothing to do
     assert "every input is inside the output folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["fit", "x.jpg"], ["reconstruct", "x.jpg"], ["transfer", "--identity",
+                                     "a.jpg", "--expression", "b.jpg"]])  # fmt: skip
+def test_threads_option_sets_the_process_policy(monkeypatch, command):
+    import torch
+
+    from vitdeca.cli import build_parser
+    from vitdeca.cli.reconstruct import apply_threads
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    apply_threads(build_parser().parse_args(command))
+    assert calls == []  # default: torch's own thread count (all it allows)
+    apply_threads(build_parser().parse_args([*command, "--threads", "3"]))
+    assert calls == [3]

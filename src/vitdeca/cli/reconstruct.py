@@ -73,10 +73,27 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", action="store_true", help="videos: also write the per-frame files")
     parser.add_argument("--max-frames", type=_positive_int, metavar="N", help="videos: read at most N frames")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose output folder exists")
-    parser.add_argument(
-        "--threads", type=_positive_int, metavar="N", help="CPU threads for torch (its default)"
-    )
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: the process's CPU thread policy (see :func:`apply_threads`)."""
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="CPU threads for torch and the renderer's kernels (default: all that torch allows)",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set the thread count of ``--threads`` for the whole run (torch's, which the numba kernels follow);
+    without it torch's default stays. The library never changes it."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def _positive_int(text: str) -> int:
@@ -157,10 +174,7 @@ def execute(args: argparse.Namespace, make_reconstructor) -> int:
 
     options = check_options(args)
     out, paths = input_paths(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     rec = make_reconstructor()
     if hasattr(rec, "model"):
         options = drop_unsupported(options, rec.model.head)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from vitdeca.cli.reconstruct import add_threads_argument, apply_threads
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -24,6 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
     parser.add_argument("--detector", default="dlib", help="face detector backend (%(default)s)")
     parser.add_argument("--save", default="obj,texture,vis", metavar="LIST", help="outputs (%(default)s)")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from vitdeca.pipeline.reconstructor import resolve_device
     from vitdeca.pipeline.transfer import transfer
 
+    apply_threads(args)
     save = parse_save(args.save)  # every option is checked before any work
     check_backend(args.detector)
     resolve_device(args.device)
