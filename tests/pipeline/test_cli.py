@@ -109,7 +109,6 @@ def test_a_rerun_with_out_inside_the_inputs_reads_only_the_photos(tmp_path, caps
 @pytest.mark.parametrize("command", [["fit", "x.jpg"], ["reconstruct", "x.jpg"], ["transfer", "--identity",
                                      "a.jpg", "--expression", "b.jpg"]])  # fmt: skip
 def test_threads_option_sets_the_process_policy(monkeypatch, command):
-    import torch
 
     from vitdeca.cli import build_parser
     from vitdeca.cli.reconstruct import apply_threads
