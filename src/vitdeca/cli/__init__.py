@@ -24,6 +24,7 @@ SUBCOMMANDS: list[str] = [
     "eval",
     "synth",
     "experiment",
+    "demo",
 ]
 
 log = logging.getLogger("vitdeca")

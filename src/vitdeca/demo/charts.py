@@ -29,6 +29,7 @@ REGION_COLOURS = {
     "nose": "#937860",
     "tongue": "#da8bc3",
 }
+ROTATION_START = "HeadYaw"  # Live Link Face: the first column after the blendshapes
 N_CURVES = 8  # a video's chart shows the weights that move most over time
 
 
@@ -51,12 +52,15 @@ class ArkitCurves:
 
 
 def read_arkit_json(path: str | os.PathLike) -> ArkitWeights:
-    """Read ``<stem>_arkit.json`` (``{"names": [...], "weights": [...], ...}``); VitdecaError if malformed."""
+    """Read ``<stem>_arkit.json`` (``{"names": [...], "weights": [...], "unavailable": [...], ...}``); the
+    names listed as unavailable (or with a null weight) get NaN. VitdecaError if malformed."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
         names = [str(n) for n in data["names"]]
         weights = np.array([math.nan if w is None else float(w) for w in data["weights"]], np.float64)
+        unavailable = set(data.get("unavailable") or ())
+        weights[[k for k, n in enumerate(names) if n in unavailable]] = math.nan
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise VitdecaError(f"{path}: not an ARKit weights file ({type(exc).__name__}: {exc})") from exc
     if len(names) != len(weights) or not names:
@@ -65,16 +69,17 @@ def read_arkit_json(path: str | os.PathLike) -> ArkitWeights:
 
 
 def read_arkit_csv(path: str | os.PathLike) -> ArkitCurves:
-    """Read a Live Link Face CSV (``Timecode, BlendShapeCount, <N names>, HeadYaw, ...``): the N blendshape
-    columns of every row, N taken from ``BlendShapeCount``; VitdecaError if malformed."""
+    """Read a Live Link Face CSV (``Timecode, BlendShapeCount, <52 names>, HeadYaw, ...``): the blendshape
+    columns (from ``BlendShapeCount`` to ``HeadYaw``, the first rotation) of every row; VitdecaError if
+    malformed."""
     path = Path(path)
     try:
         with open(path, newline="") as handle:
             rows = list(csv.reader(handle))
         header, body = rows[0], [r for r in rows[1:] if r]
         start = header.index("BlendShapeCount") + 1
-        count = int(float(body[0][start - 1])) if body else len(header) - start
-        names = header[start : start + count]
+        names = header[start : header.index(ROTATION_START)]
+        count = len(names)
         weights = np.array([[float(v or "nan") for v in r[start : start + count]] for r in body], np.float64)
     except (OSError, ValueError, IndexError) as exc:
         raise VitdecaError(f"{path}: not a Live Link Face CSV ({type(exc).__name__}: {exc})") from exc

@@ -161,7 +161,7 @@ class DemoEngine:
             raise VitdecaError(f"{name}: the file is empty")
         if size_mb > self.max_upload_mb:
             limit = f"{self.max_upload_mb:g} MB"
-            raise VitdecaError(f"{name}: {size_mb:.1f} MB is over the demo's upload limit of {limit}")
+            raise VitdecaError(f"{name}: {size_mb:.3g} MB is over the demo's upload limit of {limit}")
         return path
 
     def run(
@@ -198,11 +198,13 @@ class DemoEngine:
         return result
 
     def _new_job(self) -> Path:
-        """A fresh job folder; the oldest beyond :data:`KEEP_JOBS` are deleted."""
+        """A fresh job folder (named by time, so names sort by age); the oldest beyond :data:`KEEP_JOBS`
+        (counting the new one) are deleted."""
         self._jobs += 1
-        job = Path(tempfile.mkdtemp(prefix=f"job{self._jobs:05d}-", dir=self.workdir))
-        old = sorted((p for p in self.workdir.glob("job*-*") if p.is_dir()), key=lambda p: p.name)
-        for stale in old[: max(0, len(old) - KEEP_JOBS)]:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        job = Path(tempfile.mkdtemp(prefix=f"job-{stamp}-{self._jobs:05d}-", dir=self.workdir))
+        old = sorted(p for p in self.workdir.glob("job-*") if p.is_dir() and p != job)
+        for stale in old[: max(0, len(old) + 1 - KEEP_JOBS)]:
             shutil.rmtree(stale, ignore_errors=True)
         return job
 
