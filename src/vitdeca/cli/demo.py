@@ -47,6 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--workdir", metavar="DIR", help="where jobs are written (a temporary folder)")
     parser.add_argument("--no-examples", action="store_true", help="do not offer the bundled examples")
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="serve at once (the first request pays the first-call costs)"
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from vitdeca.storage import vitdeca_home
 
     checkpoint = os.fspath(Path(args.checkpoint).expanduser()) if args.checkpoint else None
-    examples = None if args.no_examples else write_examples(vitdeca_home() / "demo_examples")
+    examples = write_examples(vitdeca_home() / "demo_examples")
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="vitdeca-demo-"))
         engine = DemoEngine(
@@ -113,7 +116,12 @@ def run(args: argparse.Namespace) -> int:
             max_upload_mb=args.max_upload_mb,
             max_frames=args.max_frames,
         )
-        log.info("loading the model (%s)", engine.default_method)
-        engine.warm_up()
-        launch(engine, host=args.host, port=args.port, examples=examples)
+        sample = None if args.no_warmup else examples[0]
+        log.info(
+            "loading the %s model%s",
+            engine.default_method,
+            f", warming up on {sample.name}" if sample else "",
+        )
+        engine.warm_up(sample)
+        launch(engine, host=args.host, port=args.port, examples=None if args.no_examples else examples)
     return 0

@@ -19,7 +19,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import gradio as gr  # noqa: E402
 
-from vitdeca.demo.engine import METHOD_HELP, DemoEngine, DemoResult  # noqa: E402
+from vitdeca.demo.engine import MB, METHOD_HELP, DemoEngine, DemoResult  # noqa: E402
 from vitdeca.errors import VitdecaError  # noqa: E402
 from vitdeca.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: E402
 
@@ -173,7 +173,7 @@ def launch(
         inbrowser=False,
         show_error=False,
         quiet=quiet,
-        max_file_size=int(engine.max_upload_mb * 1_000_000),
+        max_file_size=int(engine.max_upload_mb * MB),
         allowed_paths=allowed,
         ssr_mode=False,
         pwa=False,

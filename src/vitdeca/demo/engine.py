@@ -36,6 +36,7 @@ METHOD_HELP = {
 }
 DEMO_SAVE = ("+glb", "+arkit", "+avatar")  # on top of reconstruct's defaults, when the pipeline has them
 DEFAULT_MAX_UPLOAD_MB = 25.0
+MB = 1 << 20  # upload sizes are counted in MiB, as Gradio counts its max_file_size
 DEFAULT_MAX_FRAMES = 120
 KEEP_JOBS = 16  # finished jobs kept on disk (their files are linked from the page)
 
@@ -141,9 +142,14 @@ class DemoEngine:
             base.model, device=base.device, detector=self.detector, detail=detail, fit=fit, refine=refine
         )
 
-    def warm_up(self) -> None:
-        """Build the default method's reconstructor now (loads the head model and weights)."""
+    def warm_up(self, sample: str | os.PathLike | None = None) -> None:
+        """Build the default method's reconstructor now (head model, weights) and, given a ``sample``
+        photo, reconstruct it once (detector, compiled kernels, first-call costs), deleting the job."""
         self.reconstructor(self.default_method)
+        if sample is not None:
+            result = self.run(sample)
+            if result.zip is not None:
+                shutil.rmtree(result.zip.parent, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------- running
     def check_upload(self, source: str | os.PathLike | None) -> Path:
@@ -156,7 +162,7 @@ class DemoEngine:
         name = safe_name(path.name)
         if not path.is_file():
             raise VitdecaError(f"{name}: no such file")
-        size_mb = path.stat().st_size / 1e6
+        size_mb = path.stat().st_size / MB
         if size_mb == 0:
             raise VitdecaError(f"{name}: the file is empty")
         if size_mb > self.max_upload_mb:
