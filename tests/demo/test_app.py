@@ -50,7 +50,7 @@ def test_handler_shows_the_files(tmp_path):
     assert engine.calls == [("/tmp/snap.png", "fit", True, False)]  # no upload: the webcam snapshot
     assert reported == ["halfway"]
     status, vis, video, model, depth, arkit, note, archive = out
-    assert status == "a.png: 1 face reconstructed in 2.5 s (fit)"
+    assert status == "a.png: 1 face reconstructed (fit, 2.5 s)"
     assert vis["value"] == str(files["a_vis.png"]) and vis["visible"] and not video["visible"]
     assert (model, depth, archive) == (str(files["a.glb"]), str(files["a_depth.png"]), str(files["a.zip"]))
     assert arkit["visible"] and arkit["value"] == str(files["bars.png"]) and note == result.arkit_note

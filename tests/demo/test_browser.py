@@ -26,6 +26,8 @@ import pytest
 pytest.importorskip("gradio", reason="the demo needs the [demo] extra (gradio)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip)")
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -128,6 +130,11 @@ def _run(page, file) -> tuple[str, float]:
     """Upload ``file`` (a path or a Playwright file payload), press Reconstruct, wait for the message."""
     page.set_input_files("#upload input[type=file]", file)
     page.wait_for_selector("#upload >> text=" + (Path(file).name if isinstance(file, Path) else file["name"]))
+    return _press_run(page)
+
+
+def _press_run(page) -> tuple[str, float]:
+    """Press Reconstruct and wait for the message; (message, seconds)."""
     start = time.perf_counter()
     page.click("#run")
     page.wait_for_function(
@@ -165,7 +172,7 @@ def test_astronaut_in_the_browser(page, server, artifacts, tmp_path):
 
     photo = media.save_png(tmp_path / "astronaut.png", data.astronaut())
     status, seconds = _run(page, photo)
-    assert status.startswith("astronaut.png: 1 face reconstructed in "), status
+    assert status.startswith("astronaut.png: 1 face reconstructed (fit, "), status
     # the 3D viewer draws the head: a good part of the canvas is neither background nor one flat colour
     pixels = _wait_non_blank(page)
     covered = (np.abs(pixels.astype(int) - 255).sum(-1) > 30).mean()
@@ -188,6 +195,14 @@ def test_astronaut_in_the_browser(page, server, artifacts, tmp_path):
     timing = {"start_to_serving_s": round(server[1], 1), "click_to_result_s": round(seconds, 1)}
     timing["load_average_1min"] = os.getloadavg()[0]
     (artifacts / "demo_timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    assert page.external == []
+
+
+def test_example_without_a_face(page):
+    page.get_by_text("chelsea_cat.png", exact=True).first.click()
+    page.wait_for_selector("#upload >> text=chelsea_cat.png")
+    status, _ = _press_run(page)
+    assert status.startswith("chelsea_cat.png: no face found (fit, "), status
     assert page.external == []
 
 

@@ -113,6 +113,7 @@ def test_safe_name():
     assert safe_name(".hidden.png") == "hidden.png" and safe_name("...") == "upload"
 
 
+@pytest.mark.slow
 def test_video_reports_frames(engine, astronaut_png, tmp_path):
     from vitdeca.demo.examples import clip_frames
 

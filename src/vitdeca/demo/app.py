@@ -130,7 +130,7 @@ def handle(engine: DemoEngine, upload, webcam, method, detail, all_faces, progre
 
 
 def _shown(result: DemoResult) -> tuple:
-    status = f"{result.message} in {result.seconds:.1f} s ({result.method})"
+    status = f"{result.message} ({result.method}, {result.seconds:.1f} s)"
     video = result.vis_video is not None
     return (
         status,
