@@ -67,7 +67,18 @@ def server(ict_archive, ict_home, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("demo_server") / "server.log"
     env = dict(os.environ, VITDECA_ICT_FACEKIT=str(ict_archive), VITDECA_HOME=str(ict_home))
-    args = [sys.executable, "-m", "vitdeca", "demo", "--port", str(port), "--max-upload-mb", "8"]
+    args = [
+        sys.executable,
+        "-m",
+        "vitdeca",
+        "demo",
+        "--port",
+        str(port),
+        "--max-upload-mb",
+        "8",
+        "--max-frames",
+        "3",
+    ]
     start = time.perf_counter()
     with open(log, "wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -129,8 +140,13 @@ def page(browser, server):
 def _run(page, file) -> tuple[str, float]:
     """Upload ``file`` (a path or a Playwright file payload), press Reconstruct, wait for the message."""
     page.set_input_files("#upload input[type=file]", file)
-    page.wait_for_selector("#upload >> text=" + (Path(file).name if isinstance(file, Path) else file["name"]))
+    _wait_uploaded(page, Path(file).name if isinstance(file, Path) else file["name"])
     return _press_run(page)
+
+
+def _wait_uploaded(page, name: str) -> None:
+    """Wait until the upload box lists ``name`` (Gradio's file preview labels the row with it)."""
+    page.wait_for_selector(f'#upload [aria-label="{name}"]', timeout=120_000)
 
 
 def _press_run(page) -> tuple[str, float]:
@@ -200,9 +216,24 @@ def test_astronaut_in_the_browser(page, server, artifacts, tmp_path):
 
 def test_example_without_a_face(page):
     page.get_by_text("chelsea_cat.png", exact=True).first.click()
-    page.wait_for_selector("#upload >> text=chelsea_cat.png")
+    _wait_uploaded(page, "chelsea_cat.png")
     status, _ = _press_run(page)
     assert status.startswith("chelsea_cat.png: no face found (fit, "), status
+    assert page.external == []
+
+
+def test_video_example(page):
+    page.get_by_text("astronaut_clip.mp4", exact=True).first.click()
+    _wait_uploaded(page, "astronaut_clip.mp4")
+    status, _ = _press_run(page)
+    assert status.startswith("astronaut_clip.mp4: 3 frames: 3 with a face, 0 without"), status
+    video = page.locator("#vis_video video")
+    video.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#vis_video video'); return v && v.readyState >= 1 }",
+        timeout=60_000,
+    )
+    assert video.evaluate("v => v.duration") > 0 and not page.locator("#vis img").is_visible()
     assert page.external == []
 
 
