@@ -136,3 +136,30 @@ def test_video_reports_frames(engine, astronaut_png, tmp_path):
 
 def _never_built(method, detail):
     raise AssertionError("no reconstructor should be needed here")
+
+
+def test_checkpoint_methods_match_reconstruct(ict_archive, ict_home, faces_dir, tmp_path, monkeypatch):
+    """With a checkpoint (an untrained one: only the code path matters), regress gives the files of
+    ``reconstruct --checkpoint``; regress and refine share one loaded model."""
+    monkeypatch.setenv("VITDECA_ICT_FACEKIT", str(ict_archive))
+    monkeypatch.setenv("VITDECA_HOME", str(ict_home))
+    from vitdeca.model import DecaModel, ModelConfig
+
+    checkpoint = tmp_path / "tiny.pt"
+    DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False)).save(checkpoint)
+    demo = DemoEngine(checkpoint, device="cpu", workdir=tmp_path / "jobs")
+    assert demo.methods == ("regress", "refine", "fit") and demo.default_method == "regress"
+    regress, refine = demo.reconstructor("regress"), demo.reconstructor("refine")
+    assert regress.model is refine.model and regress.fit_config is None
+    assert refine.refine and refine.fit_config is not None
+    photo = faces_dir / PHOTO
+    result = demo.run(photo, method="regress")
+    assert result.method == "regress" and result.message.endswith("1 face reconstructed")
+    out = tmp_path / "cli"
+    save = ",".join(sorted(demo_save()))
+    argv = ["reconstruct", str(photo), "--out", str(out), "--save", save, "--checkpoint", str(checkpoint)]
+    assert main([*argv, "--device", "cpu", "--no-progress"]) == 0
+    name = "IMG_0392_inputs/IMG_0392_inputs_landmarks2d.npy"
+    with zipfile.ZipFile(result.zip) as zf:
+        assert set(zf.namelist()) == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+        assert np.allclose(np.load(zf.open(name)), np.load(out / name), atol=1e-4)
