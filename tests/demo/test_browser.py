@@ -37,6 +37,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--enable-unsafe-swiftshader",  # WebGL in software (the 3D viewer) without a GPU
+    "--use-fake-device-for-media-stream",  # a synthetic webcam (a test pattern, no face)
+    "--use-fake-ui-for-media-stream",
 ]
 START_TIMEOUT_S = 600  # the first start converts nothing (the head model is cached) but loads torch & co
 RESULT_TIMEOUT_S = 600  # fitting on a loaded 2-core machine
@@ -118,7 +120,9 @@ def browser():
 def page(browser, server):
     """A fresh page on the demo, with every request to another host aborted and recorded."""
     url, _ = server
-    context = browser.new_context(viewport={"width": 1400, "height": 1150}, accept_downloads=True)
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1150}, accept_downloads=True, permissions=["camera"]
+    )
     page = context.new_page()
     page.external = []
 
@@ -234,6 +238,20 @@ def test_video_example(page):
         timeout=60_000,
     )
     assert video.evaluate("v => v.duration") > 0 and not page.locator("#vis img").is_visible()
+    assert page.external == []
+
+
+def test_webcam_snapshot(page):
+    """Chromium's fake camera shows a test pattern: the snapshot reaches the handler, which finds no face."""
+    page.get_by_role("tab", name="Webcam").click()
+    page.get_by_text("Click to Access Webcam").click()
+    page.locator("#webcam button[aria-label='capture photo']").click()
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#webcam img')).some(i => i.naturalWidth > 0)",
+        timeout=120_000,
+    )
+    status, _ = _press_run(page)
+    assert status.startswith("image.png: no face found (fit, "), status
     assert page.external == []
 
 
