@@ -151,3 +151,19 @@ def test_mrf_loss_is_zero_for_matching_features_and_ignores_their_layout():
     assert L.mrf_loss(shuffled, feats).item() == pytest.approx(0.0, abs=1e-4)
     other = torch.randn(2, 16, 4, 4, generator=gen)
     assert L.mrf_loss(other, feats).item() > 0.1
+
+
+def test_expression_priors():
+    from vitdeca.losses import pair_exclusion_regulariser, pair_symmetry_regulariser, sparsity_regulariser
+
+    code = torch.tensor([[0.2, -0.5, 0.0, 1.0], [0.0, 0.0, 0.3, 0.3]])
+    weights = torch.tensor([1.0, 2.0, 1.0, 4.0])
+    # by hand: row 0: 0.2 + 1.0 + 0 + 4.0 = 5.2; row 1: 0.3 + 1.2 = 1.5
+    assert sparsity_regulariser(code, weights).item() == pytest.approx((5.2 + 1.5) / 2)
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    # row 0: 0.7² + 1.0²; row 1: 0 + 0
+    assert pair_symmetry_regulariser(code, pairs).item() == pytest.approx((0.49 + 1.0) / 2)
+    # negative weights do not count: row 0: relu(0.2)·relu(-0.5) + 0·1 = 0; row 1: 0 + 0.09
+    assert pair_exclusion_regulariser(code, pairs).item() == pytest.approx(0.09 / 2)
+    empty = torch.zeros(0, 2, dtype=torch.long)
+    assert pair_symmetry_regulariser(code, empty).item() == 0.0

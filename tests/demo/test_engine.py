@@ -101,6 +101,16 @@ def test_methods_without_a_checkpoint(tmp_path):
         demo.reconstructor("magic")
 
 
+def test_least_recently_used_reconstructors_are_dropped(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_module, "KEEP_RECONSTRUCTORS", 2)
+    built = []
+    demo = DemoEngine("model.pt", workdir=tmp_path, factory=lambda m, d: built.append((m, d)) or (m, d))
+    for method in ("regress", "refine", "regress", "fit", "refine"):
+        demo.reconstructor(method)
+    # regress was used again before fit came, so refine was the one dropped and is built again
+    assert built == [("regress", True), ("refine", True), ("fit", True), ("refine", True)]
+
+
 def test_old_jobs_are_deleted(tmp_path, monkeypatch):
     monkeypatch.setattr(engine_module, "KEEP_JOBS", 2)
     demo = DemoEngine(workdir=tmp_path, factory=_never_built)
@@ -139,8 +149,8 @@ def _never_built(method, detail):
 
 
 def test_checkpoint_methods_match_reconstruct(ict_archive, ict_home, faces_dir, tmp_path, monkeypatch):
-    """With a checkpoint (an untrained one: only the code path matters), regress gives the files of
-    ``reconstruct --checkpoint``; regress and refine share one loaded model."""
+    """With a checkpoint (an untrained one: only the code path matters), all three methods are offered
+    and regress gives the files of ``reconstruct --checkpoint --method regress``."""
     monkeypatch.setenv("VITDECA_ICT_FACEKIT", str(ict_archive))
     monkeypatch.setenv("VITDECA_HOME", str(ict_home))
     from vitdeca.model import DecaModel, ModelConfig
@@ -148,17 +158,17 @@ def test_checkpoint_methods_match_reconstruct(ict_archive, ict_home, faces_dir, 
     checkpoint = tmp_path / "tiny.pt"
     DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False)).save(checkpoint)
     demo = DemoEngine(checkpoint, device="cpu", workdir=tmp_path / "jobs")
-    assert demo.methods == ("regress", "refine", "fit") and demo.default_method == "regress"
+    assert demo.methods == ("regress", "refine", "fit") and demo.default_method == "refine"
     regress, refine = demo.reconstructor("regress"), demo.reconstructor("refine")
-    assert regress.model is refine.model and regress.fit_config is None
-    assert refine.refine and refine.fit_config is not None
+    assert regress.fit_config is None and refine.refine and refine.fit_config is not None
+    assert demo.reconstructor("regress") is regress  # kept, not rebuilt
     photo = faces_dir / PHOTO
     result = demo.run(photo, method="regress")
     assert result.method == "regress" and result.message.endswith("1 face reconstructed")
     out = tmp_path / "cli"
     save = ",".join(sorted(demo_save()))
     argv = ["reconstruct", str(photo), "--out", str(out), "--save", save, "--checkpoint", str(checkpoint)]
-    assert main([*argv, "--device", "cpu", "--no-progress"]) == 0
+    assert main([*argv, "--method", "regress", "--device", "cpu", "--no-progress"]) == 0
     name = "IMG_0392_inputs/IMG_0392_inputs_landmarks2d.npy"
     with zipfile.ZipFile(result.zip) as zf:
         assert set(zf.namelist()) == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}

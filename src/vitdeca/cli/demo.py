@@ -4,7 +4,8 @@ extra: ``pip install "vitdeca[demo]"``).
 The page shows the visualisation panel, a 3D viewer of the GLB, the depth map, ARKit weights and a zip of
 every file ``vitdeca reconstruct`` writes. It binds to 127.0.0.1 (this machine only) unless ``--host``
 says otherwise, sends no analytics and loads nothing from the internet. Without ``--checkpoint`` every
-face is reconstructed by per-image fitting.
+face is reconstructed by per-image fitting, unless the default zoo model is installed (as for
+``vitdeca reconstruct``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import logging
 import os
 import socket
 import tempfile
-from pathlib import Path
 
 from vitdeca.cli.reconstruct import _positive_int
 
@@ -35,7 +35,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (%(default)s: this machine)")
     parser.add_argument("--port", type=_port, default=7860, help="(%(default)s)")
     parser.add_argument(
-        "--checkpoint", metavar="PATH", help="a trained model (without one: per-image fitting only)"
+        "--checkpoint",
+        metavar="NAME|PATH",
+        help="a zoo model name or a checkpoint file; default: the default model when it is installed, "
+        "else per-image fitting only",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
     parser.add_argument("--detector", default="dlib", help="face detector backend (%(default)s)")
@@ -94,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401
     except ImportError as exc:
         raise VitdecaError(f'the demo needs Gradio ({exc}): pip install "vitdeca[demo]"') from exc
-    if args.checkpoint and not Path(args.checkpoint).expanduser().is_file():
-        raise VitdecaError(f"{args.checkpoint}: no such checkpoint file")
+    from vitdeca.cli.reconstruct import choose_model
+    from vitdeca.zoo import resolve_model
+
+    checkpoint, _ = choose_model(args.checkpoint, None)  # as reconstruct chooses
+    checkpoint = None if checkpoint is None else os.fspath(resolve_model(checkpoint))
     check_port(args.host, args.port)
     if not is_loopback(args.host):
         log.warning("--host %s: the demo is reachable from other machines (no login)", args.host)
@@ -104,7 +110,6 @@ def run(args: argparse.Namespace) -> int:
     from vitdeca.demo.examples import write_examples
     from vitdeca.storage import vitdeca_home
 
-    checkpoint = os.fspath(Path(args.checkpoint).expanduser()) if args.checkpoint else None
     examples = write_examples(vitdeca_home() / "demo_examples")
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="vitdeca-demo-"))

@@ -28,7 +28,6 @@ from vitdeca.storage import atomic_path
 
 log = logging.getLogger(__name__)
 
-METHODS = ("regress", "refine", "fit")
 METHOD_HELP = {
     "regress": "the trained encoder's codes (fast)",
     "refine": "the encoder's codes refined by fitting",
@@ -39,6 +38,7 @@ DEFAULT_MAX_UPLOAD_MB = 25.0
 MB = 1 << 20  # upload sizes are counted in MiB, as Gradio counts its max_file_size
 DEFAULT_MAX_FRAMES = 120
 KEEP_JOBS = 16  # finished jobs kept on disk (their files are linked from the page)
+KEEP_RECONSTRUCTORS = 3  # models kept in memory (one per method and detail setting)
 
 Progress = Callable[[float, str], None]
 
@@ -79,8 +79,9 @@ def safe_name(name: str) -> str:
 class DemoEngine:
     """Runs the demo's reconstructions: one job folder per request under ``workdir``.
 
-    ``checkpoint``: a trained model (path) or None (fitting only). Reconstructors are built on first use
-    per (method, detail) and share one model; ``factory(method, detail)`` replaces that (tests).
+    ``checkpoint``: a trained model (zoo name or path) or None (fitting only). Reconstructors are built
+    on first use per (method, detail) by :meth:`Reconstructor.from_pretrained`, as ``vitdeca reconstruct
+    --method`` builds them; ``factory(method, detail)`` replaces that (tests).
     """
 
     def __init__(
@@ -107,39 +108,36 @@ class DemoEngine:
     # ------------------------------------------------------------------------------ reconstructors
     @property
     def methods(self) -> tuple[str, ...]:
-        """The methods this engine offers: all three with a checkpoint, ``fit`` only without."""
+        """The methods this engine offers: all three with a model, ``fit`` only without."""
+        from vitdeca.pipeline.reconstructor import METHODS
+
         return METHODS if self.checkpoint else ("fit",)
 
     @property
     def default_method(self) -> str:
-        return "regress" if self.checkpoint else "fit"
+        """``vitdeca reconstruct``'s default: refine with a model, fit without."""
+        return "refine" if self.checkpoint else "fit"
 
     def reconstructor(self, method: str, detail: bool = True):
-        """The (cached) reconstructor of ``method``; VitdecaError for a method this engine lacks."""
+        """The reconstructor of ``method`` (the :data:`KEEP_RECONSTRUCTORS` most recently used are kept);
+        VitdecaError for a method this engine lacks."""
         if method not in self.methods:
-            need = " (it needs --checkpoint)" if method in METHODS else ""
+            need = " (it needs --checkpoint)" if method in METHOD_HELP else ""
             choices = ", ".join(self.methods)
             raise VitdecaError(f"method {method!r} is not available{need}; choose from {choices}")
-        key = (method, bool(detail) and method != "fit")
-        if key not in self._recs:
-            self._recs[key] = self.factory(*key)
-        return self._recs[key]
+        key = (method, bool(detail) and self.checkpoint is not None)
+        rec = self._recs.pop(key) if key in self._recs else self.factory(*key)
+        self._recs[key] = rec  # most recent last
+        while len(self._recs) > KEEP_RECONSTRUCTORS:
+            self._recs.pop(next(iter(self._recs)))
+        return rec
 
     def _build(self, method: str, detail: bool):
-        """A :class:`~vitdeca.pipeline.Reconstructor` as ``vitdeca reconstruct`` builds it; with a
-        checkpoint, regress and refine share the loaded model."""
-        from vitdeca.fit import FitConfig
+        """A :class:`~vitdeca.pipeline.Reconstructor` as ``vitdeca reconstruct --method`` builds it."""
         from vitdeca.pipeline import Reconstructor
 
-        if method == "fit":
-            return Reconstructor.from_pretrained(None, device=self.device, detector=self.detector)
-        base = next((r for (m, _), r in self._recs.items() if m != "fit"), None)
-        if base is None:
-            base = Reconstructor.from_pretrained(self.checkpoint, device=self.device, detector=self.detector)
-        refine = method == "refine"
-        fit = FitConfig() if refine else None
-        return Reconstructor(
-            base.model, device=base.device, detector=self.detector, detail=detail, fit=fit, refine=refine
+        return Reconstructor.from_pretrained(
+            self.checkpoint, device=self.device, detector=self.detector, detail=detail, method=method
         )
 
     def warm_up(self, sample: str | os.PathLike | None = None) -> None:
@@ -181,7 +179,7 @@ class DemoEngine:
         """Reconstruct the uploaded ``source`` like ``vitdeca reconstruct`` would; VitdecaError (one line,
         naming the file) when it cannot be read or processed. ``progress(fraction, text)`` is called as
         the work advances (per frame for videos)."""
-        from vitdeca.pipeline.batch import BatchRunner, RunOptions
+        from vitdeca.pipeline.batch import BatchRunner, RunOptions, drop_unsupported
 
         method = method or self.default_method
         path = self.check_upload(source)
@@ -196,6 +194,8 @@ class DemoEngine:
             options = RunOptions(
                 save=demo_save(), all_faces=all_faces, max_frames=self.max_frames, progress=False
             )
+            if hasattr(rec, "model"):
+                options = drop_unsupported(options, rec.model.head)
             report(0.0, "starting")
             summary = BatchRunner(_Reporting(rec, report), job / "out", options).run([upload])
         result = self._collect(job, upload, summary, method)
