@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",  # a synthetic webcam (a test pattern, no face)
     "--use-fake-ui-for-media-stream",
 ]
-START_TIMEOUT_S = 600  # the first start converts nothing (the head model is cached) but loads torch & co
+START_TIMEOUT_S = 900  # imports, the model and the warm-up reconstruction; slow on a loaded machine
 RESULT_TIMEOUT_S = 600  # fitting on a loaded 2-core machine
 
 
