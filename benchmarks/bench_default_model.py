@@ -181,9 +181,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos")
     parser.add_argument("--stride", type=int, default=1, help="every k-th photo (sorted by path)")
     args = parser.parse_args()
-    photos = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[
-        : args.limit
-    ]
+    found = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    photos = found[:: args.stride][: args.limit]
     recs = reconstructors(args.model)
     recs["regress"](photos[0])  # warm-up: numba kernels, detector
     photo_results = photo_rows(recs, photos)

@@ -207,7 +207,11 @@ def test_cli_reconstruct_demo(rec, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Reconstructor, "from_pretrained", staticmethod(fake_from_pretrained))
     status = main(["reconstruct", "--demo", "--out", str(tmp_path), "--save", "obj,vis", "--no-progress"])
     assert status == 0
-    assert calls == [(None, {"device": "auto", "detector": "dlib", "detail": True, "refine": False})]
+    from vitdeca.zoo import DEFAULT_MODEL, installed
+
+    expected = (DEFAULT_MODEL, "refine") if installed() else (None, "fit")  # the default model when shipped
+    assert [(path, kwargs["method"]) for path, kwargs in calls] == [expected]
+    assert calls[0][1]["device"] == "auto" and calls[0][1]["detail"] is True
     assert (tmp_path / "astronaut" / "astronaut.obj").exists() and (
         tmp_path / "astronaut" / "astronaut_vis.png"
     ).exists()
