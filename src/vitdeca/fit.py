@@ -282,16 +282,17 @@ def solve_light(images: torch.Tensor, albedo: torch.Tensor, normals: torch.Tenso
 
 class LandmarkGeometry:
     """(B,68,3) landmarks of codes, cheaply. For a linear blend-shape head with one global rotation (ICT:
-    ``vertices = R(pose) · (template + [shape, expression] · basis)``) only the landmark rows of the basis
-    are used (microseconds instead of the full mesh); any other head model runs its full forward."""
+    ``vertices = R(pose) · (template + [shape, expression] · basis)``) only the rows of the basis that the
+    landmarks read are used (``landmark_support``: the 68 vertices and the jaw-contour paths; a fraction of
+    a millisecond instead of the full mesh); any other head model runs its full forward."""
 
     def __init__(self, head) -> None:
         self.head = head
         self.fast = getattr(head, "name", "") == "ict" and all(
-            hasattr(head, a) for a in ("basis", "template", "landmark_indices")
+            hasattr(head, a) for a in ("basis", "template", "landmark_support")
         )
         if self.fast:
-            idx = head.landmark_indices
+            idx = head.landmark_support
             columns = (idx[:, None] * 3 + torch.arange(3, device=idx.device)).reshape(-1)
             self.basis = head.basis[:, columns].contiguous()
             self.template = head.template[idx]
@@ -302,7 +303,8 @@ class LandmarkGeometry:
         from vitdeca.head.lbs import batch_rodrigues, blend_shapes
 
         points = blend_shapes(torch.cat([shape, expression], dim=1), self.basis, self.template)
-        return points @ batch_rodrigues(pose[:, :3]).transpose(1, 2)
+        rotation = batch_rodrigues(pose[:, :3])
+        return self.head.landmarks_from_support(points @ rotation.transpose(1, 2), rotation)
 
 
 def landmarks2d(
