@@ -65,7 +65,10 @@ class FitConfig:
     used when a fit starts from a close guess (the previous video frame); ``losses``: the enabled terms from
     :data:`LOSSES` (``reg`` = every code regulariser); ``expression_range``: bounds for blend-shape
     expression weights ("auto": [0, 1] for ICT, none for PCA expressions); ``weighted_landmarks``: DECA's
-    per-landmark weights (nose and mouth count more) instead of uniform ones (the uniform NME is lower).
+    per-landmark weights (nose and mouth count more) instead of uniform ones (the uniform NME is lower);
+    ``occluded_weight``: the landmark weight of points the current fit hides behind the head itself (1:
+    no visibility weighting), re-tested every ``visibility_every`` landmark steps and at every
+    photometric step (:mod:`vitdeca.render.visibility`).
     """
 
     stages: list[str] = field(default_factory=lambda: list(STAGES))
@@ -88,6 +91,8 @@ class FitConfig:
     weights: FitWeights = field(default_factory=FitWeights)
     weighted_landmarks: bool = False
     expression_range: str = "auto"
+    occluded_weight: float = L.OCCLUDED_LANDMARK_WEIGHT
+    visibility_every: int = 25
 
     def iterations(self, stage: str) -> int:
         return {"landmarks": self.landmark_iterations, "photometric": self.photometric_iterations}[stage]
@@ -121,6 +126,8 @@ class FitConfig:
                 raise VitdecaError(f"fit {label}: unknown {unknown[0]!r} (choose from {', '.join(known)})")
         if self.landmark_iterations < 0 or self.photometric_iterations < 0 or self.lr <= 0:
             raise VitdecaError("fit: iterations must be >= 0 and lr > 0")
+        if not 0.0 <= self.occluded_weight <= 1.0 or self.visibility_every < 1:
+            raise VitdecaError("fit: occluded_weight must be in [0, 1] and visibility_every >= 1")
         if self.expression_range not in ("auto", "none"):
             raise VitdecaError(f"fit expression_range: 'auto' or 'none', got {self.expression_range!r}")
         return self
@@ -219,9 +226,18 @@ class _Variables:
         return torch.optim.Adam(groups)
 
 
-def _geometry_losses(config: FitConfig, codes: Codes, pred: torch.Tensor, target: torch.Tensor, size: int):
-    """Landmark, eye, lip and code-regulariser terms (name → weighted scalar)."""
-    weights = L.deca_landmark_weights(target.device) if config.weighted_landmarks else None
+def _geometry_losses(
+    config: FitConfig,
+    codes: Codes,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    size: int,
+    visible: torch.Tensor | None = None,
+):
+    """Landmark, eye, lip and code-regulariser terms (name → weighted scalar); ``visible`` (B,68) bool
+    down-weights self-occluded landmarks (``config.occluded_weight``)."""
+    base = L.deca_landmark_weights(target.device) if config.weighted_landmarks else None
+    weights = L.landmark_weights(visible, config.occluded_weight, base)
     terms = {
         "landmark": lambda: L.landmark_loss(pred, target, size, weights),
         "eye": lambda: L.eye_closure_loss(pred, target, size),
@@ -354,20 +370,36 @@ def _single_thread():
         torch.set_num_threads(threads)
 
 
+def landmark_visibility(model, codes: Codes) -> torch.Tensor:
+    """(B,68) bool: the landmarks of ``codes`` that the head does not hide from the camera itself
+    (:func:`vitdeca.render.visibility.mesh_visibility` of the posed mesh)."""
+    from vitdeca.render.visibility import mesh_visibility
+
+    with torch.no_grad():
+        out = model.head(codes.shape, codes.expression, codes.pose)
+    return mesh_visibility(out.vertices, model.head.faces, out.landmarks3d)
+
+
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
     geometry = LandmarkGeometry(model.head)
     terms: dict[str, torch.Tensor] = {}
-    for _ in range(iterations):
+    visible = None
+    for step in range(iterations):
         codes = variables.codes()
-        terms = _geometry_losses(config, codes, landmarks2d(model, codes, size, geometry), target, size)
+        if config.occluded_weight < 1.0 and step % config.visibility_every == 0:
+            visible = landmark_visibility(model, codes)
+        pred = landmarks2d(model, codes, size, geometry)
+        terms = _geometry_losses(config, codes, pred, target, size, visible)
         _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
 def _run_photometric(model, variables: _Variables, images, target, masks, config, iterations, bounds):
+    from vitdeca.render.visibility import render_visibility
+
     size = images.shape[-1]
     with torch.no_grad():
         recon = model.decode(variables.codes(), detail=False)
@@ -379,7 +411,10 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
     for _ in range(iterations):
         codes = variables.codes()
         recon = model.decode(codes, detail=False)
-        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size)
+        visible = None
+        if config.occluded_weight < 1.0:
+            visible = render_visibility(recon.landmarks3d, codes.camera, recon.depth, recon.alpha)
+        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size, visible)
         terms.update(_appearance_losses(config, codes, recon, images, masks))
         _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)

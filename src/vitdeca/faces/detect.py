@@ -27,11 +27,13 @@ DEFAULT_MAX_SIDE = 1024
 @dataclass(frozen=True, eq=False)
 class Detection:
     """One detector hit: ``box`` (4,) [x0,y0,x1,y1], ``score`` (backend-specific scale), ``points`` (K,2)
-    or None (5 MTCNN key points; 68 landmarks for backends that find both at once)."""
+    or None (5 MTCNN key points; 68 landmarks for backends that find both at once), ``source``: the
+    backend that found it when a cascade ran several (else None)."""
 
     box: np.ndarray
     score: float
     points: np.ndarray | None = None
+    source: str | None = None
 
     def scaled(self, sx: float, sy: float) -> Detection:
         """The same detection in an image scaled by (sx, sy) (pixel-centre frame: a pure scale)."""
@@ -59,6 +61,7 @@ class FaceBackend(ABC):
     """A named detector + 68-landmark predictor. Subclasses load their models in ``__init__``."""
 
     name: ClassVar[str]
+    min_face_size: float | None = None  # smallest face side it finds, pixels of the image it is given
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[Detection]:

@@ -66,13 +66,15 @@ class CodeSmoother:
 @dataclass
 class FaceCrop:
     """One detected face ready for the model: detector ``box`` (4,), ``score``, ``landmarks`` (68,2)
-    original pixels, ``crop`` (a :class:`vitdeca.faces.Crop`: image (S,S,3) uint8 + matrix (2,3))."""
+    original pixels, ``crop`` (a :class:`vitdeca.faces.Crop`: image (S,S,3) uint8 + matrix (2,3)),
+    ``image_shape`` (H, W) of the original image (None: unknown)."""
 
     face_index: int
     box: np.ndarray
     score: float
     landmarks: np.ndarray
     crop: Any
+    image_shape: tuple[int, int] | None = None
 
     @property
     def crop_landmarks(self) -> np.ndarray:
@@ -189,9 +191,8 @@ class Reconstructor:
         crops = []
         for k, face in enumerate(faces if all_faces else faces[:1]):
             crop = crop_face(rgb, face.landmarks, size=self.crop_size)
-            crops.append(
-                FaceCrop(k, np.asarray(face.box), float(face.score), np.asarray(face.landmarks), crop)
-            )
+            box, landmarks = np.asarray(face.box), np.asarray(face.landmarks)
+            crops.append(FaceCrop(k, box, float(face.score), landmarks, crop, rgb.shape[:2]))
         return Prepared(name, rgb, crops)
 
     def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
@@ -284,4 +285,4 @@ class Reconstructor:
 
         landmarks = np.asarray(landmarks, dtype=np.float64)
         new = crop_face(frame, landmarks, size=self.crop_size)
-        return FaceCrop(crop.face_index, crop.box, crop.score, landmarks, new)
+        return FaceCrop(crop.face_index, crop.box, crop.score, landmarks, new, frame.shape[:2])
