@@ -114,6 +114,27 @@ def shrink_for_detection(image: np.ndarray, max_side: int | None) -> tuple[np.nd
     return small, new_w / width, new_h / height
 
 
+def min_face_side(image_shape: tuple[int, ...], backend: str | FaceBackend = DEFAULT_BACKEND,
+                  max_side: int | None = DEFAULT_MAX_SIDE) -> int | None:  # fmt: skip
+    """The smallest face side (original pixels) that :func:`detect_faces` finds in an image of
+    ``image_shape`` (H, W, ...): the backend's own limit, scaled up when the image is shrunk for
+    detection. None when the backend states no limit."""
+    model = get_backend(backend) if isinstance(backend, str) else backend
+    if model.min_face_size is None:
+        return None
+    longest = max(image_shape[:2])
+    factor = longest / max_side if max_side and longest > max_side else 1.0
+    return int(np.ceil(model.min_face_size * factor))
+
+
+def no_face_message(image_shape: tuple[int, ...], backend: str | FaceBackend = DEFAULT_BACKEND) -> str:
+    """One line for an image where no face was found, naming the smallest face the detector finds."""
+    side = min_face_side(image_shape, backend)
+    if side is None:
+        return "no face found"
+    return f"no face found (faces smaller than about {side} px across are missed in this image)"
+
+
 def detect_faces(
     image: np.ndarray, backend: str | FaceBackend = DEFAULT_BACKEND, max_side: int | None = DEFAULT_MAX_SIDE
 ) -> list[Face]:

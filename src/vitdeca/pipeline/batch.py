@@ -223,9 +223,8 @@ class BatchRunner:
                 records.append(self._failed(path, exc, start))
                 continue
             if not item.crops:
-                records.append(
-                    Record(str(path), None, "no_face", "no face found", [], time.perf_counter() - start)
-                )
+                message = item.message or "no face found"
+                records.append(Record(str(path), None, "no_face", message, [], time.perf_counter() - start))
                 continue
             prepared.append((path, stem, item, time.perf_counter() - start))
         results = self._reconstruct_isolated([p[2] for p in prepared])

@@ -85,11 +85,13 @@ class FaceCrop:
 
 @dataclass
 class Prepared:
-    """An image read, its faces detected and cropped (largest first): what the model step needs."""
+    """An image read, its faces detected and cropped (largest first): what the model step needs;
+    ``message``: why there is no crop (one line naming the smallest face the detector finds), else ""."""
 
     source: str
     image: np.ndarray
     crops: list[FaceCrop]
+    message: str = ""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -185,6 +187,7 @@ class Reconstructor:
     def prepare(self, image: Any, all_faces: bool = False) -> Prepared:
         """Read ``image``, detect its faces (largest first; only the largest unless ``all_faces``), crop."""
         from vitdeca.faces import crop_face, detect_faces
+        from vitdeca.faces.detect import no_face_message
 
         name, rgb = to_rgb_array(image)
         faces = detect_faces(rgb, backend=self.detector)
@@ -193,7 +196,7 @@ class Reconstructor:
             crop = crop_face(rgb, face.landmarks, size=self.crop_size)
             box, landmarks = np.asarray(face.box), np.asarray(face.landmarks)
             crops.append(FaceCrop(k, box, float(face.score), landmarks, crop, rgb.shape[:2]))
-        return Prepared(name, rgb, crops)
+        return Prepared(name, rgb, crops, "" if crops else no_face_message(rgb.shape, self.detector))
 
     def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
         """Codes and outputs for every crop of ``prepared`` at once; results grouped per image."""
