@@ -52,15 +52,18 @@ def shared_root() -> Path:
     return Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 
-def synthetic_items(folder: Path, n: int, seed: int) -> list[Item]:
-    """``n`` synthetic faces (yaw uniform in ±90°) rendered into ``folder``, with their truth."""
+def synthetic_items(folder: Path, args: argparse.Namespace) -> list[Item]:
+    """``args.synthetic`` synthetic faces (yaw uniform in ±90°) rendered into ``folder``, with their
+    truth; photo textures from ``args.textures`` and photo backgrounds (the dlib example photos, their
+    faces avoided) when given."""
     from scipy.spatial.transform import Rotation
 
     from vitdeca.data.synth import SynthOptions, write_synthetic_dataset
 
+    backgrounds = None if args.no_photo_backgrounds else str(shared_root() / "faces" / "dlib_examples")
     options = SynthOptions(
-        n_images=n, images_per_subject=2, seed=seed, size=320, yaw_max=90.0, face_fraction=(0.35, 0.5),
-        background_detector=None, shift=0.1,
+        n_images=args.synthetic, images_per_subject=2, seed=args.seed, size=320, yaw_max=90.0,
+        face_fraction=(0.35, 0.5), shift=0.1, backgrounds=backgrounds, textures=args.textures,
     )  # fmt: skip
     write_synthetic_dataset(folder, options, progress=False)
     codes = np.load(folder / "codes.npz")
@@ -260,7 +263,7 @@ def aflw_table(fits: dict[tuple[str, str], Scores], yaws: dict, items: list[Item
 
 def measure(args: argparse.Namespace, folder: Path) -> tuple[dict, dict, dict, list[Item]]:
     """Run every measurement: (detections by backend, fits by (data, variant), yaws, real items)."""
-    synth = synthetic_items(folder / "synth", args.synthetic, args.seed)
+    synth = synthetic_items(folder / "synth", args)
     real = [] if args.skip_real else real_items()
     yaws = {(i.path, 0): float(i.yaw[0]) for i in synth}
     fits: dict[tuple[str, str], Scores] = {}
@@ -288,7 +291,9 @@ def report(args: argparse.Namespace, detections: dict, fits: dict, yaws: dict, r
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, 1 torch thread. 1-min load average at the end: {os.getloadavg()[0]:.1f} "
         "(other jobs shared the CPUs: times are upper bounds). Synthetic: "
-        f"{args.synthetic} faces, 320² px, yaw uniform in ±90°, seed {args.seed}.",
+        f"{args.synthetic} faces, 320² px, yaw uniform in ±90°, seed {args.seed}, "
+        f"{'photo textures' if args.textures else 'procedural skin'}, "
+        f"{'procedural' if args.no_photo_backgrounds else 'photo'} backgrounds.",
         "",
         "## Detection",
         "",
@@ -319,6 +324,8 @@ def main() -> None:
     parser.add_argument("--detectors", default="dlib,mtcnn,cascade,dlib_cnn")
     parser.add_argument("--cnn-limit", type=int, default=8, help="synthetic faces for dlib_cnn")
     parser.add_argument("--skip-real", action="store_true", help="synthetic faces only")
+    parser.add_argument("--textures", default=None, help="folder of *_texture.png (vitdeca reconstruct)")
+    parser.add_argument("--no-photo-backgrounds", action="store_true", help="procedural backgrounds only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

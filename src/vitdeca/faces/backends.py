@@ -25,6 +25,7 @@ import importlib.util
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -247,6 +248,9 @@ class CascadeBackend(FaceBackend):
     warning. Each face's landmarks come from the stage that found it."""
 
     name = "cascade"
+    # options of a stage inside the cascade: MTCNN stops at the HOG stage's smallest face (40 px), which
+    # skips its slowest pyramid levels
+    stage_options: ClassVar[dict[str, dict[str, Any]]] = {"mtcnn": {"min_face_size": 40}}
 
     def __init__(self, stages: tuple[str, ...] = ("dlib", "mtcnn")) -> None:
         from vitdeca.faces.detect import get_backend
@@ -254,7 +258,7 @@ class CascadeBackend(FaceBackend):
         self.stages: dict[str, FaceBackend] = {}
         for stage in stages:
             try:
-                self.stages[stage] = get_backend(stage)
+                self.stages[stage] = get_backend(stage, **self.stage_options.get(stage, {}))
             except VitdecaError as exc:
                 log.warning("face cascade: without the %r stage (%s)", stage, exc)
         if not self.stages:

@@ -20,7 +20,7 @@ import numpy as np
 from vitdeca.errors import VitdecaError
 from vitdeca.faces.image_io import as_rgb_uint8
 
-DEFAULT_BACKEND = "dlib"
+DEFAULT_BACKEND = "cascade"  # HOG, then MTCNN on a miss (benchmarks/results/pose.md)
 DEFAULT_MAX_SIDE = 1024
 
 

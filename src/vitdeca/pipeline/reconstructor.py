@@ -19,6 +19,7 @@ import torch
 
 from vitdeca import media
 from vitdeca.errors import VitdecaError
+from vitdeca.faces.detect import DEFAULT_BACKEND
 from vitdeca.pipeline.results import FaceResult, VideoFrame
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class Reconstructor:
         model,
         *,
         device: str | torch.device = "cpu",
-        detector: str = "dlib",
+        detector: str = DEFAULT_BACKEND,
         detail: bool = True,
         fit=None,
         refine: bool = False,
@@ -157,7 +158,7 @@ class Reconstructor:
         path: str | os.PathLike | None = None,
         *,
         device: str | torch.device = "auto",
-        detector: str = "dlib",
+        detector: str = DEFAULT_BACKEND,
         detail: bool = True,
         fit=None,
         refine: bool = False,
