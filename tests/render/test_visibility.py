@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from vitdeca.render.visibility import depth_visibility, mesh_visibility, render_visibility
+from vitdeca.render.visibility import TOLERANCE, depth_visibility, mesh_visibility, render_visibility
 
 
 def test_depth_test_on_a_hand_made_depth_image():
@@ -56,7 +56,7 @@ def test_ict_landmarks_agree_with_a_ray_cast(ict_head, yaw):
     visible = mesh_visibility(out.vertices, ict_head.faces, out.landmarks3d, resolution=256)[0].numpy()
     points = out.landmarks3d[0].double().numpy()
     box = np.mean(points[:, :2].max(0) - points[:, :2].min(0))
-    slack = 0.05 * box  # the module's tolerance
+    slack = TOLERANCE * box
     expected = _ray_cast_visibility(out.vertices[0].double().numpy(), ict_head.faces.numpy(), points, slack)
     # the rasterised test is a little lenient at occlusion edges (3x3 window): a few borderline points
     assert (visible != expected).sum() <= 4

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from vitdeca.render.camera import weak_perspective_to_screen
 from vitdeca.render.rasterize import rasterize
 
-TOLERANCE = 0.05  # depth slack, fraction of the points' box size (≈ 7 mm for a face)
+TOLERANCE = 0.1  # depth slack, fraction of the points' box size (≈ 15 mm for a face: lips and lids that
+# overlap in depth at a closed mouth or eye are not occlusion; a nose or cheek in front of a point is)
 WINDOW = 1  # half-size of the pixel window tested around each point (3×3)
 
 
