@@ -68,7 +68,10 @@ class FitConfig:
     per-landmark weights (nose and mouth count more) instead of uniform ones (the uniform NME is lower);
     ``occluded_weight``: the landmark weight of points the current fit hides behind the head itself (1:
     no visibility weighting), re-tested every ``visibility_every`` landmark steps and at every
-    photometric step (:mod:`vitdeca.render.visibility`).
+    photometric step (:mod:`vitdeca.render.visibility`); ``robust`` > 0: from the second third of the
+    landmark stage on, each landmark is also weighted by ``1 / (1 + (r / c)²)`` of its residual r, with
+    c = ``robust`` × the image's median residual (re-estimated with the visibility), so that points the
+    head cannot reach (a detector's failure on a profile) stop pulling (0: off).
     """
 
     stages: list[str] = field(default_factory=lambda: list(STAGES))
@@ -93,6 +96,7 @@ class FitConfig:
     expression_range: str = "auto"
     occluded_weight: float = L.OCCLUDED_LANDMARK_WEIGHT
     visibility_every: int = 25
+    robust: float = 0.0
 
     def iterations(self, stage: str) -> int:
         return {"landmarks": self.landmark_iterations, "photometric": self.photometric_iterations}[stage]
@@ -126,8 +130,8 @@ class FitConfig:
                 raise VitdecaError(f"fit {label}: unknown {unknown[0]!r} (choose from {', '.join(known)})")
         if self.landmark_iterations < 0 or self.photometric_iterations < 0 or self.lr <= 0:
             raise VitdecaError("fit: iterations must be >= 0 and lr > 0")
-        if not 0.0 <= self.occluded_weight <= 1.0 or self.visibility_every < 1:
-            raise VitdecaError("fit: occluded_weight must be in [0, 1] and visibility_every >= 1")
+        if not 0.0 <= self.occluded_weight <= 1.0 or self.visibility_every < 1 or self.robust < 0:
+            raise VitdecaError("fit: occluded_weight in [0, 1], visibility_every >= 1 and robust >= 0")
         if self.expression_range not in ("auto", "none"):
             raise VitdecaError(f"fit expression_range: 'auto' or 'none', got {self.expression_range!r}")
         return self
@@ -233,11 +237,15 @@ def _geometry_losses(
     target: torch.Tensor,
     size: int,
     visible: torch.Tensor | None = None,
+    robust: torch.Tensor | None = None,
 ):
     """Landmark, eye, lip and code-regulariser terms (name → weighted scalar); ``visible`` (B,68) bool
-    down-weights self-occluded landmarks (``config.occluded_weight``)."""
+    down-weights self-occluded landmarks (``config.occluded_weight``); ``robust`` (B,68) multiplies the
+    landmark weights (:func:`robust_weights`)."""
     base = L.deca_landmark_weights(target.device) if config.weighted_landmarks else None
     weights = L.landmark_weights(visible, config.occluded_weight, base)
+    if robust is not None:
+        weights = robust if weights is None else weights * robust
     terms = {
         "landmark": lambda: L.landmark_loss(pred, target, size, weights),
         "eye": lambda: L.eye_closure_loss(pred, target, size),
@@ -380,18 +388,29 @@ def landmark_visibility(model, codes: Codes) -> torch.Tensor:
     return mesh_visibility(out.vertices, model.head.faces, out.landmarks3d)
 
 
+def robust_weights(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
+    """Cauchy weights (B,68) ``1 / (1 + (r / c)²)`` of the residuals r = |pred − target| (pixels) of
+    (B,68,2) landmarks, with c = ``scale`` × each image's median residual (at least 0.5 px)."""
+    residual = (pred.detach() - target).norm(dim=-1)
+    c = (scale * residual.median(dim=1, keepdim=True).values).clamp_min(0.5)
+    return 1.0 / (1.0 + (residual / c) ** 2)
+
+
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
     geometry = LandmarkGeometry(model.head)
     terms: dict[str, torch.Tensor] = {}
-    visible = None
+    visible = robust = None
     for step in range(iterations):
         codes = variables.codes()
-        if config.occluded_weight < 1.0 and step % config.visibility_every == 0:
-            visible = landmark_visibility(model, codes)
         pred = landmarks2d(model, codes, size, geometry)
-        terms = _geometry_losses(config, codes, pred, target, size, visible)
+        if step % config.visibility_every == 0:
+            if config.occluded_weight < 1.0:
+                visible = landmark_visibility(model, codes)
+            if config.robust > 0 and step >= iterations // 3:
+                robust = robust_weights(pred, target, config.robust)
+        terms = _geometry_losses(config, codes, pred, target, size, visible, robust)
         _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)
     return {k: float(v.detach()) for k, v in terms.items()}
@@ -406,6 +425,7 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
         mask = masks * recon.alpha
         light = solve_light(images, recon.render.albedo_image, recon.normal_image, mask)
         variables.leaves["light"].copy_(light)
+        robust = robust_weights(recon.landmarks2d, target, config.robust) if config.robust > 0 else None
     optimizer = variables.optimizer(_STAGE_CODES["photometric"], config)
     terms: dict[str, torch.Tensor] = {}
     for _ in range(iterations):
@@ -414,7 +434,7 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
         visible = None
         if config.occluded_weight < 1.0:
             visible = render_visibility(recon.landmarks3d, codes.camera, recon.depth, recon.alpha)
-        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size, visible)
+        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size, visible, robust)
         terms.update(_appearance_losses(config, codes, recon, images, masks))
         _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)

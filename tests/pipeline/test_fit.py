@@ -178,3 +178,14 @@ def test_hidden_landmarks_barely_pull_the_fit(fit_model):
         fitted = landmarks2d(fit_model, fit_codes(fit_model, images, corrupted, config).codes, 224)
         errors[weight] = (fitted - target)[0, visible].norm(dim=-1).mean().item()
     assert errors[0.1] < 0.8 * errors[1.0], errors
+
+
+def test_robust_weights_drop_outliers():
+    from vitdeca.fit import robust_weights
+
+    target = torch.zeros(1, 68, 2)
+    pred = torch.zeros(1, 68, 2)
+    pred[0, :, 0] = 1.0  # every point 1 px off ...
+    pred[0, 3, 0] = 40.0  # ... but one, far off (a detector failure)
+    w = robust_weights(pred, target, scale=2.5)
+    assert w[0, 3] < 0.01 and torch.allclose(w[0, :3], torch.full((3,), 1 / (1 + (1 / 2.5) ** 2)))
