@@ -168,3 +168,19 @@ def test_landmark_weights_down_weight_hidden_points():
     hidden_loss = L.landmark_loss(pred, target, 100, L.landmark_weights(visible, 0.1))
     plain_loss = L.landmark_loss(pred, target, 100)
     assert hidden_loss < 0.15 * plain_loss
+
+
+def test_expression_priors():
+    from vitdeca.losses import pair_exclusion_regulariser, pair_symmetry_regulariser, sparsity_regulariser
+
+    code = torch.tensor([[0.2, -0.5, 0.0, 1.0], [0.0, 0.0, 0.3, 0.3]])
+    weights = torch.tensor([1.0, 2.0, 1.0, 4.0])
+    # by hand: row 0: 0.2 + 1.0 + 0 + 4.0 = 5.2; row 1: 0.3 + 1.2 = 1.5
+    assert sparsity_regulariser(code, weights).item() == pytest.approx((5.2 + 1.5) / 2)
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    # row 0: 0.7² + 1.0²; row 1: 0 + 0
+    assert pair_symmetry_regulariser(code, pairs).item() == pytest.approx((0.49 + 1.0) / 2)
+    # negative weights do not count: row 0: relu(0.2)·relu(-0.5) + 0·1 = 0; row 1: 0 + 0.09
+    assert pair_exclusion_regulariser(code, pairs).item() == pytest.approx(0.09 / 2)
+    empty = torch.zeros(0, 2, dtype=torch.long)
+    assert pair_symmetry_regulariser(code, empty).item() == 0.0

@@ -52,6 +52,10 @@ class FitWeights:
     pose_reg: float = 0.0
     albedo_reg: float = 1e-4
     light_reg: float = 0.1
+    # ARKit-semantics priors on blend-shape expressions (vitdeca.arkit.expression_priors; ICT only)
+    sparsity_reg: float = 1e-3
+    symmetry_reg: float = 2e-3
+    exclusive_reg: float = 5e-3
 
 
 @dataclass
@@ -230,18 +234,35 @@ class _Variables:
         return torch.optim.Adam(groups)
 
 
-def _geometry_losses(
-    config: FitConfig,
-    codes: Codes,
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    size: int,
-    visible: torch.Tensor | None = None,
-    robust: torch.Tensor | None = None,
-):
-    """Landmark, eye, lip and code-regulariser terms (name → weighted scalar); ``visible`` (B,68) bool
-    down-weights self-occluded landmarks (``config.occluded_weight``); ``robust`` (B,68) multiplies the
-    landmark weights (:func:`robust_weights`)."""
+class _Priors:
+    """The expression priors of a blend-shape head as tensors (:func:`vitdeca.arkit.expression_priors`)."""
+
+    def __init__(self, head, device) -> None:
+        from vitdeca.arkit import expression_priors
+
+        priors = expression_priors(head)
+        self.active = priors is not None
+        if priors is not None:
+            self.l1 = torch.as_tensor(priors.l1, device=device)
+            self.symmetric = torch.as_tensor(priors.symmetric, device=device)
+            self.exclusive = torch.as_tensor(priors.exclusive, device=device)
+
+    def terms(self, expression: torch.Tensor) -> dict:
+        if not self.active:
+            return {}
+        return {
+            "sparsity_reg": lambda: L.sparsity_regulariser(expression, self.l1),
+            "symmetry_reg": lambda: L.pair_symmetry_regulariser(expression, self.symmetric),
+            "exclusive_reg": lambda: L.pair_exclusion_regulariser(expression, self.exclusive),
+        }
+
+
+def _geometry_losses(config: FitConfig, codes: Codes, pred: torch.Tensor, target: torch.Tensor, size: int,
+                     priors: _Priors | None = None, visible: torch.Tensor | None = None,
+                     robust: torch.Tensor | None = None):  # fmt: skip
+    """Landmark, eye, lip, code-regulariser and expression-prior terms (name → weighted scalar);
+    ``visible`` (B,68) bool down-weights self-occluded landmarks (``config.occluded_weight``); ``robust``
+    (B,68) multiplies the landmark weights (:func:`robust_weights`)."""
     base = L.deca_landmark_weights(target.device) if config.weighted_landmarks else None
     weights = L.landmark_weights(visible, config.occluded_weight, base)
     if robust is not None:
@@ -253,6 +274,7 @@ def _geometry_losses(
         "shape_reg": lambda: L.code_regulariser(codes.shape),
         "expression_reg": lambda: L.code_regulariser(codes.expression),
         "pose_reg": lambda: L.code_regulariser(codes.pose),
+        **(priors.terms(codes.expression) if priors is not None else {}),
     }
     return {name: config.weight(name) * fn() for name, fn in terms.items() if config.weight(name) > 0}
 
@@ -400,6 +422,7 @@ def _run_landmarks(model, variables: _Variables, target, config, iterations, bou
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
     geometry = LandmarkGeometry(model.head)
+    priors = _Priors(model.head, target.device)
     terms: dict[str, torch.Tensor] = {}
     visible = robust = None
     for step in range(iterations):
@@ -410,7 +433,7 @@ def _run_landmarks(model, variables: _Variables, target, config, iterations, bou
                 visible = landmark_visibility(model, codes)
             if config.robust > 0 and step >= iterations // 3:
                 robust = robust_weights(pred, target, config.robust)
-        terms = _geometry_losses(config, codes, pred, target, size, visible, robust)
+        terms = _geometry_losses(config, codes, pred, target, size, priors, visible, robust)
         _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)
     return {k: float(v.detach()) for k, v in terms.items()}
@@ -427,6 +450,7 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
         variables.leaves["light"].copy_(light)
         robust = robust_weights(recon.landmarks2d, target, config.robust) if config.robust > 0 else None
     optimizer = variables.optimizer(_STAGE_CODES["photometric"], config)
+    priors = _Priors(model.head, target.device)
     terms: dict[str, torch.Tensor] = {}
     for _ in range(iterations):
         codes = variables.codes()
@@ -434,7 +458,7 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
         visible = None
         if config.occluded_weight < 1.0:
             visible = render_visibility(recon.landmarks3d, codes.camera, recon.depth, recon.alpha)
-        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size, visible, robust)
+        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size, priors, visible, robust)
         terms.update(_appearance_losses(config, codes, recon, images, masks))
         _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)

@@ -186,6 +186,32 @@ def code_regulariser(code: torch.Tensor) -> torch.Tensor:
     return code.pow(2).sum(dim=1).mean() / 2.0
 
 
+def sparsity_regulariser(code: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted L1 that keeps blend-shape weights sparse: ``L = mean_b Σ_n w_n |c_bn|``.
+
+    code (B,N); weights (N,) or None (all ones). Returns a scalar."""
+    absolute = code.abs()
+    return (absolute if weights is None else absolute * weights).sum(dim=1).mean()
+
+
+def pair_symmetry_regulariser(code: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Left/right coherence of blend-shape weights: ``L = mean_b Σ_{(l,r)} (c_bl − c_br)²``.
+
+    code (B,N); pairs (P,2) long indices (left, right). Returns a scalar (0 without pairs)."""
+    if pairs.numel() == 0:
+        return code.sum() * 0.0
+    return (code[:, pairs[:, 0]] - code[:, pairs[:, 1]]).pow(2).sum(dim=1).mean()
+
+
+def pair_exclusion_regulariser(code: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Contradicting blend shapes (jawLeft with jawRight, eyeBlink with eyeWide, ...) not both active:
+    ``L = mean_b Σ_{(a,b)} relu(c_ba) · relu(c_bb)``. code (B,N); pairs (Q,2) long. Returns a scalar."""
+    if pairs.numel() == 0:
+        return code.sum() * 0.0
+    positive = code.clamp_min(0.0)
+    return (positive[:, pairs[:, 0]] * positive[:, pairs[:, 1]]).sum(dim=1).mean()
+
+
 def light_regulariser(light: torch.Tensor) -> torch.Tensor:
     """DECA's light regulariser: spherical-harmonic lighting close to white,
     ``L = mean_{b,k,c} (l_bkc − mean_c' l_bkc')²``. light (B,9,3) (SH band × RGB). Returns a scalar."""
@@ -262,3 +288,32 @@ def mrf_loss(
     similarity = similarity / similarity.sum(dim=1, keepdim=True)
     best = similarity.max(dim=2).values  # (B,Nt): best generated match of each target pixel
     return -torch.log(best.mean(dim=1)).mean()
+
+
+def vertex_distance_mm(
+    pred: torch.Tensor, target: torch.Tensor, units_per_mm: float, sample_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Supervised geometry: the mean Euclidean vertex distance in millimetres.
+
+    ``L = Σ_b w_b · mean_v ‖p_bv − t_bv‖ / (units_per_mm · Σ_b w_b)``, the per-vertex quantity that the NoW
+    protocol reports (before its alignment). pred, target (B,V,3) model units; sample_weights (B,) (e.g. 1
+    for samples with ground truth, 0 for photos) or None (all ones). Returns a scalar in mm (0 when every
+    weight is 0).
+    """
+    per_sample = (pred - target).norm(dim=-1).mean(dim=-1) / units_per_mm
+    if sample_weights is None:
+        return per_sample.mean()
+    w = sample_weights.to(per_sample.dtype)
+    return (per_sample * w).sum() / w.sum().clamp_min(1.0)
+
+
+def code_l1(
+    pred: torch.Tensor, target: torch.Tensor, sample_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Supervised codes: ``L = Σ_b w_b · mean_k |p_bk − t_bk| / Σ_b w_b`` for pred, target (B,K) (e.g. pose
+    axis-angle in radians); sample_weights (B,) or None. Returns a scalar (0 when every weight is 0)."""
+    per_sample = (pred - target).abs().mean(dim=-1)
+    if sample_weights is None:
+        return per_sample.mean()
+    w = sample_weights.to(per_sample.dtype)
+    return (per_sample * w).sum() / w.sum().clamp_min(1.0)

@@ -73,7 +73,28 @@ def test_landmark_fit_reaches_a_synthetic_target(fit_model):
     result = fit_codes(fit_model, images, target, config)
     assert result.nme[0] < 0.01 < start
     assert result.codes.expression.min() >= 0 and result.codes.expression.max() <= 1  # ICT blend shapes
-    assert set(result.losses) == {"landmark", "eye", "lip", "shape_reg", "expression_reg"}
+    priors = {"sparsity_reg", "symmetry_reg", "exclusive_reg"}  # ICT has ARKit semantics
+    assert set(result.losses) == {"landmark", "eye", "lip", "shape_reg", "expression_reg", *priors}
+
+
+def test_arkit_priors_keep_the_fitted_expression_sparse(fit_model):
+    """A neutral face: without the priors the landmark fit spreads weight over many shapes; with them
+    far fewer are active and their total is smaller (the issue's eyeLook* ≈ 0.4 symptom)."""
+    import dataclasses
+
+    truth = _target_codes(fit_model, seed=3)
+    truth = truth.replace(expression=torch.zeros_like(truth.expression))
+    target = landmarks2d(fit_model, truth, 224)
+    images = torch.zeros(1, 3, 224, 224)
+    config = FitConfig(stages=["landmarks"], landmark_iterations=150)
+    off = dataclasses.replace(
+        config,
+        weights=dataclasses.replace(config.weights, sparsity_reg=0.0, symmetry_reg=0.0, exclusive_reg=0.0),
+    )
+    with_priors = fit_codes(fit_model, images, target, config).codes.expression
+    without = fit_codes(fit_model, images, target, off).codes.expression
+    assert with_priors.sum() < 0.5 * without.sum()
+    assert (with_priors > 0.05).sum() < (without > 0.05).sum()
 
 
 def test_solve_light_recovers_the_light():

@@ -136,6 +136,7 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
         "person_codes.npz",
         "person_neutral.obj",
         "person_now_landmarks.npy",
+        "person_arkit.json",
     }
     assert {p.name for p in folder.iterdir()} == expected
     record = json.loads((tmp_path / "out" / "summary.json").read_text())["records"]
@@ -192,7 +193,9 @@ def test_transfer_keeps_identity_and_takes_expression(rec, faces_dir, tmp_path):
     got = np.load(tmp_path / stem / f"{stem}_codes.npz")
     (fa,), (fb,) = rec(a), rec(b)
     assert (fa.codes.expression - fb.codes.expression).abs().max() > 0.2  # the test can tell them apart
-    assert np.allclose(got["shape"], fa.codes.shape.numpy().ravel(), atol=0.05)
+    # A's identity (a refit of A alone differs by float noise amplified by Adam: up to ~0.05), not B's
+    off_a = np.abs(got["shape"] - fa.codes.shape.numpy().ravel()).max()
+    assert off_a < 0.1 and off_a < 0.5 * (fa.codes.shape - fb.codes.shape).abs().max().item()
     assert np.allclose(got["expression"], fb.codes.expression.numpy().ravel(), atol=0.05)
     with pytest.raises(VitdecaError, match="dogs.jpg: no face"):
         transfer(rec, a, faces_dir / "dlib_examples" / "dogs.jpg", tmp_path, parse_save("obj"))

@@ -56,6 +56,13 @@ class HeadModel(nn.Module):
         raise NotImplementedError
 
     @property
+    def blendshape_names(self) -> tuple[str, ...] | None:
+        """ARKit-style names (``browDown_L`` …) of the expression entries when the expression code is a
+        set of ARKit-semantics blend-shape weights in [0, 1] (see :mod:`vitdeca.arkit`); None when it is
+        a PCA space without such meaning (FLAME). Capability check for ARKit and avatar outputs."""
+        return None
+
+    @property
     def n_vertices(self) -> int:
         return int(self.template_vertices.shape[0])
 

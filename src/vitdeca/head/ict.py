@@ -116,6 +116,11 @@ class ICTHead(HeadModel):
     def template_vertices(self) -> Tensor:
         return self.template
 
+    @property
+    def blendshape_names(self) -> tuple[str, ...]:
+        """ICT's expression shapes are ARKit-named blend shapes (see :mod:`vitdeca.arkit`)."""
+        return self.expression_names
+
     def checksum(self) -> str:
         return f"ict:{self._checksum}"
 

@@ -20,12 +20,14 @@ import numpy as np
 
 from vitdeca import media
 from vitdeca.errors import VitdecaError
+from vitdeca.pipeline import animation
 from vitdeca.pipeline.results import FaceResult, VideoFrame
 from vitdeca.storage import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-SAVE_CHOICES = ("obj", "ply", "glb", "texture", "depth", "landmarks", "vis", "codes", "now")
+SAVE_CHOICES = ("obj", "ply", "glb", "texture", "depth", "landmarks", "vis", "codes", "now", "arkit")
+ARKIT_OUTPUTS = ("arkit",)  # need a head model with ARKit semantics (HeadModel.blendshape_names)
 DEFAULT_SAVE = ("obj", "texture", "depth", "landmarks", "vis", "codes")
 STATUSES = ("ok", "no_face", "failed")
 
@@ -121,6 +123,23 @@ class Summary:
         except OSError as exc:
             raise VitdecaError(f"{path}: cannot write the summary ({exc.strerror or exc})") from exc
         return path
+
+
+def drop_unsupported(options: RunOptions, head) -> RunOptions:
+    """``options`` without the ARKit outputs when ``head`` has no ARKit semantics (FLAME); logs one line
+    saying so. The other outputs are still written."""
+    import dataclasses
+
+    wanted = options.save & set(ARKIT_OUTPUTS)
+    if not wanted or getattr(head, "blendshape_names", None):
+        return options
+    from vitdeca.arkit import arkit_mapping
+
+    try:
+        arkit_mapping(head)
+    except VitdecaError as exc:
+        log.warning("--save %s not written: %s", ",".join(sorted(wanted)), exc)
+    return dataclasses.replace(options, save=options.save - wanted)
 
 
 def prepare_output_dir(out_dir: str | os.PathLike) -> Path:
@@ -322,6 +341,8 @@ def write_face_outputs(result: FaceResult, folder: Path, stem: str, save: frozen
         )
     if "now" in save:
         files.append(_save_npy(path("_now_landmarks.npy"), result.now_landmarks))
+    if "arkit" in save and result.mesh.arkit is not None:
+        files.append(animation.write_arkit_json(path("_arkit.json"), result))
     return list(dict.fromkeys(Path(f) for f in files))
 
 
@@ -407,6 +428,7 @@ def write_video_outputs(
     folder.mkdir(parents=True, exist_ok=True)
     outputs: list[Path] = []
     track: list[VideoFrame] = []
+    timeline: list[tuple[float, FaceResult | None]] = []  # every frame, for the ARKit CSV
     n_frames = n_failed = 0
     per_frame_save = options.save - {"vis"}
     with contextlib.ExitStack() as stack:
@@ -417,6 +439,7 @@ def write_video_outputs(
         for frame in rec.iter_video(path, smooth=options.smooth, max_frames=options.max_frames):
             n_frames += 1
             n_failed += bool(frame.error)
+            timeline.append((frame.time, frame.face))
             if frame.face is not None:
                 track.append(VideoFrame(frame.index, frame.time, np.empty(0), frame.face))
                 if options.video_frames:
@@ -433,6 +456,10 @@ def write_video_outputs(
     message = f"{n_frames} frames: {n_face} with a face, {n_frames - n_face - n_failed} without"
     if n_failed:
         message += f", {n_failed} failed"
+    if "arkit" in options.save and track and track[0].face.mesh.arkit is not None:
+        csv, missing = animation.write_live_link_csv(folder / f"{stem}_arkit.csv", timeline, info.fps)
+        outputs.append(csv)
+        message += f"; ARKit CSV: {missing} rows without a face repeat the last weights"
     return outputs, message, n_face > 0
 
 

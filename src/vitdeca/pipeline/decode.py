@@ -20,6 +20,8 @@ def crop_batch(crops, device: torch.device | str = "cpu") -> torch.Tensor:
 
 def mesh_topology(model) -> MeshTopology:
     """The head model's shared triangles and UV layout as numpy arrays."""
+    from vitdeca.arkit import arkit_mapping
+
     head = model.head
     return MeshTopology(
         faces=head.faces.cpu().numpy(),
@@ -27,6 +29,7 @@ def mesh_topology(model) -> MeshTopology:
         uv_faces=head.uv_faces.cpu().numpy(),
         head_model=head.name,
         units_per_mm=float(head.units_per_mm),
+        arkit=arkit_mapping(head) if getattr(head, "blendshape_names", None) else None,
     )
 
 

@@ -19,13 +19,15 @@ NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
 @dataclass
 class MeshTopology:
     """What every mesh of one head model shares: triangles (F,3), UV coordinates (T,2) (v up) and UV
-    triangles (F,3), the head model's name and its units per millimetre."""
+    triangles (F,3), the head model's name and its units per millimetre; ``arkit``: the model's
+    :class:`~vitdeca.arkit.ArkitMapping`, None without ARKit semantics (FLAME)."""
 
     faces: np.ndarray
     uv_coords: np.ndarray
     uv_faces: np.ndarray
     head_model: str
     units_per_mm: float
+    arkit: Any = None
 
 
 @dataclass
@@ -106,6 +108,14 @@ class FaceResult:
         alpha = media.warp_to_image(self.alpha.astype(np.float32), self.crop_matrix, size)
         panels = face_panels(image, self.detected_landmarks, self.landmarks2d, shape, render, alpha)
         return media.vis_grid([media.fit_height(p, max_height) for p in panels])
+
+    @property
+    def arkit_weights(self) -> np.ndarray | None:
+        """(52,) ARKit weights in Apple's order (:data:`vitdeca.arkit.ARKIT_NAMES`), None when the head
+        model has no ARKit semantics."""
+        if self.mesh.arkit is None:
+            return None
+        return self.mesh.arkit.weights(self.codes.expression.reshape(-1))
 
     def codes_arrays(self) -> dict[str, np.ndarray]:
         """Every code as a (n,) float32 array (light flattened to 27), keyed by name."""
