@@ -211,7 +211,7 @@ def test_cli_reconstruct_demo(rec, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Reconstructor, "from_pretrained", staticmethod(fake_from_pretrained))
     status = main(["reconstruct", "--demo", "--out", str(tmp_path), "--save", "obj,vis", "--no-progress"])
     assert status == 0
-    assert calls == [(None, {"device": "auto", "detector": "dlib", "detail": True, "refine": False})]
+    assert calls == [(None, {"device": "auto", "detector": "cascade", "detail": True, "method": "fit"})]
     assert (tmp_path / "astronaut" / "astronaut.obj").exists() and (
         tmp_path / "astronaut" / "astronaut_vis.png"
     ).exists()
