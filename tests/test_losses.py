@@ -153,6 +153,23 @@ def test_mrf_loss_is_zero_for_matching_features_and_ignores_their_layout():
     assert L.mrf_loss(other, feats).item() > 0.1
 
 
+def test_landmark_weights_down_weight_hidden_points():
+    visible = torch.ones(2, 68, dtype=torch.bool)
+    visible[1, 42:48] = False  # the far eye of a profile
+    w = L.landmark_weights(visible, occluded=0.1, base=L.deca_landmark_weights())
+    assert w.shape == (2, 68)
+    assert torch.equal(w[0], L.deca_landmark_weights())
+    assert torch.allclose(w[1, 42:48], 0.1 * L.deca_landmark_weights()[42:48])
+    assert L.landmark_weights(None, 0.1, None) is None
+    # a hallucinated far eye barely moves the loss once it is marked hidden
+    pred = torch.rand(2, 68, 2) * 100
+    target = pred.clone()
+    target[1, 42:48] += 30.0
+    hidden_loss = L.landmark_loss(pred, target, 100, L.landmark_weights(visible, 0.1))
+    plain_loss = L.landmark_loss(pred, target, 100)
+    assert hidden_loss < 0.15 * plain_loss
+
+
 def test_expression_priors():
     from vitdeca.losses import pair_exclusion_regulariser, pair_symmetry_regulariser, sparsity_regulariser
 

@@ -68,7 +68,13 @@ class FitConfig:
     used when a fit starts from a close guess (the previous video frame); ``losses``: the enabled terms from
     :data:`LOSSES` (``reg`` = every code regulariser); ``expression_range``: bounds for blend-shape
     expression weights ("auto": [0, 1] for ICT, none for PCA expressions); ``weighted_landmarks``: DECA's
-    per-landmark weights (nose and mouth count more) instead of uniform ones (the uniform NME is lower).
+    per-landmark weights (nose and mouth count more) instead of uniform ones (the uniform NME is lower);
+    ``occluded_weight``: the landmark weight of points the current fit hides behind the head itself (1:
+    no visibility weighting), re-tested every ``visibility_every`` landmark steps and at every
+    photometric step (:mod:`vitdeca.render.visibility`); ``robust`` > 0: from the second third of the
+    landmark stage on, each landmark is also weighted by ``1 / (1 + (r / c)²)`` of its residual r, with
+    c = ``robust`` × the image's median residual (re-estimated with the visibility), so that points the
+    head cannot reach (a detector's failure on a profile) stop pulling (0: off).
     """
 
     stages: list[str] = field(default_factory=lambda: list(STAGES))
@@ -91,6 +97,9 @@ class FitConfig:
     weights: FitWeights = field(default_factory=FitWeights)
     weighted_landmarks: bool = False
     expression_range: str = "auto"
+    occluded_weight: float = L.OCCLUDED_LANDMARK_WEIGHT
+    visibility_every: int = 25
+    robust: float = 0.0
 
     def iterations(self, stage: str) -> int:
         return {"landmarks": self.landmark_iterations, "photometric": self.photometric_iterations}[stage]
@@ -124,6 +133,8 @@ class FitConfig:
                 raise VitdecaError(f"fit {label}: unknown {unknown[0]!r} (choose from {', '.join(known)})")
         if self.landmark_iterations < 0 or self.photometric_iterations < 0 or self.lr <= 0:
             raise VitdecaError("fit: iterations must be >= 0 and lr > 0")
+        if not 0.0 <= self.occluded_weight <= 1.0 or self.visibility_every < 1 or self.robust < 0:
+            raise VitdecaError("fit: occluded_weight in [0, 1], visibility_every >= 1 and robust >= 0")
         if self.expression_range not in ("auto", "none"):
             raise VitdecaError(f"fit expression_range: 'auto' or 'none', got {self.expression_range!r}")
         return self
@@ -246,9 +257,15 @@ class _Priors:
 
 
 def _geometry_losses(config: FitConfig, codes: Codes, pred: torch.Tensor, target: torch.Tensor, size: int,
-                     priors: _Priors | None = None):  # fmt: skip
-    """Landmark, eye, lip, code-regulariser and expression-prior terms (name → weighted scalar)."""
-    weights = L.deca_landmark_weights(target.device) if config.weighted_landmarks else None
+                     priors: _Priors | None = None, visible: torch.Tensor | None = None,
+                     robust: torch.Tensor | None = None):  # fmt: skip
+    """Landmark, eye, lip, code-regulariser and expression-prior terms (name → weighted scalar);
+    ``visible`` (B,68) bool down-weights self-occluded landmarks (``config.occluded_weight``); ``robust``
+    (B,68) multiplies the landmark weights (:func:`robust_weights`)."""
+    base = L.deca_landmark_weights(target.device) if config.weighted_landmarks else None
+    weights = L.landmark_weights(visible, config.occluded_weight, base)
+    if robust is not None:
+        weights = robust if weights is None else weights * robust
     terms = {
         "landmark": lambda: L.landmark_loss(pred, target, size, weights),
         "eye": lambda: L.eye_closure_loss(pred, target, size),
@@ -310,16 +327,17 @@ def solve_light(images: torch.Tensor, albedo: torch.Tensor, normals: torch.Tenso
 
 class LandmarkGeometry:
     """(B,68,3) landmarks of codes, cheaply. For a linear blend-shape head with one global rotation (ICT:
-    ``vertices = R(pose) · (template + [shape, expression] · basis)``) only the landmark rows of the basis
-    are used (microseconds instead of the full mesh); any other head model runs its full forward."""
+    ``vertices = R(pose) · (template + [shape, expression] · basis)``) only the rows of the basis that the
+    landmarks read are used (``landmark_support``: the 68 vertices and the jaw-contour paths; a fraction of
+    a millisecond instead of the full mesh); any other head model runs its full forward."""
 
     def __init__(self, head) -> None:
         self.head = head
         self.fast = getattr(head, "name", "") == "ict" and all(
-            hasattr(head, a) for a in ("basis", "template", "landmark_indices")
+            hasattr(head, a) for a in ("basis", "template", "landmark_support")
         )
         if self.fast:
-            idx = head.landmark_indices
+            idx = head.landmark_support
             columns = (idx[:, None] * 3 + torch.arange(3, device=idx.device)).reshape(-1)
             self.basis = head.basis[:, columns].contiguous()
             self.template = head.template[idx]
@@ -330,7 +348,8 @@ class LandmarkGeometry:
         from vitdeca.head.lbs import batch_rodrigues, blend_shapes
 
         points = blend_shapes(torch.cat([shape, expression], dim=1), self.basis, self.template)
-        return points @ batch_rodrigues(pose[:, :3]).transpose(1, 2)
+        rotation = batch_rodrigues(pose[:, :3])
+        return self.head.landmarks_from_support(points @ rotation.transpose(1, 2), rotation)
 
 
 def landmarks2d(
@@ -368,35 +387,65 @@ def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
     optimizer.step()
 
 
+def landmark_visibility(model, codes: Codes) -> torch.Tensor:
+    """(B,68) bool: the landmarks of ``codes`` that the head does not hide from the camera itself
+    (:func:`vitdeca.render.visibility.mesh_visibility` of the posed mesh)."""
+    from vitdeca.render.visibility import mesh_visibility
+
+    with torch.no_grad():
+        out = model.head(codes.shape, codes.expression, codes.pose)
+    return mesh_visibility(out.vertices, model.head.faces, out.landmarks3d)
+
+
+def robust_weights(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
+    """Cauchy weights (B,68) ``1 / (1 + (r / c)²)`` of the residuals r = |pred − target| (pixels) of
+    (B,68,2) landmarks, with c = ``scale`` × each image's median residual (at least 0.5 px)."""
+    residual = (pred.detach() - target).norm(dim=-1)
+    c = (scale * residual.median(dim=1, keepdim=True).values).clamp_min(0.5)
+    return 1.0 / (1.0 + (residual / c) ** 2)
+
+
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
     geometry = LandmarkGeometry(model.head)
     priors = _Priors(model.head, target.device)
     terms: dict[str, torch.Tensor] = {}
-    for _ in range(iterations):
+    visible = robust = None
+    for step in range(iterations):
         codes = variables.codes()
         pred = landmarks2d(model, codes, size, geometry)
-        terms = _geometry_losses(config, codes, pred, target, size, priors)
+        if step % config.visibility_every == 0:
+            if config.occluded_weight < 1.0:
+                visible = landmark_visibility(model, codes)
+            if config.robust > 0 and step >= iterations // 3:
+                robust = robust_weights(pred, target, config.robust)
+        terms = _geometry_losses(config, codes, pred, target, size, priors, visible, robust)
         _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
 def _run_photometric(model, variables: _Variables, images, target, masks, config, iterations, bounds):
+    from vitdeca.render.visibility import render_visibility
+
     size = images.shape[-1]
     with torch.no_grad():
         recon = model.decode(variables.codes(), detail=False)
         mask = masks * recon.alpha
         light = solve_light(images, recon.render.albedo_image, recon.normal_image, mask)
         variables.leaves["light"].copy_(light)
+        robust = robust_weights(recon.landmarks2d, target, config.robust) if config.robust > 0 else None
     optimizer = variables.optimizer(_STAGE_CODES["photometric"], config)
     priors = _Priors(model.head, target.device)
     terms: dict[str, torch.Tensor] = {}
     for _ in range(iterations):
         codes = variables.codes()
         recon = model.decode(codes, detail=False)
-        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size, priors)
+        visible = None
+        if config.occluded_weight < 1.0:
+            visible = render_visibility(recon.landmarks3d, codes.camera, recon.depth, recon.alpha)
+        terms = _geometry_losses(config, codes, recon.landmarks2d, target, size, priors, visible, robust)
         terms.update(_appearance_losses(config, codes, recon, images, masks))
         _step(optimizer, sum(terms.values()) * target.shape[0])
         _clamp_expression(variables, bounds)

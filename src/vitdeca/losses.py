@@ -51,6 +51,25 @@ def deca_landmark_weights(device: torch.device | str | None = None) -> torch.Ten
     return w
 
 
+OCCLUDED_LANDMARK_WEIGHT = 0.1
+"""Default weight of a self-occluded landmark in the landmark terms (a visible one weighs 1): a
+detector's guess at a hidden point (the far eye of a profile) should barely pull the fit."""
+
+
+def landmark_weights(
+    visible: torch.Tensor | None,
+    occluded: float = OCCLUDED_LANDMARK_WEIGHT,
+    base: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """Per-image landmark weights (B,68) for :func:`landmark_loss`: ``base`` (68,) (e.g.
+    :func:`deca_landmark_weights`; None = ones) times 1 where ``visible`` (B,68) bool, else ``occluded``.
+    ``visible`` None: just ``base``."""
+    if visible is None:
+        return base
+    factor = torch.where(visible, 1.0, float(occluded)).to(torch.get_default_dtype())
+    return factor if base is None else factor * base.to(factor.device, factor.dtype)
+
+
 def landmark_loss(
     pred: torch.Tensor,
     target: torch.Tensor,

@@ -294,3 +294,40 @@ def test_predictions_folder_is_replaced_only_when_ours(tmp_path):
     with pytest.raises(VitdecaError, match="not written by"):
         fresh_predictions_folder(tmp_path / "mine")
     assert (tmp_path / "mine" / "keep.obj").is_file()
+
+
+def test_yaw_max_draws_profiles_and_keeps_the_default_stream(home):
+    from scipy.spatial.transform import Rotation
+
+    from vitdeca.data.synth import sample_pose
+
+    def yaws(options: SynthOptions) -> np.ndarray:
+        poses = [sample_pose(np.random.default_rng([1, k]), options, 3) for k in range(400)]
+        return np.array([Rotation.from_rotvec(p).as_euler("xyz", degrees=True)[1] for p in poses])
+
+    wide = yaws(SynthOptions(yaw_max=90.0))
+    assert np.abs(wide).max() <= 90.0 + 1e-3 and np.mean(np.abs(wide) > 60) > 0.25  # uniform in ±90
+    normal = yaws(SynthOptions())
+    reference = [
+        np.clip(np.random.default_rng([1, k]).standard_normal(3), -2.5, 2.5)[1] * 20 for k in range(400)
+    ]
+    np.testing.assert_allclose(normal, reference, atol=1e-3)  # the default draws are unchanged
+    from vitdeca.errors import VitdecaError
+
+    with pytest.raises(VitdecaError, match="yaw_max"):
+        SynthOptions(yaw_max=120.0).validated()
+
+
+def test_visibility_truth_hides_the_far_eye_of_a_profile(home, tmp_path):
+    options = SynthOptions(**{**TINY, "n_images": 2, "yaw_max": 90.0, "seed": 4, "size": 96})  # -79°, 18°
+    write_synthetic_dataset(tmp_path / "p", options, progress=False)
+    codes = np.load(tmp_path / "p" / "codes.npz")
+    assert codes["visible"].shape == (2, 68) and codes["visible"].dtype == bool
+    from scipy.spatial.transform import Rotation
+
+    yaws = [Rotation.from_rotvec(p[:3]).as_euler("xyz", degrees=True)[1] for p in codes["pose"]]
+    assert yaws[0] < -75 and abs(yaws[1]) < 30
+    assert (
+        not codes["visible"][0, 36:42].all() and codes["visible"][0, 42:48].all()
+    )  # the right eye turns away
+    assert codes["visible"][1].all()

@@ -43,8 +43,10 @@ def test_landmark_nme_hand_computed():
     assert landmark_nme(pred, target).item() == pytest.approx(0.05)
 
 
-def test_landmark_geometry_matches_the_head(fit_model):
+@pytest.mark.parametrize("yaw", [25.0, -70.0])
+def test_landmark_geometry_matches_the_head(fit_model, yaw):
     codes = _target_codes(fit_model)
+    codes = codes.replace(pose=torch.tensor([[0.1, math.radians(yaw), -0.05]]))  # the jaw contour marches
     fast = LandmarkGeometry(fit_model.head)
     assert fast.fast
     full = fit_model.head(codes.shape, codes.expression, codes.pose).landmarks3d
@@ -177,6 +179,37 @@ def test_fit_is_deterministic(fit_model):
     a = fit_codes(fit_model, torch.zeros(1, 3, 224, 224), target, config)
     b = fit_codes(fit_model, torch.zeros(1, 3, 224, 224), target, config)
     assert np.array_equal(a.nme, b.nme) and torch.equal(a.codes.shape, b.codes.shape)
+
+
+def test_hidden_landmarks_barely_pull_the_fit(fit_model):
+    """A profile (yaw 75°) whose hidden points (far eye, brow, ...) a detector placed 25 px off: with
+    visibility weights the fit lands closer to the truth on the visible points than without."""
+    from vitdeca.fit import landmark_visibility
+
+    truth = _target_codes(fit_model, seed=2).replace(pose=torch.tensor([[0.05, math.radians(75), 0.0]]))
+    target = landmarks2d(fit_model, truth, 224)
+    visible = landmark_visibility(fit_model, truth)[0]
+    assert 4 <= int((~visible).sum()) <= 30
+    corrupted = target.clone()
+    corrupted[0, ~visible] += torch.tensor([25.0, -10.0])
+    images = torch.zeros(1, 3, 224, 224)
+    errors = {}
+    for weight in (1.0, 0.1):
+        config = FitConfig(stages=["landmarks"], landmark_iterations=150, occluded_weight=weight)
+        fitted = landmarks2d(fit_model, fit_codes(fit_model, images, corrupted, config).codes, 224)
+        errors[weight] = (fitted - target)[0, visible].norm(dim=-1).mean().item()
+    assert errors[0.1] < 0.8 * errors[1.0], errors
+
+
+def test_robust_weights_drop_outliers():
+    from vitdeca.fit import robust_weights
+
+    target = torch.zeros(1, 68, 2)
+    pred = torch.zeros(1, 68, 2)
+    pred[0, :, 0] = 1.0  # every point 1 px off ...
+    pred[0, 3, 0] = 40.0  # ... but one, far off (a detector failure)
+    w = robust_weights(pred, target, scale=2.5)
+    assert w[0, 3] < 0.01 and torch.allclose(w[0, :3], torch.full((3,), 1 / (1 + (1 / 2.5) ** 2)))
 
 
 def test_fit_leaves_the_thread_policy_to_the_caller(fit_model, monkeypatch):

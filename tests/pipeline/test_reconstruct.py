@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from vitdeca import media
 from vitdeca.cli import main
 from vitdeca.errors import VitdecaError
-from vitdeca.faces import invert_similarity, transform_points
+from vitdeca.faces import invert_similarity, read_image, transform_points
 from vitdeca.fit import FitConfig, landmark_nme
 from vitdeca.pipeline import NOW_LANDMARKS, BatchRunner, Reconstructor, RunOptions, parse_save
 from vitdeca.render import project_points
@@ -58,6 +59,23 @@ def test_face_result_is_consistent(face, fit_model):
     assert face.depth_png[inside].min() >= 55 and face.depth_png[~inside].max() == 0
     assert face.render.shape == face.shape_render.shape == (224, 224, 3)
     assert face.vis().shape == (224, 4 * 224, 3)
+    assert face.landmarks_visible.shape == (68,) and face.landmarks_visible.all()  # a frontal face
+
+
+def test_profile_gets_a_mesh_and_honest_visibility(rec, faces_dir):
+    """AFLW2000-3D image00181 (turned ~60°: the HOG detector misses it, the cascade finds it); then the
+    same face with its chin cut off by the image border: landmarks outside the image are flagged."""
+    pytest.importorskip("facenet_pytorch", reason="the cascade's MTCNN stage needs facenet-pytorch")
+    image = read_image(faces_dir / "deca_testsamples/AFLW2000/image00181.jpg")
+    (face,) = rec(image)
+    assert face.vertices.shape[0] == rec.model.head.n_vertices and np.isfinite(face.vertices).all()
+    hidden = ~face.landmarks_visible
+    assert 0 < hidden.sum() < 34  # the far side hides some points, not half the face
+    low, high = face.landmarks2d[:, 1].min(), face.landmarks2d[:, 1].max()
+    bottom = int(low + 0.85 * (high - low))  # cut the chin off
+    (cut,) = rec(np.ascontiguousarray(image[:bottom]))
+    outside = cut.landmarks2d[:, 1] > bottom
+    assert outside.any() and not cut.landmarks_visible[outside].any()
 
 
 def test_path_pil_and_array_inputs_agree(rec, faces_dir, face):
@@ -98,7 +116,9 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
     summary = BatchRunner(rec, tmp_path / "out", options).run(paths)
     status = {r.path.rsplit("/", 1)[1]: (r.status, r.message) for r in summary.records}
     assert status["person.jpg"] == ("ok", "")
-    assert status["dogs.jpg"] == ("no_face", "no face found")
+    assert status["dogs.jpg"][0] == "no_face"
+    assert re.fullmatch(r"no face found \(faces smaller than about \d+ px across are missed in this image\)",
+                        status["dogs.jpg"][1])  # fmt: skip
     assert status["truncated.jpg"][0] == "failed" and "truncated.jpg" in status["truncated.jpg"][1]
     assert status["notes.png"][0] == "failed" and "notes.png" in status["notes.png"][1]
     folder = tmp_path / "out" / "person"
@@ -109,6 +129,7 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
         "person.ply",
         "person.glb",
         "person_landmarks2d.npy",
+        "person_landmarks2d_visible.npy",
         "person_landmarks3d.npy",
         "person_depth.png",
         "person_vis.png",

@@ -33,6 +33,8 @@ class StandInReconstruction:
     shading: torch.Tensor
     normal_image: torch.Tensor
     shape_image: torch.Tensor
+    codes: Codes
+    depth: torch.Tensor
     displacement_uv: torch.Tensor | None = None
     detail_image: torch.Tensor | None = None
     detail_normal_image: torch.Tensor | None = None
@@ -96,7 +98,8 @@ class StandInModel(nn.Module):
         out = StandInReconstruction(
             vertices=lm3d, landmarks3d=lm3d, landmarks2d=pixels, image=image, alpha=alpha,
             albedo_uv=colour.expand(b, 3, UV, UV), shading=image, normal_image=image,
-            shape_image=alpha.expand(b, 3, SIZE, SIZE) * 0.7,
+            shape_image=alpha.expand(b, 3, SIZE, SIZE) * 0.7, codes=codes,
+            depth=alpha * 1e3,  # a flat backdrop far behind the landmarks: every landmark is visible
         )  # fmt: skip
         if detail:
             z = torch.tanh(self.detail_decoder(torch.cat([codes.detail, codes.expression], dim=1)))

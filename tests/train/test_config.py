@@ -74,10 +74,12 @@ def test_yaml_overrides_and_clear_errors(tmp_path):
 
 
 class _Recon:
-    def __init__(self, landmarks2d):
+    def __init__(self, landmarks2d, codes):
         self.landmarks2d = landmarks2d
         self.alpha = torch.ones(2, 1, 8, 8)
         self.image = torch.full((2, 3, 8, 8), 0.25)
+        self.codes, self.landmarks3d = codes, torch.zeros(2, 68, 3)
+        self.depth = torch.full((2, 1, 8, 8), 1e3)  # a surface far behind every landmark: all visible
 
 
 class _Identity:
@@ -95,7 +97,7 @@ def _inputs(config: LossConfig, identity=None) -> LossInputs:
     codes.shape[:] = 1.0  # reg_shape = mean_b Σ 1/2 = 1
     return LossInputs(
         images=torch.full((2, 3, 8, 8), 0.75), landmarks=target, masks=torch.ones(2, 1, 8, 8),
-        codes=codes, recon=_Recon(target + 2.0), config=config, identity=identity,
+        codes=codes, recon=_Recon(target + 2.0, codes), config=config, identity=identity,
     )  # fmt: skip
 
 

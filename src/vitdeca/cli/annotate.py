@@ -24,7 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DATASET_DIR", help="dataset folder to write/resume")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--backend", default="dlib", choices=["dlib", "mtcnn", "fan"], help="face backend")
+    parser.add_argument(
+        "--backend",
+        default="dlib",
+        choices=["cascade", "dlib", "dlib_cnn", "mtcnn", "fan"],
+        help="face backend",
+    )
     parser.add_argument(
         "--all-faces", action="store_true", help="keep every face (default: the largest only)"
     )

@@ -43,6 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The input/output options shared by ``reconstruct`` and ``fit``."""
+    from vitdeca.faces.detect import DEFAULT_BACKEND
     from vitdeca.pipeline.batch import DEFAULT_SAVE, SAVE_CHOICES
 
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image/video files, folders or globs")
@@ -61,7 +62,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma list from {','.join(SAVE_CHOICES)} or 'all'; '+x' adds x to the defaults (%(default)s)",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
-    parser.add_argument("--detector", default="dlib", help="face detector backend (%(default)s)")
+    parser.add_argument("--detector", default=DEFAULT_BACKEND, help="face detector backend (%(default)s)")
     parser.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="(%(default)s)")
     parser.add_argument("--all-faces", action="store_true", help="every detected face (default: the largest)")
     parser.add_argument(

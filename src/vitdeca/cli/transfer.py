@@ -13,6 +13,8 @@ from vitdeca.cli.reconstruct import add_threads_argument, apply_threads
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from vitdeca.faces.detect import DEFAULT_BACKEND
+
     parser = subparsers.add_parser(
         "transfer",
         help="A's identity with B's expression",
@@ -24,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--out", default="vitdeca_output", metavar="DIR", help="(%(default)s)")
     parser.add_argument("--checkpoint", metavar="PATH", help="a trained model (default: per-image fitting)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
-    parser.add_argument("--detector", default="dlib", help="face detector backend (%(default)s)")
+    parser.add_argument("--detector", default=DEFAULT_BACKEND, help="face detector backend (%(default)s)")
     parser.add_argument("--save", default="obj,texture,vis", metavar="LIST", help="outputs (%(default)s)")
     add_threads_argument(parser)
     parser.set_defaults(func=run)

@@ -61,6 +61,7 @@ class SynthOptions:
     shape_std: float = 1.0
     neutral_fraction: float = 0.3  # share of images with zero expression (category "neutral")
     yaw: float = 20.0
+    yaw_max: float = 0.0  # > 0: yaw uniform in [-yaw_max, yaw_max] degrees instead of N(0, yaw²)
     pitch: float = 10.0
     roll: float = 5.0
     face_fraction: tuple[float, float] = (0.62, 0.72)  # landmark box / image side (1/1.375: DECA crop)
@@ -85,6 +86,7 @@ class SynthOptions:
             "supersample >= 1": self.supersample >= 1,
             "uv_size >= 32": self.uv_size >= 32,
             "batch_size >= 1": self.batch_size >= 1,
+            "0 <= yaw_max <= 90": 0 <= self.yaw_max <= 90,
             "0 < face_fraction[0] <= face_fraction[1] <= 1": 0 < low <= high <= 1,
             "10 <= jpeg_quality[0] <= jpeg_quality[1] <= 100": 10 <= q_low <= q_high <= 100,
         }
@@ -163,11 +165,14 @@ def sample_expression(rng: np.random.Generator, head) -> np.ndarray:
 
 
 def sample_pose(rng: np.random.Generator, options: SynthOptions, n_pose: int) -> np.ndarray:
-    """Global rotation (axis-angle of yaw/pitch/roll, degrees' normal draws clipped at 2.5 std); a FLAME
-    jaw (pose[3:6]) opens a little in a third of the images."""
+    """Global rotation (axis-angle of yaw/pitch/roll, degrees' normal draws clipped at 2.5 std; with
+    ``yaw_max`` the yaw is uniform in ±yaw_max); a FLAME jaw (pose[3:6]) opens a little in a third of the
+    images."""
     from scipy.spatial.transform import Rotation
 
     angles = np.clip(rng.standard_normal(3), -2.5, 2.5) * [options.pitch, options.yaw, options.roll]
+    if options.yaw_max > 0:
+        angles[1] = rng.uniform(-options.yaw_max, options.yaw_max)
     pose = np.zeros(n_pose, np.float32)
     pose[:3] = Rotation.from_euler("xyz", angles, degrees=True).as_rotvec()
     if n_pose >= 6 and rng.uniform() < 0.35:
@@ -311,8 +316,9 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
 
     ``codes.npz`` holds, per image in list order: ``image`` (SUBJECT/CATEGORY/IMAGE.jpg), ``subject``,
     ``shape`` (N,n_shape), ``expression`` (N,n_expression), ``pose`` (N,n_pose), ``camera`` (N,3) weak
-    perspective in the image frame, ``light`` (N,9,3), ``landmarks2d`` (N,68,2) pixels, ``skin_tone``
-    (N,3; NaN with a photo texture), ``texture`` (N,) path or ""; and ``head_model``, ``head_checksum``,
+    perspective in the image frame, ``light`` (N,9,3), ``landmarks2d`` (N,68,2) pixels, ``visible``
+    (N,68) bool (not hidden by the head itself), ``skin_tone`` (N,3; NaN with a photo texture),
+    ``texture`` (N,) path or ""; and ``head_model``, ``head_checksum``,
     ``units_per_mm``, ``image_size``. ``dataset.json`` (written last) records the options.
     """
     from tqdm import tqdm
@@ -336,7 +342,7 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
             out / "albedo" / f"{subject.name}.png",
             _uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)),
         )
-    records, landmarks, cameras = [], [], []
+    records, landmarks, cameras, visible = [], [], [], []
     with tqdm(total=len(specs), desc="synth", unit="image", disable=not progress) as bar:
         for start in range(0, len(specs), options.batch_size):
             batch = specs[start : start + options.batch_size]
@@ -347,8 +353,10 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
                 )
             landmarks.append(rendered.landmarks)
             cameras.append(rendered.cameras)
+            visible.append(rendered.visible)
             bar.update(len(batch))
-    _write_codes(out / CODES_NAME, specs, np.concatenate(landmarks), np.concatenate(cameras), head, options)
+    arrays = {"landmarks2d": np.concatenate(landmarks), "visible": np.concatenate(visible)}
+    _write_codes(out / CODES_NAME, specs, arrays, np.concatenate(cameras), head, options)
     atomic_write_bytes(out / IMAGE_LIST, "".join(s.relative_path + "\n" for s in specs).encode())
     atomic_write_bytes(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
     summary = {"images": len(specs), "subjects": len(subjects), "image_size": options.size}
@@ -372,8 +380,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _write_codes(path: Path, specs: list[ImageSpec], landmarks: np.ndarray, cameras: np.ndarray, head,
-                 options: SynthOptions) -> None:  # fmt: skip
+def _write_codes(path: Path, specs: list[ImageSpec], points: dict[str, np.ndarray], cameras: np.ndarray,
+                 head, options: SynthOptions) -> None:  # fmt: skip
     tones = [s.subject.skin.tone if s.subject.skin else (np.nan,) * 3 for s in specs]
     arrays = {
         "image": np.array([s.relative_path for s in specs]),
@@ -383,7 +391,8 @@ def _write_codes(path: Path, specs: list[ImageSpec], landmarks: np.ndarray, came
         "pose": np.stack([s.pose for s in specs]),
         "camera": cameras.astype(np.float32),
         "light": np.stack([s.light for s in specs]),
-        "landmarks2d": landmarks.astype(np.float32),
+        "landmarks2d": points["landmarks2d"].astype(np.float32),
+        "visible": points["visible"].astype(bool),
         "skin_tone": np.array(tones, dtype=np.float32),
         "texture": np.array([str(s.subject.texture or "") for s in specs]),
         "head_model": np.array(head.name),

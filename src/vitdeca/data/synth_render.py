@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 @dataclass
 class Rendered:
     """A batch's outputs: images (B,S,S,3) uint8, landmarks (B,68,2) pixels, masks (B,S,S) bool,
-    cameras (B,3) weak perspective in the image frame."""
+    cameras (B,3) weak perspective in the image frame, visible (B,68) bool: landmarks not hidden by the
+    head itself (:func:`vitdeca.render.visibility.render_visibility`)."""
 
     images: np.ndarray
     landmarks: np.ndarray
     masks: np.ndarray
     cameras: np.ndarray
+    visible: np.ndarray
 
 
 def fit_camera(landmarks3d: torch.Tensor, fraction: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -126,6 +128,7 @@ class SynthRenderer:
         """Render a batch of images (see :class:`Rendered`)."""
         from vitdeca.head.lbs import batch_rodrigues
         from vitdeca.render import project_points
+        from vitdeca.render.visibility import render_visibility
 
         def stack(values: list) -> torch.Tensor:
             return torch.from_numpy(np.stack(values).astype(np.float32))
@@ -159,6 +162,7 @@ class SynthRenderer:
             landmarks=project_points(out.landmarks3d, camera, size, size).numpy().astype(np.float32),
             masks=masks,
             cameras=camera.numpy(),
+            visible=render_visibility(out.landmarks3d, camera, result.depth, result.alpha).numpy(),
         )
 
 

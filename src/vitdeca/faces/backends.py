@@ -1,8 +1,13 @@
-"""The face backends: ``dlib`` (default), ``mtcnn`` and ``fan`` (optional, online).
+"""The face backends: ``cascade`` (default), ``dlib``, ``dlib_cnn``, ``mtcnn`` and ``fan`` (optional,
+online).
 
 - ``dlib``: dlib's HOG frontal-face detector + the 68-point shape predictor shipped by the
   ``face_recognition_models`` wheel (found with importlib, never imported: that package's ``__init__``
   needs ``pkg_resources``, which new setuptools no longer provides).
+- ``dlib_cnn``: dlib's MMOD CNN face detector (``mmod_human_face_detector.dat``, same wheel) + the same
+  predictor. Finds turned heads the HOG detector misses, but costs seconds per image on a CPU.
+- ``cascade``: the HOG detector, and on a miss MTCNN (if facenet-pytorch is installed): fast on
+  frontal faces, robust to yaw (measured in ``benchmarks/results/pose.md``).
 - ``mtcnn``: facenet-pytorch's MTCNN (weights in its wheel) for boxes and 5 key points, then the same dlib
   68-point predictor, run in a dlib-style box derived from the 5 points (see :func:`box_from_five_points`).
 - ``fan``: the ``face-alignment`` package (S3FD detector + FAN 68 points). Its weights are downloaded on
@@ -17,14 +22,20 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from vitdeca.errors import VitdecaError
 from vitdeca.faces.detect import Detection, FaceBackend
 
+log = logging.getLogger(__name__)
+
 DLIB_LANDMARKS_FILE = "shape_predictor_68_face_landmarks.dat"
+DLIB_CNN_FILE = "mmod_human_face_detector.dat"
 
 # dlib-style box from MTCNN's 5 points (eyes e_l, e_r, nose n, mouth corners m_l, m_r), fitted by least
 # squares to the dlib HOG boxes of 92 faces in ../shared/faces (median landmark NME vs the dlib backend
@@ -33,16 +44,21 @@ DLIB_LANDMARKS_FILE = "shape_predictor_68_face_landmarks.dat"
 _CENTRE_ALONG, _CENTRE_NOSE, _SIDE_EYE_MOUTH, _SIDE_EYES = 0.475, 0.084, 0.432, 1.854
 
 
-def dlib_landmarks_path() -> Path:
-    """Path of ``shape_predictor_68_face_landmarks.dat`` inside the installed face_recognition_models."""
+def face_model_path(name: str) -> Path:
+    """Path of the model file ``name`` inside the installed face_recognition_models wheel."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise VitdecaError("the dlib landmark model is missing: pip install face_recognition_models")
+        raise VitdecaError("the dlib face models are missing: pip install face_recognition_models")
     for folder in spec.submodule_search_locations:
-        path = Path(folder) / "models" / DLIB_LANDMARKS_FILE
+        path = Path(folder) / "models" / name
         if path.is_file():
             return path
-    raise VitdecaError(f"face_recognition_models is installed but has no models/{DLIB_LANDMARKS_FILE}")
+    raise VitdecaError(f"face_recognition_models is installed but has no models/{name}")
+
+
+def dlib_landmarks_path() -> Path:
+    """Path of ``shape_predictor_68_face_landmarks.dat`` inside the installed face_recognition_models."""
+    return face_model_path(DLIB_LANDMARKS_FILE)
 
 
 @functools.lru_cache(maxsize=2)
@@ -83,6 +99,7 @@ class DlibBackend(FaceBackend):
     """dlib HOG detector (``upsample`` doublings of the image first: 1 finds faces down to ~40 px)."""
 
     name = "dlib"
+    window = 80  # the detector's smallest face, pixels, before upsampling
 
     def __init__(self, upsample: int = 1, model_path: str | None = None) -> None:
         import dlib
@@ -91,6 +108,10 @@ class DlibBackend(FaceBackend):
         self.model_path = str(model_path or dlib_landmarks_path())
         self.detector = dlib.get_frontal_face_detector()
         _shape_predictor(self.model_path)
+
+    @property
+    def min_face_size(self) -> float:
+        return self.window / 2**self.upsample
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         rects, scores, _ = self.detector.run(image, self.upsample, 0.0)
@@ -101,6 +122,40 @@ class DlibBackend(FaceBackend):
 
     def landmarks(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         return predict_dlib_landmarks(image, detection.box, self.model_path)
+
+
+class DlibCnnBackend(DlibBackend):
+    """dlib's MMOD CNN face detector (confidence ≥ ``min_score``; ``upsample`` doublings first) + the
+    68-point predictor in its box (MMOD boxes are tighter than HOG's: grown by ``box_scale``)."""
+
+    name = "dlib_cnn"
+    window = 80
+
+    def __init__(
+        self, upsample: int = 0, min_score: float = 0.5, box_scale: float = 1.0, model_path: str | None = None
+    ) -> None:
+        import dlib
+
+        self.upsample, self.min_score, self.box_scale = int(upsample), float(min_score), float(box_scale)
+        self.model_path = str(model_path or dlib_landmarks_path())
+        _shape_predictor(self.model_path)
+        cnn_path = face_model_path(DLIB_CNN_FILE)
+        try:
+            self.detector = dlib.cnn_face_detection_model_v1(str(cnn_path))
+        except RuntimeError as exc:
+            raise VitdecaError(f"{cnn_path}: cannot load the dlib CNN face detector ({exc})") from exc
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        hits = []
+        for found in self.detector(image, self.upsample):
+            r = found.rect
+            box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64)
+            centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2 * self.box_scale
+            if found.confidence >= self.min_score:
+                hits.append(
+                    Detection(box=np.concatenate([centre - half, centre + half]), score=found.confidence)
+                )
+        return hits
 
 
 class MtcnnBackend(FaceBackend):
@@ -122,6 +177,10 @@ class MtcnnBackend(FaceBackend):
         self.min_score = float(min_score)
         self.model_path = str(model_path or dlib_landmarks_path())
         _shape_predictor(self.model_path)
+
+    @property
+    def min_face_size(self) -> float:
+        return float(self.mtcnn.min_face_size)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         import torch
@@ -185,6 +244,45 @@ class FanBackend(FaceBackend):
         return detection.points
 
 
+class CascadeBackend(FaceBackend):
+    """Backends tried in order until one finds a face (``stages``: registered names; default the HOG
+    detector, then MTCNN). A stage that cannot load (MTCNN without facenet-pytorch) is left out with a
+    warning. Each face's landmarks come from the stage that found it."""
+
+    name = "cascade"
+    # options of a stage inside the cascade: MTCNN stops at the HOG stage's smallest face (40 px), which
+    # skips its slowest pyramid levels
+    stage_options: ClassVar[dict[str, dict[str, Any]]] = {"mtcnn": {"min_face_size": 40}}
+
+    def __init__(self, stages: tuple[str, ...] = ("dlib", "mtcnn")) -> None:
+        from vitdeca.faces.detect import get_backend
+
+        self.stages: dict[str, FaceBackend] = {}
+        for stage in stages:
+            try:
+                self.stages[stage] = get_backend(stage, **self.stage_options.get(stage, {}))
+            except VitdecaError as exc:
+                log.warning("face cascade: without the %r stage (%s)", stage, exc)
+        if not self.stages:
+            raise VitdecaError(f"face cascade: none of the stages {list(stages)} could load")
+
+    @property
+    def min_face_size(self) -> float | None:
+        sizes = [s.min_face_size for s in self.stages.values() if s.min_face_size is not None]
+        return min(sizes) if sizes else None
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        for name, stage in self.stages.items():
+            hits = stage.detect(image)
+            if hits:
+                return [replace(hit, source=name) for hit in hits]
+        return []
+
+    def landmarks(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        stage = self.stages.get(detection.source or "") or next(iter(self.stages.values()))
+        return stage.landmarks(image, detection)
+
+
 def _points_box(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
@@ -193,7 +291,13 @@ def _mean(scores: object, k: int) -> float:
     return float(np.mean(scores[k])) if scores is not None else 1.0  # type: ignore[index]
 
 
-BACKENDS: dict[str, type[FaceBackend]] = {"dlib": DlibBackend, "mtcnn": MtcnnBackend, "fan": FanBackend}
+BACKENDS: dict[str, type[FaceBackend]] = {
+    "cascade": CascadeBackend,
+    "dlib": DlibBackend,
+    "dlib_cnn": DlibCnnBackend,
+    "mtcnn": MtcnnBackend,
+    "fan": FanBackend,
+}
 
 
 def register_backend(cls: type[FaceBackend]) -> type[FaceBackend]:

@@ -20,18 +20,20 @@ import numpy as np
 from vitdeca.errors import VitdecaError
 from vitdeca.faces.image_io import as_rgb_uint8
 
-DEFAULT_BACKEND = "dlib"
+DEFAULT_BACKEND = "cascade"  # HOG, then MTCNN on a miss (benchmarks/results/pose.md)
 DEFAULT_MAX_SIDE = 1024
 
 
 @dataclass(frozen=True, eq=False)
 class Detection:
     """One detector hit: ``box`` (4,) [x0,y0,x1,y1], ``score`` (backend-specific scale), ``points`` (K,2)
-    or None (5 MTCNN key points; 68 landmarks for backends that find both at once)."""
+    or None (5 MTCNN key points; 68 landmarks for backends that find both at once), ``source``: the
+    backend that found it when a cascade ran several (else None)."""
 
     box: np.ndarray
     score: float
     points: np.ndarray | None = None
+    source: str | None = None
 
     def scaled(self, sx: float, sy: float) -> Detection:
         """The same detection in an image scaled by (sx, sy) (pixel-centre frame: a pure scale)."""
@@ -61,6 +63,7 @@ class FaceBackend(ABC):
 
     name: ClassVar[str]
     requires: ClassVar[tuple[str, str] | None] = None
+    min_face_size: float | None = None  # smallest face side it finds, pixels of the image it is given
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -131,6 +134,27 @@ def shrink_for_detection(image: np.ndarray, max_side: int | None) -> tuple[np.nd
     new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
     small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     return small, new_w / width, new_h / height
+
+
+def min_face_side(image_shape: tuple[int, ...], backend: str | FaceBackend = DEFAULT_BACKEND,
+                  max_side: int | None = DEFAULT_MAX_SIDE) -> int | None:  # fmt: skip
+    """The smallest face side (original pixels) that :func:`detect_faces` finds in an image of
+    ``image_shape`` (H, W, ...): the backend's own limit, scaled up when the image is shrunk for
+    detection. None when the backend states no limit."""
+    model = get_backend(backend) if isinstance(backend, str) else backend
+    if model.min_face_size is None:
+        return None
+    longest = max(image_shape[:2])
+    factor = longest / max_side if max_side and longest > max_side else 1.0
+    return int(np.ceil(model.min_face_size * factor))
+
+
+def no_face_message(image_shape: tuple[int, ...], backend: str | FaceBackend = DEFAULT_BACKEND) -> str:
+    """One line for an image where no face was found, naming the smallest face the detector finds."""
+    side = min_face_side(image_shape, backend)
+    if side is None:
+        return "no face found"
+    return f"no face found (faces smaller than about {side} px across are missed in this image)"
 
 
 def detect_faces(

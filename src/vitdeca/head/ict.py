@@ -17,10 +17,12 @@ from torch import Tensor
 
 from vitdeca.errors import VitdecaError
 from vitdeca.head.base import HeadModel, HeadOutput
+from vitdeca.head.contour import CONTOUR_LANDMARKS, contour_paths, march_contour
 from vitdeca.head.ict_assets import N_IDENTITY, cache_paths, install_ict, load_cache
 from vitdeca.head.landmarks import IBUG68_NAMES
 from vitdeca.head.lbs import batch_rodrigues, blend_shapes
 
+CONTOUR_STEP_MM = 2.5  # x spacing of the jaw-contour marching paths (vitdeca.head.contour)
 _REQUIRED = ("template", "shapedirs", "exprdirs", "faces", "uv_coords", "uv_faces", "landmarks", "face_mask")
 
 
@@ -30,7 +32,9 @@ class ICTHead(HeadModel):
     shape: up to 100 identity PCA coefficients (unit = the mode as stored, ~1 standard deviation);
     expression: (up to) 55 ARKit-style blend-shape weights (0 = neutral, 1 = the full expression, see
     ``expression_names``); pose: (3,) axis-angle global rotation about the origin.
-    Landmarks are the 68 Multi-PIE vertices of ICT's README; ``face_mask`` is ICT's "narrow face area".
+    Landmarks are the 68 Multi-PIE vertices of ICT's README; with ``dynamic_contour`` (the default) the
+    16 side jaw points march to the silhouette of the posed head (:mod:`vitdeca.head.contour`).
+    ``face_mask`` is ICT's "narrow face area".
     """
 
     name = "ict"
@@ -43,6 +47,7 @@ class ICTHead(HeadModel):
         checksum: str,
         n_shape: int = N_IDENTITY,
         n_expression: int | None = None,
+        dynamic_contour: bool = True,
     ):
         super().__init__()
         missing = [k for k in _REQUIRED if k not in arrays]
@@ -74,6 +79,38 @@ class ICTHead(HeadModel):
         self.register_buffer("landmark_indices", torch.from_numpy(arrays["landmarks"].astype(np.int64)))
         self.register_buffer("face_mask", torch.from_numpy(arrays["face_mask"].astype(bool)))
         self.register_buffer("pivot", torch.zeros(3))
+        self.dynamic_contour = bool(dynamic_contour)
+        self._register_landmark_support(arrays)
+
+    def _register_landmark_support(self, arrays: dict[str, np.ndarray]) -> None:
+        """Buffers for landmarks from a vertex subset: ``landmark_support`` (S,) the vertices the 68
+        landmarks (and the contour paths) read, and indices into it."""
+        landmarks = arrays["landmarks"].astype(np.int64)
+        ids = [landmarks]
+        if self.dynamic_contour:
+            step = CONTOUR_STEP_MM * self.units_per_mm
+            paths = contour_paths(arrays["template"], arrays["faces"], landmarks, arrays["face_mask"], step)
+            ids += [paths.a.ravel(), paths.b.ravel()]
+        support, inverse = np.unique(np.concatenate(ids), return_inverse=True)
+        self.register_buffer("landmark_support", torch.from_numpy(support))
+        self.register_buffer("_static_pos", torch.from_numpy(inverse[: len(landmarks)]))
+        if self.dynamic_contour:
+            a_pos, b_pos = np.split(inverse[len(landmarks) :], 2)
+            self.register_buffer("_contour_a", torch.from_numpy(a_pos.reshape(paths.a.shape)))
+            self.register_buffer("_contour_b", torch.from_numpy(b_pos.reshape(paths.a.shape)))
+            self.register_buffer("_contour_t", torch.from_numpy(paths.t.astype(np.float32)))
+            self.register_buffer("_contour_side", torch.from_numpy(paths.side.astype(np.float32)))
+
+    def landmarks_from_support(self, points: Tensor, rotation: Tensor) -> Tensor:
+        """iBUG-68 landmarks (B,68,3) from the posed ``landmark_support`` vertices (B,S,3) and the global
+        rotation (B,3,3): fixed vertices, the side jaw points marched to the silhouette."""
+        out = points[:, self._static_pos]
+        if not self.dynamic_contour:
+            return out
+        t = self._contour_t.to(points.dtype)[None, :, :, None]
+        path = points[:, self._contour_a] * (1 - t) + points[:, self._contour_b] * t  # (B,C,P,3)
+        contour = march_contour(path, self._contour_side, rotation)
+        return out.index_copy(1, torch.tensor(CONTOUR_LANDMARKS, device=out.device), contour)
 
     @property
     def template_vertices(self) -> Tensor:
@@ -94,7 +131,8 @@ class ICTHead(HeadModel):
         rot = batch_rodrigues(pose)  # (B,3,3), exactly I for zero pose
         # rotate about the origin (the pivot); (R @ V^T)^T is a BLAS-friendly bmm
         vertices = torch.bmm(rot, vertices.transpose(1, 2)).transpose(1, 2).contiguous()
-        return HeadOutput(vertices=vertices, landmarks3d=vertices[:, self.landmark_indices])
+        landmarks = self.landmarks_from_support(vertices[:, self.landmark_support], rot)
+        return HeadOutput(vertices=vertices, landmarks3d=landmarks)
 
     def extra_repr(self) -> str:
         return (
@@ -109,18 +147,26 @@ def load_ict(
     source: str | os.PathLike | None = None,
     home: str | os.PathLike | None = None,
     path: str | os.PathLike | None = None,
+    dynamic_contour: bool = True,
 ) -> ICTHead:
     """The ICT model from the cache under ``home``; installs it from ``source`` (alias ``path``; default
     ``$VITDECA_ICT_FACEKIT`` or the official archive URL) when the cache is empty.
 
     ``n_shape`` ≤ 100 keeps the leading identity modes; ``n_expression`` ≤ 55 keeps the first expression
     shapes in :data:`~vitdeca.head.ict_assets.EXPRESSION_NAMES` order (default: all 55).
+    ``dynamic_contour=False`` keeps the 17 jaw landmarks on their fixed vertices (the earlier definition).
     """
     paths = cache_paths(home)
     if not paths.manifest.exists():
         install_ict(source if source is not None else path, home=home)
     arrays, manifest = load_cache(paths)
-    return ICTHead(arrays, checksum=str(manifest["sha256"]), n_shape=n_shape, n_expression=n_expression)
+    return ICTHead(
+        arrays,
+        checksum=str(manifest["sha256"]),
+        n_shape=n_shape,
+        n_expression=n_expression,
+        dynamic_contour=dynamic_contour,
+    )
 
 
 def cache_location(home: str | os.PathLike | None = None) -> Path:

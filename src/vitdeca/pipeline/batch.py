@@ -271,7 +271,14 @@ class BatchRunner:
                 yield self._failed(path, exc, start)
                 continue
             if not item.crops:
-                yield Record(str(path), None, "no_face", "no face found", [], time.perf_counter() - start)
+                yield Record(
+                    str(path),
+                    None,
+                    "no_face",
+                    item.message or "no face found",
+                    [],
+                    time.perf_counter() - start,
+                )
                 continue
             prepared.append((path, name, item, time.perf_counter() - start, note))
         results = self._reconstruct_isolated([p[2] for p in prepared])
@@ -375,6 +382,8 @@ def write_face_outputs(result: FaceResult, folder: Path, stem: str, save: frozen
 
     if "landmarks" in save:
         files.append(_save_npy(path("_landmarks2d.npy"), result.landmarks2d))
+        if result.landmarks_visible is not None:  # companion: (68,) bool, False = hidden or off-image
+            files.append(_save_npy(path("_landmarks2d_visible.npy"), result.landmarks_visible))
         files.append(_save_npy(path("_landmarks3d.npy"), result.landmarks3d))
     if "depth" in save:
         files.append(media.save_png(path("_depth.png"), result.depth_png))

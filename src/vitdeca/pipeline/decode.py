@@ -83,15 +83,16 @@ def decode_results(
             loader = partial(detail_mesh, model, recon.vertices[b : b + 1], recon.displacement_uv[b : b + 1])
         face = {name: values[b] for name, values in arrays.items()}
         alpha = face.pop("alpha")
+        landmarks2d = transform_points(face.pop("crop_landmarks2d"), invert_similarity(crop.crop.matrix))
+        visible = face.pop("landmarks_visible") & inside_image(landmarks2d, crop.image_shape)
         results.append(
             FaceResult(
                 face_index=crop.face_index,
                 box=np.asarray(crop.box, dtype=np.float64),
                 score=float(crop.score),
                 codes=codes.index(b).detach().to("cpu"),
-                landmarks2d=transform_points(
-                    face.pop("crop_landmarks2d"), invert_similarity(crop.crop.matrix)
-                ),
+                landmarks2d=landmarks2d,
+                landmarks_visible=visible,
                 detected_landmarks=np.asarray(crop.landmarks, dtype=np.float64),
                 crop=crop.crop.image,
                 crop_matrix=np.asarray(crop.crop.matrix, dtype=np.float64),
@@ -106,8 +107,19 @@ def decode_results(
     return results
 
 
+def inside_image(points: np.ndarray, image_shape: tuple[int, int] | None) -> np.ndarray:
+    """(N,) bool: pixel-centre-frame points (N,2) within an image of ``image_shape`` (H, W) (all True
+    when the shape is unknown)."""
+    if image_shape is None:
+        return np.ones(len(points), dtype=bool)
+    height, width = image_shape
+    return (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (points[:, 1] <= height)
+
+
 def _decode_arrays(model, codes, crops, use_detail: bool):
     """One decode of the batch: (the Reconstruction, per-batch numpy arrays keyed by FaceResult field)."""
+    from vitdeca.render.visibility import render_visibility
+
     recon = model.decode(codes, detail=use_detail)
     texture, visible = model.extract_texture(crop_batch(crops, codes.shape.device), recon)
     texture = texture * visible + recon.albedo_uv * (1.0 - visible)
@@ -121,6 +133,7 @@ def _decode_arrays(model, codes, crops, use_detail: bool):
         "crop_landmarks2d": recon.landmarks2d.double(),
         "alpha": recon.alpha[:, 0],
         "depth": recon.depth[:, 0],
+        "landmarks_visible": render_visibility(recon.landmarks3d, codes.camera, recon.depth, recon.alpha),
     }
     arrays = {name: value.cpu().numpy() for name, value in arrays.items()}
     arrays["render"] = _uint8(recon.detail_image if use_detail else recon.image)

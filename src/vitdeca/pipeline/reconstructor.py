@@ -19,6 +19,7 @@ import torch
 
 from vitdeca import media
 from vitdeca.errors import VitdecaError
+from vitdeca.faces.detect import DEFAULT_BACKEND
 from vitdeca.pipeline.results import FaceResult, VideoFrame
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,15 @@ class CodeSmoother:
 @dataclass
 class FaceCrop:
     """One detected face ready for the model: detector ``box`` (4,), ``score``, ``landmarks`` (68,2)
-    original pixels, ``crop`` (a :class:`vitdeca.faces.Crop`: image (S,S,3) uint8 + matrix (2,3))."""
+    original pixels, ``crop`` (a :class:`vitdeca.faces.Crop`: image (S,S,3) uint8 + matrix (2,3)),
+    ``image_shape`` (H, W) of the original image (None: unknown)."""
 
     face_index: int
     box: np.ndarray
     score: float
     landmarks: np.ndarray
     crop: Any
+    image_shape: tuple[int, int] | None = None
 
     @property
     def crop_landmarks(self) -> np.ndarray:
@@ -84,11 +87,13 @@ class FaceCrop:
 
 @dataclass
 class Prepared:
-    """An image read, its faces detected and cropped (largest first): what the model step needs."""
+    """An image read, its faces detected and cropped (largest first): what the model step needs;
+    ``message``: why there is no crop (one line naming the smallest face the detector finds), else ""."""
 
     source: str
     image: np.ndarray
     crops: list[FaceCrop]
+    message: str = ""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -134,7 +139,7 @@ class Reconstructor:
         model,
         *,
         device: str | torch.device = "cpu",
-        detector: str = "dlib",
+        detector: str = DEFAULT_BACKEND,
         detail: bool = True,
         fit=None,
         refine: bool = False,
@@ -157,7 +162,7 @@ class Reconstructor:
         path: str | os.PathLike | None = None,
         *,
         device: str | torch.device = "auto",
-        detector: str = "dlib",
+        detector: str = DEFAULT_BACKEND,
         detail: bool = True,
         fit=None,
         refine: bool = False,
@@ -196,16 +201,16 @@ class Reconstructor:
     def prepare(self, image: Any, all_faces: bool = False) -> Prepared:
         """Read ``image``, detect its faces (largest first; only the largest unless ``all_faces``), crop."""
         from vitdeca.faces import crop_face, detect_faces
+        from vitdeca.faces.detect import no_face_message
 
         name, rgb = to_rgb_array(image)
         faces = detect_faces(rgb, backend=self.detector)
         crops = []
         for k, face in enumerate(faces if all_faces else faces[:1]):
             crop = crop_face(rgb, face.landmarks, size=self.crop_size)
-            crops.append(
-                FaceCrop(k, np.asarray(face.box), float(face.score), np.asarray(face.landmarks), crop)
-            )
-        return Prepared(name, rgb, crops)
+            box, landmarks = np.asarray(face.box), np.asarray(face.landmarks)
+            crops.append(FaceCrop(k, box, float(face.score), landmarks, crop, rgb.shape[:2]))
+        return Prepared(name, rgb, crops, "" if crops else no_face_message(rgb.shape, self.detector))
 
     def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
         """Codes and outputs for every crop of ``prepared`` at once; results grouped per image."""
@@ -297,4 +302,4 @@ class Reconstructor:
 
         landmarks = np.asarray(landmarks, dtype=np.float64)
         new = crop_face(frame, landmarks, size=self.crop_size)
-        return FaceCrop(crop.face_index, crop.box, crop.score, landmarks, new)
+        return FaceCrop(crop.face_index, crop.box, crop.score, landmarks, new, frame.shape[:2])

@@ -51,7 +51,9 @@ class FaceResult:
     shape_render (S,S,3) uint8 crop-space renders (textured; grey shaded geometry), alpha (S,S) float in
     [0,1]; depth_png (S,S) uint8 (nearer brighter, 0 off the face); texture (T,T,3) uint8 photo texture
     in UV space or None; :attr:`detail` the displaced dense mesh or None; mesh the shared topology;
-    fit_nme the landmark NME the fit reached (None without fitting).
+    fit_nme the landmark NME the fit reached (None without fitting); landmarks_visible (68,) bool: the
+    fitted landmark is neither hidden by the head itself (depth test of the fitted mesh,
+    :mod:`vitdeca.render.visibility`) nor outside the original image (None: not computed).
     """
 
     face_index: int
@@ -74,6 +76,7 @@ class FaceResult:
     texture: np.ndarray | None = None
     detail_loader: Callable[[], DetailMesh] | None = field(default=None, repr=False)
     fit_nme: float | None = None
+    landmarks_visible: np.ndarray | None = None
     _detail: DetailMesh | None = field(default=None, init=False, repr=False)
 
     @property

@@ -31,7 +31,7 @@ def transfer(
     prepared = [rec.prepare(identity), rec.prepare(expression)]
     for path, item in zip((identity, expression), prepared, strict=True):
         if not item.crops:
-            raise VitdecaError(f"{path}: no face found")
+            raise VitdecaError(f"{path}: {item.message or 'no face found'}")
     face_a, face_b = (faces[0] for faces in rec.reconstruct_crops(prepared))
     codes = transfer_codes(face_a.codes, face_b.codes).to(rec.device)
     result = rec.decode(codes, [prepared[0].crops[0]])[0]

@@ -79,6 +79,7 @@ class LossConfig:
     reg_displacement: float = 5e-3
     # switches
     weighted_landmarks: bool = True  # DECA's per-landmark weights (vitdeca.losses.deca_landmark_weights)
+    landmark_visibility: bool = True  # self-occluded landmarks weigh losses.OCCLUDED_LANDMARK_WEIGHT (0.1)
     shape_consistency: bool = True  # coarse: also decode each image with the shape code of another image
     detail_consistency: bool = True  # detail: the same with the detail code
     use_skin_mask: bool = True  # photometric mask: the data's skin mask (else the render's coverage)

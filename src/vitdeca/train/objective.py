@@ -76,7 +76,16 @@ class LossTerm:
 
 
 def _landmark(x: LossInputs) -> torch.Tensor:
-    weights = L.deca_landmark_weights(x.landmarks.device) if x.config.weighted_landmarks else None
+    """DECA's landmark term; with ``landmark_visibility``, landmarks the decoded head hides itself (a depth
+    test in the coarse render) weigh :data:`vitdeca.losses.OCCLUDED_LANDMARK_WEIGHT`."""
+    from vitdeca.render.visibility import render_visibility
+
+    base = L.deca_landmark_weights(x.landmarks.device) if x.config.weighted_landmarks else None
+    visible = None
+    if x.config.landmark_visibility:
+        r = x.recon
+        visible = render_visibility(r.landmarks3d, r.codes.camera, r.depth, r.alpha)
+    weights = L.landmark_weights(visible, L.OCCLUDED_LANDMARK_WEIGHT, base)
     return L.landmark_loss(x.recon.landmarks2d, x.landmarks, x.image_size, weights)
 
 
