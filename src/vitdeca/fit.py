@@ -191,10 +191,11 @@ def initial_codes(model, landmarks: torch.Tensor, image_size: int) -> Codes:
 class _Variables:
     """The optimised tensors: codes as leaves, camera as (log-scale change, NDC shift) around its start."""
 
-    def __init__(self, codes: Codes) -> None:
+    def __init__(self, codes: Codes, shared: tuple[str, ...] = ()) -> None:
         self.start = codes.detach()
+        self.shared = tuple(shared)
         self.leaves = {
-            name: value.detach().clone().requires_grad_(True)
+            name: (_median(value) if name in self.shared else value.detach().clone()).requires_grad_(True)
             for name, value in codes.as_dict().items()
             if value is not None and name != "camera"
         }
@@ -208,6 +209,8 @@ class _Variables:
         camera = torch.cat([s0 * torch.exp(delta[:, :1]), t0 + delta[:, 1:] / s0], dim=1)
         values = {name: self.leaves.get(name) for name in self.start.as_dict() if name != "camera"}
         values = {k: (v if v is not None else self.start.as_dict()[k]) for k, v in values.items()}
+        for name in self.shared:  # one (1,...) leaf seen by every image
+            values[name] = values[name].expand(s0.shape[0], *values[name].shape[1:])
         return Codes(camera=camera, **values)
 
     def optimizer(self, names: tuple[str, ...], config: FitConfig) -> torch.optim.Optimizer:
@@ -221,6 +224,11 @@ class _Variables:
                 )
         self.fitted.update(names)
         return torch.optim.Adam(groups)
+
+
+def _median(value: torch.Tensor) -> torch.Tensor:
+    """(B,...) → (1,...): the per-coordinate median over the batch (mean of the two middle values)."""
+    return torch.quantile(value.detach().float(), 0.5, dim=0, keepdim=True).to(value.dtype)
 
 
 class _Priors:
@@ -424,21 +432,30 @@ def fit_codes(
     config: FitConfig | None = None,
     init: Codes | None = None,
     masks: torch.Tensor | None = None,
+    shared: tuple[str, ...] = (),
 ) -> FitResult:
     """Fit the codes of crops ``images`` (B,3,S,S) in [0,1] to their landmarks (B,68,2) crop pixels.
 
     ``model``: a :class:`vitdeca.model.DecaModel` (its weights stay fixed); ``init``: starting codes
     (default :func:`initial_codes`); ``masks`` (B,1,S,S): the photometric region (default
-    :func:`face_masks`). Images are fitted together but independently (every loss is a per-image mean).
+    :func:`face_masks`). Images are fitted together but independently (every loss is a per-image mean),
+    except the codes named in ``shared`` (e.g. ``("shape", "albedo")``: one person in every image): one
+    value, starting at the per-coordinate median of ``init``'s, is fitted jointly to all the images.
+    ``images`` may be None when ``config`` runs only the landmark stage (crops of ``model``'s size).
     """
     config = (config or FitConfig()).validated()
     start = time.perf_counter()
-    size = images.shape[-1]
-    landmarks = landmarks.to(images.dtype)
+    if images is None and config.iterations("photometric") > 0 and "photometric" in config.stages:
+        raise ValueError("fit_codes: the photometric stage needs the images")
+    size = images.shape[-1] if images is not None else int(model.renderer.image_size[0])
+    landmarks = landmarks.float() if images is None else landmarks.to(images.dtype)
     codes = init if init is not None else initial_codes(model, landmarks, size)
     if codes.detail is not None:
         codes = codes.replace(detail=codes.detail.detach())
-    variables = _Variables(codes)
+    unknown = set(shared) - {"shape", "albedo"}
+    if unknown:
+        raise ValueError(f"fit_codes: cannot share {sorted(unknown)} between images")
+    variables = _Variables(codes, tuple(shared))
     bounds = _expression_bounds(model, config)
     _clamp_expression(variables, bounds)
     terms: dict[str, float] = {}
@@ -453,6 +470,7 @@ def fit_codes(
                 masks = face_masks(images, landmarks)
             terms = _run_photometric(model, variables, images, landmarks, masks, config, iterations, bounds)
     fitted = variables.codes().detach()
+    fitted = fitted.replace(**{name: getattr(fitted, name).clone() for name in shared})  # own memory
     with torch.no_grad():
         nme = landmark_nme(landmarks2d(model, fitted, size), landmarks).cpu().numpy()
     return FitResult(fitted, nme, terms, time.perf_counter() - start)

@@ -58,6 +58,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="(%(default)s)")
     parser.add_argument("--all-faces", action="store_true", help="every detected face (default: the largest)")
     parser.add_argument(
+        "--same-person",
+        action="store_true",
+        help="all images show one person: one shape fitted jointly over them (the largest face of each)",
+    )
+    parser.add_argument(
         "--detail", action=argparse.BooleanOptionalAction, default=True, help="run the detail branch (on)"
     )
     parser.add_argument(
@@ -94,6 +99,7 @@ def run_options(args: argparse.Namespace):
         video_frames=args.frames,
         max_frames=args.max_frames,
         batch_size=args.batch_size,
+        same_person=args.same_person,
         progress=not (args.no_progress or getattr(args, "quiet", False)),
     )
 
@@ -120,8 +126,11 @@ def input_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
 
 def execute(args: argparse.Namespace, make_reconstructor) -> int:
     """Expand inputs, build the reconstructor, run the batch, print the counts; the exit status."""
+    from vitdeca.errors import VitdecaError
     from vitdeca.pipeline.batch import BatchRunner, drop_unsupported
 
+    if args.same_person and args.all_faces:
+        raise VitdecaError("--same-person uses the largest face of each image: drop --all-faces")
     out, paths = input_paths(args)
     options = run_options(args)
     if args.threads:
