@@ -43,7 +43,7 @@ class ModelConfig:
     dropkey_end_factor: float = 0.0
     pool: str = "token"
     pretrained: bool | str | None = None  # a weights file, or True: timm's/torchvision's download
-    detail_encoder: str | None = None  # None: the same architecture as ``encoder``
+    detail_encoder: str | None = None  # None: the same architecture (and pretrained start) as ``encoder``
     head_model: str = "ict"
     head_path: str | None = None  # FLAME: the user's generic_model.pkl (else $VITDECA_FLAME)
     n_shape: int | None = None  # None: the head model's default
@@ -134,7 +134,10 @@ class DecaModel(nn.Module):
         )
         self.detail_encoder = self.detail_decoder = None
         if config.detail:
-            self.detail_encoder = build_encoder(config.detail_encoder or config.encoder, N_DETAIL, **enc)
+            detail_name = config.detail_encoder or config.encoder
+            if detail_name != config.encoder:  # the pretrained weights belong to the coarse architecture
+                enc["pretrained"] = None
+            self.detail_encoder = build_encoder(detail_name, N_DETAIL, **enc)
             self.detail_decoder = DetailDecoder(
                 n_detail=N_DETAIL,
                 n_expression=self.head.n_expression,

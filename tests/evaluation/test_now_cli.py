@@ -67,7 +67,14 @@ def now_dataset(tmp_path, synth):
     return root, pred
 
 
-def test_cli_reports_missing_and_malformed(now_dataset, tmp_path, capsys):
+@pytest.fixture()
+def home(ict_head, ict_home, monkeypatch):
+    """`vitdeca eval now` loads the ICT head for its mean-face row: from the session's cache."""
+    monkeypatch.setenv("VITDECA_HOME", str(ict_home))
+    return ict_home
+
+
+def test_cli_reports_missing_and_malformed(now_dataset, tmp_path, capsys, home, ict_head):
     root, pred = now_dataset
     out = tmp_path / "report"
     status = main(
@@ -108,7 +115,44 @@ def test_cli_reports_missing_and_malformed(now_dataset, tmp_path, capsys):
     assert set(summary["per_category"]) == {"multiview_neutral", "multiview_expressions", "selfie"}
     assert summary["per_category"]["multiview_expressions"]["count"] == 0
     assert (out / "cumulative_error.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "NoW val: 3/5 images" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "NoW val: 3/5 images" in printed and "mean face median" in printed
+    _check_mean_face_row(summary, out, root, tmp_path / "template", ict_head)
+
+
+def _check_mean_face_row(summary, out, root, template_dir, head):
+    """The baseline equals the ICT template written as ordinary predictions and measured by evaluate_now
+    (files, per image), over the 3 images the method evaluated."""
+    import torch
+
+    from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
+    from vitdeca.evaluation.synthetic import write_prediction
+
+    with torch.no_grad():
+        zero = head(torch.zeros(1, head.n_shape), torch.zeros(1, head.n_expression), torch.zeros(1, 3))
+    items = read_image_list(root, "val")
+    for item in items:
+        write_prediction(template_dir, item, zero.vertices[0].numpy(), head.faces.numpy(),
+                         zero.landmarks3d[0, list(NOW_LANDMARKS_IBUG68)].numpy())  # fmt: skip
+    measured = evaluate_now(template_dir, root, workers=1, progress=False)
+    evaluated = [m.distances for m in measured if m.item.image not in _not_ok(summary)]
+    expected = np.concatenate(evaluated).astype(np.float64)
+    base = summary["baseline"]["mean_face"]
+    assert base["count"] == 3
+    assert base["median"] == pytest.approx(np.median(expected), rel=1e-4)
+    assert base["mean"] == pytest.approx(expected.mean(), rel=1e-4)
+    assert base["median"] > 1.0  # an ellipsoid is far from ICT's template
+    assert summary["relative_median"] == pytest.approx(summary["median"] / base["median"])
+    low, high = summary["ci95_median"]
+    assert low <= high and summary["bootstrap"]["unit"] == "subject"
+    selfie = summary["per_category"]["selfie"]
+    assert selfie["baseline"]["mean_face"]["count"] == 1 and selfie["relative_median"] is not None
+    report = (out / "report.md").read_text()
+    assert f"| mean face | {base['median']:.3f} |" in report and "## selfie" in report
+
+
+def _not_ok(summary):
+    return {m["image"] for m in summary["missing"] + summary["malformed"]}
 
 
 def test_serial_and_parallel_runs_agree(now_dataset):

@@ -185,6 +185,10 @@ def test_eval_synth_with_a_checkpoint_and_with_fitting(dataset, home, tmp_path):
         [r.distances for r in evaluate_now(tmp_path / "mean", dataset, progress=False)]
     )
     assert trained["count"] == 4 and abs(trained["mean"] - mean_face.mean()) < 0.2  # untrained ≈ mean face
+    base = trained["baseline"]["mean_face"]  # measured in the same run, once per subject
+    assert base["mean"] == pytest.approx(mean_face.mean(), rel=1e-4) and base["count"] == 4
+    assert trained["relative_median"] == pytest.approx(trained["median"] / np.median(mean_face), rel=1e-4)
+    assert set(trained["per_category"]["neutral"]) >= {"relative_median", "ci95_median", "baseline"}
     fitted = evaluate_model(dataset, tmp_path / "fit", None, fit_iterations="60,0", workers=1, progress=False)
     assert fitted["count"] == 4
     assert fitted["mean"] < mean_face.mean()  # true landmarks -> fitted shapes beat the mean face

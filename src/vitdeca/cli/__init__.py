@@ -21,6 +21,7 @@ SUBCOMMANDS: list[str] = [
     "transfer",
     "annotate",
     "assets",
+    "model",
     "eval",
     "synth",
     "experiment",

@@ -16,8 +16,10 @@ def _add_now(sub: argparse._SubParsersAction) -> None:
         "now",
         help="NoW scan-to-mesh error of a folder of predictions",
         description="The NoW benchmark protocol (landmark similarity alignment, face crop, rigid+scale "
-        "refinement, scan-to-mesh distances) on a NoW-layout dataset. Writes summary.json, "
-        "per_image.csv and cumulative_error.png.",
+        "refinement, scan-to-mesh distances) on a NoW-layout dataset. The mean face (the head model's "
+        "template) is measured in the same run as the baseline; summary.json and report.md give both, "
+        "the relative median (method / mean face) and bootstrap 95%% intervals over subjects, overall "
+        "and per category. Writes summary.json, report.md, per_image.csv and cumulative_error.png.",
     )
     parser.add_argument(
         "--predictions",
@@ -44,7 +46,44 @@ def _add_now(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--save-distances", action="store_true", help="also write every distance to distances.npz (large)"
     )
+    parser.add_argument(
+        "--mean-face",
+        choices=("ict", "flame", "none"),
+        default="ict",
+        help="head model whose template is measured in the same run as the baseline row (default ict; "
+        "flame reads $VITDECA_FLAME)",
+    )
+    _add_bootstrap(parser)
     parser.set_defaults(func=_run_now)
+
+
+def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="subject resamples of the 95%% intervals (default %(default)s; 0: none)",
+    )
+    parser.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="its seed (default 0)")
+
+
+def _bootstrap_options(args: argparse.Namespace):
+    from vitdeca.errors import VitdecaError
+    from vitdeca.evaluation.baseline import BootstrapOptions
+
+    if args.bootstrap < 0:
+        raise VitdecaError("--bootstrap must be >= 0")
+    return BootstrapOptions(resamples=args.bootstrap, seed=args.bootstrap_seed)
+
+
+def _print_now(name: str, summary: dict, out: str, units: str = "") -> None:
+    """One line: counts, median/mean/std, the relative median and the mean face's median."""
+    stats = "  ".join(f"{k} {summary[k]:.4f}" for k in ("median", "mean", "std") if summary[k] is not None)
+    base = (summary.get("baseline") or {}).get("mean_face")
+    if base and base["median"] is not None and summary.get("relative_median") is not None:
+        stats += f"  (mean face median {base['median']:.4f}; relative {summary['relative_median']:.3f})"
+    print(f"{name}: {summary['count']}/{summary['expected']} images  {stats}{units}  -> {out}")
 
 
 def _run_now(args: argparse.Namespace) -> int:
@@ -54,17 +93,26 @@ def _run_now(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise VitdecaError("--workers must be at least 1")
+    bootstrap = _bootstrap_options(args)
     results = evaluate_now(args.predictions, args.dataset, args.split, args.workers, progress=not args.quiet)
+    baseline = None
+    if args.mean_face != "none":
+        from vitdeca.evaluation.baseline import evaluate_mean_face
+        from vitdeca.head import load_head_model
+
+        head = load_head_model(args.mean_face)
+        baseline = evaluate_mean_face(head, args.dataset, args.split, args.workers)
     summary = write_report(
         results,
         args.out,
         save_distances=args.save_distances,
+        baseline=baseline,
+        bootstrap=bootstrap,
         split=args.split,
         dataset=str(args.dataset),
         predictions=str(args.predictions),
     )
-    stats = "  ".join(f"{k} {summary[k]:.4f}" for k in ("median", "mean", "std") if summary[k] is not None)
-    print(f"NoW {args.split}: {summary['count']}/{summary['expected']} images  {stats}  -> {args.out}")
+    _print_now(f"NoW {args.split}", summary, args.out)
     return _report_gaps(summary, ("missing", "malformed"))
 
 
@@ -191,6 +239,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="parallel processes of the NoW measurement (default: number of CPUs, at most 8)",
     )
+    _add_bootstrap(parser)
     parser.set_defaults(func=_run_synth)
 
 
@@ -203,10 +252,9 @@ def _run_synth(args: argparse.Namespace) -> int:
     summary = evaluate_model(
         args.dataset, args.out, args.checkpoint, oracle=args.oracle, landmarks=args.landmarks,
         fit_iterations=args.iterations, device=args.device, batch_size=args.batch_size,
-        workers=args.workers, progress=not args.quiet,
+        workers=args.workers, progress=not args.quiet, bootstrap=_bootstrap_options(args),
     )  # fmt: skip
-    stats = "  ".join(f"{k} {summary[k]:.4f}" for k in ("median", "mean", "std") if summary[k] is not None)
-    print(f"synth: {summary['count']}/{summary['expected']} images  {stats} (mm)  -> {args.out}")
+    _print_now("synth", summary, args.out, " (mm)")
     return _report_gaps(summary, ("missing", "malformed"))
 
 

@@ -1,8 +1,10 @@
-"""``vitdeca plot-curves RUN_DIR... --out curves.png``: training-loss curves of several runs in one figure.
+"""``vitdeca plot-curves RUN_DIR... --out curves.png``: training and validation curves of runs in one figure.
 
 Reads each run's ``losses.csv`` and draws one panel per ``--terms`` entry (default ``total`` and
-``landmark``), one line per run (labelled with the run folder's name), smoothed with an exponential moving
-average (``--smooth``, 0 = raw). Steps where a term is off (e.g. coarse terms in the detail stage) are gaps.
+``landmark``; ``shape_mm`` for the validation's neutral-shape error), one colour per run (labelled with the
+run folder's name): the training value smoothed with an exponential moving average (``--smooth``, 0 = raw)
+as a solid line, the validation value (``val_*`` columns, when the run had ``data.val_manifest``) dashed.
+Steps where a term is off (e.g. coarse terms in the detail stage) are gaps.
 """
 
 from __future__ import annotations

@@ -25,11 +25,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_run_arguments(parser)
     parser.add_argument(
-        "--checkpoint", metavar="PATH", help="a trained model (without one: per-image fitting, slower)"
+        "--checkpoint",
+        metavar="NAME|PATH",
+        help="a zoo model name (`vitdeca model list`) or a checkpoint file; default: the default model "
+        "when it is installed",
     )
     parser.add_argument(
-        "--refine", action="store_true", help="with --checkpoint: refine the regressed codes by fitting"
+        "--method",
+        choices=("regress", "refine", "fit"),
+        help="regress: one forward pass; refine: regression then a short fit; fit: fitting from the "
+        "template (default: refine with a model, fit without one)",
     )
+    parser.add_argument("--refine", action="store_true", help=argparse.SUPPRESS)  # old spelling
     parser.set_defaults(func=run)
     return parser
 
@@ -148,13 +155,31 @@ def execute(args: argparse.Namespace, make_reconstructor) -> int:
 def run(args: argparse.Namespace) -> int:
     from vitdeca.pipeline import Reconstructor
 
+    checkpoint, method = choose_model(args.checkpoint, args.method or ("refine" if args.refine else None))
+
     def make():
         return Reconstructor.from_pretrained(
-            args.checkpoint,
-            device=args.device,
-            detector=args.detector,
-            detail=args.detail,
-            refine=args.refine,
+            checkpoint, device=args.device, detector=args.detector, detail=args.detail, method=method
         )
 
     return execute(args, make)
+
+
+def choose_model(checkpoint: str | None, method: str | None) -> tuple[str | None, str]:
+    """(model, method) for ``reconstruct``: an explicit checkpoint with ``refine`` unless told otherwise;
+    without one, the default zoo model with ``refine`` when it is on disk, else fitting (said once)."""
+    from vitdeca.zoo import DEFAULT_MODEL, installed
+
+    if checkpoint is not None:
+        return checkpoint, method or "refine"
+    if method == "fit":
+        return None, "fit"
+    if installed(DEFAULT_MODEL) is not None:
+        log.info("using the default model %s (method %s)", DEFAULT_MODEL, method or "refine")
+        return DEFAULT_MODEL, method or "refine"
+    if method is not None:
+        from vitdeca.errors import VitdecaError
+
+        raise VitdecaError(f"--method {method} needs a model: pass --checkpoint NAME|PATH")
+    log.info("no model installed: reconstructing by per-image fitting (--checkpoint NAME|PATH for a model)")
+    return None, "fit"

@@ -47,6 +47,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--head-path", metavar="PATH", help="FLAME: the generic_model.pkl (else $VITDECA_FLAME)"
     )
     parser.add_argument("--yaw", type=float, default=20.0, help="std of the yaw in degrees (default 20)")
+    parser.add_argument(
+        "--face-fraction", type=float, nargs=2, default=(0.62, 0.72), metavar=("LOW", "HIGH"),
+        help="landmark box / image side, drawn uniformly (default 0.62 0.72; smaller leaves room for crop "
+        "jitter in training)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="images rendered at once (default 8)")
     parser.set_defaults(func=run)
 
@@ -57,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     options = SynthOptions(
         n_images=args.n, images_per_subject=args.images_per_subject, seed=args.seed, size=args.size,
         supersample=args.supersample, uv_size=args.uv_size, head_model=args.head, head_path=args.head_path,
-        yaw=args.yaw, backgrounds=args.backgrounds, textures=args.textures, batch_size=args.batch_size,
+        yaw=args.yaw, face_fraction=tuple(args.face_fraction), backgrounds=args.backgrounds,
+        textures=args.textures, batch_size=args.batch_size,
         background_detector=None if args.background_detector == "none" else args.background_detector,
     )  # fmt: skip
     summary = write_synthetic_dataset(args.out, options, progress=not args.quiet)

@@ -37,10 +37,16 @@ from vitdeca.faces.masks import landmark_mask
 MASK_SOURCES = ("auto", "landmarks", "file")
 
 
+TRUTH_CODES = ("shape", "expression", "pose")
+"""The true codes a synthetic dataset's ``codes.npz`` gives every sample (see :mod:`vitdeca.data.synth`)."""
+
+
 class FaceSample(NamedTuple):
     """One item (the default collate stacks each field): ``image`` (3,S,S) float32 [0,1], ``landmarks``
     (68,2) crop pixels, ``mask`` (1,S,S) float32 {0,1}, ``identity`` int64, ``index`` int64 (position in
-    the dataset), ``matrix`` (2,3) float64 original → crop."""
+    the dataset), ``matrix`` (2,3) float64 original → crop, ``truth``: None for photos, or for a synthetic
+    dataset a dict of its true codes (:data:`TRUTH_CODES`: float32 (n_shape,), (n_expression,), (n_pose,)).
+    The crop is a similarity without rotation, so the true pose holds in the crop too."""
 
     image: torch.Tensor
     landmarks: torch.Tensor
@@ -48,6 +54,7 @@ class FaceSample(NamedTuple):
     identity: torch.Tensor
     index: torch.Tensor
     matrix: torch.Tensor
+    truth: dict[str, torch.Tensor] | None = None
 
 
 class FaceDataset(Dataset):
@@ -83,6 +90,7 @@ class FaceDataset(Dataset):
         self.identity_index = np.array([lookup[name] for name in names], dtype=np.int64)
         self.size, self.scale, self.augmentation = size, scale, augmentation
         self.seed, self.epoch, self.mask_source, self.max_pixels = seed, 0, mask_source, max_pixels
+        self.truth = _read_truth(self.dataset_dir, [r["image"] for r in self.records])
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of ``epoch``."""
@@ -114,7 +122,15 @@ class FaceDataset(Dataset):
             identity=torch.tensor(self.identity_index[index]),
             index=torch.tensor(index, dtype=torch.int64),
             matrix=torch.from_numpy(matrix),
+            truth=None
+            if self.truth is None
+            else {k: torch.from_numpy(v[index]) for k, v in self.truth.items()},
         )
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether the samples carry true codes (a synthetic dataset with ``codes.npz``)."""
+        return self.truth is not None
 
     def _image_path(self, image: str) -> Path:
         path = Path(image)
@@ -133,3 +149,24 @@ class FaceDataset(Dataset):
             raise VitdecaError(f"{path}: cannot read the saved mask")
         to_new = compose(matrix, invert_similarity(np.asarray(record["crop_matrix"], dtype=np.float64)))
         return warp_image(stored.astype(np.float32) / 255.0, to_new, self.size) >= 0.5
+
+
+def _read_truth(dataset_dir: Path, images: list[str]) -> dict[str, np.ndarray] | None:
+    """The true codes of ``images`` from ``dataset_dir/codes.npz`` (rows in ``images`` order), or None when
+    the dataset has no such file. Raises :class:`VitdecaError` when it lacks an image or is unreadable."""
+    from vitdeca.data.synth import CODES_NAME
+
+    path = dataset_dir / CODES_NAME
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            row = {str(name): k for k, name in enumerate(data["image"])}
+            arrays = {key: np.asarray(data[key], dtype=np.float32) for key in TRUTH_CODES}
+    except (OSError, KeyError, ValueError) as exc:
+        raise VitdecaError(f"{path}: unreadable ground-truth codes ({exc})") from exc
+    missing = [image for image in images if image not in row]
+    if missing:
+        raise VitdecaError(f"{path}: no true codes for {len(missing)} images (e.g. {missing[0]})")
+    order = np.array([row[image] for image in images], dtype=np.int64)
+    return {key: np.ascontiguousarray(value[order]) for key, value in arrays.items()}

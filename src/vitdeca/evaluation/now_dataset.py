@@ -120,7 +120,8 @@ def _first_file(base: Path, suffixes: tuple[str, ...]) -> Path | None:
 
 
 @functools.lru_cache(maxsize=2)  # per process: consecutive images mostly share a subject
-def _ground_truth(scan: Path, landmarks: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_ground_truth(scan: Path, landmarks: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A subject's scan vertices (V,3), faces (F,3) and 7 landmarks (7,3), in scan units (cached)."""
     vertices, faces = read_mesh(scan)
     points = read_pp(landmarks).points
     if points.shape != (7, 3):
@@ -135,7 +136,7 @@ def evaluate_item(task: tuple[NowItem, Path, Path, Path, RefineOptions]) -> Imag
     if mesh_path is None or lmk_path is None:
         what = "mesh (.obj/.ply)" if mesh_path is None else "landmarks (.npy/.txt)"
         return ImageResult(item, "missing", f"no predicted {what}")
-    scan_v, scan_f, scan_l = _ground_truth(scan, scan_lmk)
+    scan_v, scan_f, scan_l = load_ground_truth(scan, scan_lmk)
     try:
         pred_v, pred_f = read_mesh(mesh_path)
         pred_l = read_landmarks(lmk_path)

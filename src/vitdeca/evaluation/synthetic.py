@@ -69,8 +69,9 @@ def neutral_meshes(head, shape: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return out.vertices.cpu().numpy(), out.landmarks3d[:, list(NOW_LANDMARKS)].cpu().numpy()
 
 
-def write_oracle_predictions(dataset: str | os.PathLike, predictions: str | os.PathLike) -> int:
-    """The true neutral meshes of a synthetic dataset as predictions (model units); returns the count."""
+def write_oracle_predictions(dataset: str | os.PathLike, predictions: str | os.PathLike):
+    """The true neutral meshes of a synthetic dataset as predictions (model units); returns the head
+    model they were made with."""
     from vitdeca.data.synth import CODES_NAME
     from vitdeca.head import load_head_model
 
@@ -93,7 +94,7 @@ def write_oracle_predictions(dataset: str | os.PathLike, predictions: str | os.P
             raise VitdecaError(f"{path}: no codes for {item.image}")
         vertices, landmarks = neutral_meshes(head, torch.from_numpy(shapes[item.image])[None])
         write_prediction(predictions, item, vertices[0], faces, landmarks[0])
-    return len(items)
+    return head
 
 
 def _face_crop(reconstructor, dataset: Path, item: NowItem, use_gt: bool):
@@ -194,22 +195,34 @@ def evaluate_model(
     workers: int = 1,
     split: str = "val",
     progress: bool = True,
+    mean_face: bool | list | None = True,
+    bootstrap=None,
 ) -> dict[str, Any]:
     """Predict (checkpoint / fitting / oracle) into ``OUT/predictions`` and write the NoW report into
-    ``OUT`` (summary.json, per_image.csv, cumulative_error.png); returns the summary."""
+    ``OUT`` (summary.json, report.md, per_image.csv, cumulative_error.png); returns the summary.
+
+    ``mean_face``: True measures the mean face of the predictions' head model in the same run (the
+    report's baseline), a list of its :class:`ImageResult` reuses one measured before, False/None skips
+    it. ``bootstrap``: :class:`vitdeca.evaluation.baseline.BootstrapOptions` (None: the defaults)."""
+    from vitdeca.evaluation.baseline import evaluate_mean_face
     from vitdeca.evaluation.now_dataset import evaluate_now
     from vitdeca.evaluation.now_report import write_report
 
     dataset, out = Path(dataset), Path(out)
     predictions = fresh_predictions_folder(out / "predictions")
     if oracle:
-        write_oracle_predictions(dataset, predictions)
+        head = write_oracle_predictions(dataset, predictions)
         method = "oracle (true neutral meshes)"
     else:
-        head = (synthetic_meta(dataset) or {}).get("head_model", "ict")
-        reconstructor = build_reconstructor(checkpoint, fit_iterations, device, head)
+        head_name = (synthetic_meta(dataset) or {}).get("head_model", "ict")
+        reconstructor = build_reconstructor(checkpoint, fit_iterations, device, head_name)
         predict_dataset(reconstructor, dataset, predictions, split, landmarks, batch_size, progress)
+        head = reconstructor.model.head
         method = f"checkpoint {checkpoint}" if checkpoint else "per-image fitting"
     results = evaluate_now(predictions, dataset, split, workers, progress=progress)
-    return write_report(results, out, split=split, dataset=str(dataset), predictions=str(predictions),
-                        method=method, landmarks=landmarks)  # fmt: skip
+    baseline = mean_face if isinstance(mean_face, list) else None
+    if mean_face is True:
+        baseline = evaluate_mean_face(head, dataset, split, workers)
+    return write_report(results, out, baseline=baseline, bootstrap=bootstrap, split=split,
+                        dataset=str(dataset), predictions=str(predictions), method=method,
+                        landmarks=landmarks)  # fmt: skip

@@ -36,6 +36,7 @@ SMOOTHING: dict[str, tuple[float, float]] = {
 }
 LANDMARK_SMOOTHING = (1.0, 0.05)  # detector landmarks in pixels: (min_cutoff Hz, beta s/px)
 TRACK_RESET_S = 0.5  # a face lost for longer than this starts a new track (filters forget the past)
+METHODS = ("regress", "refine", "fit")
 FIT_ENCODER = "vit_tiny_patch16_224"  # fitting never runs the encoder; the smallest ViT stands in
 
 
@@ -157,23 +158,32 @@ class Reconstructor:
         detail: bool = True,
         fit=None,
         refine: bool = False,
+        method: str | None = None,
         head: str = "ict",
     ) -> Reconstructor:
-        """A trained model from ``path``, or — with ``path=None`` — an untrained model whose codes come from
-        per-image fitting (``fit``: a FitConfig, default settings when None)."""
+        """A trained model — a zoo name (:mod:`vitdeca.zoo`, e.g. ``"vitdeca-vits14"``) or a checkpoint
+        path — or, with ``path=None``, per-image fitting (``fit``: a FitConfig, default settings when None).
+
+        ``method`` (:data:`METHODS`): ``"regress"`` one forward pass; ``"refine"`` regression, then a short
+        fit (:meth:`FitConfig.warm`) from those codes; ``"fit"`` fitting from the template. When ``method``
+        is None: ``fit`` without a model, else ``refine`` if ``refine`` is set, else ``regress``."""
         from vitdeca.fit import FitConfig
         from vitdeca.model import DecaModel, ModelConfig
 
+        method = method or ("fit" if path is None else "refine" if refine else "regress")
+        if method not in METHODS:
+            raise VitdecaError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
         dev = resolve_device(device)
         if path is None:
-            log.info(
-                "no checkpoint: reconstructing by per-image fitting (--checkpoint PATH for a trained model)"
-            )
+            if method != "fit":
+                raise VitdecaError(f"method {method!r} needs a trained model (--checkpoint NAME|PATH)")
             model = DecaModel(ModelConfig(head_model=head, encoder=FIT_ENCODER, detail=False))
             return cls(model, device=dev, detector=detector, detail=False, fit=fit or FitConfig())
-        model = DecaModel.load(path, map_location=dev)
-        fit = (fit or FitConfig()) if refine else None
-        return cls(model, device=dev, detector=detector, detail=detail, fit=fit, refine=refine)
+        from vitdeca.zoo import resolve_model
+
+        model = DecaModel.load(resolve_model(path), map_location=dev)
+        fit = None if method == "regress" else (fit or FitConfig())
+        return cls(model, device=dev, detector=detector, detail=detail, fit=fit, refine=method == "refine")
 
     # ------------------------------------------------------------------------------------- images
     def __call__(self, image: Any, all_faces: bool = False) -> list[FaceResult]:
@@ -221,7 +231,7 @@ class Reconstructor:
                 return encoded, None
             init = encoded
         landmarks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(self.device)
-        config = self.fit_config.warm() if init is not None and not self.refine else self.fit_config
+        config = self.fit_config.warm() if init is not None else self.fit_config
         result = fit_codes(self.model, images, landmarks, config, init=init)
         return result.codes, result.nme
 

@@ -34,6 +34,8 @@ class DataConfig:
     """What a batch holds: P identities × K images each (the global batch, whatever the process count)."""
 
     manifest: str = ""  # a dataset folder written by `vitdeca annotate` (or its manifest.jsonl)
+    extra_manifests: list[str] = field(default_factory=list)  # more dataset folders, mixed in
+    extra_repeats: list[int] = field(default_factory=list)  # times each extra dataset's faces are listed
     image_root: str = ""  # overrides the image folder recorded in the dataset's dataset.json
     identities_per_batch: int = 4  # P (DECA: 8 identities × K 2 in its coarse stage)
     images_per_identity: int = 2  # K
@@ -41,6 +43,8 @@ class DataConfig:
     image_size: int = 224  # must equal model.image_size
     num_workers: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_manifest: str = ""  # held-out dataset scored every run.val_every steps (vitdeca.train.validation)
+    val_max_images: int = 0  # an evenly spaced subset of at most this many validation images (0: all)
 
     @property
     def batch_size(self) -> int:
@@ -64,6 +68,10 @@ class LossConfig:
     reg_expression: float = 1e-4
     reg_albedo: float = 1e-4
     reg_light: float = 1.0
+    # coarse stage, samples with ground truth only (synthetic datasets with codes.npz; 0 for photos)
+    sup_shape: float = 0.0  # neutral-shape vertex distance, mm
+    sup_expression: float = 0.0  # expression-offset vertex distance, mm
+    sup_pose: float = 0.0  # |pose − true pose|, radians
     # detail stage
     detail_photometric: float = 2.0
     mrf: float = 0.1  # DECA: photo_D (2) × mrf (5e-2)
@@ -92,6 +100,7 @@ class OptimConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     grad_clip: float = 0.0  # max global gradient norm; 0: no clipping
+    backbone_lr_scale: float = 1.0  # the encoders' pretrained backbones train at lr × this
 
 
 @dataclass
@@ -103,6 +112,7 @@ class RunConfig:
     checkpoint_every: int = 1000
     log_every: int = 10
     image_every: int = 500  # TensorBoard image grids; 0: never
+    val_every: int = 0  # validation (data.val_manifest) every N steps and at stage ends; 0: stage ends only
     seed: int = 0
     init: str = ""  # start from a checkpoint's weights (training or DecaModel checkpoint), e.g. coarse.pt
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -155,6 +165,8 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
         "run.log_every": config.run.log_every,
         "run.max_nonfinite": config.run.max_nonfinite,
     }
+    if config.run.val_every < 0 or config.data.val_max_images < 0:
+        raise VitdecaError(f"{where}: run.val_every and data.val_max_images must be >= 0")
     for key, value in positive.items():
         if value <= 0:
             raise VitdecaError(f"{where}: {key} must be > 0, got {value}")
@@ -175,11 +187,23 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
 
 def load_train_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults, then the YAML file, then ``--set`` overrides; validated. ``data.manifest`` is resolved
-    against the config file's folder when relative."""
+    against the config file's folder when relative (and so are ``data.val_manifest`` and
+    ``data.extra_manifests``)."""
     config = load_config(TrainConfig, path, list(overrides))
-    if path is not None and config.data.manifest and not os.path.isabs(config.data.manifest):
+    if path is not None:
         base = os.path.dirname(os.path.abspath(path))
-        candidate = os.path.join(base, config.data.manifest)
-        if os.path.exists(candidate) or not os.path.exists(config.data.manifest):
-            config.data.manifest = os.path.normpath(candidate)
+        config.data.manifest = _beside(config.data.manifest, base)
+        config.data.val_manifest = _beside(config.data.val_manifest, base)
+        config.data.extra_manifests = [_beside(m, base) for m in config.data.extra_manifests]
     return validate(config, str(path or "config"))
+
+
+def _beside(folder: str, base: str) -> str:
+    """A relative dataset path resolved against the config file's folder ``base`` when it exists there
+    (or nowhere else)."""
+    if not folder or os.path.isabs(folder):
+        return folder
+    candidate = os.path.join(base, folder)
+    if os.path.exists(candidate) or not os.path.exists(folder):
+        return os.path.normpath(candidate)
+    return folder

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, get_worker_info
 
 from vitdeca.errors import VitdecaError
 from vitdeca.train.distributed import DistInfo
@@ -66,6 +66,15 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class MixedDatasets(ConcatDataset):
+    """Several training datasets as one (items numbered in order); ``set_epoch`` reaches each part."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.datasets:
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(epoch)
+
+
 def collate(items: list[Any]) -> dict[str, torch.Tensor]:
     """Stack items into a batch: ``image`` (B,3,H,W), ``landmarks`` (B,68,2), ``mask`` (B,1,H,W) when every
     item has one."""
@@ -77,7 +86,24 @@ def collate(items: list[Any]) -> dict[str, torch.Tensor]:
     if all(it.get("mask") is not None for it in items):
         masks = torch.stack([torch.as_tensor(it["mask"], dtype=torch.float32) for it in items])
         batch["mask"] = masks if masks.ndim == 4 else masks[:, None]
+    batch.update(collate_truth([it.get("truth") for it in items]))
     return batch
+
+
+def collate_truth(truths: list[dict[str, torch.Tensor] | None]) -> dict[str, torch.Tensor]:
+    """``truth_<code>`` (B,n) stacks of the items' true codes plus ``has_truth`` (B,) float {0,1}; items
+    without truth (photos in a mixed batch) get zero rows. Empty when no item has truth."""
+    known = next((t for t in truths if t is not None), None)
+    if known is None:
+        return {}
+    out = {
+        f"truth_{key}": torch.stack(
+            [torch.as_tensor(t[key]) if t is not None else torch.zeros_like(value) for t in truths]
+        ).float()
+        for key, value in known.items()
+    }
+    out["has_truth"] = torch.tensor([t is not None for t in truths], dtype=torch.float32)
+    return out
 
 
 class BatchStream:

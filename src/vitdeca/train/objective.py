@@ -46,6 +46,8 @@ class LossInputs:
     uv_axis: float = 0.5
     identity: Any = None
     mrf: nn.Module | None = None
+    truth: dict[str, torch.Tensor] | None = None
+    head: Any = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -91,6 +93,29 @@ def _mrf(x: LossInputs) -> torch.Tensor:
     return x.mrf(x.render(x.recon.detail_image) * mask, x.images * mask)
 
 
+def _supervised_mesh(x: LossInputs, code: str) -> torch.Tensor:
+    """Vertex distance (mm, face region) between the mesh of the predicted and of the true ``code``
+    (``shape`` or ``expression``), the other codes zero: the neutral shape, or the expression offsets."""
+    if x.truth is None or x.head is None:
+        return x.codes.shape.new_zeros(())
+    predicted, true = getattr(x.codes, code), x.truth[f"truth_{code}"].to(x.codes.shape.dtype)
+    both = torch.cat([predicted, true])
+    zeros = {name: getattr(x.codes, name).new_zeros(both.shape[0], getattr(x.codes, name).shape[1])
+             for name in ("shape", "expression", "pose") if name != code}  # fmt: skip
+    vertices = x.head(**{code: both}, **zeros).vertices
+    mask = x.head.face_mask
+    if bool(mask.any()):
+        vertices = vertices[:, mask]
+    pred, target = vertices.chunk(2)
+    return L.vertex_distance_mm(pred, target, x.head.units_per_mm, x.truth["has_truth"])
+
+
+def _supervised_pose(x: LossInputs) -> torch.Tensor:
+    if x.truth is None:
+        return x.codes.pose.new_zeros(())
+    return L.code_l1(x.codes.pose, x.truth["truth_pose"].to(x.codes.pose.dtype), x.truth["has_truth"])
+
+
 REGISTRY: dict[str, LossTerm] = {
     term.name: term
     for term in [
@@ -107,6 +132,9 @@ REGISTRY: dict[str, LossTerm] = {
             lambda x: L.photometric_loss(x.images, x.render(x.recon.image), x.photo_mask()),
         ),
         LossTerm("identity", "coarse", _identity, needs="identity"),
+        LossTerm("sup_shape", "coarse", lambda x: _supervised_mesh(x, "shape")),
+        LossTerm("sup_expression", "coarse", lambda x: _supervised_mesh(x, "expression")),
+        LossTerm("sup_pose", "coarse", _supervised_pose),
         LossTerm("reg_shape", "coarse", lambda x: L.code_regulariser(x.codes.shape)),
         LossTerm("reg_expression", "coarse", lambda x: L.code_regulariser(x.codes.expression)),
         LossTerm("reg_albedo", "coarse", lambda x: L.code_regulariser(x.codes.albedo)),

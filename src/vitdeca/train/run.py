@@ -26,6 +26,7 @@ from vitdeca.train.data import mix_seed
 from vitdeca.train.distributed import cleanup, init_distributed
 from vitdeca.train.objective import load_idmrf
 from vitdeca.train.trainer import Trainer
+from vitdeca.train.validation import build_validator
 
 log = logging.getLogger(__name__)
 
@@ -101,24 +102,41 @@ def default_model(config: TrainConfig) -> nn.Module:
 
 
 def default_data(config: TrainConfig) -> tuple[Any, list[int]]:
-    """The FaceDataset of ``config.data.manifest`` (a `vitdeca annotate` folder) and its identity labels."""
-    from vitdeca.data import Augmentation, ColourJitter, FaceDataset
+    """The training faces and their identity labels: the FaceDataset of ``config.data.manifest`` (a
+    `vitdeca annotate` or `vitdeca synth` folder), mixed with ``data.extra_manifests`` (each listed
+    ``data.extra_repeats`` times, default once; identities stay apart between datasets)."""
+    from vitdeca.train.data import MixedDatasets
 
     data = config.data
     if not data.manifest:
         raise VitdecaError("data.manifest is empty; set it in the config or with --set data.manifest=FOLDER")
-    folder = Path(data.manifest)
-    folder = folder.parent if folder.is_file() else folder
-    aug = data.augment
+    repeats = list(data.extra_repeats) or [1] * len(data.extra_manifests)
+    if len(repeats) != len(data.extra_manifests) or min(repeats, default=1) < 1:
+        raise VitdecaError("data.extra_repeats must give a count >= 1 for each of data.extra_manifests")
+    parts, labels, offset = [], [], 0
+    for k, folder in enumerate([data.manifest, *data.extra_manifests]):
+        dataset = _face_dataset(config, folder, data.image_root if k == 0 else "")
+        for _ in range(1 if k == 0 else repeats[k - 1]):
+            parts.append(dataset)
+            labels.extend((dataset.identity_index + offset).tolist())
+        offset += len(dataset.identities)
+    return (parts[0] if len(parts) == 1 else MixedDatasets(parts)), labels
+
+
+def _face_dataset(config: TrainConfig, folder: str, image_root: str) -> Any:
+    from vitdeca.data import Augmentation, ColourJitter, FaceDataset
+
+    path = Path(folder)
+    path = path.parent if path.is_file() else path
+    aug = config.data.augment
     augmentation = None
     if aug.enabled:
         colour = ColourJitter(aug.colour, aug.colour, aug.colour) if aug.colour > 0 else None
         augmentation = Augmentation((aug.scale_min, aug.scale_max), aug.translation, colour)
-    dataset = FaceDataset(
-        folder, image_root=data.image_root or None, size=data.image_size, augmentation=augmentation,
+    return FaceDataset(
+        path, image_root=image_root or None, size=config.data.image_size, augmentation=augmentation,
         seed=config.run.seed,
     )  # fmt: skip
-    return dataset, dataset.identity_index.tolist()
 
 
 def load_identity(config: TrainConfig, device: torch.device) -> Any:
@@ -158,6 +176,7 @@ def run_training(
     model_factory: ModelFactory = default_model,
     data_factory: DataFactory = default_data,
     identity_factory: Callable[[TrainConfig, torch.device], Any] = load_identity,
+    validator_factory: Callable[[TrainConfig], Any] = build_validator,
 ) -> str:
     """Train into ``run_dir`` (one process of a torchrun job, or the only one). Returns ``"done"`` or
     ``"interrupted"``."""
@@ -181,6 +200,7 @@ def run_training(
             device=device,
             identity_net=identity_factory(config, device),
             mrf=load_mrf(config, device),
+            validator=validator_factory(config) if info.is_main else None,
         )
         seed_everything(mix_seed(config.run.seed, info.rank, 4))
         if resuming:

@@ -104,8 +104,21 @@ def lr_factor(step: int, cfg: OptimConfig, total: int) -> float:
     return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(params: list[nn.Parameter], cfg: OptimConfig, total: int) -> tuple[Any, Any]:
-    """The stage's optimiser and its LambdaLR scheduler."""
+def param_groups(model: nn.Module, params: list[nn.Parameter], cfg: OptimConfig) -> list[dict[str, Any]]:
+    """``params`` split into backbone parameters (name contains ``.backbone.``: the pretrained feature
+    extractors), trained at ``lr · backbone_lr_scale``, and the rest (heads, decoders) at ``lr``."""
+    backbone = {id(p) for n, p in model.named_parameters() if ".backbone." in f".{n}"}
+    groups = [
+        {"params": [p for p in params if id(p) not in backbone], "lr": cfg.lr},
+        {"params": [p for p in params if id(p) in backbone], "lr": cfg.lr * cfg.backbone_lr_scale},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(
+    params: list[nn.Parameter] | list[dict[str, Any]], cfg: OptimConfig, total: int
+) -> tuple[Any, Any]:
+    """The stage's optimiser (over parameters or :func:`param_groups`) and its LambdaLR scheduler."""
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     else:
@@ -145,6 +158,7 @@ class StepResult:
     images: torch.Tensor
     landmarks: torch.Tensor
     recon: Any
+    codes: Codes | None = None
 
 
 class StopRequest:
@@ -177,6 +191,7 @@ class Trainer:
 
     ``identities``: one identity label per dataset item. ``identity_net``: frozen network with
     ``embed(images, landmarks)`` for L_id (None: the term is skipped). ``mrf``: an ID-MRF module or None.
+    ``validator``: a :class:`vitdeca.train.validation.Validator` (rank 0 runs it) or None.
     """
 
     def __init__(
@@ -191,12 +206,13 @@ class Trainer:
         device: torch.device | str = "cpu",
         identity_net: Any = None,
         mrf: nn.Module | None = None,
+        validator: Any = None,
     ) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         self.info, self.device = info or DistInfo(), torch.device(device)
         self.model = _sync_batchnorm(model, config, self.info, self.device).to(self.device)
         self.module = TrainingModule(self.model)
-        self.identity_net, self.mrf = identity_net, mrf
+        self.identity_net, self.mrf, self.validator = identity_net, mrf, validator
         data = config.data
         self.stream = BatchStream(
             dataset, identities, data.identities_per_batch, data.images_per_identity, config.run.seed,
@@ -229,9 +245,10 @@ class Trainer:
         if self._resume_state is not None:
             ckpt.set_rng_state(self._resume_state["rng"])
         main = self.info.is_main
-        self.csv = (
-            CsvLog(self.run_dir / "losses.csv", all_term_names(), self._resume_step()) if main else None
-        )
+        columns = all_term_names()
+        if self.validator is not None:
+            columns += self.validator.columns(all_term_names())
+        self.csv = CsvLog(self.run_dir / "losses.csv", columns, self._resume_step()) if main else None
         self.tb = TensorBoardLog(self.run_dir, purge_step=self.step or None) if main else None
         progress = Progress(self.config.total_steps, self.step, main and self.config.run.progress)
         self.batches = iter(self.stream)
@@ -249,14 +266,18 @@ class Trainer:
                     sink.close()
         return status
 
-    def training_step(self, batch: dict[str, torch.Tensor], stage: str) -> StepResult:
-        """Forward pass and losses for one batch (no update)."""
+    def training_step(
+        self, batch: dict[str, torch.Tensor], stage: str, validation: bool = False
+    ) -> StepResult:
+        """Forward pass and losses for one batch (no update). ``validation``: through the bare module
+        (never DDP's collectives) and without the consistency swap."""
         images = batch["image"].to(self.device, non_blocking=True)
         landmarks = batch["landmarks"].to(self.device, non_blocking=True)
         masks = batch["mask"].to(self.device, non_blocking=True) if "mask" in batch else None
-        swap = self._swap_index(stage)
+        swap = None if validation else self._swap_index(stage)
+        module = self.module if validation else self.ddp
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            codes, recon = self.ddp(images, swap, stage)
+            codes, recon = module(images, swap, stage)
         n = recon.landmarks2d.shape[0] // images.shape[0]
         inputs = LossInputs(
             images=images.repeat(n, 1, 1, 1),
@@ -269,9 +290,16 @@ class Trainer:
             uv_axis=self.uv_axis,
             identity=self.identity_net,
             mrf=self.mrf,
+            truth=self._truth(batch),
+            head=getattr(self.model, "head", None),
         )
         values = compute_losses(self.weights, inputs)
-        return StepResult(weighted_total(values, self.weights), values, images, landmarks, recon)
+        return StepResult(weighted_total(values, self.weights), values, images, landmarks, recon, codes)
+
+    def _truth(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """The batch's true codes (``truth_*``, ``has_truth``) on the device, or None (photos only)."""
+        keys = [k for k in batch if k.startswith("truth_") or k == "has_truth"]
+        return {k: batch[k].to(self.device, non_blocking=True) for k in keys} if keys else None
 
     # ---------------------------------------------------------------- stages
     def _stage_bounds(self, stage: str) -> tuple[int, int]:
@@ -286,7 +314,8 @@ class Trainer:
         trainable = prepare_stage(self.model, stage)
         self.params = trainable
         self.ddp = wrap_ddp(self.module, self.info, self.device, self.config.run.find_unused_parameters)
-        self.optimizer, self.scheduler = build_optimizer(trainable, self.config.optim, end - start)
+        groups = param_groups(self.model, trainable, self.config.optim)
+        self.optimizer, self.scheduler = build_optimizer(groups, self.config.optim, end - start)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self.weights = self._available(weights_for(self.config.losses, stage))
         state = self._resume_state
@@ -315,7 +344,8 @@ class Trainer:
             result = self.training_step(next(self.batches), stage)
             self._apply(result.total)
             self.step += 1
-            self._record(result, stage, progress)
+            validation = self._validate(stage, end)
+            self._record(result, stage, progress, validation)
             if any_process(self.stop.signum is not None, self.info, self.device):
                 self.save()
                 log.warning("stopped at step %d; continue with --resume", self.step)
@@ -389,8 +419,19 @@ class Trainer:
         return False
 
     # ---------------------------------------------------------------- records
-    def _record(self, result: StepResult, stage: str, progress: Progress) -> None:
-        """Log the step (losses averaged over processes): CSV, TensorBoard scalars and grids, progress."""
+    def _validate(self, stage: str, end: int) -> dict[str, float]:
+        """The validator's columns when a validation is due at this step (rank 0), else {}."""
+        if self.validator is None or not self.info.is_main or not self.validator.due(self.step, end):
+            return {}
+        values = self.validator.run(self, stage)
+        log.info("step %d validation: %s", self.step, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        return values
+
+    def _record(
+        self, result: StepResult, stage: str, progress: Progress, validation: dict | None = None
+    ) -> None:
+        """Log the step (losses averaged over processes, and the validation's values when it ran): CSV,
+        TensorBoard scalars and grids, progress."""
         names = list(result.values)
         stacked = torch.stack(
             [result.total.detach().float(), *[v.detach().float() for v in result.values.values()]]
@@ -399,7 +440,11 @@ class Trainer:
         total, values = stacked[0], dict(zip(names, stacked[1:], strict=True))
         if not self.info.is_main:
             return
-        self.csv.write(self.step, total, values)
+        self.csv.write(self.step, total, {**values, **(validation or {})})
+        if validation:
+            self.tb.scalars(
+                self.step, {k.removeprefix("val_"): v for k, v in validation.items()}, prefix="val"
+            )
         run = self.config.run
         if self.step % run.log_every == 0 or self.step == 1:
             self.tb.scalars(self.step, {"total": total, **values})
