@@ -3,9 +3,10 @@
 Faces are first estimated one by one (regressed or fitted). Then, for the images of one person
 (``--same-person``) or the frames of one video track:
 
-- with fitting: a short joint refit (:meth:`vitdeca.fit.FitConfig.warm` iterations) in which one shape and
-  one albedo, starting at the per-coordinate median of the per-image codes, are fitted to every image at
-  once, while expression, pose, camera and light stay per image (:func:`vitdeca.fit.fit_codes`,
+- with fitting: a joint refit (the fit's full iterations: with :meth:`vitdeca.fit.FitConfig.warm`'s 30 %
+  the shape stays too close to its start, all/one NoW ratio 0.87 instead of 0.78 in
+  ``benchmarks/bench_same_person.py``) in which one shape and one albedo, starting at the per-coordinate
+  median of the per-image codes, are fitted to every image at once, while expression, pose, camera and light stay per image (:func:`vitdeca.fit.fit_codes`,
   ``shared``). Without the crops (video tracks, where the frames are not kept) only the landmark stage
   runs, so the albedo is the median;
 - without fitting (a trained encoder alone): shape and albedo become the per-coordinate median of the
@@ -58,7 +59,7 @@ def shared_identity(rec, codes: Codes, landmarks: torch.Tensor, images: torch.Te
         return median_identity(codes), None
     from vitdeca.fit import fit_codes
 
-    config = rec.fit_config.warm()
+    config = rec.fit_config
     if images is None:
         config = dataclasses.replace(config, stages=["landmarks"])
     result = fit_codes(rec.model, images, landmarks, config, init=codes.detach(), shared=IDENTITY_CODES)
