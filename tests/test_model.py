@@ -105,3 +105,24 @@ def test_bad_checkpoint_files(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(VitdecaError, match="bad.pt"):
         DecaModel.load(path)
+
+
+def test_decode_under_bf16_autocast_renders_in_float32(head):
+    from vitdeca.model import DecaModel, ModelConfig
+
+    torch.manual_seed(0)
+    config = ModelConfig(encoder="vit_tiny_patch16_224", image_size=64, uv_size=32, n_albedo=8, pool="mean")
+    model = DecaModel(config, head=head).eval()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        codes = model.encode(images)
+        reference = model.decode(codes)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model.decode(codes._map(lambda t: t.bfloat16()))
+    rounded = model.decode(codes._map(lambda t: t.bfloat16().float()))  # what bf16 codes can hold
+    for name in ("vertices", "landmarks2d", "image", "depth", "detail_image"):
+        assert getattr(mixed, name).dtype == torch.float32, name
+    torch.testing.assert_close(mixed.vertices, rounded.vertices)  # the geometry ran in float32
+    torch.testing.assert_close(mixed.landmarks2d, rounded.landmarks2d)
+    assert torch.equal(mixed.render.fragments.face_index, rounded.render.fragments.face_index)
+    assert (mixed.image - reference.image).abs().mean() < 0.02  # only the decoders ran in bf16

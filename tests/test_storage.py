@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
 from vitdeca.errors import VitdecaError
-from vitdeca.storage import atomic_path, atomic_write_bytes, download, fetch, sha256_file
+from vitdeca.storage import _HOST, atomic_path, atomic_write_bytes, download, fetch, sha256_file
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -47,3 +50,47 @@ def test_unreachable_sources_name_themselves(tmp_path):
         download((tmp_path / "missing.zip").as_uri(), tmp_path / "x.zip", progress=False)
     with pytest.raises(VitdecaError, match="nope.zip: no such file"):
         fetch(tmp_path / "nope.zip", tmp_path / "y.zip")
+
+
+def _killed_mid_write(target) -> None:
+    """Run a process that is SIGKILLed while it writes ``target`` through atomic_path."""
+    code = (
+        "import os, signal, sys\n"
+        "from vitdeca.storage import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half a checkpoint')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(target)], check=False)
+    assert result.returncode == -9
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL is POSIX")
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "last.pt"
+    _killed_mid_write(target)
+    _killed_mid_write(target)  # its atomic_path removes the first one's leftover
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 1 and all(n.startswith(".last.pt.") and n.endswith(".tmp") for n in left)
+    other = tmp_path / "other.pt"
+    _killed_mid_write(other)  # another target's leftover is not this write's business
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live = tmp_path / f".last.pt.{sleeper.pid}@{_HOST}.abc.pt.tmp"  # a writer that still runs
+    live.write_bytes(b"")
+    elsewhere = tmp_path / f".last.pt.{sleeper.pid + 1}@{_HOST}x.abc.pt.tmp"  # another host's writer
+    elsewhere.write_bytes(b"")
+    old_style = tmp_path / ".last.pt.k2j4h5g6.pt.tmp"  # no pid in the name: removed once a day old
+    old_style.write_bytes(b"")
+    atomic_write_bytes(target, b"full checkpoint")
+    assert target.read_bytes() == b"full checkpoint"
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not any(n.startswith(".last.pt.") and "@" in n for n in names - {live.name, elsewhere.name})
+    assert {live.name, elsewhere.name, old_style.name} <= names
+    assert sum(n.startswith(".other.pt.") for n in names) == 1
+    os.utime(old_style, (time.time() - 2 * 86400,) * 2)
+    atomic_write_bytes(target, b"again")
+    assert not old_style.exists() and live.exists()
+    sleeper.kill()
+    sleeper.wait()
+    atomic_write_bytes(target, b"once more")
+    assert not live.exists() and elsewhere.exists()

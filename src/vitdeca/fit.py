@@ -16,7 +16,6 @@ blend-shape models (ICT) stay in [0, 1].
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -377,18 +376,6 @@ def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
     optimizer.step()
 
 
-@contextlib.contextmanager
-def _single_thread():
-    """Fit on one thread: the ops are small, and thread hand-offs cost more than they save (10x and
-    erratic on a busy CPU; steady on one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
@@ -424,7 +411,6 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
-@_single_thread()
 def fit_codes(
     model,
     images: torch.Tensor,
@@ -438,23 +424,58 @@ def fit_codes(
 
     ``model``: a :class:`vitdeca.model.DecaModel` (its weights stay fixed); ``init``: starting codes
     (default :func:`initial_codes`); ``masks`` (B,1,S,S): the photometric region (default
-    :func:`face_masks`). Images are fitted together but independently (every loss is a per-image mean),
-    except the codes named in ``shared`` (e.g. ``("shape", "albedo")``: one person in every image): one
-    value, starting at the per-coordinate median of ``init``'s, is fitted jointly to all the images.
-    ``images`` may be None when ``config`` runs only the landmark stage (crops of ``model``'s size).
+    :func:`face_masks`). Loss terms in the result are means over the images.
+
+    Each image is fitted on its own, so its codes depend only on it and the settings, never on the
+    other images of the batch. (Fitted as one batch, a different batch size changes the rounding of
+    the batched matrix products by ~1e-8; the L1 landmark loss and Adam's normalised steps amplify that
+    to ~0.1 in the shape codes within 60 steps.) On one machine and torch build, the same image, settings
+    and thread count give bit-identical codes. Thread policy is the caller's: it runs on
+    ``torch.get_num_threads()`` threads (``--threads`` in the CLI).
+
+    ``shared`` (e.g. ``("shape", "albedo")``: one person in every image) makes it a joint fit of the whole
+    batch instead: those codes get one value, starting at the per-coordinate median of ``init``'s, fitted
+    to all the images at once; the other codes stay per image. ``images`` may be None when ``config``
+    runs only the landmark stage (crops of ``model``'s size).
     """
     config = (config or FitConfig()).validated()
     start = time.perf_counter()
     if images is None and config.iterations("photometric") > 0 and "photometric" in config.stages:
         raise ValueError("fit_codes: the photometric stage needs the images")
-    size = images.shape[-1] if images is not None else int(model.renderer.image_size[0])
-    landmarks = landmarks.float() if images is None else landmarks.to(images.dtype)
-    codes = init if init is not None else initial_codes(model, landmarks, size)
-    if codes.detail is not None:
-        codes = codes.replace(detail=codes.detail.detach())
     unknown = set(shared) - {"shape", "albedo"}
     if unknown:
         raise ValueError(f"fit_codes: cannot share {sorted(unknown)} between images")
+    dtype = images.dtype if images is not None else torch.float32
+    if shared:  # one joint fit: the images depend on each other by design
+        codes, nme, terms = _fit_one(model, images, landmarks.to(dtype), config, init, masks, tuple(shared))
+        return FitResult(codes, nme, terms, time.perf_counter() - start)
+    parts = []
+    for b in range(landmarks.shape[0]):
+        one = slice(b, b + 1)
+        parts.append(
+            _fit_one(
+                model,
+                images[one] if images is not None else None,
+                landmarks[one].to(dtype),
+                config,
+                init.index(one) if init is not None else None,
+                masks[one] if masks is not None else None,
+            )
+        )
+    codes = Codes.concat([p[0] for p in parts])
+    nme = np.concatenate([p[1] for p in parts])
+    names = parts[0][2].keys() if parts else ()
+    terms = {k: float(np.mean([p[2][k] for p in parts])) for k in names}
+    return FitResult(codes, nme, terms, time.perf_counter() - start)
+
+
+def _fit_one(model, image, landmarks, config: FitConfig, init: Codes | None, mask, shared=()):
+    """:func:`fit_codes` for one crop (batch 1), or for a batch with ``shared`` codes: (codes, NME (B,),
+    final loss terms). ``image`` None: landmark stage only."""
+    size = image.shape[-1] if image is not None else int(model.renderer.image_size[0])
+    codes = init if init is not None else initial_codes(model, landmarks, size)
+    if codes.detail is not None:
+        codes = codes.replace(detail=codes.detail.detach())
     variables = _Variables(codes, tuple(shared))
     bounds = _expression_bounds(model, config)
     _clamp_expression(variables, bounds)
@@ -466,11 +487,11 @@ def fit_codes(
         if stage == "landmarks":
             terms = _run_landmarks(model, variables, landmarks, config, iterations, bounds)
         else:
-            if masks is None:
-                masks = face_masks(images, landmarks)
-            terms = _run_photometric(model, variables, images, landmarks, masks, config, iterations, bounds)
+            if mask is None:
+                mask = face_masks(image, landmarks)
+            terms = _run_photometric(model, variables, image, landmarks, mask, config, iterations, bounds)
     fitted = variables.codes().detach()
     fitted = fitted.replace(**{name: getattr(fitted, name).clone() for name in shared})  # own memory
     with torch.no_grad():
         nme = landmark_nme(landmarks2d(model, fitted, size), landmarks).cpu().numpy()
-    return FitResult(fitted, nme, terms, time.perf_counter() - start)
+    return fitted, nme, terms

@@ -51,7 +51,7 @@ def texture_uint8(texture: Any) -> np.ndarray:
 def _write_text(path: Path, text: str) -> None:
     try:
         with atomic_path(path) as tmp:
-            tmp.write_text(text)
+            tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise VitdecaError(f"{path}: cannot write ({exc.strerror})") from exc
 

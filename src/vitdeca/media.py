@@ -78,18 +78,6 @@ def _hidden_below(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def output_stems(paths: Sequence[Path]) -> list[str]:
-    """A distinct output name per input: its file stem, with ``-2``, ``-3``, ... for repeated stems."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        stem = path.stem or "input"
-        count = seen.get(stem, 0) + 1
-        seen[stem] = count
-        stems.append(stem if count == 1 else f"{stem}-{count}")
-    return stems
-
-
 # ------------------------------------------------------------------------------------------- writing
 def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a uint8 (H,W), (H,W,3) or (H,W,4) image, or a uint16 (H,W) image, as PNG atomically."""

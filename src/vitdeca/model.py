@@ -12,9 +12,9 @@ raw translation is an NDC offset; light ``= raw + ambient`` where ``ambient`` ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,7 +42,7 @@ class ModelConfig:
     dropkey_schedule: str = "linear"
     dropkey_end_factor: float = 0.0
     pool: str = "token"
-    pretrained: bool | str | None = None  # a weights file, or True: timm's/torchvision's download
+    pretrained: bool | str | None = None  # file, "timm:<hub name>", "dinov2-small" or True (docs/encoders.md)
     detail_encoder: str | None = None  # None: the same architecture (and pretrained start) as ``encoder``
     head_model: str = "ict"
     head_path: str | None = None  # FLAME: the user's generic_model.pkl (else $VITDECA_FLAME)
@@ -84,6 +84,22 @@ class Reconstruction:
     detail_normal_image: torch.Tensor | None = None
     detail_image: torch.Tensor | None = None
     detail_shape_image: torch.Tensor | None = None
+
+
+@dataclass
+class _AutocastState:
+    """Whether autocast was on for a device type, and its dtype (to turn it back on inside a region)."""
+
+    device: str
+    enabled: bool
+    dtype: torch.dtype
+
+    @classmethod
+    def capture(cls, device: str) -> _AutocastState:
+        return cls(device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+
+    def restored(self):
+        return torch.autocast(self.device, dtype=self.dtype, enabled=self.enabled)
 
 
 def build_head(config: ModelConfig) -> HeadModel:
@@ -193,10 +209,22 @@ class DecaModel(nn.Module):
         self, codes: Codes, detail: bool | None = None, background: torch.Tensor | None = None
     ) -> Reconstruction:
         """:class:`Codes` → :class:`Reconstruction`; ``detail`` defaults to "detail branch on and a code
-        given". ``background`` (B,3,H,W) is composited behind the renders (default black)."""
+        given". ``background`` (B,3,H,W) is composited behind the renders (default black).
+
+        Under autocast (bf16 training) the geometry and the renderer still run in float32 (bf16 cannot
+        hold pixel coordinates or barycentrics); the albedo and detail decoders keep autocast."""
+        amp = _AutocastState.capture(self.camera_scale0.device.type)
+        with torch.autocast(amp.device, enabled=False):
+            codes = codes._map(lambda t: t.float() if t.is_floating_point() else t)
+            return self._decode(codes, detail, background, amp)
+
+    def _decode(
+        self, codes: Codes, detail: bool | None, background: torch.Tensor | None, amp: _AutocastState
+    ) -> Reconstruction:
         head = self.head(codes.shape, codes.expression, codes.pose)
         size = self.renderer.image_size
-        albedo = self.albedo(codes.albedo)
+        with amp.restored():
+            albedo = self.albedo(codes.albedo).float()
         out = self.renderer(head.vertices, codes.camera, albedo, codes.light, background=background)
         recon = Reconstruction(
             codes=codes,
@@ -216,16 +244,22 @@ class DecaModel(nn.Module):
             self.detail_decoder is not None and codes.detail is not None if detail is None else detail
         )
         if use_detail:
-            self._decode_detail(recon, albedo, background)
+            self._decode_detail(recon, albedo, background, amp)
         return recon
 
     def _decode_detail(
-        self, recon: Reconstruction, albedo: torch.Tensor, background: torch.Tensor | None
+        self,
+        recon: Reconstruction,
+        albedo: torch.Tensor,
+        background: torch.Tensor | None,
+        amp: _AutocastState | None = None,
     ) -> None:
         if self.detail_decoder is None or recon.codes.detail is None:
             raise VitdecaError("decode(detail=True) needs a model with the detail branch and a detail code")
         codes, out = recon.codes, recon.render
-        recon.displacement_uv = self.detail_decoder(codes.detail, codes.expression, codes.pose[:, 3:])
+        with amp.restored() if amp is not None else contextlib.nullcontext():
+            displacement = self.detail_decoder(codes.detail, codes.expression, codes.pose[:, 3:])
+        recon.displacement_uv = displacement.float()
         recon.uv_detail_normals = self.renderer.uv.displacement_to_normals(
             recon.vertices, recon.displacement_uv
         )
@@ -300,14 +334,11 @@ class DecaModel(nn.Module):
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict, with clear errors for missing, corrupt or foreign files."""
-    path = Path(path)
-    if not path.is_file():
-        raise VitdecaError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise VitdecaError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    """Read a checkpoint dict (:func:`vitdeca.weights.read_weights`: nothing in it is executed), with clear
+    errors for missing, corrupt, foreign or hostile files."""
+    from vitdeca.weights import read_weights
+
+    payload = read_weights(path, "checkpoint", map_location)
     missing = [
         k
         for k in ("model", "model_config", "head_model")

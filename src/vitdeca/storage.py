@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -43,8 +46,9 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VitdecaError(f"{final.parent}: cannot create folder ({exc.strerror})") from exc
+    remove_stale_temporaries(final)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.",
+        prefix=f".{final.name}.{os.getpid()}@{_HOST}.",
         suffix=(final.suffix if suffix is None else suffix) + ".tmp",
         dir=final.parent,
     )
@@ -57,6 +61,54 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_HOST = re.sub(r"\W", "_", socket.gethostname()) or "host"
+OLD_TEMPORARY_AGE_S = 24 * 3600  # temporaries named without their writer's pid (vitdeca <= 0.1.0)
+
+
+def remove_stale_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries of ``final`` that :func:`atomic_path` left when its process was killed
+    (SIGKILL, power loss): those of a process of this host that no longer runs, and unnamed ones older
+    than a day. Temporaries of live writers (another process writing the same file) are kept.
+    Returns the removed paths."""
+    final = Path(final)
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(?:(\d+)@(\w+)\.)?[^/]*\.tmp$")
+    removed = []
+    try:
+        candidates = [p for p in final.parent.iterdir() if p.name.startswith(f".{final.name}.")]
+    except OSError:
+        return removed
+    for path in candidates:
+        match = pattern.match(path.name)
+        if match is None or not _is_stale(path, match.group(1), match.group(2)):
+            continue
+        with contextlib.suppress(OSError):  # another process may remove it at the same time
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _is_stale(path: Path, pid: str | None, host: str | None) -> bool:
+    if pid is None:
+        try:
+            return time.time() - path.stat().st_mtime > OLD_TEMPORARY_AGE_S
+        except OSError:
+            return False
+    return host == _HOST and not _process_alive(int(pid))
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (True when that cannot be told, e.g. on Windows)."""
+    if pid == os.getpid() or os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs under another user
+        return True
+    return True
 
 
 def _umask() -> int:

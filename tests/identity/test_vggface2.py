@@ -92,8 +92,8 @@ def test_pickle_protocols(tmp_path: Path, protocol: int) -> None:
 
 
 BROKEN_FILES = [
-    (b"", "not a readable pickle"),
-    (os.urandom(512), "not a readable pickle"),
+    (b"", "not a readable VGGFace2 weights file"),
+    (os.urandom(512), "not a readable VGGFace2 weights file"),
     (pickle.dumps([1, 2, 3]), "expected a dict of numpy arrays"),
     (pickle.dumps(os.system), "refusing to load"),
     (pickle.dumps({"fc.weight": np.zeros(3)}), "missing parameter 'conv1.weight'"),

@@ -62,10 +62,10 @@ def test_all_faces_and_stems(fake_rec, writer, tmp_path):
     b = _files(tmp_path / "y", **{"img.png": b"two"})
     summary, out = _run(fake_rec, writer, tmp_path, a + b, all_faces=True)
     assert [(r.face_index, r.outputs) for r in summary.records] == [
-        (0, ["img/img.txt"]),
-        (1, ["img/img_1.txt"]),
-        (0, ["img-2/img-2.txt"]),
-        (1, ["img-2/img-2_1.txt"]),
+        (0, ["img_jpg/img_jpg.txt"]),
+        (1, ["img_jpg/img_jpg_1.txt"]),
+        (0, ["img_png/img_png.txt"]),
+        (1, ["img_png/img_png_1.txt"]),
     ]
     summary, _ = _run(fake_rec, writer, tmp_path, a, all_faces=False, overwrite=True)
     assert len(summary.records) == 1

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pytest
+import torch  # noqa: F401 - the skipif condition
 
 from vitdeca.cli import main
 
@@ -37,3 +42,81 @@ def test_help_lists_the_commands(capsys):
         main(["reconstruct", "--help"])
     out = capsys.readouterr().out
     assert "--checkpoint" in out and "--all-faces" in out and "--no-detail" in out and "--demo" in out
+
+
+class _NoModel:
+    """Stands in for Reconstructor.from_pretrained: fails the test if a model would be built."""
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("the model was built before the options were checked")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["reconstruct", "{tmp}/x.jpg", "--detector", "nosuch"], "unknown face backend 'nosuch'"),
+        (["fit", "{tmp}/x.jpg", "--detector", "mtcnn"], "needs the facenet_pytorch package"),
+        (["reconstruct", "{tmp}/x.jpg", "--detector", "fan"], "pip install face-alignment"),
+        (["reconstruct", "{tmp}/x.jpg", "--save", "obj,nope"], "unknown output 'nope'"),
+        (["transfer", "--identity", "{tmp}/x.jpg", "--expression", "{tmp}/x.jpg", "--detector", "x"], "'x'"),
+    ],
+)
+def test_options_are_checked_before_any_work(tmp_path, capsys, monkeypatch, argv, message):
+    from vitdeca.pipeline import Reconstructor
+
+    (tmp_path / "x.jpg").write_bytes(b"x")
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # as on a machine without it
+    monkeypatch.setitem(sys.modules, "face_alignment", None)
+    monkeypatch.setattr(Reconstructor, "from_pretrained", _NoModel())
+    out = tmp_path / "out"
+    status = main([a.format(tmp=tmp_path) for a in argv] + ["--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists()  # nothing was done
+
+
+@pytest.mark.skipif("torch.cuda.is_available()", reason="needs a machine without CUDA")
+def test_unavailable_device_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    from vitdeca.pipeline import Reconstructor
+
+    (tmp_path / "x.jpg").write_bytes(b"x")
+    monkeypatch.setattr(Reconstructor, "from_pretrained", _NoModel())
+    status = main(["reconstruct", str(tmp_path / "x.jpg"), "--device", "cuda", "--out", str(tmp_path / "o")])
+    assert status == 2 and "no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_rerun_with_out_inside_the_inputs_reads_only_the_photos(tmp_path, capsys, monkeypatch, fake_rec):
+    """The first run's _vis/_depth/_texture PNGs under --out are never taken as inputs."""
+    from vitdeca.pipeline import Reconstructor
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (photos / name).write_bytes(b"good")
+    monkeypatch.setattr(Reconstructor, "from_pretrained", lambda *a, **k: fake_rec)
+    out = photos / "results"
+    argv = ["reconstruct", str(photos), "--out", str(out), "--save", "vis,depth,texture", "--no-progress"]
+    assert main(argv) == 0
+    assert (out / "a" / "a_vis.png").exists()
+    assert main([*argv, "--overwrite"]) == 0
+    records = json.loads((out / "summary.json").read_text())["records"]
+    assert sorted(Path(r["path"]).name for r in records) == ["a.jpg", "b.jpg"]
+    assert "2 inputs: 2 ok" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["reconstruct", str(out), "--out", str(out)]) == 2  # only outputs given: nothing to do
+    assert "every input is inside the output folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["fit", "x.jpg"], ["reconstruct", "x.jpg"], ["transfer", "--identity",
+                                     "a.jpg", "--expression", "b.jpg"]])  # fmt: skip
+def test_threads_option_sets_the_process_policy(monkeypatch, command):
+
+    from vitdeca.cli import build_parser
+    from vitdeca.cli.reconstruct import apply_threads
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    apply_threads(build_parser().parse_args(command))
+    assert calls == []  # default: torch's own thread count (all it allows)
+    apply_threads(build_parser().parse_args([*command, "--threads", "3"]))
+    assert calls == [3]

@@ -177,3 +177,20 @@ def test_fit_is_deterministic(fit_model):
     a = fit_codes(fit_model, torch.zeros(1, 3, 224, 224), target, config)
     b = fit_codes(fit_model, torch.zeros(1, 3, 224, 224), target, config)
     assert np.array_equal(a.nme, b.nme) and torch.equal(a.codes.shape, b.codes.shape)
+
+
+def test_fit_leaves_the_thread_policy_to_the_caller(fit_model, monkeypatch):
+    truth = _target_codes(fit_model, seed=2)
+    target = landmarks2d(fit_model, truth, 224)
+    changes, seen = [], []
+    monkeypatch.setattr(torch, "set_num_threads", changes.append)
+    decode = fit_model.decode
+
+    def watched(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(fit_model, "decode", watched)
+    config = FitConfig(stages=["landmarks", "photometric"], landmark_iterations=2, photometric_iterations=1)
+    fit_codes(fit_model, torch.rand(1, 3, 224, 224), target, config, masks=torch.ones(1, 1, 224, 224))
+    assert changes == [] and seen and set(seen) == {torch.get_num_threads()}

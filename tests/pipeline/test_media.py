@@ -42,11 +42,6 @@ def test_expand_inputs_empty_folder(tmp_path):
         media.expand_inputs([tmp_path])
 
 
-def test_output_stems_are_unique(tmp_path):
-    paths = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.png", tmp_path / "y.jpg", tmp_path / "c" / "x.jpg"]
-    assert media.output_stems(paths) == ["x", "x-2", "y", "x-3"]
-
-
 def test_media_kind():
     assert media.media_kind("a/b.MOV") == "video"
     assert media.media_kind("a/b.avi") == "video"

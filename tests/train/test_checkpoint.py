@@ -67,7 +67,7 @@ def test_missing_truncated_and_foreign_files_are_clear_errors(tmp_path):
     path = ckpt.save_checkpoint(tmp_path / "a.pt", _state(model, torch.optim.SGD(model.parameters(), lr=1)))
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(VitdecaError, match="truncated.pt: not a readable vitdeca checkpoint"):
+    with pytest.raises(VitdecaError, match="truncated.pt: not a readable checkpoint"):
         ckpt.load_checkpoint(truncated)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(1)}, foreign)

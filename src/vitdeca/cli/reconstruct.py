@@ -78,10 +78,27 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", action="store_true", help="videos: also write the per-frame files")
     parser.add_argument("--max-frames", type=_positive_int, metavar="N", help="videos: read at most N frames")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose output folder exists")
-    parser.add_argument(
-        "--threads", type=_positive_int, metavar="N", help="CPU threads for torch (its default)"
-    )
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: the process's CPU thread policy (see :func:`apply_threads`)."""
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="CPU threads for torch and the renderer's kernels (default: all that torch allows)",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set the thread count of ``--threads`` for the whole run (torch's, which the numba kernels follow);
+    without it torch's default stays. The library never changes it."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def _positive_int(text: str) -> int:
@@ -111,39 +128,62 @@ def run_options(args: argparse.Namespace):
     )
 
 
-def input_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
-    """Check the output folder, expand the inputs (adding the demo photo); returns (out, paths)."""
+def check_options(args: argparse.Namespace):
+    """Every option checked before any work (a bad one is a VitdecaError: exit 2); the RunOptions."""
     from vitdeca.errors import VitdecaError
-    from vitdeca.media import expand_inputs, save_png
+    from vitdeca.faces.detect import check_backend
+    from vitdeca.pipeline.reconstructor import resolve_device
+
+    options = run_options(args)  # --save
+    if args.same_person and args.all_faces:
+        raise VitdecaError("--same-person uses the largest face of each image: drop --all-faces")
+    check_backend(args.detector)
+    resolve_device(args.device)
+    return options
+
+
+def input_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """Expand the inputs (adding the demo photo), leave out any inside the output folder (the run's
+    own files), then create and check the output folder; returns (out, paths)."""
+    from vitdeca.errors import VitdecaError
+    from vitdeca.media import expand_inputs
     from vitdeca.pipeline.batch import prepare_output_dir
+    from vitdeca.pipeline.outdir import exclude_output_folder
 
     if not args.inputs and not args.demo:
         raise VitdecaError("no input: give image/video files, folders or globs (or --demo)")
-    out = prepare_output_dir(args.out)
     paths = expand_inputs(args.inputs) if args.inputs else []
     if args.demo:
-        from skimage import data
+        paths.append(demo_photo())
+    paths, dropped = exclude_output_folder(paths, Path(args.out).expanduser())
+    if dropped:
+        log.warning("left out %d inputs inside the output folder %s", len(dropped), args.out)
+    if not paths:
+        raise VitdecaError(f"{args.out}: every input is inside the output folder; nothing to do")
+    return prepare_output_dir(args.out), paths
 
-        demo = out / "inputs" / DEMO_NAME
-        if not demo.exists():
-            save_png(demo, data.astronaut())
-        paths.append(demo.resolve())
-    return out, paths
+
+def demo_photo() -> Path:
+    """The astronaut photo (scikit-image, public domain) in ``$VITDECA_HOME/demo``, written once."""
+    from skimage import data
+
+    from vitdeca.media import save_png
+    from vitdeca.storage import vitdeca_home
+
+    path = vitdeca_home() / "demo" / DEMO_NAME
+    if not path.exists():
+        save_png(path, data.astronaut())
+    return path.resolve()
 
 
 def execute(args: argparse.Namespace, make_reconstructor) -> int:
-    """Expand inputs, build the reconstructor, run the batch, print the counts; the exit status."""
-    from vitdeca.errors import VitdecaError
+    """Check the options, expand inputs, build the reconstructor, run the batch, print the counts;
+    the exit status (1 when some input failed)."""
     from vitdeca.pipeline.batch import BatchRunner, drop_unsupported
 
-    if args.same_person and args.all_faces:
-        raise VitdecaError("--same-person uses the largest face of each image: drop --all-faces")
+    options = check_options(args)
     out, paths = input_paths(args)
-    options = run_options(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     rec = make_reconstructor()
     if hasattr(rec, "model"):
         options = drop_unsupported(options, rec.model.head)

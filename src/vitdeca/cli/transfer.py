@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from vitdeca.cli.reconstruct import add_threads_argument, apply_threads
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -24,16 +26,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
     parser.add_argument("--detector", default="dlib", help="face detector backend (%(default)s)")
     parser.add_argument("--save", default="obj,texture,vis", metavar="LIST", help="outputs (%(default)s)")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from vitdeca.faces.detect import check_backend
     from vitdeca.pipeline import Reconstructor
     from vitdeca.pipeline.batch import parse_save, prepare_output_dir
+    from vitdeca.pipeline.reconstructor import resolve_device
     from vitdeca.pipeline.transfer import transfer
 
-    save = parse_save(args.save)
+    apply_threads(args)
+    save = parse_save(args.save)  # every option is checked before any work
+    check_backend(args.detector)
+    resolve_device(args.device)
     out = prepare_output_dir(args.out)
     rec = Reconstructor.from_pretrained(args.checkpoint, device=args.device, detector=args.detector)
     written = transfer(rec, args.identity, args.expression, out, save)

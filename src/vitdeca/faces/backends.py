@@ -107,6 +107,7 @@ class MtcnnBackend(FaceBackend):
     """facenet-pytorch MTCNN boxes (probability ≥ ``min_score``) + dlib's 68-point predictor."""
 
     name = "mtcnn"
+    requires = ("facenet_pytorch", "pip install --no-deps facenet-pytorch")
 
     def __init__(
         self, min_face_size: int = 20, min_score: float = 0.9, model_path: str | None = None
@@ -143,6 +144,7 @@ class FanBackend(FaceBackend):
     """face-alignment's detector (``detector``: sfd, blazeface, ...) + 2D FAN landmarks."""
 
     name = "fan"
+    requires = ("face_alignment", "pip install face-alignment")
 
     def __init__(self, detector: str = "sfd", device: str = "cpu") -> None:
         try:

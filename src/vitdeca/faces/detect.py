@@ -56,9 +56,11 @@ class Face:
 
 
 class FaceBackend(ABC):
-    """A named detector + 68-landmark predictor. Subclasses load their models in ``__init__``."""
+    """A named detector + 68-landmark predictor. Subclasses load their models in ``__init__``;
+    ``requires`` names an optional package the backend imports and how to install it."""
 
     name: ClassVar[str]
+    requires: ClassVar[tuple[str, str] | None] = None
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -74,6 +76,26 @@ def backend_names() -> list[str]:
     from vitdeca.faces.backends import BACKENDS
 
     return sorted(BACKENDS)
+
+
+def check_backend(name: str) -> None:
+    """Raise :class:`VitdecaError` (before any work) when ``name`` is no registered backend or its
+    optional package is not installed; nothing is loaded."""
+    import importlib.util
+
+    from vitdeca.faces.backends import BACKENDS
+
+    if name not in BACKENDS:
+        raise VitdecaError(f"unknown face backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
+    if BACKENDS[name].requires is None:
+        return
+    module, install = BACKENDS[name].requires
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module blocked in sys.modules
+        found = False
+    if not found:
+        raise VitdecaError(f"the {name!r} face backend needs the {module} package: {install}")
 
 
 @functools.lru_cache(maxsize=4)

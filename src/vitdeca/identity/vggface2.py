@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitdeca.errors import VitdecaError
-from vitdeca.safe_pickle import load_pickle
+from vitdeca.safe_pickle import to_plain
+from vitdeca.weights import read_weights
 
 MEAN_BGR = (91.4953, 103.8827, 131.0912)
 CHIP_SIZE = 224
@@ -99,7 +100,7 @@ def read_weight_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise VitdecaError(
             f"{path}: VGGFace2 weights not found (DECA's resnet50_ft_weight.pkl; pass its path)"
         )
-    weights = load_pickle(path)
+    weights = to_plain(read_weights(path, "VGGFace2 weights file"), str(path))
     if not isinstance(weights, dict) or not all(isinstance(v, np.ndarray) for v in weights.values()):
         raise VitdecaError(f"{path}: expected a dict of numpy arrays, found {type(weights).__name__}")
     return weights

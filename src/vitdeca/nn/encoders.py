@@ -3,7 +3,8 @@
 ``build_encoder(name, n_outputs, ...)`` returns an :class:`Encoder` taking images (B,3,H,W) float RGB in [0,1]
 (H = W = 224 by default) and returning (B, n_outputs). The ImageNet-style normalisation that the backbone's
 pretrained weights expect happens inside the encoder (torchvision ImageNet mean/std for ``resnet50``; the timm
-``pretrained_cfg`` mean/std for ViTs, which is 0.5/0.5 for the augreg ``vit_*_patch16_224`` weights).
+``pretrained_cfg`` mean/std for ViTs: 0.5/0.5 for the augreg ``vit_*_patch16_224`` weights, ImageNet's for
+DINOv2 ``vit_*_patch14_dinov2``; a ``timm:<name>.<tag>`` hub name uses that tag's).
 
 Supported names (:data:`ENCODERS` is the registry the tests iterate over): ``"resnet50"`` (torchvision
 ResNet-50, 2048-d pooled features) and ``"vit_small_patch16_224"``, ``"vit_base_patch16_224"`` or any other
@@ -23,6 +24,13 @@ from torch import nn
 
 from vitdeca.errors import VitdecaError
 from vitdeca.nn.dropkey import DropKeyAttention, dropkey_layers, dropkey_schedule, set_dropkey_ratios
+from vitdeca.nn.pretrained import (
+    PretrainedSource,
+    alternatives,
+    hub_state_dict,
+    resolve_pretrained,
+    to_timm_names,
+)
 
 ENCODERS: tuple[str, ...] = ("resnet50", "vit_small_patch16_224", "vit_base_patch16_224")
 """Registered encoder names (any other timm ViT name is accepted too)."""
@@ -32,6 +40,9 @@ HEAD_HIDDEN = 1024
 HEAD_INIT_STD = 1e-3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+POS_EMBED_ANTIALIAS = False
+"""Resample position embeddings of loaded weights without antialiasing: DINOv2 (original and Hugging Face)
+interpolates its own embedding this way at other resolutions, so a converted model reproduces its source."""
 
 
 def list_encoders() -> list[str]:
@@ -122,8 +133,10 @@ def build_encoder(
 
     ``name``: ``"resnet50"`` or a timm ViT name (see :data:`ENCODERS`). ``dropkey``: DropKey ratio of block 0,
     spread over the blocks by ``dropkey_schedule`` ("linear" or "constant") and ``dropkey_end_factor``.
-    ``pretrained``: None/False (random init), True (timm's / torchvision's own download; needs internet) or
-    a local weights file (.pth/.pt/.bin torch state dict or .safetensors, timm/torchvision key names; a
+    ``pretrained`` (``model.pretrained``; see :mod:`vitdeca.nn.pretrained`): None/False (random init), True
+    (timm's / torchvision's own download), ``"timm:<hub name>"`` (that timm checkpoint; needs internet once),
+    a converted name such as ``"dinov2-small"`` (``vitdeca assets install dinov2-small``) or a local weights
+    file (.pth/.pt/.bin torch state dict or .safetensors; timm, torchvision or Hugging Face key names; a
     classifier head in it is ignored). ``pool``: "token" (class token) or "mean" (patch mean), ViT only.
     ``img_size``: input resolution of a ViT (its position embedding is resampled for pretrained weights).
     Raises :class:`VitdecaError` for unknown names, bad options, unreadable or mismatched weight files and
@@ -133,42 +146,39 @@ def build_encoder(
         raise VitdecaError(f"encoder n_outputs must be >= 1, got {n_outputs}")
     if pool not in POOLS:
         raise VitdecaError(f"unknown encoder pool {pool!r}; expected one of {', '.join(POOLS)}")
-    weights = None if pretrained is None or pretrained is False else pretrained
-    if weights is not None and weights is not True:
-        weights = Path(weights).expanduser()
-        if not weights.is_file():
-            raise VitdecaError(f"{weights}: no such pretrained weights file")
+    source = resolve_pretrained(pretrained, name)
     if name == "resnet50":
         if dropkey > 0:
             raise VitdecaError("DropKey needs a ViT encoder; 'resnet50' has no attention blocks")
-        encoder = _build_resnet50(n_outputs, weights)
+        encoder = _build_resnet50(n_outputs, source)
     else:
-        encoder = _build_vit(name, n_outputs, weights, pool, img_size)
+        encoder = _build_vit(name, n_outputs, source, pool, img_size)
     encoder.set_dropkey(dropkey, dropkey_schedule, dropkey_end_factor)
     return encoder
 
 
-def _build_resnet50(n_outputs: int, weights: bool | Path | None) -> Encoder:
+def _build_resnet50(n_outputs: int, source: PretrainedSource) -> Encoder:
     import torchvision
 
     backbone = torchvision.models.resnet50(weights=None)
     backbone.fc = nn.Identity()
-    if weights is True:
+    if source.kind == "default":
         tv_weights = torchvision.models.ResNet50_Weights.DEFAULT
         try:
             state = tv_weights.get_state_dict(progress=True, check_hash=True)
         except Exception as exc:  # network / cache failures of torch.hub
             raise VitdecaError(
-                f"cannot download torchvision resnet50 weights ({exc}); are you offline? "
-                "pass a local weights file instead"
+                f"cannot download torchvision resnet50 weights ({exc}); are you offline? use {alternatives()}"
             ) from exc
         _load_backbone_state(backbone, state, "torchvision ResNet50_Weights.DEFAULT", classifier="fc")
-    elif weights is not None:
-        _load_backbone_state(backbone, _read_state_dict(weights), weights, classifier="fc")
+    elif source.kind == "hub":  # timm's ResNet-50 uses torchvision's key names
+        _load_backbone_state(backbone, hub_state_dict(source.hub), source.label, classifier="fc")
+    elif source.kind == "file":
+        _load_backbone_state(backbone, _read_state_dict(source.path), source.path, classifier="fc")
     return Encoder("resnet50", backbone, 2048, n_outputs, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _build_vit(name: str, n_outputs: int, weights: bool | Path | None, pool: str, img_size: int) -> Encoder:
+def _build_vit(name: str, n_outputs: int, source: PretrainedSource, pool: str, img_size: int) -> Encoder:
     import timm
     from timm.models import VisionTransformer
 
@@ -176,40 +186,56 @@ def _build_vit(name: str, n_outputs: int, weights: bool | Path | None, pool: str
         known = ", ".join(ENCODERS)
         raise VitdecaError(f"unknown encoder {name!r}; expected one of {known} or a timm ViT name")
     kwargs = dict(num_classes=0, img_size=img_size, attn_layer=DropKeyAttention, use_naflex=False)
+    arch = source.hub if source.kind == "hub" else name  # a hub tag brings its own pretrained_cfg (mean/std)
     try:
-        backbone = timm.create_model(name, pretrained=weights is True, **kwargs)
+        backbone = timm.create_model(arch, pretrained=source.kind == "default", **kwargs)
     except Exception as exc:
-        if weights is True:  # download through the Hugging Face hub / torch.hub failed
+        if source.kind == "default":  # download through the Hugging Face hub / torch.hub failed
             raise VitdecaError(
                 f"cannot download timm weights for {name} ({type(exc).__name__}: {exc}); are you offline? "
-                "pass a local weights file instead"
+                f"use {alternatives()}"
             ) from exc
-        raise VitdecaError(f"cannot build timm model {name!r}: {exc}") from exc
+        where = (
+            f"model.pretrained={source.label}"
+            if source.kind == "hub"
+            else f"cannot build timm model {arch!r}"
+        )
+        raise VitdecaError(f"{where}: {exc}") from exc
     if not isinstance(backbone, VisionTransformer):
         raise VitdecaError(f"{name!r} is not a timm VisionTransformer")
     if pool == "token" and not backbone.has_class_token:
         raise VitdecaError(f"{name} has no class token; use pool='mean'")
-    if isinstance(weights, Path):
-        from timm.models.vision_transformer import checkpoint_filter_fn
-
-        state = checkpoint_filter_fn(_read_state_dict(weights), backbone)
-        _load_backbone_state(backbone, state, weights, classifier=backbone.pretrained_cfg.get("classifier"))
+    if source.kind == "hub":
+        load_vit_state(backbone, hub_state_dict(source.hub), source.label)
+    elif source.kind == "file":
+        load_vit_state(backbone, _read_state_dict(source.path), source.path)
     cfg = backbone.pretrained_cfg
     mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
     return Encoder(name, backbone, backbone.num_features, n_outputs, mean, std, pool=pool)
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a torch or safetensors state dict (nested ``state_dict``/``model`` keys unwrapped)."""
-    from timm.models import load_state_dict
+def load_vit_state(backbone: nn.Module, state: dict[str, torch.Tensor], source: object) -> None:
+    """Load a ViT state dict (timm, torchvision or Hugging Face names) into a timm ``VisionTransformer``.
+
+    Foreign names are converted (:func:`vitdeca.nn.pretrained.to_timm_names`), then timm's
+    ``checkpoint_filter_fn`` resamples the position embedding to the backbone's grid (bicubic, without
+    antialiasing: :data:`POS_EMBED_ANTIALIAS`) and adapts other timm layouts. Mismatches: VitdecaError.
+    """
+    from timm.models.vision_transformer import checkpoint_filter_fn
 
     try:
-        state = load_state_dict(str(path), use_ema=False, weights_only=True)
-    except Exception as exc:
-        raise VitdecaError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise VitdecaError(f"{path}: not a state dict of tensors")
-    return state
+        state = checkpoint_filter_fn(to_timm_names(state), backbone, antialias=POS_EMBED_ANTIALIAS)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise VitdecaError(f"{source}: weights do not fit this encoder ({exc})") from exc
+    _load_backbone_state(backbone, state, source, classifier=backbone.pretrained_cfg.get("classifier"))
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a torch or safetensors state dict (nested ``state_dict``/``model`` keys unwrapped) with
+    :func:`vitdeca.weights.read_state_dict` (nothing in the file is executed)."""
+    from vitdeca.weights import read_state_dict
+
+    return read_state_dict(path, "encoder weights")
 
 
 def _load_backbone_state(

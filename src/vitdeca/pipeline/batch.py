@@ -1,8 +1,9 @@
 """The batch runner behind ``vitdeca reconstruct``: many inputs in, files and ``summary.json`` out.
 
 Each input is isolated (a bad file becomes a ``failed`` record, never a traceback); the per-face files
-are written under ``OUT/<stem>/`` (``<stem>_<k>`` file names for extra faces) and every input gets a
-record in ``OUT/summary.json``.
+are written under ``OUT/<name>/`` (``<name>_<k>`` file names for extra faces; names unique per input,
+see :mod:`vitdeca.pipeline.outdir`) as one transaction per input, and every input gets a record in
+``OUT/summary.json``. A re-run skips only inputs whose folder was completed; partial ones are redone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from vitdeca import media
 from vitdeca.errors import VitdecaError
 from vitdeca.pipeline import animation
+from vitdeca.pipeline.outdir import OutputFolder, exclude_output_folder, output_names
 from vitdeca.pipeline.results import FaceResult, VideoFrame
 from vitdeca.storage import atomic_path, atomic_write_bytes
 
@@ -99,6 +101,7 @@ class Summary:
 
     out_dir: Path
     records: list[Record]
+    complete: bool = False
 
     @property
     def counts(self) -> dict[str, int]:
@@ -120,7 +123,11 @@ class Summary:
 
     def write(self) -> Path:
         path = self.out_dir / "summary.json"
-        data = {"counts": self.counts, "records": [r.as_dict() for r in self.records]}
+        data = {
+            "counts": self.counts,
+            "complete": self.complete,
+            "records": [r.as_dict() for r in self.records],
+        }
         try:
             atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
         except OSError as exc:
@@ -189,22 +196,30 @@ class BatchRunner:
         self.writer = writer or write_face_outputs
 
     def run(self, paths: Sequence[Path]) -> Summary:
-        """Process ``paths`` (already expanded); returns the summary, also written to ``summary.json``."""
+        """Process ``paths`` (already expanded; any under the output folder are left out); returns the
+        summary, also written to ``summary.json`` on every exit path (also Ctrl-C and errors), with
+        every record finished so far."""
         from tqdm import tqdm
 
+        paths, dropped = exclude_output_folder(paths, self.out_dir)
+        if dropped:
+            log.warning("%d inputs inside the output folder %s left out", len(dropped), self.out_dir)
         summary = Summary(self.out_dir, [])
-        stems = media.output_stems(paths)
-        jobs = list(zip(paths, stems, strict=True))
+        jobs = list(zip(paths, output_names(paths), strict=True))
+        order = {str(path): i for i, path in enumerate(paths)}
         bar = tqdm(total=len(jobs), unit="input", disable=not self.options.progress, leave=False)
         try:
             for chunk in self._chunks(jobs):
                 if media.media_kind(chunk[0][0]) == "video":
                     summary.records.append(self._video(*chunk[0]))
                 else:
-                    summary.records += self._images(chunk)
+                    for record in self._images(chunk):
+                        summary.records.append(record)
                 bar.update(len(chunk))
+            summary.complete = True
         finally:
             bar.close()
+            summary.records.sort(key=lambda r: order.get(r.path, -1))  # stable: faces keep their order
             summary.write()
         return summary
 
@@ -226,36 +241,46 @@ class BatchRunner:
         if chunk:
             yield chunk
 
-    def _done_already(self, stem: str) -> bool:
-        folder = self.out_dir / stem
-        return not self.options.overwrite and folder.is_dir() and any(folder.iterdir())
+    def _resume(self, path: Path, name: str) -> tuple[list[Record] | None, str]:
+        """(the records of a completed earlier run of this input, or None to do it; a note for a redo)."""
+        folder = OutputFolder(self.out_dir, name, str(path))
+        if self.options.overwrite:
+            return None, ""
+        state, records = folder.state()
+        if state == "done":
+            msg = f"skipped: {folder.final} exists (use --overwrite to redo)"
+            return [Record(**{**r, "message": msg, "seconds": 0.0}) for r in records], ""
+        if state == "foreign":
+            msg = f"{folder.final} holds the outputs of another input (use --overwrite or another --out)"
+            return [Record(str(path), None, "failed", msg)], ""
+        if state == "partial":
+            return None, f"redone: {folder.final} was incomplete (an interrupted run)"
+        if state == "failed":
+            return None, f"redone: {folder.final} held a failed face"
+        return None, ""
 
-    def _images(self, chunk: list[tuple[Path, str]]) -> list[Record]:
-        """Prepare each image alone, reconstruct the chunk's faces together, write each face alone."""
-        records: list[Record] = []
+    def _images(self, chunk: list[tuple[Path, str]]) -> Iterator[Record]:
+        """Prepare each image alone, reconstruct the chunk's faces together, write each input's folder
+        as one transaction; yields the records as they are finished."""
         prepared = []
-        for path, stem in chunk:
+        for path, name in chunk:
             start = time.perf_counter()
-            if self._done_already(stem):
-                msg = f"skipped: {self.out_dir / stem} exists (use --overwrite to redo)"
-                records.append(Record(str(path), None, "ok", msg, seconds=0.0))
+            done, note = self._resume(path, name)
+            if done is not None:
+                yield from done
                 continue
             try:
                 item = self.rec.prepare(path, all_faces=self.options.all_faces)
             except Exception as exc:  # noqa: BLE001 - isolate every input
-                records.append(self._failed(path, exc, start))
+                yield self._failed(path, exc, start)
                 continue
             if not item.crops:
-                records.append(
-                    Record(str(path), None, "no_face", "no face found", [], time.perf_counter() - start)
-                )
+                yield Record(str(path), None, "no_face", "no face found", [], time.perf_counter() - start)
                 continue
-            prepared.append((path, stem, item, time.perf_counter() - start))
+            prepared.append((path, name, item, time.perf_counter() - start, note))
         results = self._reconstruct_isolated([p[2] for p in prepared])
-        for (path, stem, _, prep_s), faces in zip(prepared, results, strict=True):
-            records += self._write_faces(path, stem, faces, prep_s)
-        order = {str(path): i for i, (path, _) in enumerate(chunk)}
-        return sorted(records, key=lambda r: order[r.path])  # stable: faces keep their order
+        for (path, name, _, prep_s, note), faces in zip(prepared, results, strict=True):
+            yield from self._write_faces(path, name, faces, prep_s, note)
 
     def _reconstruct_isolated(self, prepared: list) -> list:
         """Reconstruct all at once; if that fails, one by one so that only the bad input fails."""
@@ -283,22 +308,36 @@ class BatchRunner:
                 results.append((exc, time.perf_counter() - start))
         return results
 
-    def _write_faces(self, path: Path, stem: str, faces_and_time, prep_s: float) -> list[Record]:
+    def _write_faces(self, path: Path, name: str, faces_and_time, prep_s: float, note: str) -> list[Record]:
+        """Write every face of one input into its folder (one transaction); a record per face."""
         faces, rec_s = faces_and_time
         if isinstance(faces, BaseException):
             return [self._failed(path, faces, None, prep_s + rec_s)]
+        folder = OutputFolder(self.out_dir, name, str(path))
         records = []
-        for k, face in enumerate(faces):
-            start = time.perf_counter()
-            file_stem = stem if k == 0 else f"{stem}_{k}"
-            try:
-                written = self.writer(face, self.out_dir / stem, file_stem, self.options.save)
-                outputs = [str(p.relative_to(self.out_dir)) for p in written]
-                seconds = (prep_s + rec_s) / len(faces) + time.perf_counter() - start
-                records.append(Record(str(path), k, "ok", "", outputs, seconds))
-            except Exception as exc:  # noqa: BLE001
-                records.append(self._failed(path, exc, start, prep_s + rec_s, face_index=k))
+        try:
+            tmp = folder.begin()
+            for k, face in enumerate(faces):
+                start = time.perf_counter()
+                try:
+                    written = self.writer(face, tmp, name if k == 0 else f"{name}_{k}", self.options.save)
+                    seconds = (prep_s + rec_s) / len(faces) + time.perf_counter() - start
+                    records.append(
+                        Record(str(path), k, "ok", note, self._relative(written, tmp, name), seconds)
+                    )
+                except Exception as exc:  # noqa: BLE001
+                    records.append(self._failed(path, exc, start, prep_s + rec_s, face_index=k))
+            folder.commit([r.as_dict() for r in records])
+        except BaseException as exc:
+            folder.abort()
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C: nothing of this input stays; the summary holds the finished ones
+            return [self._failed(path, exc, None, prep_s + rec_s)]
         return records
+
+    def _relative(self, written: list[Path], tmp: Path, name: str) -> list[str]:
+        """Output paths as they will be after the commit, relative to the output folder."""
+        return [(Path(name) / Path(p).relative_to(tmp)).as_posix() for p in written]
 
     def _failed(self, path, exc, start, extra: float = 0.0, face_index: int | None = None) -> Record:
         level = logging.WARNING if isinstance(exc, (VitdecaError, OSError)) else logging.ERROR
@@ -308,21 +347,30 @@ class BatchRunner:
         seconds = extra + (time.perf_counter() - start if start is not None else 0.0)
         return Record(str(path), face_index, "failed", message, [], seconds)
 
-    def _video(self, path: Path, stem: str) -> Record:
+    def _video(self, path: Path, name: str) -> Record:
         start = time.perf_counter()
-        if self._done_already(stem):
-            return Record(
-                str(path), None, "ok", f"skipped: {self.out_dir / stem} exists (use --overwrite to redo)"
-            )
+        done, note = self._resume(path, name)
+        if done is not None:
+            return done[0]
+        folder = OutputFolder(self.out_dir, name, str(path))
         try:
+            tmp = folder.begin()
             outputs, message, any_face = write_video_outputs(
-                self.rec, path, self.out_dir / stem, stem, self.options, self.writer
+                self.rec, path, tmp, name, self.options, self.writer
             )
+            status = "ok" if any_face else "no_face"
+            message = f"{note}; {message}" if note else message
+            rel = self._relative(outputs, tmp, name)
+            record = Record(str(path), 0 if any_face else None, status, message, rel, 0.0)
+            record.seconds = time.perf_counter() - start
+            folder.commit([record.as_dict()])
         except Exception as exc:  # noqa: BLE001
+            folder.abort()
             return self._failed(path, exc, start)
-        rel = [str(p.relative_to(self.out_dir)) for p in outputs]
-        status = "ok" if any_face else "no_face"
-        return Record(str(path), 0 if any_face else None, status, message, rel, time.perf_counter() - start)
+        except BaseException:
+            folder.abort()
+            raise
+        return record
 
 
 # ------------------------------------------------------------------------------------------- writing

@@ -3,12 +3,13 @@
 Faces are first estimated one by one (regressed or fitted). Then, for the images of one person
 (``--same-person``) or the frames of one video track:
 
-- with fitting: a joint refit (the fit's full iterations: with :meth:`vitdeca.fit.FitConfig.warm`'s 30 %
-  the shape stays too close to its start, all/one NoW ratio 0.87 instead of 0.78 in
-  ``benchmarks/bench_same_person.py``) in which one shape and one albedo, starting at the per-coordinate
-  median of the per-image codes, are fitted to every image at once, while expression, pose, camera and light stay per image (:func:`vitdeca.fit.fit_codes`,
-  ``shared``). Without the crops (video tracks, where the frames are not kept) only the landmark stage
-  runs, so the albedo is the median;
+- with fitting: a joint refit with the fit's full iterations (with :meth:`vitdeca.fit.FitConfig.warm`'s
+  30 % the shape stays too close to its start: all/one NoW ratio 0.87 instead of 0.78 in
+  ``benchmarks/bench_same_person.py``), in which one shape and one albedo, starting at the
+  per-coordinate median of the per-image codes, are fitted to every image at once, while expression,
+  pose, camera and light stay per image (:func:`vitdeca.fit.fit_codes`, ``shared``). Without the crops
+  (video tracks, where the frames are not kept) only the landmark stage runs, so the albedo is the
+  median;
 - without fitting (a trained encoder alone): shape and albedo become the per-coordinate median of the
   regressed ones (a robust average: one bad frame or photo does not pull it).
 """

@@ -139,6 +139,9 @@ class Reconstructor:
         fit=None,
         refine: bool = False,
     ) -> None:
+        from vitdeca.faces.detect import check_backend
+
+        check_backend(detector)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.detector = detector

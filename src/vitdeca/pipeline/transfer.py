@@ -26,6 +26,7 @@ def transfer(
     write ``out_dir/<A>_as_<B>/``: the files of ``save`` (the texture is A's) and a vis strip
     A | B | transferred shape | transferred render. Returns the written files."""
     from vitdeca.pipeline.batch import write_face_outputs
+    from vitdeca.pipeline.outdir import safe_name
 
     prepared = [rec.prepare(identity), rec.prepare(expression)]
     for path, item in zip((identity, expression), prepared, strict=True):
@@ -35,7 +36,7 @@ def transfer(
     codes = transfer_codes(face_a.codes, face_b.codes).to(rec.device)
     result = rec.decode(codes, [prepared[0].crops[0]])[0]
     result.texture = face_a.texture
-    stem = f"{Path(identity).stem}_as_{Path(expression).stem}"
+    stem = safe_name(f"{Path(identity).stem}_as_{Path(expression).stem}")
     folder = out_dir / stem
     written = write_face_outputs(result, folder, stem, save - {"vis"})
     if "vis" in save:

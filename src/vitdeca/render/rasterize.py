@@ -2,15 +2,16 @@
 
 Two passes:
 
-1. Visibility (not differentiable): a z-buffer written in numba runs on CPU copies of the vertices
-   (also for CUDA tensors: the vertices are copied to the host, the face indices copied back). Each pixel
-   centre is tested against every triangle whose bounding box contains it; a pixel is covered when all
-   three barycentric coordinates are >= 0 (shared edges are covered by both triangles, so meshes are
-   watertight); the nearest depth wins, ties go to the lower face index.
+1. Visibility (not differentiable): a z-buffer. Each pixel centre is tested against every triangle whose
+   bounding box contains it; a pixel is covered when all three barycentric coordinates are >= 0 (shared
+   edges are covered by both triangles, so meshes are watertight); the nearest depth wins, ties go to the
+   lower face index. Two implementations with identical results (``backend``): a numba kernel on a host
+   copy of the vertices (``"numba"``), and torch operations on the vertices' own device (``"torch"``,
+   :mod:`vitdeca.render.zbuffer_torch`); ``"auto"`` picks torch on CUDA and numba elsewhere.
 2. Barycentrics and depth (differentiable): recomputed from the screen vertices for the covered pixels
-   only, so gradients reach the vertex positions through every interpolated attribute. On CPU numba
-   kernels with analytic backward passes do this (and the interpolation); on other devices the same
-   maths runs as torch ops. Silhouettes and occlusion boundaries get no gradient (hard rasterisation).
+   only, so gradients reach the vertex positions through every interpolated attribute. With the numba
+   backend on CPU, numba kernels with analytic backward passes do this; otherwise the same maths runs as
+   torch ops. Silhouettes and occlusion boundaries get no gradient (hard rasterisation).
 
 Covered pixels are kept "packed": ``Fragments.pixel_index`` lists them, and :func:`interpolate_packed`
 / :func:`scatter_packed` move values between the packed (N,C) form and images.
@@ -31,6 +32,9 @@ import torch
 from vitdeca.errors import VitdecaError
 from vitdeca.render import kernels
 from vitdeca.render.kernels import MIN_AREA, tensor_max, tensor_min
+from vitdeca.render.zbuffer_torch import zbuffer_torch
+
+BACKENDS = ("auto", "numba", "torch")
 
 
 @dataclass
@@ -83,6 +87,7 @@ def rasterize(
     perspective_correct: bool = False,
     cull_backfaces: bool = False,
     near: float | None = None,
+    backend: str = "auto",
 ) -> Fragments:
     """Rasterise screen vertices (B,V,3) = (x_pix, y_pix, depth) with faces (F,3) into an H×W image.
 
@@ -90,15 +95,29 @@ def rasterize(
     perspective_correct: the vertex depth is the pinhole view depth; barycentrics are corrected by 1/depth
     and the depth interpolated as 1/sum(b_i/z_i). Faces with a vertex at depth < ``near`` are dropped
     (no clipping); ``near`` defaults to 1e-6 with ``perspective_correct`` and to no limit otherwise.
+    backend: ``"numba"`` (visibility on a host copy, numba kernels on CPU), ``"torch"`` (torch ops on the
+    vertices' device, no host round trip) or ``"auto"`` (torch on CUDA, numba elsewhere); the face index
+    is identical, barycentrics and gradients agree to float rounding.
     Raises VitdecaError for NaN/Inf vertices, bad shapes or out-of-range face indices.
     """
+    use_torch = _use_torch_backend(backend, vertices.device)
     _check_inputs(vertices, faces, height, width)
     if near is None and perspective_correct:
         near = 1e-6
-    face_index = _zbuffer_face_index(
-        vertices, faces, height, width, perspective_correct, cull_backfaces, near
-    )
-    return _fragments_from_face_index(vertices, faces, face_index, perspective_correct)
+    args = (height, width, perspective_correct, cull_backfaces, near)
+    if use_torch:
+        face_index = zbuffer_torch(vertices, faces.to(vertices.device, torch.long), *args)
+    else:
+        face_index = _zbuffer_face_index(vertices, faces, *args)
+    kernels_ok = not use_torch and vertices.device.type == "cpu"
+    return _fragments_from_face_index(vertices, faces, face_index, perspective_correct, kernels_ok)
+
+
+def _use_torch_backend(backend: str, device: torch.device) -> bool:
+    """Whether ``backend`` (one of :data:`BACKENDS`) means the torch visibility pass on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"rasterize: backend must be one of {BACKENDS}, got {backend!r}")
+    return backend == "torch" or (backend == "auto" and device.type == "cuda")
 
 
 def interpolate(fragments: Fragments, faces: torch.Tensor | None, attributes: torch.Tensor) -> torch.Tensor:
@@ -257,42 +276,35 @@ def _zbuffer_face_index(
         faces_np = np.ascontiguousarray(faces.detach().to("cpu", torch.int64).numpy())
         zbuf = np.full((batch, height, width), np.inf)
         near_value = -np.inf if near is None else float(near)
-        kernels.zbuffer(verts, faces_np, perspective, cull, near_value, face_index, zbuf)
+        bands = kernels.zbuffer_bands(batch, height)
+        kernels.launch(
+            kernels.zbuffer, verts, faces_np, perspective, cull, near_value, bands, face_index, zbuf
+        )
     return torch.from_numpy(face_index).to(vertices.device)
 
 
 def _fragments_from_face_index(
-    vertices: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor, perspective: bool
+    vertices: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor, perspective: bool, kernels_ok: bool
 ) -> Fragments:
-    """Recompute barycentrics and depth differentiably for the covered pixels of ``face_index``."""
+    """Recompute barycentrics and depth differentiably for the covered pixels of ``face_index`` (with the
+    numba kernels when ``kernels_ok``, else torch ops)."""
     batch, height, width = face_index.shape
     flat = face_index.reshape(-1)
     pixel_index = torch.nonzero(flat >= 0).squeeze(1)
     pixels = torch.stack([pixel_index, flat[pixel_index]])
     faces = faces.to(vertices.device, torch.long)
-    pixel_bary, pixel_depth = _barycentric(vertices, faces, pixels, height, width, perspective)
-    if vertices.device.type == "cpu":
+    if kernels_ok:
+        bary, pixel_depth = kernels.BarycentricFunction.apply(
+            vertices, faces, pixels, (height, width), perspective
+        )
+    else:
+        bary, pixel_depth = barycentric_torch(vertices, faces, pixels, (height, width), perspective)
+    pixel_bary = bary.t()
+    if kernels_ok:
         depth = kernels.ScatterFunction.apply(pixel_depth[None], pixel_index, batch * height * width, False)
     else:
         depth = pixel_depth.new_zeros(batch * height * width).index_copy_(0, pixel_index, pixel_depth)
     return Fragments(face_index, depth.view(batch, height, width), pixels, pixel_bary)
-
-
-def _barycentric(
-    vertices: torch.Tensor,
-    faces: torch.Tensor,
-    pixels: torch.Tensor,
-    height: int,
-    width: int,
-    perspective: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N,3) barycentrics (a transposed view of a contiguous (3,N) tensor) and (N,) depth of the pixel
-    centres, differentiable w.r.t. ``vertices``: numba kernels on CPU, torch elsewhere."""
-    if vertices.device.type == "cpu":
-        bary, depth = kernels.BarycentricFunction.apply(vertices, faces, pixels, (height, width), perspective)
-    else:
-        bary, depth = barycentric_torch(vertices, faces, pixels, (height, width), perspective)
-    return bary.t(), depth
 
 
 def barycentric_torch(

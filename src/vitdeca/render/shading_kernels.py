@@ -1,6 +1,7 @@
 """numba CPU kernels for shading, with analytic backward passes: vertex normals, unit vectors, SH and
-directional lighting, bilinear UV-map sampling. Same conventions as :mod:`vitdeca.render.kernels`; the torch
-twins used on other devices live beside their callers and are tested against these.
+directional lighting, bilinear UV-map sampling. Same conventions as :mod:`vitdeca.render.kernels` (written
+once with ``prange``, run serial or parallel by :func:`~vitdeca.render.kernels.launch` with the same
+result); the torch twins used on other devices live beside their callers and are tested against these.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numba
 import numpy as np
 import torch
 
-from vitdeca.render.kernels import numpy_zeros, to_numpy
+from vitdeca.render.kernels import launch, numpy_zeros, to_numpy, unit_bounds
 
 
 @numba.njit(cache=True, inline="always")
@@ -38,70 +39,78 @@ def _cross(a, c):  # pragma: no cover
 @numba.njit(cache=True, nogil=True)
 def vertex_normals_forward(verts, faces, raw, out):  # pragma: no cover
     """verts (B,V,3), faces (F,3) → raw (B,V,3) = Σ cross(v1-v0, v2-v0) over incident faces (zeroed by the
-    caller); out = raw normalised (length clamped at 1e-12)."""
-    for b in range(verts.shape[0]):
-        for f in range(faces.shape[0]):
-            i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-            a, c = _edges(verts, b, i0, i1, i2)
-            n = _cross(a, c)
-            for i in (i0, i1, i2):
-                for k in range(3):
-                    raw[b, i, k] += n[k]
-        for v in range(verts.shape[1]):
-            length = max(math.sqrt(raw[b, v, 0] ** 2 + raw[b, v, 1] ** 2 + raw[b, v, 2] ** 2), 1e-12)
+    caller); out = raw normalised (length clamped at 1e-12). Units: images."""
+    for b in numba.prange(verts.shape[0]):
+        _vertex_normals_image(verts, faces, raw, out, b)
+
+
+@numba.njit(cache=True, nogil=True)
+def _vertex_normals_image(verts, faces, raw, out, b):  # pragma: no cover
+    """Image b of :func:`vertex_normals_forward` (a call, not inlined: parfors cannot analyse its tuples)."""
+    for f in range(faces.shape[0]):
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        a, c = _edges(verts, b, i0, i1, i2)
+        n = _cross(a, c)
+        for i in (i0, i1, i2):
             for k in range(3):
-                out[b, v, k] = raw[b, v, k] / length
+                raw[b, i, k] += n[k]
+    for v in range(verts.shape[1]):
+        length = max(math.sqrt(raw[b, v, 0] ** 2 + raw[b, v, 1] ** 2 + raw[b, v, 2] ** 2), 1e-12)
+        for k in range(3):
+            out[b, v, k] = raw[b, v, k] / length
 
 
 @numba.njit(cache=True, nogil=True)
 def vertex_normals_backward(verts, faces, raw, grad_out, grad_verts):  # pragma: no cover
-    """Accumulate grad_verts (B,V,3) from grad_out (B,V,3) through the normalisation and cross products."""
+    """Accumulate grad_verts (B,V,3) from grad_out (B,V,3) through the normalisation and cross products.
+    Units: images."""
+    for b in numba.prange(verts.shape[0]):
+        _vertex_normals_backward_image(verts, faces, raw, grad_out, grad_verts, b)
+
+
+@numba.njit(cache=True, nogil=True)
+def _vertex_normals_backward_image(verts, faces, raw, grad_out, grad_verts, b):  # pragma: no cover
+    """Image b of :func:`vertex_normals_backward` (a call, not inlined, as :func:`_vertex_normals_image`)."""
     grad_raw = np.empty((verts.shape[1], 3))
-    for b in range(verts.shape[0]):
-        # 1. through the normalisation: d unit(r)/dr = (I - u uᵀ) / |r| (1/1e-12 where clamped)
-        for v in range(verts.shape[1]):
-            length = math.sqrt(raw[b, v, 0] ** 2 + raw[b, v, 1] ** 2 + raw[b, v, 2] ** 2)
-            dot = 0.0
-            if length >= 1e-12:
-                dot = (
-                    raw[b, v, 0] * grad_out[b, v, 0]
-                    + raw[b, v, 1] * grad_out[b, v, 1]
-                    + raw[b, v, 2] * grad_out[b, v, 2]
-                ) / (length * length)
-            for k in range(3):
-                grad_raw[v, k] = (grad_out[b, v, k] - raw[b, v, k] * dot) / max(length, 1e-12)
-        # 2. through n = a × c per face: dL/da = c × g, dL/dc = g × a, with g summed over its corners
-        for f in range(faces.shape[0]):
-            i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-            g = (
-                grad_raw[i0, 0] + grad_raw[i1, 0] + grad_raw[i2, 0],
-                grad_raw[i0, 1] + grad_raw[i1, 1] + grad_raw[i2, 1],
-                grad_raw[i0, 2] + grad_raw[i1, 2] + grad_raw[i2, 2],
-            )
-            a, c = _edges(verts, b, i0, i1, i2)
-            da, dc = _cross(c, g), _cross(g, a)
-            for k in range(3):
-                grad_verts[b, i1, k] += da[k]
-                grad_verts[b, i2, k] += dc[k]
-                grad_verts[b, i0, k] -= da[k] + dc[k]
+    # 1. through the normalisation: d unit(r)/dr = (I - u uᵀ) / |r| (1/1e-12 where clamped)
+    for v in range(verts.shape[1]):
+        length = math.sqrt(raw[b, v, 0] ** 2 + raw[b, v, 1] ** 2 + raw[b, v, 2] ** 2)
+        dot = 0.0
+        if length >= 1e-12:
+            dot = (
+                raw[b, v, 0] * grad_out[b, v, 0]
+                + raw[b, v, 1] * grad_out[b, v, 1]
+                + raw[b, v, 2] * grad_out[b, v, 2]
+            ) / (length * length)
+        for k in range(3):
+            grad_raw[v, k] = (grad_out[b, v, k] - raw[b, v, k] * dot) / max(length, 1e-12)
+    # 2. through n = a × c per face: dL/da = c × g, dL/dc = g × a, with g summed over its corners
+    for f in range(faces.shape[0]):
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        g = (
+            grad_raw[i0, 0] + grad_raw[i1, 0] + grad_raw[i2, 0],
+            grad_raw[i0, 1] + grad_raw[i1, 1] + grad_raw[i2, 1],
+            grad_raw[i0, 2] + grad_raw[i1, 2] + grad_raw[i2, 2],
+        )
+        a, c = _edges(verts, b, i0, i1, i2)
+        da, dc = _cross(c, g), _cross(g, a)
+        for k in range(3):
+            grad_verts[b, i1, k] += da[k]
+            grad_verts[b, i2, k] += dc[k]
+            grad_verts[b, i0, k] -= da[k] + dc[k]
 
 
 @numba.njit(cache=True, inline="always")
-def _fill_basis(basis, x, y, z):  # pragma: no cover
-    """DECA's SH basis without constants: [1, x, y, z, xy, xz, yz, x²-y², 3z²-1]; returns (x, y, z)."""
-    x, y, z = float(x), float(y), float(z)
-    basis[0], basis[1], basis[2], basis[3] = 1.0, x, y, z
-    basis[4], basis[5], basis[6] = x * y, x * z, y * z
-    basis[7], basis[8] = x * x - y * y, 3.0 * z * z - 1.0
-    return x, y, z
+def _basis(x, y, z):  # pragma: no cover
+    """DECA's SH basis without constants: (1, x, y, z, xy, xz, yz, x²-y², 3z²-1)."""
+    return 1.0, x, y, z, x * y, x * z, y * z, x * x - y * y, 3.0 * z * z - 1.0
 
 
 @numba.njit(cache=True, nogil=True)
 def sh_forward(normals, light, batch, out):  # pragma: no cover
     """out (3,N) = basis(normals (3,N)) · light[batch] for light (B,9,3) with the SH constants folded in."""
-    basis = np.empty(9)
-    for n in range(normals.shape[1]):
-        _fill_basis(basis, normals[0, n], normals[1, n], normals[2, n])
+    for n in numba.prange(normals.shape[1]):
+        basis = _basis(np.float64(normals[0, n]), np.float64(normals[1, n]), np.float64(normals[2, n]))
         b = batch[n]
         for c in range(3):
             total = 0.0
@@ -111,21 +120,24 @@ def sh_forward(normals, light, batch, out):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def sh_backward(normals, light, batch, grad_out, grad_normals, grad_light):  # pragma: no cover
-    """Fill grad_normals (3,N) and accumulate grad_light (B,9,3) from grad_out (3,N)."""
-    basis, g = np.empty(9), np.empty(9)  # the basis and dL/d basis
-    for n in range(normals.shape[1]):
-        x, y, z = _fill_basis(basis, normals[0, n], normals[1, n], normals[2, n])
-        b = batch[n]
-        g[:] = 0.0
-        for c in range(3):
-            go = grad_out[c, n]
-            for k in range(9):
-                grad_light[b, k, c] += basis[k] * go
-                g[k] += light[b, k, c] * go
-        grad_normals[0, n] = g[1] + g[4] * y + g[5] * z + 2.0 * g[7] * x
-        grad_normals[1, n] = g[2] + g[4] * x + g[6] * z - 2.0 * g[7] * y
-        grad_normals[2, n] = g[3] + g[5] * x + g[6] * y + 6.0 * g[8] * z
+def sh_backward(normals, light, batch, grad_out, bounds, grad_normals, grad_light):  # pragma: no cover
+    """Fill grad_normals (3,N) and accumulate grad_light (B,9,3) from grad_out (3,N); ``bounds``: units
+    of the points of one image each."""
+    for unit in numba.prange(bounds.shape[0] - 1):
+        g = np.empty(9)  # dL/d basis
+        for n in range(bounds[unit], bounds[unit + 1]):
+            x, y, z = np.float64(normals[0, n]), np.float64(normals[1, n]), np.float64(normals[2, n])
+            basis = _basis(x, y, z)
+            b = batch[n]
+            g[:] = 0.0
+            for c in range(3):
+                go = grad_out[c, n]
+                for k in range(9):
+                    grad_light[b, k, c] += basis[k] * go
+                    g[k] += light[b, k, c] * go
+            grad_normals[0, n] = g[1] + g[4] * y + g[5] * z + 2.0 * g[7] * x
+            grad_normals[1, n] = g[2] + g[4] * x + g[6] * z - 2.0 * g[7] * y
+            grad_normals[2, n] = g[3] + g[5] * x + g[6] * y + 6.0 * g[8] * z
 
 
 @numba.njit(cache=True, inline="always")
@@ -146,7 +158,7 @@ def uv_sample_forward(texture, grid, batch, out):  # pragma: no cover
     texture (T,H,W,C) channels last (T = 1: shared), grid (2,N) = (x, y) in [-1,1], batch (N,) → out (C,N).
     """
     height, width = texture.shape[1], texture.shape[2]
-    for n in range(grid.shape[1]):
+    for n in numba.prange(grid.shape[1]):
         t = batch[n] if texture.shape[0] > 1 else 0
         px, _ = _texel_position(grid[0, n], width)
         py, _ = _texel_position(grid[1, n], height)
@@ -160,38 +172,45 @@ def uv_sample_forward(texture, grid, batch, out):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def uv_sample_backward(texture, grid, batch, grad_out, grad_texture, grad_grid):  # pragma: no cover
+def uv_sample_backward(texture, grid, batch, grad_out, bounds, grad_texture, grad_grid):  # pragma: no cover
     """Accumulate grad_texture (T,H,W,C) and fill grad_grid (2,N) from grad_out (C,N); either may be empty
-    (size 0) when not needed."""
+    (size 0) when not needed. ``bounds``: units of points whose texels do not overlap."""
+    for unit in numba.prange(bounds.shape[0] - 1):
+        for n in range(bounds[unit], bounds[unit + 1]):
+            _uv_sample_backward_one(texture, grid, batch, grad_out, grad_texture, grad_grid, n)
+
+
+@numba.njit(cache=True, inline="always")
+def _uv_sample_backward_one(texture, grid, batch, grad_out, grad_texture, grad_grid, n):  # pragma: no cover
+    """Point n of :func:`uv_sample_backward`."""
     height, width = texture.shape[1], texture.shape[2]
     want_texture, want_grid = grad_texture.size > 0, grad_grid.size > 0
-    for n in range(grid.shape[1]):
-        t = batch[n] if texture.shape[0] > 1 else 0
-        px, dpx = _texel_position(grid[0, n], width)
-        py, dpy = _texel_position(grid[1, n], height)
-        x0, y0 = min(int(px), width - 1), min(int(py), height - 1)
-        x1, y1 = min(x0 + 1, width - 1), min(y0 + 1, height - 1)
-        fx, fy = px - x0, py - y0
-        gx, gy = 0.0, 0.0
-        for c in range(texture.shape[3]):
-            g = grad_out[c, n]
-            if want_texture:
-                grad_texture[t, y0, x0, c] += g * (1.0 - fx) * (1.0 - fy)
-                grad_texture[t, y0, x1, c] += g * fx * (1.0 - fy)
-                grad_texture[t, y1, x0, c] += g * (1.0 - fx) * fy
-                grad_texture[t, y1, x1, c] += g * fx * fy
-            v00, v01 = texture[t, y0, x0, c], texture[t, y0, x1, c]
-            v10, v11 = texture[t, y1, x0, c], texture[t, y1, x1, c]
-            gx += g * ((v01 - v00) * (1.0 - fy) + (v11 - v10) * fy)
-            gy += g * ((v10 - v00) * (1.0 - fx) + (v11 - v01) * fx)
-        if want_grid:
-            grad_grid[0, n], grad_grid[1, n] = gx * dpx, gy * dpy
+    t = batch[n] if texture.shape[0] > 1 else 0
+    px, dpx = _texel_position(grid[0, n], width)
+    py, dpy = _texel_position(grid[1, n], height)
+    x0, y0 = min(int(px), width - 1), min(int(py), height - 1)
+    x1, y1 = min(x0 + 1, width - 1), min(y0 + 1, height - 1)
+    fx, fy = px - x0, py - y0
+    gx, gy = 0.0, 0.0
+    for c in range(texture.shape[3]):
+        g = grad_out[c, n]
+        if want_texture:
+            grad_texture[t, y0, x0, c] += g * (1.0 - fx) * (1.0 - fy)
+            grad_texture[t, y0, x1, c] += g * fx * (1.0 - fy)
+            grad_texture[t, y1, x0, c] += g * (1.0 - fx) * fy
+            grad_texture[t, y1, x1, c] += g * fx * fy
+        v00, v01 = texture[t, y0, x0, c], texture[t, y0, x1, c]
+        v10, v11 = texture[t, y1, x0, c], texture[t, y1, x1, c]
+        gx += g * ((v01 - v00) * (1.0 - fy) + (v11 - v10) * fy)
+        gy += g * ((v10 - v00) * (1.0 - fx) + (v11 - v01) * fx)
+    if want_grid:
+        grad_grid[0, n], grad_grid[1, n] = gx * dpx, gy * dpy
 
 
 @numba.njit(cache=True, nogil=True)
 def directional_forward(normals, directions, scale, out):  # pragma: no cover
     """out (N,) = scale · mean_l clamp(n · d_l, 0, 1) for normals (3,N), unit directions (L,3)."""
-    for n in range(normals.shape[1]):
+    for n in numba.prange(normals.shape[1]):
         total = 0.0
         for light in range(directions.shape[0]):
             cosine = (
@@ -206,7 +225,7 @@ def directional_forward(normals, directions, scale, out):  # pragma: no cover
 @numba.njit(cache=True, nogil=True)
 def directional_backward(normals, directions, scale, grad_out, grad_normals):  # pragma: no cover
     """grad_normals (3,N) from grad_out (N,): Σ_l d_l over the lights with 0 < n · d_l < 1."""
-    for n in range(normals.shape[1]):
+    for n in numba.prange(normals.shape[1]):
         g = scale * grad_out[n] / directions.shape[0]
         gx, gy, gz = 0.0, 0.0, 0.0
         for light in range(directions.shape[0]):
@@ -225,7 +244,7 @@ def directional_backward(normals, directions, scale, grad_out, grad_normals):  #
 @numba.njit(cache=True, nogil=True)
 def unit_forward(vectors, out):  # pragma: no cover
     """out (3,N) = vectors (3,N) / max(|vectors|, 1e-12) per column."""
-    for n in range(vectors.shape[1]):
+    for n in numba.prange(vectors.shape[1]):
         length = max(math.sqrt(vectors[0, n] ** 2 + vectors[1, n] ** 2 + vectors[2, n] ** 2), 1e-12)
         for c in range(3):
             out[c, n] = vectors[c, n] / length
@@ -234,7 +253,7 @@ def unit_forward(vectors, out):  # pragma: no cover
 @numba.njit(cache=True, nogil=True)
 def unit_backward(vectors, grad_out, grad_vectors):  # pragma: no cover
     """grad_vectors (3,N) = (I - u uᵀ) grad_out / |v| (grad_out / 1e-12 where the length is clamped)."""
-    for n in range(vectors.shape[1]):
+    for n in numba.prange(vectors.shape[1]):
         length = math.sqrt(vectors[0, n] ** 2 + vectors[1, n] ** 2 + vectors[2, n] ** 2)
         dot = 0.0
         if length >= 1e-12:
@@ -254,7 +273,7 @@ class VertexNormalsFunction(torch.autograd.Function):
     def forward(ctx, vertices, faces):
         raw = numpy_zeros(vertices)
         out = torch.empty_like(vertices)
-        vertex_normals_forward(to_numpy(vertices), to_numpy(faces), raw.numpy(), out.numpy())
+        launch(vertex_normals_forward, to_numpy(vertices), to_numpy(faces), raw.numpy(), out.numpy())
         ctx.save_for_backward(vertices, faces, raw)
         return out
 
@@ -263,7 +282,8 @@ class VertexNormalsFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         vertices, faces, raw = ctx.saved_tensors
         grad_vertices = numpy_zeros(vertices)
-        vertex_normals_backward(
+        launch(
+            vertex_normals_backward,
             to_numpy(vertices),
             to_numpy(faces),
             to_numpy(raw),
@@ -279,7 +299,7 @@ class SHShadingFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, normals, light, batch):
         out = torch.empty_like(normals)
-        sh_forward(to_numpy(normals), to_numpy(light.to(normals.dtype)), to_numpy(batch), out.numpy())
+        launch(sh_forward, to_numpy(normals), to_numpy(light.to(normals.dtype)), to_numpy(batch), out.numpy())
         ctx.save_for_backward(normals, light, batch)
         return out
 
@@ -289,11 +309,14 @@ class SHShadingFunction(torch.autograd.Function):
         normals, light, batch = ctx.saved_tensors
         grad_normals = torch.empty_like(normals)
         grad_light = numpy_zeros(normals, tuple(light.shape))
-        sh_backward(
+        batch = to_numpy(batch)
+        launch(
+            sh_backward,
             to_numpy(normals),
             to_numpy(light.to(normals.dtype)),
-            to_numpy(batch),
+            batch,
             to_numpy(grad_out.to(normals.dtype)),
+            unit_bounds(batch.shape[0], batch),
             grad_normals.numpy(),
             grad_light.numpy(),
         )
@@ -307,7 +330,7 @@ class UVSampleFunction(torch.autograd.Function):
     def forward(ctx, texture, grid, batch):
         channels_last = texture.permute(0, 2, 3, 1).contiguous()  # 4 texel reads per point, not 4·C
         out = texture.new_empty(texture.shape[1], grid.shape[1])
-        uv_sample_forward(to_numpy(channels_last), to_numpy(grid), to_numpy(batch), out.numpy())
+        launch(uv_sample_forward, to_numpy(channels_last), to_numpy(grid), to_numpy(batch), out.numpy())
         ctx.save_for_backward(channels_last, grid, batch)
         return out
 
@@ -319,11 +342,18 @@ class UVSampleFunction(torch.autograd.Function):
         grad_texture = numpy_zeros(channels_last) if want_texture else channels_last.new_empty(0, 0, 0, 0)
         grad_grid = torch.empty_like(grid) if want_grid else grid.new_empty(2, 0)
         grad_out = to_numpy(grad_out.to(channels_last.dtype))
-        uv_sample_backward(
+        batch = to_numpy(batch)
+        if not want_texture:
+            bounds = unit_bounds(batch.shape[0], free=True)
+        else:  # one texture per image: one unit per image; a shared texture: one unit
+            bounds = unit_bounds(batch.shape[0], batch if channels_last.shape[0] > 1 else None)
+        launch(
+            uv_sample_backward,
             to_numpy(channels_last),
             to_numpy(grid),
-            to_numpy(batch),
+            batch,
             grad_out,
+            bounds,
             grad_texture.numpy(),
             grad_grid.numpy(),
         )
@@ -340,7 +370,9 @@ class DirectionalShadingFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, normals, directions, scale):
         out = normals.new_empty(normals.shape[1])
-        directional_forward(to_numpy(normals), to_numpy(directions.to(normals.dtype)), scale, out.numpy())
+        launch(
+            directional_forward, to_numpy(normals), to_numpy(directions.to(normals.dtype)), scale, out.numpy()
+        )
         ctx.save_for_backward(normals, directions)
         ctx.scale = scale
         return out
@@ -350,7 +382,8 @@ class DirectionalShadingFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         normals, directions = ctx.saved_tensors
         grad_normals = torch.empty_like(normals)
-        directional_backward(
+        launch(
+            directional_backward,
             to_numpy(normals),
             to_numpy(directions.to(normals.dtype)),
             ctx.scale,
@@ -366,7 +399,7 @@ class UnitFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, vectors):
         out = torch.empty_like(vectors, memory_format=torch.contiguous_format)
-        unit_forward(to_numpy(vectors), out.numpy())
+        launch(unit_forward, to_numpy(vectors), out.numpy())
         ctx.save_for_backward(vectors)
         return out
 
@@ -375,5 +408,5 @@ class UnitFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         (vectors,) = ctx.saved_tensors
         grad_vectors = torch.empty_like(vectors, memory_format=torch.contiguous_format)
-        unit_backward(to_numpy(vectors), to_numpy(grad_out.to(vectors.dtype)), grad_vectors.numpy())
+        launch(unit_backward, to_numpy(vectors), to_numpy(grad_out.to(vectors.dtype)), grad_vectors.numpy())
         return grad_vectors

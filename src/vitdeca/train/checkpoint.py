@@ -9,7 +9,6 @@ dicts), ``head_model`` ({``name``, ``checksum``}), ``vitdeca_version``, ``format
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -74,14 +73,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; a missing, truncated or foreign file raises
     :class:`VitdecaError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise VitdecaError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VitdecaError(f"{path}: not a readable vitdeca checkpoint ({first})") from exc
+    from vitdeca.weights import read_weights
+
+    payload = read_weights(path, "checkpoint", map_location)
     if not isinstance(payload, dict):
         raise VitdecaError(f"{path}: not a vitdeca training checkpoint (a {type(payload).__name__})")
     missing = [k for k in REQUIRED if k not in payload]

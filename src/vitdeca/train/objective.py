@@ -235,9 +235,11 @@ def load_idmrf(weights_path: str = "") -> IDMRF:
     online). Raises :class:`VitdecaError` with what to do when the weights cannot be had."""
     from torchvision.models import VGG19_Weights, vgg19
 
+    from vitdeca.weights import read_state_dict
+
     try:
         if weights_path:
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)  # before building VGG
+            state = read_state_dict(weights_path, "VGG19 weights")  # before building VGG
             net = vgg19(weights=None)
             net.load_state_dict(state)
         else:

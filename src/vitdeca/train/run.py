@@ -160,12 +160,19 @@ def load_mrf(config: TrainConfig, device: torch.device) -> nn.Module | None:
         return None
 
 
-def init_weights(model: nn.Module, path: str) -> None:
-    """Load a checkpoint's weights (``vitdeca train`` or ``DecaModel.save``) into ``model`` (strict)."""
+def init_weights(model: nn.Module, path: str, state: dict[str, Any] | None = None) -> None:
+    """Load a checkpoint's weights (``vitdeca train`` or ``DecaModel.save``) into ``model`` (strict);
+    ``state``: the checkpoint's ``model`` entry when already read (:func:`read_init`)."""
+    ckpt.load_model_state(path, model, read_init(path) if state is None else state)
+    log.info("initialised the model from %s", path)
+
+
+def read_init(path: str) -> dict[str, Any]:
+    """The ``model`` state of ``run.init``'s checkpoint, read before any work (a bad file stops the run
+    at once, and nothing in it is executed: :func:`vitdeca.weights.read_weights`)."""
     from vitdeca.model import read_checkpoint
 
-    ckpt.load_model_state(path, model, read_checkpoint(path)["model"])
-    log.info("initialised the model from %s", path)
+    return read_checkpoint(path)["model"]
 
 
 def run_training(
@@ -182,6 +189,7 @@ def run_training(
     ``"interrupted"``."""
     run_dir = Path(run_dir)
     config, resuming = resolve_config(run_dir, config_path, list(overrides), resume)
+    init_state = read_init(config.run.init) if config.run.init and not resuming else None
     info, device = init_distributed(config.run.device)
     try:
         if info.is_main:
@@ -206,7 +214,7 @@ def run_training(
         if resuming:
             trainer.restore(checkpoint_path(run_dir))
         elif config.run.init:
-            init_weights(model, config.run.init)
+            init_weights(model, config.run.init, init_state)
         return trainer.fit()
     finally:
         cleanup()

@@ -1,0 +1,199 @@
+"""The default model (issue 12): regress / refine / fit against each other and against the mean face.
+
+Claims measured, all in one run on this machine:
+1. Held-out real photos (default ``../shared/faces/deca_testsamples``, none used in training): 2D landmark
+   NME (mean point error / outer-eye-corner distance, against the detector's 68 landmarks — the landmarks
+   fitting is fitted to) for ``regress``, ``refine`` and ``fit``, and the seconds per photo each takes after
+   detection (codes only: encoder and/or fitting). Targets: regress ≤ 4.5 %; refine ≤ fit's NME in ≤ 1/3 of
+   fit's time.
+2. A held-out synthetic set (``vitdeca synth`` with a seed not used in training): the neutral shape through
+   the NoW protocol (median / mean / std of the scan-to-mesh distance, mm) for the mean face (the head
+   model's template), regress, refine and fit, each median ÷ the mean face's median, with a bootstrap 95 %
+   interval over subjects. Target: regress ≤ 0.80.
+3. ``regress`` throughput after detection, batch 8 (codes + decode of mesh and renders, no detail; and with
+   the detail branch). Target ≥ 8 img/s.
+
+Usage: ``python benchmarks/bench_default_model.py --model vitdeca-vits14 --synth DIR [--photos DIR]``.
+Writes ``benchmarks/results/default_model.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vitdeca.faces.image_io import IMAGE_SUFFIXES
+
+RESULTS = Path(__file__).resolve().parent / "results" / "default_model.md"
+METHODS = ("regress", "refine", "fit")
+BOOTSTRAP = 2000
+
+
+def reconstructors(model: str) -> dict:
+    from vitdeca.pipeline import Reconstructor
+
+    recs = {m: Reconstructor.from_pretrained(model, device="cpu", detail=False, method=m) for m in METHODS}
+    recs["fit"] = Reconstructor.from_pretrained(None, device="cpu", method="fit")  # today's fitting
+    return recs
+
+
+def photo_rows(recs: dict, photos: list[Path]) -> list[tuple[str, dict, dict]]:
+    """Per photo with a face: (name, {method: NME}, {method: seconds after detection})."""
+    from vitdeca.fit import landmark_nme, landmarks2d
+
+    rows = []
+    for path in photos:
+        nme, seconds = {}, {}
+        for method, rec in recs.items():
+            prepared = rec.prepare(path)  # each method in its own model's crop (detection not timed)
+            if not prepared.crops:
+                break
+            target = torch.from_numpy(prepared.crops[0].crop_landmarks[None]).float()
+            start = time.perf_counter()
+            codes, _ = rec.estimate_codes(prepared.crops[:1])
+            seconds[method] = time.perf_counter() - start
+            with torch.no_grad():
+                pred = landmarks2d(rec.model, codes, rec.crop_size)
+            nme[method] = float(landmark_nme(pred, target)[0])
+        if len(nme) < len(recs):
+            print(f"{path.name}: no face (skipped)")
+            continue
+        rows.append((path.name, nme, seconds))
+        print(path.name, {m: f"{100 * v:.2f} %" for m, v in nme.items()})
+    return rows
+
+
+def synthetic_errors(recs: dict, dataset: Path, workdir: Path) -> dict[str, dict[str, np.ndarray]]:
+    """{method: {subject: all scan-to-mesh distances (mm) of its images}}, mean face included."""
+    from vitdeca.evaluation.now_dataset import evaluate_now, read_image_list
+    from vitdeca.evaluation.synthetic import neutral_meshes, predict_dataset, write_prediction
+
+    out = {}
+    for method in ("mean_face", *METHODS):
+        folder = workdir / method
+        folder.mkdir()
+        if method == "mean_face":
+            head = recs["regress"].model.head
+            vertices, lmk7 = neutral_meshes(head, torch.zeros(1, head.n_shape))
+            for item in read_image_list(dataset, "val"):
+                write_prediction(folder, item, vertices[0], head.faces.cpu().numpy(), lmk7[0])
+        else:
+            predict_dataset(recs[method], dataset, folder, progress=False)
+        per_subject: dict[str, list[np.ndarray]] = {}
+        for result in evaluate_now(folder, dataset, workers=1, progress=False):
+            if result.status == "ok":
+                per_subject.setdefault(result.item.subject, []).append(result.distances)
+        out[method] = {s: np.concatenate(d) for s, d in per_subject.items()}
+        print(method, f"median {np.median(np.concatenate(list(out[method].values()))):.3f} mm")
+    return out
+
+
+def bootstrap_ratio(errors: dict, method: str, seed: int = 0) -> tuple[float, float, float]:
+    """Median ratio method ÷ mean face and its 95 % interval, resampling subjects (same draw for both)."""
+    subjects = sorted(errors["mean_face"])
+    rng = np.random.default_rng(seed)
+
+    def ratio(chosen: list[str]) -> float:
+        ours = np.median(np.concatenate([errors[method][s] for s in chosen]))
+        base = np.median(np.concatenate([errors["mean_face"][s] for s in chosen]))
+        return float(ours / base)
+
+    draws = [
+        ratio([subjects[i] for i in rng.integers(0, len(subjects), len(subjects))]) for _ in range(BOOTSTRAP)
+    ]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return ratio(subjects), float(low), float(high)
+
+
+def throughput(rec, photos: list[Path], batch: int, detail: bool) -> float:
+    """Images per second of regress + decode for ``batch`` crops (after detection), median of 5."""
+    crops = []
+    for path in photos:
+        crops += rec.prepare(path).crops[:1]
+        if len(crops) == batch:
+            break
+    crops = (crops * batch)[:batch]
+    rec.detail = detail
+    times = []
+    for _ in range(6):
+        start = time.perf_counter()
+        with torch.no_grad():
+            codes, _ = rec.estimate_codes(crops)
+            rec.decode(codes, crops)
+        times.append(time.perf_counter() - start)
+    return batch / float(np.median(times[1:]))
+
+
+def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace) -> str:
+    lines = [
+        "# The default model: regress / refine / fit vs the mean face",
+        "",
+        f"Model `{args.model}`; {platform.machine()} CPU, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the end. "
+        f"Command: `python benchmarks/bench_default_model.py --model {args.model} --synth {args.synth} "
+        f"--photos {args.photos}`.",
+        "",
+        f"## Held-out real photos ({len(photos)} faces of `{Path(args.photos).name}`), NME vs the detector",
+        "",
+        "| method | median NME | mean NME | median s/photo (after detection) |",
+        "|---|---|---|---|",
+    ]
+    for m in METHODS:
+        nme = [r[1][m] for r in photos]
+        sec = [r[2][m] for r in photos]
+        lines.append(
+            f"| {m} | {100 * np.median(nme):.2f} % | {100 * np.mean(nme):.2f} % | {np.median(sec):.2f} |"
+        )
+    lines += [
+        "",
+        f"## Held-out synthetic set `{args.synth}` (neutral shape, NoW protocol, mm)",
+        "",
+        "| method | median | mean | std | median ÷ mean face [95 % CI over subjects] |",
+        "|---|---|---|---|---|",
+    ]
+    for m in ("mean_face", *METHODS):
+        d = np.concatenate(list(synth[m].values()))
+        ratio = "1" if m == "mean_face" else "{:.3f} [{:.3f}, {:.3f}]".format(*bootstrap_ratio(synth, m))
+        lines.append(f"| {m} | {np.median(d):.3f} | {np.mean(d):.3f} | {np.std(d):.3f} | {ratio} |")
+    lines += [
+        "",
+        "## Regress throughput after detection, batch 8",
+        "",
+        f"- without detail: {speed['coarse']:.1f} img/s; with detail: {speed['detail']:.1f} img/s",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vitdeca-vits14")
+    parser.add_argument("--synth", required=True, help="a held-out `vitdeca synth` folder")
+    shared = Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--photos", default=str(shared / "faces" / "deca_testsamples"))
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args()
+    photos = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[
+        : args.limit
+    ]
+    recs = reconstructors(args.model)
+    recs["regress"](photos[0])  # warm-up: numba kernels, detector
+    photo_results = photo_rows(recs, photos)
+    with tempfile.TemporaryDirectory() as tmp:
+        synth = synthetic_errors(recs, Path(args.synth), Path(tmp))
+    speed = {"coarse": throughput(recs["regress"], photos, 8, False),
+             "detail": throughput(recs["regress"], photos, 8, True)}  # fmt: skip
+    text = report(photo_results, synth, speed, args)
+    RESULTS.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
