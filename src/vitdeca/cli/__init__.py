@@ -25,6 +25,7 @@ SUBCOMMANDS: list[str] = [
     "eval",
     "synth",
     "experiment",
+    "demo",
 ]
 
 log = logging.getLogger("vitdeca")
