@@ -89,13 +89,16 @@ class ArkitMapping:
 
     ``matrix`` (52,n): ``arkit = clip(matrix @ expression, 0, 1)``; ``available`` (52,) bool (False:
     the model has no such shape, e.g. tongueOut); ``inverse`` (n,52): ARKit weights → expression code
-    (merged shapes drive both halves, folded shapes get 0).
+    (merged shapes drive both halves, folded shapes get 0); ``targets`` (52,V,3) float32: the vertex
+    displacement (model units) of each ARKit shape at weight 1 (``inverse`` applied to the expression
+    basis; zero where unavailable), None for a head without a linear expression basis.
     """
 
     expression_names: tuple[str, ...]
     matrix: np.ndarray
     inverse: np.ndarray
     available: np.ndarray
+    targets: np.ndarray | None = None
 
     names = ARKIT_NAMES
 
@@ -137,7 +140,9 @@ def arkit_mapping(head) -> ArkitMapping:
         for other, amount in folds.get(name, {}).items():
             matrix[index[other], j] += amount
     available = np.abs(matrix).sum(axis=1) > 0
-    return ArkitMapping(tuple(names), matrix, inverse, available)
+    basis = _expression_basis(head)
+    targets = None if basis is None else (inverse.T @ basis).reshape(52, -1, 3).astype(np.float32)
+    return ArkitMapping(tuple(names), matrix, inverse, available, targets)
 
 
 def _fold_coefficients(head, names) -> dict[str, dict[str, float]]:

@@ -201,10 +201,11 @@ def initial_codes(model, landmarks: torch.Tensor, image_size: int) -> Codes:
 class _Variables:
     """The optimised tensors: codes as leaves, camera as (log-scale change, NDC shift) around its start."""
 
-    def __init__(self, codes: Codes) -> None:
+    def __init__(self, codes: Codes, shared: tuple[str, ...] = ()) -> None:
         self.start = codes.detach()
+        self.shared = tuple(shared)
         self.leaves = {
-            name: value.detach().clone().requires_grad_(True)
+            name: (_median(value) if name in self.shared else value.detach().clone()).requires_grad_(True)
             for name, value in codes.as_dict().items()
             if value is not None and name != "camera"
         }
@@ -218,6 +219,8 @@ class _Variables:
         camera = torch.cat([s0 * torch.exp(delta[:, :1]), t0 + delta[:, 1:] / s0], dim=1)
         values = {name: self.leaves.get(name) for name in self.start.as_dict() if name != "camera"}
         values = {k: (v if v is not None else self.start.as_dict()[k]) for k, v in values.items()}
+        for name in self.shared:  # one (1,...) leaf seen by every image
+            values[name] = values[name].expand(s0.shape[0], *values[name].shape[1:])
         return Codes(camera=camera, **values)
 
     def optimizer(self, names: tuple[str, ...], config: FitConfig) -> torch.optim.Optimizer:
@@ -231,6 +234,11 @@ class _Variables:
                 )
         self.fitted.update(names)
         return torch.optim.Adam(groups)
+
+
+def _median(value: torch.Tensor) -> torch.Tensor:
+    """(B,...) → (1,...): the per-coordinate median over the batch (mean of the two middle values)."""
+    return torch.quantile(value.detach().float(), 0.5, dim=0, keepdim=True).to(value.dtype)
 
 
 class _Priors:
@@ -459,6 +467,7 @@ def fit_codes(
     config: FitConfig | None = None,
     init: Codes | None = None,
     masks: torch.Tensor | None = None,
+    shared: tuple[str, ...] = (),
 ) -> FitResult:
     """Fit the codes of crops ``images`` (B,3,S,S) in [0,1] to their landmarks (B,68,2) crop pixels.
 
@@ -472,17 +481,31 @@ def fit_codes(
     to ~0.1 in the shape codes within 60 steps.) On one machine and torch build, the same image, settings
     and thread count give bit-identical codes. Thread policy is the caller's: it runs on
     ``torch.get_num_threads()`` threads (``--threads`` in the CLI).
+
+    ``shared`` (e.g. ``("shape", "albedo")``: one person in every image) makes it a joint fit of the whole
+    batch instead: those codes get one value, starting at the per-coordinate median of ``init``'s, fitted
+    to all the images at once; the other codes stay per image. ``images`` may be None when ``config``
+    runs only the landmark stage (crops of ``model``'s size).
     """
     config = (config or FitConfig()).validated()
     start = time.perf_counter()
+    if images is None and config.iterations("photometric") > 0 and "photometric" in config.stages:
+        raise ValueError("fit_codes: the photometric stage needs the images")
+    unknown = set(shared) - {"shape", "albedo"}
+    if unknown:
+        raise ValueError(f"fit_codes: cannot share {sorted(unknown)} between images")
+    dtype = images.dtype if images is not None else torch.float32
+    if shared:  # one joint fit: the images depend on each other by design
+        codes, nme, terms = _fit_one(model, images, landmarks.to(dtype), config, init, masks, tuple(shared))
+        return FitResult(codes, nme, terms, time.perf_counter() - start)
     parts = []
-    for b in range(images.shape[0]):
+    for b in range(landmarks.shape[0]):
         one = slice(b, b + 1)
         parts.append(
             _fit_one(
                 model,
-                images[one],
-                landmarks[one].to(images.dtype),
+                images[one] if images is not None else None,
+                landmarks[one].to(dtype),
                 config,
                 init.index(one) if init is not None else None,
                 masks[one] if masks is not None else None,
@@ -495,13 +518,14 @@ def fit_codes(
     return FitResult(codes, nme, terms, time.perf_counter() - start)
 
 
-def _fit_one(model, image, landmarks, config: FitConfig, init: Codes | None, mask):
-    """:func:`fit_codes` for one crop (batch 1): (codes, NME (1,), final loss terms)."""
-    size = image.shape[-1]
+def _fit_one(model, image, landmarks, config: FitConfig, init: Codes | None, mask, shared=()):
+    """:func:`fit_codes` for one crop (batch 1), or for a batch with ``shared`` codes: (codes, NME (B,),
+    final loss terms). ``image`` None: landmark stage only."""
+    size = image.shape[-1] if image is not None else int(model.renderer.image_size[0])
     codes = init if init is not None else initial_codes(model, landmarks, size)
     if codes.detail is not None:
         codes = codes.replace(detail=codes.detail.detach())
-    variables = _Variables(codes)
+    variables = _Variables(codes, tuple(shared))
     bounds = _expression_bounds(model, config)
     _clamp_expression(variables, bounds)
     terms: dict[str, float] = {}
@@ -516,6 +540,7 @@ def _fit_one(model, image, landmarks, config: FitConfig, init: Codes | None, mas
                 mask = face_masks(image, landmarks)
             terms = _run_photometric(model, variables, image, landmarks, mask, config, iterations, bounds)
     fitted = variables.codes().detach()
+    fitted = fitted.replace(**{name: getattr(fitted, name).clone() for name in shared})  # own memory
     with torch.no_grad():
         nme = landmark_nme(landmarks2d(model, fitted, size), landmarks).cpu().numpy()
     return fitted, nme, terms

@@ -92,7 +92,8 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path):
 
 def test_parse_save():
     assert parse_save("obj,ply") == {"obj", "ply"}
-    assert parse_save("all") == set(parse_save("obj,ply,glb,texture,depth,landmarks,vis,codes,now,arkit"))
+    every = "obj,ply,glb,texture,depth,landmarks,vis,codes,now,arkit,avatar"
+    assert parse_save("all") == set(parse_save(every))
     assert parse_save("+now") == parse_save("default") | {"now"}
     with pytest.raises(VitdecaError, match="'objj'"):
         parse_save("objj")

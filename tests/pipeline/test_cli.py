@@ -20,6 +20,7 @@ from vitdeca.cli import main
         (["reconstruct", "{tmp}/x.jpg", "--save", "objj", "--out", "{tmp}/o"], "unknown output 'objj'"),
         (["reconstruct", "{tmp}/x.jpg", "--out", "{tmp}/x.jpg/sub"], "cannot write"),
         (["fit", "{tmp}/x.jpg", "--out", "{tmp}/o", "--stages", "landmark"], "unknown 'landmark'"),
+        (["reconstruct", "{tmp}/x.jpg", "--same-person", "--all-faces"], "drop --all-faces"),
         (["fit", "{tmp}/x.jpg", "--out", "{tmp}/o", "--iterations", "a"], "--iterations 'a'"),
         (
             ["transfer", "--identity", "{tmp}/x.jpg", "--expression", "{tmp}/x.jpg", "--save", "nope"],

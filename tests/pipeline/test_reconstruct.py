@@ -137,6 +137,7 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
         "person_neutral.obj",
         "person_now_landmarks.npy",
         "person_arkit.json",
+        "person_avatar.glb",
     }
     assert {p.name for p in folder.iterdir()} == expected | {".vitdeca-done.json"}  # + completion marker
     record = json.loads((tmp_path / "out" / "summary.json").read_text())["records"]

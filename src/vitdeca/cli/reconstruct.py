@@ -66,6 +66,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="(%(default)s)")
     parser.add_argument("--all-faces", action="store_true", help="every detected face (default: the largest)")
     parser.add_argument(
+        "--same-person",
+        action="store_true",
+        help="all images show one person: one shape fitted jointly over them (the largest face of each)",
+    )
+    parser.add_argument(
         "--detail", action=argparse.BooleanOptionalAction, default=True, help="run the detail branch (on)"
     )
     parser.add_argument(
@@ -119,16 +124,20 @@ def run_options(args: argparse.Namespace):
         video_frames=args.frames,
         max_frames=args.max_frames,
         batch_size=args.batch_size,
+        same_person=args.same_person,
         progress=not (args.no_progress or getattr(args, "quiet", False)),
     )
 
 
 def check_options(args: argparse.Namespace):
     """Every option checked before any work (a bad one is a VitdecaError: exit 2); the RunOptions."""
+    from vitdeca.errors import VitdecaError
     from vitdeca.faces.detect import check_backend
     from vitdeca.pipeline.reconstructor import resolve_device
 
     options = run_options(args)  # --save
+    if args.same_person and args.all_faces:
+        raise VitdecaError("--same-person uses the largest face of each image: drop --all-faces")
     check_backend(args.detector)
     resolve_device(args.device)
     return options

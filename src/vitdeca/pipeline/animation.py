@@ -1,6 +1,7 @@
 """Animation outputs of ``vitdeca reconstruct``: ARKit weights per face (``<stem>_arkit.json``) and per
-video (``<stem>_arkit.csv`` in Live Link Face's CSV layout). The weights themselves come from
-:mod:`vitdeca.arkit`.
+video (``<stem>_arkit.csv`` in Live Link Face's CSV layout), and the drivable avatar
+(``<stem>_avatar.glb``: the person's head with 51 ARKit morph targets; a video adds the performance as a
+glTF animation). The weights themselves come from :mod:`vitdeca.arkit`.
 
 Live Link Face CSV (what Epic's iOS app exports and the Blender/Maya/Unreal importers read): a header
 ``Timecode,BlendShapeCount,<52 blendshapes in PascalCase>,HeadYaw,HeadPitch,HeadRoll,LeftEyeYaw,
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vitdeca.arkit import ARKIT_NAMES, eye_angles, head_angles
+from vitdeca.gltf import GltfAnimation, GltfMesh, write_glb
 from vitdeca.storage import atomic_write_bytes
 
 _SWAPS = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft"}
@@ -100,3 +102,77 @@ def write_live_link_csv(path: Path, frames: list[tuple[float, object]], fps: flo
         lines.append(f"{timecode(seconds, fps)},{len(last)},{values},{int(weights is not None)}")
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path, missing
+
+
+# ------------------------------------------------------------------------------------- avatar (GLB)
+def avatar_mesh(face) -> GltfMesh:
+    """The drivable head of ``face`` (a FaceResult with ARKit semantics): its neutral head (shape only)
+    in metres with the photo texture, one morph target per available ARKit shape (51 for ICT-FaceKit,
+    :attr:`vitdeca.arkit.ArkitMapping.targets`), named in Apple's spelling, default weights = the fitted
+    ones. Vertices are split where UV seams need it (glTF keeps one UV per vertex)."""
+    import torch
+
+    from vitdeca.io import texture_uint8
+    from vitdeca.render.shading import vertex_normals
+
+    topology, mapping = face.mesh, face.mesh.arkit
+    if mapping is None or mapping.targets is None:
+        raise ValueError(f"head model {topology.head_model!r} has no ARKit blend-shape targets")
+    keep = np.flatnonzero(mapping.available)
+    metres = 1.0 / (topology.units_per_mm * 1000.0)
+    faces = np.asarray(topology.faces, np.int64)
+    corners = np.stack([faces.reshape(-1), np.asarray(topology.uv_faces, np.int64).reshape(-1)], 1)
+    pairs, corner_ids = np.unique(corners, axis=0, return_inverse=True)
+    neutral = np.asarray(face.neutral_vertices, np.float32)
+    normals = vertex_normals(torch.from_numpy(neutral)[None], torch.from_numpy(faces))[0].numpy()
+    uv = np.asarray(topology.uv_coords, np.float32)[pairs[:, 1]]
+    return GltfMesh(
+        name="head",
+        positions=neutral[pairs[:, 0]] * metres,
+        indices=corner_ids.reshape(-1, 3),
+        uvs=np.stack([uv[:, 0], 1.0 - uv[:, 1]], 1),  # glTF's v runs down
+        normals=normals[pairs[:, 0]],
+        targets=mapping.targets[keep][:, pairs[:, 0]] * metres,
+        target_names=[ARKIT_NAMES[k] for k in keep],
+        weights=np.asarray(face.arkit_weights)[keep],
+        texture_png=None if face.texture is None else _png(texture_uint8(face.texture)),
+    )
+
+
+def _png(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def head_quaternions(poses: np.ndarray) -> np.ndarray:
+    """(T,3+) axis-angle head poses (model frame = glTF's) → (T,4) quaternions x,y,z,w, signs made
+    continuous (each within 90° of the previous) so that interpolation takes the short way."""
+    from scipy.spatial.transform import Rotation
+
+    quats = Rotation.from_rotvec(np.asarray(poses, np.float64)[:, :3]).as_quat()
+    for k in range(1, len(quats)):
+        if np.dot(quats[k], quats[k - 1]) < 0:
+            quats[k] = -quats[k]
+    return quats.astype(np.float32)
+
+
+def write_avatar_glb(path: Path, face, frames: list[tuple[float, object]] | None = None) -> Path:
+    """``<stem>_avatar.glb``: :func:`avatar_mesh` of ``face``; with ``frames`` [(time s, FaceResult)]
+    (a video's faces, in order) also an animation "performance": the ARKit weights and the head
+    rotation at every frame with a face (times from the first such frame, LINEAR interpolation)."""
+    mesh = avatar_mesh(face)
+    animation = None
+    if frames:
+        keep = face.mesh.arkit.available
+        times = np.array([t for t, _ in frames], np.float64)
+        weights = np.stack([np.asarray(f.arkit_weights)[keep] for _, f in frames])
+        poses = np.stack([f.codes.pose[0].detach().cpu().numpy() for _, f in frames])
+        animation = GltfAnimation(
+            "performance", (times - times[0]).astype(np.float32), {0: weights}, {0: head_quaternions(poses)}
+        )
+    return write_glb(path, [mesh], animation)

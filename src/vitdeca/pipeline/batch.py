@@ -28,8 +28,10 @@ from vitdeca.storage import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-SAVE_CHOICES = ("obj", "ply", "glb", "texture", "depth", "landmarks", "vis", "codes", "now", "arkit")
-ARKIT_OUTPUTS = ("arkit",)  # need a head model with ARKit semantics (HeadModel.blendshape_names)
+SAVE_CHOICES = (
+    "obj", "ply", "glb", "texture", "depth", "landmarks", "vis", "codes", "now", "arkit", "avatar",
+)  # fmt: skip
+ARKIT_OUTPUTS = ("arkit", "avatar")  # need a head model with ARKit semantics (HeadModel.blendshape_names)
 DEFAULT_SAVE = ("obj", "texture", "depth", "landmarks", "vis", "codes")
 STATUSES = ("ok", "no_face", "failed")
 
@@ -68,6 +70,7 @@ class RunOptions:
     max_frames: int | None = None
     batch_size: int = 1
     progress: bool = True
+    same_person: bool = False  # every image shows one person: one shape and albedo (pipeline.identity)
 
 
 @dataclass
@@ -221,7 +224,8 @@ class BatchRunner:
         return summary
 
     def _chunks(self, jobs: list[tuple[Path, str]]) -> Iterator[list[tuple[Path, str]]]:
-        """Consecutive images in groups of ``batch_size``; every video alone."""
+        """Consecutive images in groups of ``batch_size`` (all together with ``same_person``); every
+        video alone."""
         chunk: list[tuple[Path, str]] = []
         for job in jobs:
             if media.media_kind(job[0]) == "video":
@@ -231,7 +235,7 @@ class BatchRunner:
                 yield [job]
                 continue
             chunk.append(job)
-            if len(chunk) >= max(1, self.options.batch_size):
+            if len(chunk) >= max(1, self.options.batch_size) and not self.options.same_person:
                 yield chunk
                 chunk = []
         if chunk:
@@ -291,7 +295,12 @@ class BatchRunner:
             return []
         start = time.perf_counter()
         try:
-            out = self.rec.reconstruct_crops(prepared)
+            if self.options.same_person:
+                from vitdeca.pipeline.identity import reconstruct_same_person
+
+                out = reconstruct_same_person(self.rec, prepared)
+            else:
+                out = self.rec.reconstruct_crops(prepared)
             share = (time.perf_counter() - start) / len(prepared)
             return [(faces, share) for faces in out]
         except Exception as exc:  # noqa: BLE001
@@ -399,6 +408,8 @@ def write_face_outputs(result: FaceResult, folder: Path, stem: str, save: frozen
         files.append(_save_npy(path("_now_landmarks.npy"), result.now_landmarks))
     if "arkit" in save and result.mesh.arkit is not None:
         files.append(animation.write_arkit_json(path("_arkit.json"), result))
+    if "avatar" in save and result.mesh.arkit is not None:
+        files.append(animation.write_avatar_glb(path("_avatar.glb"), result))
     return list(dict.fromkeys(Path(f) for f in files))
 
 
@@ -516,7 +527,17 @@ def write_video_outputs(
         csv, missing = animation.write_live_link_csv(folder / f"{stem}_arkit.csv", timeline, info.fps)
         outputs.append(csv)
         message += f"; ARKit CSV: {missing} rows without a face repeat the last weights"
+    if "avatar" in options.save and track and track[0].face.mesh.arkit is not None:
+        outputs.append(_video_avatar(folder / f"{stem}_avatar.glb", track))
     return outputs, message, n_face > 0
+
+
+def _video_avatar(path: Path, track: list[VideoFrame]) -> Path:
+    """The avatar of a video: the head and texture of its most frontal face (smallest head rotation),
+    animated by every frame with a face."""
+    angles = [float(np.linalg.norm(f.face.codes.pose[0, :3].detach().cpu().numpy())) for f in track]
+    base = track[int(np.argmin(angles))].face
+    return animation.write_avatar_glb(path, base, [(f.time, f.face) for f in track])
 
 
 def _frame_vis(frame: VideoFrame, max_height: int = 360) -> np.ndarray:

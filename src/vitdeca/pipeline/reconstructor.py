@@ -2,8 +2,8 @@
 
 Steps: read → detect faces (68 landmarks) → DECA crop → codes (the trained encoder, or per-image fitting
 when there are no weights) → decode (mesh, renders, texture) → 2D landmarks back to original pixels
-through the inverse crop matrix. Videos: the same per frame, with One-Euro smoothing of the detector
-landmarks (stable crops) and of the codes.
+through the inverse crop matrix. Videos: :mod:`vitdeca.pipeline.video` (steady crops, one identity per
+track, smoothed codes).
 """
 
 from __future__ import annotations
@@ -261,40 +261,16 @@ class Reconstructor:
     def iter_video(
         self, path: str | os.PathLike, smooth: bool = True, max_frames: int | None = None
     ) -> Iterator[VideoFrame]:
-        """Track the largest face of a video frame by frame; yields a :class:`VideoFrame` per frame.
+        """Track the largest face of a video; yields a :class:`VideoFrame` per frame, in order.
 
-        With ``smooth``, the detector landmarks (so the crops) and the codes are One-Euro filtered; a
-        face lost for more than :data:`TRACK_RESET_S` starts a new track. Fitting warm-starts from the
-        previous frame's codes. A frame that fails is reported in ``VideoFrame.error``, never raised.
+        Two passes (:mod:`vitdeca.pipeline.video`): per-frame codes, then one shape and albedo per track
+        (a face lost for more than :data:`TRACK_RESET_S` starts a new track) and, with ``smooth``,
+        zero-phase smoothing of the other codes; the crops follow One-Euro smoothed landmarks. A frame
+        that fails is reported in ``VideoFrame.error``, never raised.
         """
-        _, info = media.open_video(path)
-        marks = media.OneEuroFilter(*LANDMARK_SMOOTHING)
-        codes_filter = CodeSmoother()
-        previous, last_seen = None, -np.inf
-        for index, frame in media.iter_video(path, max_frames=max_frames):
-            t = index / info.fps
-            if t - last_seen > TRACK_RESET_S:
-                marks.reset()
-                codes_filter.reset()
-                previous = None
-            try:
-                prepared = self.prepare(frame)
-                if not prepared.crops:
-                    yield VideoFrame(index, t, frame, None)
-                    continue
-                crop = prepared.crops[0]
-                if smooth:
-                    crop = self._recrop(frame, crop, marks(crop.landmarks, t))
-                codes, nme = self.estimate_codes([crop], init=previous)
-                previous = codes.detach() if self.fit_config is not None and not self.refine else None
-                if smooth:
-                    codes = codes_filter(codes, t)
-                face = self.decode(codes, [crop], nme)[0]
-                last_seen = t
-                yield VideoFrame(index, t, frame, face)
-            except Exception as exc:  # noqa: BLE001 - one bad frame must not end the video
-                log.warning("%s: frame %d failed (%s)", path, index, exc)
-                yield VideoFrame(index, t, frame, None, error=str(exc) or type(exc).__name__)
+        from vitdeca.pipeline.video import iter_video
+
+        return iter_video(self, path, smooth=smooth, max_frames=max_frames)
 
     def _recrop(self, frame: np.ndarray, crop: FaceCrop, landmarks: np.ndarray) -> FaceCrop:
         """``crop`` redone around smoothed ``landmarks`` (68,2) (original pixels)."""

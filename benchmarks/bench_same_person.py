@@ -1,0 +1,118 @@
+"""Shape from all images of a subject vs from one image (``--same-person``), on synthetic faces (CPU).
+
+Claim measured (issue 14): on a ``vitdeca synth`` set with K images per subject (expressions, head poses
+and lights vary; faces located from the true landmarks, so detection does not enter), the NoW median
+scan-to-mesh error (mm) of the neutral shape
+
+- fitted from each image alone (the default per-image fit),
+- fitted jointly from all K images of the subject (:func:`vitdeca.pipeline.identity.shared_identity`:
+  per-image fits, then a joint refit with one shape and albedo: what ``--same-person`` does),
+- of the mean face (zero shape code) through the same protocol (the baseline),
+
+all in the same run, with the same per-image fits. Target: all-images / one-image <= 0.85.
+Accuracy only, no timings. Usage: ``python benchmarks/bench_same_person.py [--images 48]
+[--per-subject 4] [--seed 0]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vitdeca.storage import atomic_write_bytes
+
+RESULTS = Path(__file__).resolve().parent / "results" / "same_person.md"
+
+
+def make_dataset(folder: Path, images: int, per_subject: int, seed: int) -> Path:
+    from vitdeca.data.synth import SynthOptions, write_synthetic_dataset
+
+    options = SynthOptions(n_images=images, images_per_subject=per_subject, seed=seed)
+    write_synthetic_dataset(folder, options, progress=False)
+    return folder
+
+
+def subject_shapes(rec, dataset: Path) -> tuple[list, np.ndarray, np.ndarray]:
+    """(items, per-image fitted shapes (N,n), jointly fitted shapes per image (N,n)), list order."""
+    from vitdeca.evaluation.now_dataset import read_image_list
+    from vitdeca.evaluation.synthetic import _face_crop
+    from vitdeca.pipeline.decode import crop_batch
+    from vitdeca.pipeline.identity import shared_identity
+
+    items = read_image_list(dataset, "val")
+    alone, joint = {}, {}
+    for subject in dict.fromkeys(i.subject for i in items):
+        group = [i for i in items if i.subject == subject]
+        crops = [_face_crop(rec, dataset, item, use_gt=True) for item in group]
+        codes, _ = rec.estimate_codes(crops)
+        marks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float()
+        shared, _ = shared_identity(rec, codes, marks, crop_batch(crops))
+        for k, item in enumerate(group):
+            alone[item.image] = codes.shape[k].detach().numpy()
+            joint[item.image] = shared.shape[k].detach().numpy()
+        print(f"  {subject}: {len(group)} images", flush=True)
+    return items, np.stack([alone[i.image] for i in items]), np.stack([joint[i.image] for i in items])
+
+
+def now_median(head, dataset: Path, folder: Path, items, shapes: np.ndarray) -> tuple[float, float]:
+    """Write the neutral meshes of ``shapes`` as predictions into ``folder``; (median, mean) mm."""
+    from vitdeca.evaluation.now_dataset import evaluate_now
+    from vitdeca.evaluation.now_report import summarize
+    from vitdeca.evaluation.synthetic import neutral_meshes, write_prediction
+
+    faces = head.faces.numpy()
+    vertices, landmarks = neutral_meshes(head, torch.from_numpy(shapes).float())
+    for k, item in enumerate(items):
+        write_prediction(folder, item, vertices[k], faces, landmarks[k])
+    summary = summarize(evaluate_now(folder, dataset, "val", progress=False))
+    assert summary["complete"], summary["missing"] + summary["malformed"]
+    return float(summary["median"]), float(summary["mean"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--per-subject", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-write", action="store_true", help="print only (for a quick check)")
+    args = parser.parse_args()
+    from vitdeca.evaluation.synthetic import build_reconstructor
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = make_dataset(Path(tmp) / "synth", args.images, args.per_subject, args.seed)
+        rec = build_reconstructor(None)
+        head = rec.model.head
+        items, alone, joint = subject_shapes(rec, dataset)
+        rows = {
+            "mean face (zero shape), baseline": now_median(head, dataset, Path(tmp) / "p0", items, 0 * alone),
+            "one image (per-image fit)": now_median(head, dataset, Path(tmp) / "p1", items, alone),
+            f"all {args.per_subject} images (joint fit, --same-person)": now_median(
+                head, dataset, Path(tmp) / "p2", items, joint
+            ),
+        }
+    one = rows["one image (per-image fit)"][0]
+    all_images = list(rows.values())[2][0]
+    lines = ["| neutral shape from | NoW median (mm) | NoW mean (mm) |", "|---|---|---|"]
+    lines += [f"| {name} | {median:.3f} | {mean:.3f} |" for name, (median, mean) in rows.items()]
+    report = (
+        f"# Shape from all images of a subject vs one image (synthetic, seed {args.seed})\n\n"
+        f"`python benchmarks/bench_same_person.py --images {args.images} --per-subject {args.per_subject} "
+        f"--seed {args.seed}`; {platform.machine()}, torch {torch.__version__}. {len(items)} images, "
+        f"{len(items) // args.per_subject} subjects; faces located from the true landmarks; default "
+        f"FitConfig; accuracy only (no timings).\n\n" + "\n".join(lines) + "\n\n"
+        f"all images / one image = **{all_images / one:.3f}** (target <= 0.85)\n"
+    )
+    print(report)
+    if not args.no_write:
+        atomic_write_bytes(RESULTS, report.encode())
+        print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

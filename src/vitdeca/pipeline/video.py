@@ -1,0 +1,153 @@
+"""Video tracking in two passes: one identity per track, expressions and pose per frame, no lag.
+
+Pass 1 reads the video and, per frame, detects the largest face, places the crop around One-Euro
+smoothed landmarks (a steady crop) and estimates the codes against the frame's own detected landmarks
+(fitting warm-starts from the previous frame). A face lost for more than
+:data:`~vitdeca.pipeline.reconstructor.TRACK_RESET_S` starts a new track. Only codes and landmarks are
+kept, never the frames.
+
+At the end of each track: one shape and albedo for the whole track
+(:func:`vitdeca.pipeline.identity.shared_identity`: a joint landmark refit with a shared shape, or the
+median of the regressed codes), then, with ``smooth``, zero-phase smoothing of the other codes
+(:func:`smooth_track`: the One-Euro filter run forwards and backwards and averaged, so a blink is
+neither delayed nor advanced).
+
+Pass 2 reads the video again, rebuilds each crop from the stored landmarks and decodes the final codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vitdeca import media
+from vitdeca.codes import Codes
+from vitdeca.pipeline.identity import IDENTITY_CODES, cat_codes, shared_identity
+from vitdeca.pipeline.results import VideoFrame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Observation:
+    """Pass 1's record of one frame with a face: ``crop`` (a FaceCrop whose ``landmarks`` are the
+    detected ones, without its crop), ``steady`` (68,2) the smoothed landmarks the crop was
+    placed from (original pixels), ``crop_landmarks`` (68,2) the fit's targets in crop pixels, codes."""
+
+    index: int
+    time: float
+    crop: object
+    steady: np.ndarray
+    crop_landmarks: np.ndarray
+    codes: Codes
+    nme: float | None
+
+
+def smooth_track(values: np.ndarray, times: np.ndarray, settings: tuple[float, float]) -> np.ndarray:
+    """Zero-phase One-Euro smoothing of a track: ``values`` (T,...) sampled at ``times`` (T,) seconds,
+    ``settings`` (min_cutoff Hz, beta). The causal filter lags by about its time constant; run backwards
+    it leads by as much, and their mean is centred on the signal (a blink peaks on its own frame)."""
+    if len(values) < 3:
+        return np.asarray(values, np.float64).copy()
+    forward, backward = media.OneEuroFilter(*settings), media.OneEuroFilter(*settings)
+    fwd = np.stack([forward(v, t) for v, t in zip(values, times, strict=True)])
+    bwd = np.stack([backward(v, -t) for v, t in zip(values[::-1], times[::-1], strict=True)])[::-1]
+    return 0.5 * (fwd + bwd)
+
+
+def smooth_codes(codes: Codes, times: np.ndarray) -> Codes:
+    """Every code of a track (batch T) but the identity, :func:`smooth_track`-ed with the settings of
+    :data:`~vitdeca.pipeline.reconstructor.SMOOTHING`."""
+    from vitdeca.pipeline.reconstructor import SMOOTHING
+
+    changes = {}
+    for name, value in codes.as_dict().items():
+        if value is None or name in IDENTITY_CODES or name not in SMOOTHING:
+            continue
+        smooth = smooth_track(value.detach().cpu().numpy(), times, SMOOTHING[name])
+        changes[name] = torch.as_tensor(smooth, dtype=value.dtype, device=value.device)
+    return codes.replace(**changes)
+
+
+def finish_track(rec, track: list[Observation], smooth: bool) -> list[Observation]:
+    """One identity for ``track``, then (``smooth``) zero-phase smoothing; new observations."""
+    codes = cat_codes([o.codes for o in track])
+    marks = torch.from_numpy(np.stack([o.crop_landmarks for o in track])).float().to(codes.shape.device)
+    codes, nme = shared_identity(rec, codes, marks)
+    if smooth:
+        codes = smooth_codes(codes, np.array([o.time for o in track]))
+    out = []
+    for k, o in enumerate(track):
+        fit_nme = float(nme[k]) if nme is not None else o.nme
+        out.append(Observation(o.index, o.time, o.crop, o.steady, o.crop_landmarks, codes.index(k), fit_nme))
+    return out
+
+
+def iter_video(
+    rec, path: str | os.PathLike, smooth: bool = True, max_frames: int | None = None
+) -> Iterator[VideoFrame]:
+    """The frames of ``path`` with their tracked face (module docstring); ``rec`` a Reconstructor. A frame
+    that fails is reported in ``VideoFrame.error``, never raised."""
+    _, info = media.open_video(path)
+    done: dict[int, Observation] = {}
+    errors: dict[int, str] = {}
+    for track in _pass_one(rec, path, info.fps, smooth, max_frames, errors):
+        done.update((o.index, o) for o in finish_track(rec, track, smooth))
+    for index, frame in media.iter_video(path, max_frames=max_frames):
+        t = index / info.fps
+        if index in errors or index not in done:
+            yield VideoFrame(index, t, frame, None, error=errors.get(index, ""))
+            continue
+        o = done[index]
+        try:
+            crop = rec._recrop(frame, o.crop, o.steady)
+            crop.landmarks = np.asarray(o.crop.landmarks)
+            yield VideoFrame(index, t, frame, rec.decode(o.codes, [crop], _nme(o))[0])
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the video
+            log.warning("%s: frame %d failed (%s)", path, index, exc)
+            yield VideoFrame(index, t, frame, None, error=str(exc) or type(exc).__name__)
+
+
+def _nme(o: Observation) -> np.ndarray | None:
+    return None if o.nme is None else np.array([o.nme])
+
+
+def _pass_one(rec, path, fps: float, smooth: bool, max_frames, errors: dict[int, str]):
+    """Pass 1: yields each finished track (a list of :class:`Observation`); failures go to ``errors``."""
+    from vitdeca.pipeline.reconstructor import LANDMARK_SMOOTHING, TRACK_RESET_S
+
+    marks = media.OneEuroFilter(*LANDMARK_SMOOTHING)
+    track: list[Observation] = []
+    previous, last_seen = None, -np.inf
+    for index, frame in media.iter_video(path, max_frames=max_frames):
+        t = index / fps
+        if t - last_seen > TRACK_RESET_S:
+            if track:
+                yield track
+            track, previous = [], None
+            marks.reset()
+        try:
+            prepared = rec.prepare(frame)
+            if not prepared.crops:
+                continue
+            crop = prepared.crops[0]
+            steady = marks(crop.landmarks, t) if smooth else np.asarray(crop.landmarks, np.float64)
+            crop = rec._recrop(frame, crop, steady)
+            crop.landmarks = np.asarray(prepared.crops[0].landmarks, np.float64)  # targets: this frame's
+            codes, nme = rec.estimate_codes([crop], init=previous)
+            previous = codes.detach() if rec.fit_config is not None and not rec.refine else None
+            stored = dataclasses.replace(crop, crop=None)  # pass 2 rebuilds the crop from ``steady``
+            track.append(Observation(index, t, stored, steady, crop.crop_landmarks, codes.detach(),
+                                     None if nme is None else float(nme[0])))  # fmt: skip
+            last_seen = t
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the video
+            log.warning("%s: frame %d failed (%s)", path, index, exc)
+            errors[index] = str(exc) or type(exc).__name__
+    if track:
+        yield track
