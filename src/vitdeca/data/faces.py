@@ -44,9 +44,10 @@ TRUTH_CODES = ("shape", "expression", "pose")
 class FaceSample(NamedTuple):
     """One item (the default collate stacks each field): ``image`` (3,S,S) float32 [0,1], ``landmarks``
     (68,2) crop pixels, ``mask`` (1,S,S) float32 {0,1}, ``identity`` int64, ``index`` int64 (position in
-    the dataset), ``matrix`` (2,3) float64 original → crop, ``truth``: None for photos, or for a synthetic
-    dataset a dict of its true codes (:data:`TRUTH_CODES`: float32 (n_shape,), (n_expression,), (n_pose,)).
-    The crop is a similarity without rotation, so the true pose holds in the crop too."""
+    the dataset), ``matrix`` (2,3) float64 original → crop, ``truth``: empty for photos (so torch's
+    default collate works), or for a synthetic dataset its true codes (:data:`TRUTH_CODES`: float32
+    (n_shape,), (n_expression,), (n_pose,)). Crops are similarities without rotation, so the true pose
+    holds in the crop too."""
 
     image: torch.Tensor
     landmarks: torch.Tensor
@@ -54,7 +55,7 @@ class FaceSample(NamedTuple):
     identity: torch.Tensor
     index: torch.Tensor
     matrix: torch.Tensor
-    truth: dict[str, torch.Tensor] | None = None
+    truth: dict[str, torch.Tensor] = {}  # noqa: RUF012 - never mutated; NamedTuple defaults are shared
 
 
 class FaceDataset(Dataset):
@@ -122,9 +123,7 @@ class FaceDataset(Dataset):
             identity=torch.tensor(self.identity_index[index]),
             index=torch.tensor(index, dtype=torch.int64),
             matrix=torch.from_numpy(matrix),
-            truth=None
-            if self.truth is None
-            else {k: torch.from_numpy(v[index]) for k, v in self.truth.items()},
+            truth={k: torch.from_numpy(v[index]) for k, v in (self.truth or {}).items()},
         )
 
     @property

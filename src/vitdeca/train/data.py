@@ -92,7 +92,8 @@ def collate(items: list[Any]) -> dict[str, torch.Tensor]:
 
 def collate_truth(truths: list[dict[str, torch.Tensor] | None]) -> dict[str, torch.Tensor]:
     """``truth_<code>`` (B,n) stacks of the items' true codes plus ``has_truth`` (B,) float {0,1}; items
-    without truth (photos in a mixed batch) get zero rows. Empty when no item has truth."""
+    without truth (None or empty: photos in a mixed batch) get zero rows. Empty when no item has truth."""
+    truths = [t or None for t in truths]
     known = next((t for t in truths if t is not None), None)
     if known is None:
         return {}
