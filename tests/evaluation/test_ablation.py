@@ -150,8 +150,9 @@ def test_a_bad_evaluation_folder_fails_before_any_training(tmp_path, capsys):
 
 
 def test_gpu_script_dry_run(home, tmp_path):
-    """benchmarks/gpu/ablation.sh --dry-run: the GPU script's whole path (synthetic sets, parallel
-    subprocess trainings, evaluation, results file) for 2 steps on the CPU; results stay under --out."""
+    """benchmarks/gpu/ablation.sh --dry-run (benchmarks/ablation.sh --profile dry): the scripts' whole path
+    (synthetic sets, parallel subprocess trainings, evaluation, results file) for 2 steps on the CPU;
+    results stay under --out."""
     import os
     import subprocess
 
@@ -161,10 +162,10 @@ def test_gpu_script_dry_run(home, tmp_path):
     done = subprocess.run(["bash", str(script), "--dry-run", "--out", str(out)], env=env, capture_output=True,
                           text=True, timeout=1800)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    text = (out / "ablation_gpu.md").read_text()
+    text = (out / "ablation_dry.md").read_text()
     names = [
         line.split("|")[1].strip() for line in text.splitlines() if re.match(r"\| (resnet|vit|mean)", line)
     ]
     assert names == ["resnet50", "vit", "vit_dropkey001", "vit_dropkey005", "mean face"]
     assert "wall time" in text and "| 0, 1 |" in text  # the ViT row's second seed
-    assert (out / "ablation_gpu_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "ablation_dry_curves.png").read_bytes()[:4] == b"\x89PNG"
