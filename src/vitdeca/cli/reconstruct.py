@@ -180,17 +180,25 @@ def demo_photo() -> Path:
 def execute(args: argparse.Namespace, make_reconstructor) -> int:
     """Check the options, expand inputs, build the reconstructor, run the batch, print the counts;
     the exit status (1 when some input failed)."""
+    from vitdeca.pipeline import shard as sharding
     from vitdeca.pipeline.batch import BatchRunner, drop_unsupported
 
     options = check_options(args)
     out, paths = input_paths(args)
     apply_threads(args)
+    shard = sharding.Shard.from_env()
+    sharding.use_local_device(shard)
     rec = make_reconstructor()
     if hasattr(rec, "model"):
         options = drop_unsupported(options, rec.model.head)
-    summary = BatchRunner(rec, out, options).run(paths)
+    summary = BatchRunner(rec, out, options, shard=shard).run(paths)
     print(summary.line())
-    return 1 if summary.counts["failed"] else 0
+    failed = summary.counts["failed"]
+    if shard.active:
+        merged = sharding.finish(out, shard, [str(p) for p in paths])
+        if merged is not None:
+            print(f"all {shard.world_size} ranks: {merged.line()}")
+    return 1 if failed else 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from vitdeca.errors import VitdecaError
 from vitdeca.pipeline import animation
 from vitdeca.pipeline.outdir import OutputFolder, exclude_output_folder, output_names
 from vitdeca.pipeline.results import FaceResult, VideoFrame
+from vitdeca.pipeline.shard import Shard
 from vitdeca.storage import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class Summary:
     out_dir: Path
     records: list[Record]
     complete: bool = False
+    name: str = "summary.json"  # summary.rank<R>.json for one rank of a sharded run (pipeline.shard)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -118,11 +120,11 @@ class Summary:
         n_faces = sum(1 for r in self.records if r.status == "ok" and r.face_index is not None)
         return (
             f"{sum(c.values())} inputs: {c['ok']} ok, {c['no_face']} no face, {c['failed']} failed "
-            f"({n_faces} faces) -> {self.out_dir / 'summary.json'}"
+            f"({n_faces} faces) -> {self.out_dir / self.name}"
         )
 
     def write(self) -> Path:
-        path = self.out_dir / "summary.json"
+        path = self.out_dir / self.name
         data = {
             "counts": self.counts,
             "complete": self.complete,
@@ -180,7 +182,8 @@ class BatchRunner:
 
     ``reconstructor`` needs ``prepare(path, all_faces)``, ``reconstruct_crops(prepared)`` and
     ``iter_video(path, smooth, max_frames)`` (see :class:`Reconstructor`); ``writer(result, folder,
-    stem, save)`` writes one face's files and returns their paths.
+    stem, save)`` writes one face's files and returns their paths. ``shard`` (torchrun ranks) makes the
+    runner do only its share of the inputs and write ``summary.rank<R>.json`` (:mod:`.shard`).
     """
 
     def __init__(
@@ -189,11 +192,13 @@ class BatchRunner:
         out_dir: str | os.PathLike,
         options: RunOptions,
         writer: Callable[..., list[Path]] | None = None,
+        shard: Shard | None = None,
     ) -> None:
         self.rec = reconstructor
         self.out_dir = prepare_output_dir(out_dir)
         self.options = options
         self.writer = writer or write_face_outputs
+        self.shard = shard or Shard()
 
     def run(self, paths: Sequence[Path]) -> Summary:
         """Process ``paths`` (already expanded; any under the output folder are left out); returns the
@@ -204,8 +209,8 @@ class BatchRunner:
         paths, dropped = exclude_output_folder(paths, self.out_dir)
         if dropped:
             log.warning("%d inputs inside the output folder %s left out", len(dropped), self.out_dir)
-        summary = Summary(self.out_dir, [])
-        jobs = list(zip(paths, output_names(paths), strict=True))
+        summary = Summary(self.out_dir, [], name=self.shard.summary_name)
+        jobs = self.shard.select(list(zip(paths, output_names(paths), strict=True)))
         order = {str(path): i for i, path in enumerate(paths)}
         bar = tqdm(total=len(jobs), unit="input", disable=not self.options.progress, leave=False)
         try:
