@@ -1,16 +1,18 @@
-"""Time from ``vitdeca demo`` to the first result on the astronaut photo (per-image fitting, CPU).
+"""Time from ``vitdeca demo`` to the first result on the astronaut photo, per method (CPU).
 
-Claim (issue 18): after start-up, the first result on the astronaut comes within 15 s with fitting.
+Claims (issue 18): after start-up, the first result on the astronaut comes within 15 s with fitting and
+within 3 s with the learned model (the shipped default model: ``regress``, and ``refine`` = regress then
+a short fit).
 
-Measured per repeat, each with a fresh server process on a free localhost port:
+Measured per repeat and method, each with a fresh server process on a free localhost port:
 1. start-up: from spawning ``vitdeca demo`` to the page being served (imports, head model, examples);
 2. first result: from the request to the reconstruction's answer, through Gradio's own API
    (``gradio_client``, the same queue and handler the page's button uses);
 3. a second request on the same server (warm: numba kernels, allocator);
-4. baseline, same run: ``vitdeca reconstruct --demo`` as a fresh process, from spawn to exit.
+4. reference, same run: ``vitdeca reconstruct --demo`` as a fresh process, from spawn to exit.
 
-Usage: ``python benchmarks/bench_demo.py [--repeats 3]`` (needs the ``[demo]`` extra; offline, set
-``VITDECA_ICT_FACEKIT``). Writes ``benchmarks/results/demo.md``.
+Usage: ``python benchmarks/bench_demo.py [--repeats 3] [--methods regress,refine,fit]`` (needs the
+``[demo]`` extra; offline, set ``VITDECA_ICT_FACEKIT``). Writes ``benchmarks/results/demo.md``.
 """
 
 from __future__ import annotations
@@ -55,13 +57,13 @@ def serve(port: int, log: Path) -> tuple[subprocess.Popen, float]:
             time.sleep(0.2)
 
 
-def request(port: int, photo: Path) -> tuple[float, str]:
+def request(port: int, photo: Path, method: str) -> tuple[float, str]:
     """One reconstruction through the page's API; (seconds, the message shown)."""
     from gradio_client import Client, handle_file
 
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
     start = time.perf_counter()
-    out = client.predict(handle_file(str(photo)), None, "fit", False, False, api_name="/reconstruct")
+    out = client.predict(handle_file(str(photo)), None, method, False, False, api_name="/reconstruct")
     return time.perf_counter() - start, out[0]
 
 
@@ -87,40 +89,43 @@ def cli_seconds(folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", default="regress,refine,fit", help="demo methods, comma-separated")
     args = parser.parse_args()
     from skimage import data
 
     from vitdeca import media
 
-    rows = {"start-up": [], "first result": [], "second result": [], "reconstruct --demo (baseline)": []}
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    rows: dict[str, list[float]] = {"reconstruct --demo (reference, CLI default)": []}
     with tempfile.TemporaryDirectory() as tmp:
         photo = media.save_png(Path(tmp) / "astronaut.png", data.astronaut())
         for k in range(args.repeats):
-            port = free_port()
-            process, startup = serve(port, Path(tmp) / f"server{k}.log")
-            try:
-                first, message = request(port, photo)
-                second, _ = request(port, photo)
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
-            print(
-                f"repeat {k}: start-up {startup:.1f} s, first {first:.1f} s, second {second:.1f} s: {message}"
-            )
-            rows["start-up"].append(startup)
-            rows["first result"].append(first)
-            rows["second result"].append(second)
-            rows["reconstruct --demo (baseline)"].append(cli_seconds(Path(tmp) / f"cli{k}"))
+            for method in methods:
+                port = free_port()
+                process, startup = serve(port, Path(tmp) / f"server{k}_{method}.log")
+                try:
+                    first, message = request(port, photo, method)
+                    second, _ = request(port, photo, method)
+                finally:
+                    process.terminate()
+                    process.wait(timeout=60)
+                print(f"repeat {k}, {method}: start-up {startup:.1f} s, first {first:.1f} s, "
+                      f"second {second:.1f} s: {message}")  # fmt: skip
+                steps = (("start-up", startup), ("first result", first), ("second result", second))
+                for step, value in steps:
+                    rows.setdefault(f"{step}, {method}", []).append(value)
+            rows["reconstruct --demo (reference, CLI default)"].append(cli_seconds(Path(tmp) / f"cli{k}"))
     write_table(rows, args.repeats)
 
 
 def write_table(rows: dict[str, list[float]], repeats: int) -> None:
     load = os.getloadavg()[0]
     lines = [
-        "# vitdeca demo: time to the first result on the astronaut (fitting, CPU)",
+        "# vitdeca demo: time to the first result on the astronaut, per method (CPU)",
         "",
         f"{platform.machine()}, {os.cpu_count()} CPUs, load average at the end {load:.1f}; "
-        f"median of {repeats} fresh servers.",
+        f"median of {repeats} fresh servers per method "
+        f"(`python benchmarks/bench_demo.py --repeats {repeats}`).",
         "",
         "| step | median s | min s | max s |",
         "|---|---|---|---|",

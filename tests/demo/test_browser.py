@@ -245,10 +245,16 @@ def test_webcam_snapshot(page):
     """Chromium's fake camera shows a test pattern: the snapshot reaches the handler, which finds no face."""
     page.get_by_role("tab", name="Webcam").click()
     page.get_by_text("Click to Access Webcam").click()
+    # Capture only once the fake stream plays: a click before its first frame captures nothing.
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#webcam video')).some(v => v.readyState >= 2"
+        " && v.videoWidth > 0)",
+        timeout=RESULT_TIMEOUT_S * 1000,
+    )
     page.locator("#webcam button[aria-label='capture photo']").click()
     page.wait_for_function(
         "() => Array.from(document.querySelectorAll('#webcam img')).some(i => i.naturalWidth > 0)",
-        timeout=120_000,
+        timeout=RESULT_TIMEOUT_S * 1000,
     )
     status, _ = _press_run(page)
     assert re.match(r"image\.png: no face found.* \((fit|refine), ", status), status
