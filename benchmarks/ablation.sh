@@ -10,7 +10,7 @@
 # plus the supervised synthetic terms (sup_shape, sup_expression, sup_pose; docs/training.md), the same
 # for every row; identity and ID-MRF off (dlib's net costs ~30 % of a CPU step; VGG19 needs a download).
 #
-#   benchmarks/ablation.sh --profile cpu       # 2-core CPU: ViT-Ti/16 rows, 112 px, 1000 steps
+#   benchmarks/ablation.sh --profile cpu       # 2-core CPU: ViT-Ti/16 rows, 112 px, 1200 steps
 #                                              #   -> benchmarks/results/ablation_cpu.md (+ _curves.png)
 #   benchmarks/ablation.sh --profile gpu       # one H100/H200: ViT-B/16 as the paper, 224 px, bf16
 #                                              #   -> benchmarks/results/ablation_gpu.md (+ _curves.png)
@@ -52,7 +52,7 @@ case "$PROFILE" in
     ;;
   cpu)
     OUT="${OUT:-$ROOT/runs/ablation_cpu}"
-    STEPS="${STEPS:-1000}"
+    STEPS="${STEPS:-1200}"
     SYNTH=(--size 112 --supersample 2 --uv-size 256)
     N_TRAIN=960; N_EVAL=64; N_VAL=64; PER_SUBJECT=4
     VIT=vit_tiny_patch16_224; SIZE=112; DEVICE=cpu; AMP=none; JOBS=2; SEEDS=0,1; EXTRA=vit,vit_dropkey005

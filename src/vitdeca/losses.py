@@ -290,16 +290,35 @@ def mrf_loss(
     return -torch.log(best.mean(dim=1)).mean()
 
 
+def align_scale_translation(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``pred`` (B,V,3) moved and scaled onto ``target`` (B,V,3), per sample, in closed form:
+    ``s · (p − p̄) + t̄`` with ``s = ⟨p − p̄, t − t̄⟩ / ‖p − p̄‖²`` (least squares; no rotation). Under DECA's
+    weak-perspective camera a face's absolute size and position are not observable in the image (the
+    camera's scale and translation absorb them), so the learnable part of a shape error is this aligned
+    one, and the NoW protocol also removes scale before measuring."""
+    p = pred - pred.mean(dim=1, keepdim=True)
+    t_mean = target.mean(dim=1, keepdim=True)
+    scale = (p * (target - t_mean)).sum(dim=(1, 2)) / (p * p).sum(dim=(1, 2)).clamp_min(1e-12)
+    return scale[:, None, None] * p + t_mean
+
+
 def vertex_distance_mm(
-    pred: torch.Tensor, target: torch.Tensor, units_per_mm: float, sample_weights: torch.Tensor | None = None
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    units_per_mm: float,
+    sample_weights: torch.Tensor | None = None,
+    align: bool = False,
 ) -> torch.Tensor:
     """Supervised geometry: the mean Euclidean vertex distance in millimetres.
 
     ``L = Σ_b w_b · mean_v ‖p_bv − t_bv‖ / (units_per_mm · Σ_b w_b)``, the per-vertex quantity that the NoW
-    protocol reports (before its alignment). pred, target (B,V,3) model units; sample_weights (B,) (e.g. 1
-    for samples with ground truth, 0 for photos) or None (all ones). Returns a scalar in mm (0 when every
+    protocol reports; with ``align`` ``p`` is first scaled and moved onto ``t``
+    (:func:`align_scale_translation`). pred, target (B,V,3) model units; sample_weights (B,) (e.g. 1 for
+    samples with ground truth, 0 for photos) or None (all ones). Returns a scalar in mm (0 when every
     weight is 0).
     """
+    if align:
+        pred = align_scale_translation(pred, target)
     per_sample = (pred - target).norm(dim=-1).mean(dim=-1) / units_per_mm
     if sample_weights is None:
         return per_sample.mean()

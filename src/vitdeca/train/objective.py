@@ -104,7 +104,9 @@ def _mrf(x: LossInputs) -> torch.Tensor:
 
 def _supervised_mesh(x: LossInputs, code: str) -> torch.Tensor:
     """Vertex distance (mm, face region) between the mesh of the predicted and of the true ``code``
-    (``shape`` or ``expression``), the other codes zero: the neutral shape, or the expression offsets."""
+    (``shape`` or ``expression``), the other codes zero: the neutral shape (after scale and translation
+    alignment: the image cannot show them, :func:`losses.align_scale_translation`), or the expression
+    offsets (in place: the neutral face fixes them)."""
     if x.truth is None or x.head is None:
         return x.codes.shape.new_zeros(())
     predicted, true = getattr(x.codes, code), x.truth[f"truth_{code}"].to(x.codes.shape.dtype)
@@ -116,7 +118,9 @@ def _supervised_mesh(x: LossInputs, code: str) -> torch.Tensor:
     if bool(mask.any()):
         vertices = vertices[:, mask]
     pred, target = vertices.chunk(2)
-    return L.vertex_distance_mm(pred, target, x.head.units_per_mm, x.truth["has_truth"])
+    return L.vertex_distance_mm(
+        pred, target, x.head.units_per_mm, x.truth["has_truth"], align=code == "shape"
+    )
 
 
 def _supervised_pose(x: LossInputs) -> torch.Tensor:

@@ -11,8 +11,9 @@ shape/detail-consistency swap (held-out images are not grouped by identity). Log
 
 Ground truth: a synthetic dataset's ``codes.npz`` holds the true shape code of every image; then
 ``val_shape_mm`` is the neutral-shape error: the mean distance in mm over the head model's face-region
-vertices between the neutral mesh (expression and pose zero, no alignment: both live in the model's
-canonical frame) of the predicted and of the true shape code, averaged over the images with ground truth;
+vertices between the neutral mesh (expression and pose zero) of the predicted shape code, scaled and moved
+onto the true one (:func:`vitdeca.losses.align_scale_translation`: a weak-perspective image shows neither
+size nor position), and that of the true shape code, averaged over the images with ground truth;
 ``val_shape_mm_mean_face`` is the same for the template (zero shape), the baseline a model has to beat.
 Validation draws no random numbers from the training streams (the RNG states are forked), so a run with
 validation trains exactly as one without.
@@ -134,6 +135,7 @@ class Validator:
         if not rows:
             return np.zeros((0, 2))
         from vitdeca.evaluation.synthetic import neutral_meshes
+        from vitdeca.losses import align_scale_translation
 
         head = model.head
         self._check_head(head)
@@ -149,8 +151,12 @@ class Validator:
         face = head.face_mask.cpu().numpy()
         meshes = meshes[:, face] if face.any() else meshes
         n = len(rows)
-        pred_err = np.linalg.norm(meshes[:n] - meshes[n : 2 * n], axis=-1).mean(axis=1)
-        mean_err = np.linalg.norm(meshes[2 * n :] - meshes[n : 2 * n], axis=-1).mean(axis=1)
+        target = torch.from_numpy(meshes[n : 2 * n]).double()
+        pred_err, mean_err = (
+            (align_scale_translation(torch.from_numpy(m).double(), target) - target).norm(dim=-1).mean(dim=1)
+            .numpy()
+            for m in (meshes[:n], meshes[2 * n :])
+        )  # fmt: skip
         return np.stack([pred_err, mean_err], axis=1) / float(head.units_per_mm)
 
     def _check_head(self, head: Any) -> None:
