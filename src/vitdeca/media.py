@@ -16,10 +16,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import VitdecaError, first_line
 from vitdeca.storage import atomic_path
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,19 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     return Path(path)
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A float image in [0,1] (H,W,C) or (C,H,W) with C in {1,3,4} as uint8 HWC (values clipped)."""
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
-        image = image.transpose(1, 2, 0)
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+def float_to_uint8(image: Any, dtype: Any = None) -> np.ndarray:
+    """An image (numpy or torch, any shape) with values in [0,1] as uint8 of the same shape: clipped,
+    scaled to 0..255 and rounded half up. uint8 input is returned as it is. The arithmetic runs in
+    ``dtype`` (default: the input's own float type; float64 for other types), which decides the rare
+    value that lies within rounding error of a half step."""
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    if dtype is None:
+        dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64
+    return (np.clip(image.astype(dtype, copy=False), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -117,7 +125,7 @@ def open_video(path: str | os.PathLike):
         reader = iio.get_reader(os.fspath(path), "ffmpeg")
         meta = reader.get_meta_data()
     except (OSError, RuntimeError, ValueError, IndexError, StopIteration) as exc:
-        raise VitdecaError(f"{path}: cannot read as a video ({_first_line(exc)})") from exc
+        raise VitdecaError(f"{path}: cannot read as a video ({first_line(exc)})") from exc
     fps = float(meta.get("fps") or 0.0)
     n_frames = meta.get("nframes")
     n_frames = int(n_frames) if isinstance(n_frames, (int, float)) and math.isfinite(n_frames) else None
@@ -141,18 +149,13 @@ def iter_video(path: str | os.PathLike, max_frames: int | None = None) -> Iterat
                 return
             except (OSError, RuntimeError, ValueError) as exc:
                 if index == 0:
-                    raise VitdecaError(f"{path}: cannot decode the first frame ({_first_line(exc)})") from exc
-                log.warning("%s: stopped at frame %d (%s)", path, index, _first_line(exc))
+                    raise VitdecaError(f"{path}: cannot decode the first frame ({first_line(exc)})") from exc
+                log.warning("%s: stopped at frame %d (%s)", path, index, first_line(exc))
                 return
             yield index, np.ascontiguousarray(frame[..., :3])
             index += 1
     finally:
         reader.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @contextmanager

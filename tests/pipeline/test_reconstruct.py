@@ -13,9 +13,10 @@ import torch
 from vitdeca import media
 from vitdeca.cli import main
 from vitdeca.errors import VitdecaError
+from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
 from vitdeca.faces import invert_similarity, read_image, transform_points
 from vitdeca.fit import FitConfig, landmark_nme
-from vitdeca.pipeline import NOW_LANDMARKS, BatchRunner, Reconstructor, RunOptions, parse_save
+from vitdeca.pipeline import BatchRunner, Reconstructor, RunOptions, parse_save
 from vitdeca.render import project_points
 
 PHOTO = "deca_testsamples/examples/IMG_0392_inputs.jpg"  # 224 x 224: detection is quick
@@ -53,7 +54,7 @@ def test_face_result_is_consistent(face, fit_model):
         zeros = torch.zeros(1, head.n_expression), torch.zeros(1, head.n_pose)
         neutral = head(face.codes.shape, *zeros)
     assert np.allclose(face.neutral_vertices, neutral.vertices[0].numpy(), atol=1e-5)
-    assert np.array_equal(face.now_landmarks, face.neutral_landmarks3d[list(NOW_LANDMARKS)])
+    assert np.array_equal(face.now_landmarks, face.neutral_landmarks3d[list(NOW_LANDMARKS_IBUG68)])
     assert face.texture.shape == (256, 256, 3) and face.texture.dtype == np.uint8
     inside = face.alpha > 0.5
     assert face.depth_png[inside].min() >= 55 and face.depth_png[~inside].max() == 0

@@ -40,7 +40,6 @@ from vitdeca.data.synth_render import SynthRenderer
 from vitdeca.errors import VitdecaError
 from vitdeca.storage import atomic_path, atomic_write_bytes
 
-NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
 IMAGE_FOLDER = "iphone_pictures"
 IMAGE_LIST = "imagepathsvalidation.txt"
 CODES_NAME = "codes.npz"
@@ -255,6 +254,7 @@ def load_synth_head(options: SynthOptions):
 def write_scan(out: Path, head, subject: Subject, topology: tuple[np.ndarray, np.ndarray]) -> None:
     """The subject's neutral outer surface in mm and its 7 NoW landmarks (``.pp``)."""
     from vitdeca import io
+    from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
     from vitdeca.evaluation.pp import write_pp
 
     with torch.no_grad():
@@ -265,7 +265,7 @@ def write_scan(out: Path, head, subject: Subject, topology: tuple[np.ndarray, np
     keep, faces = topology
     vertices = neutral.vertices[0].double().numpy()[keep] * mm
     io.save_obj(out / "scans" / subject.name / f"{subject.name}.obj", vertices, faces)
-    landmarks = neutral.landmarks3d[0, list(NOW_LANDMARKS)].double().numpy() * mm
+    landmarks = neutral.landmarks3d[0, list(NOW_LANDMARKS_IBUG68)].double().numpy() * mm
     write_pp(out / "scans_lmks_onlypp" / subject.name / f"{subject.name}_picked_points.pp", landmarks)
 
 
@@ -325,7 +325,7 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
 
     from vitdeca import __version__
     from vitdeca.data.manifest import write_meta
-    from vitdeca.media import save_png
+    from vitdeca.media import float_to_uint8, save_png
 
     options = (options or SynthOptions()).validated()
     out = Path(out)
@@ -340,7 +340,7 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
         write_scan(out, head, subject, topology)
         save_png(
             out / "albedo" / f"{subject.name}.png",
-            _uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)),
+            float_to_uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)),
         )
     records, landmarks, cameras, visible = [], [], [], []
     with tqdm(total=len(specs), desc="synth", unit="image", disable=not progress) as bar:
@@ -366,10 +366,6 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
         "synth": _jsonable(asdict(options)), **summary,
     })  # fmt: skip
     return summary
-
-
-def _uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _jsonable(value: Any) -> Any:

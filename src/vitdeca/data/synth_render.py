@@ -16,6 +16,7 @@ from vitdeca.data.synth_appearance import (
     read_texture,
     socket_weights,
 )
+from vitdeca.media import float_to_uint8
 
 if TYPE_CHECKING:
     from vitdeca.data.synth import ImageSpec, Subject, SynthOptions
@@ -173,4 +174,4 @@ def _finish(image: np.ndarray, mask: np.ndarray, spec: ImageSpec, rng: np.random
     exposure = float(np.clip((0.42 / max(luma, 1e-3)) ** 0.6, 0.8, 2.5))
     image = np.power(np.clip(image * exposure, 0.0, 1.0), spec.gamma) * spec.gain
     image = image + rng.normal(0.0, spec.noise, image.shape)
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return float_to_uint8(image)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from vitdeca.errors import VitdecaError
+from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
 from vitdeca.evaluation.now_dataset import NowItem, read_image_list
 
 log = logging.getLogger(__name__)
 
-NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
 LANDMARK_SOURCES = ("auto", "gt", "detect")
 MARKER = ".vitdeca_predictions"
 
@@ -66,7 +66,7 @@ def neutral_meshes(head, shape: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Neutral vertices (B,V,3) (expression and pose zero) and their NoW landmarks (B,7,3), model units."""
     zeros = [torch.zeros(shape.shape[0], n, device=shape.device) for n in (head.n_expression, head.n_pose)]
     out = head(shape, *zeros)
-    return out.vertices.cpu().numpy(), out.landmarks3d[:, list(NOW_LANDMARKS)].cpu().numpy()
+    return out.vertices.cpu().numpy(), out.landmarks3d[:, list(NOW_LANDMARKS_IBUG68)].cpu().numpy()
 
 
 def write_oracle_predictions(dataset: str | os.PathLike, predictions: str | os.PathLike):

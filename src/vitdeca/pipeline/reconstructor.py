@@ -81,8 +81,9 @@ class FaceCrop:
     @property
     def crop_landmarks(self) -> np.ndarray:
         """(68,2) detector landmarks in crop pixels."""
-        m = self.crop.matrix
-        return self.landmarks @ m[:, :2].T + m[:, 2]
+        from vitdeca.faces import transform_points
+
+        return transform_points(self.landmarks, self.crop.matrix)
 
 
 @dataclass
