@@ -70,10 +70,12 @@ def test_video_round_trip(tmp_path):
     with media.video_writer(tmp_path / "v.mp4", fps=12) as write:
         for f in frames:
             write(f)
-    reader, info = media.open_video(tmp_path / "v.mp4")
-    reader.close()
-    assert info.fps == pytest.approx(12.0)
-    assert info.size == (48, 34)
+    with media.Video(tmp_path / "v.mp4") as video:
+        assert video.fps == pytest.approx(12.0) and video.size == (48, 34) and video.n_frames in (12, None)
+        got = list(video.frames())
+        again = list(video.frames(max_frames=3))  # a second pass over the same reader starts at frame 0
+    assert [i for i, _ in again] == [0, 1, 2]
+    assert all(np.array_equal(a, g) for (_, a), (_, g) in zip(again, got, strict=False))
     got = list(media.iter_video(tmp_path / "v.mp4"))
     assert [i for i, _ in got] == list(range(12))
     for (_, g), f in zip(got, frames, strict=True):

@@ -178,7 +178,8 @@ class BatchRunner:
     """Run a reconstructor over files and write outputs + ``summary.json`` (the CLI's engine).
 
     ``reconstructor`` needs ``prepare(path, all_faces)``, ``reconstruct_crops(prepared)`` and
-    ``iter_video(path, smooth, max_frames)`` (see :class:`Reconstructor`); ``writer(result, folder,
+    ``iter_video(video, smooth, max_frames)`` with an open :class:`~vitdeca.media.Video` (see
+    :class:`Reconstructor`); ``writer(result, folder,
     stem, save)`` writes one face's files and returns their paths.
     """
 
@@ -461,8 +462,6 @@ def write_video_outputs(
     """
     import contextlib
 
-    reader, info = media.open_video(path)
-    reader.close()
     folder.mkdir(parents=True, exist_ok=True)
     outputs: list[Path] = []
     track: list[VideoFrame] = []
@@ -470,11 +469,12 @@ def write_video_outputs(
     n_frames = n_failed = 0
     per_frame_save = options.save - {"vis"}
     with contextlib.ExitStack() as stack:
-        write = None
+        video = stack.enter_context(media.Video(path))
+        fps, write = video.fps, None
         if "vis" in options.save:
             vis_path = folder / f"{stem}_vis.mp4"
-            write = stack.enter_context(media.video_writer(vis_path, info.fps))
-        for frame in rec.iter_video(path, smooth=options.smooth, max_frames=options.max_frames):
+            write = stack.enter_context(media.video_writer(vis_path, fps))
+        for frame in rec.iter_video(video, smooth=options.smooth, max_frames=options.max_frames):
             n_frames += 1
             n_failed += bool(frame.error)
             timeline.append((frame.time, frame.face))
@@ -495,7 +495,7 @@ def write_video_outputs(
     if n_failed:
         message += f", {n_failed} failed"
     if "arkit" in options.save and track and track[0].face.mesh.arkit is not None:
-        csv, missing = animation.write_live_link_csv(folder / f"{stem}_arkit.csv", timeline, info.fps)
+        csv, missing = animation.write_live_link_csv(folder / f"{stem}_arkit.csv", timeline, fps)
         outputs.append(csv)
         message += f"; ARKit CSV: {missing} rows without a face repeat the last weights"
     if "avatar" in options.save and track and track[0].face.mesh.arkit is not None:

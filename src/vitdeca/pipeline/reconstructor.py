@@ -260,9 +260,10 @@ class Reconstructor:
 
     # ------------------------------------------------------------------------------------- videos
     def iter_video(
-        self, path: str | os.PathLike, smooth: bool = True, max_frames: int | None = None
+        self, video: media.Video | str | os.PathLike, smooth: bool = True, max_frames: int | None = None
     ) -> Iterator[VideoFrame]:
-        """Track the largest face of a video; yields a :class:`VideoFrame` per frame, in order.
+        """Track the largest face of a video (an open :class:`~vitdeca.media.Video` or a path); yields a
+        :class:`VideoFrame` per frame, in order.
 
         Two passes (:mod:`vitdeca.pipeline.video`): per-frame codes, then one shape and albedo per track
         (a face lost for more than :data:`TRACK_RESET_S` starts a new track) and, with ``smooth``,
@@ -271,7 +272,7 @@ class Reconstructor:
         """
         from vitdeca.pipeline.video import iter_video
 
-        return iter_video(self, path, smooth=smooth, max_frames=max_frames)
+        return iter_video(self, video, smooth=smooth, max_frames=max_frames)
 
     def _recrop(self, frame: np.ndarray, crop: FaceCrop, landmarks: np.ndarray) -> FaceCrop:
         """``crop`` redone around smoothed ``landmarks`` (68,2) (original pixels)."""

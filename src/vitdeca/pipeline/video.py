@@ -90,17 +90,27 @@ def finish_track(rec, track: list[Observation], smooth: bool) -> list[Observatio
 
 
 def iter_video(
-    rec, path: str | os.PathLike, smooth: bool = True, max_frames: int | None = None
+    rec, video: media.Video | str | os.PathLike, smooth: bool = True, max_frames: int | None = None
 ) -> Iterator[VideoFrame]:
-    """The frames of ``path`` with their tracked face (module docstring); ``rec`` a Reconstructor. A frame
-    that fails is reported in ``VideoFrame.error``, never raised."""
-    _, info = media.open_video(path)
+    """The frames of ``video`` (an open :class:`~vitdeca.media.Video`, or a path: opened and closed
+    here) with their tracked face (module docstring); ``rec`` a Reconstructor. A frame that fails is
+    reported in ``VideoFrame.error``, never raised."""
+    if not isinstance(video, media.Video):
+        with media.Video(video) as opened:
+            yield from _track_video(rec, opened, smooth, max_frames)
+        return
+    yield from _track_video(rec, video, smooth, max_frames)
+
+
+def _track_video(rec, video: media.Video, smooth: bool, max_frames: int | None) -> Iterator[VideoFrame]:
+    """Both passes over one open ``video`` (:func:`iter_video`)."""
+    path = video.path
     done: dict[int, Observation] = {}
     errors: dict[int, str] = {}
-    for track in _pass_one(rec, path, info.fps, smooth, max_frames, errors):
+    for track in _pass_one(rec, video, smooth, max_frames, errors):
         done.update((o.index, o) for o in finish_track(rec, track, smooth))
-    for index, frame in media.iter_video(path, max_frames=max_frames):
-        t = index / info.fps
+    for index, frame in video.frames(max_frames):
+        t = index / video.fps
         if index in errors or index not in done:
             yield VideoFrame(index, t, frame, None, error=errors.get(index, ""))
             continue
@@ -118,15 +128,15 @@ def _nme(o: Observation) -> np.ndarray | None:
     return None if o.nme is None else np.array([o.nme])
 
 
-def _pass_one(rec, path, fps: float, smooth: bool, max_frames, errors: dict[int, str]):
+def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[int, str]):
     """Pass 1: yields each finished track (a list of :class:`Observation`); failures go to ``errors``."""
     from vitdeca.pipeline.reconstructor import LANDMARK_SMOOTHING, TRACK_RESET_S
 
     marks = media.OneEuroFilter(*LANDMARK_SMOOTHING)
     track: list[Observation] = []
     previous, last_seen = None, -np.inf
-    for index, frame in media.iter_video(path, max_frames=max_frames):
-        t = index / fps
+    for index, frame in video.frames(max_frames):
+        t = index / video.fps
         if t - last_seen > TRACK_RESET_S:
             if track:
                 yield track
@@ -147,7 +157,7 @@ def _pass_one(rec, path, fps: float, smooth: bool, max_frames, errors: dict[int,
                                      None if nme is None else float(nme[0])))  # fmt: skip
             last_seen = t
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the video
-            log.warning("%s: frame %d failed (%s)", path, index, exc)
+            log.warning("%s: frame %d failed (%s)", video.path, index, exc)
             errors[index] = str(exc) or type(exc).__name__
     if track:
         yield track
