@@ -54,9 +54,9 @@ def test_interval_is_seeded_and_narrows_with_more_subjects():
 
 
 def test_fixed_prediction_is_measured_once_per_subject_for_each_image(tmp_path, synth):
+    from vitdeca.evaluation.baseline import write_prediction
     from vitdeca.evaluation.now_dataset import evaluate_now, read_image_list
     from vitdeca.evaluation.pp import write_pp
-    from vitdeca.evaluation.synthetic import write_prediction
 
     from .test_now_cli import write_obj
 

@@ -170,8 +170,9 @@ def test_eval_synth_oracle_is_zero_and_scale_is_cm_to_mm(dataset, tmp_path, caps
 
 
 def test_eval_synth_with_a_checkpoint_and_with_fitting(dataset, home, tmp_path):
+    from vitdeca.evaluation.baseline import write_prediction
     from vitdeca.evaluation.now_dataset import evaluate_now
-    from vitdeca.evaluation.synthetic import evaluate_model, write_prediction
+    from vitdeca.evaluation.synthetic import evaluate_model
     from vitdeca.model import DecaModel, ModelConfig
 
     model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False, image_size=32, uv_size=32))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,10 +15,8 @@ from vitdeca.data.synth_appearance import (
     read_texture,
     socket_weights,
 )
+from vitdeca.data.synth_spec import ImageSpec, Subject, SynthOptions
 from vitdeca.media import float_to_uint8
-
-if TYPE_CHECKING:
-    from vitdeca.data.synth import ImageSpec, Subject, SynthOptions
 
 
 @dataclass

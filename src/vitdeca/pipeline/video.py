@@ -3,7 +3,7 @@
 Pass 1 reads the video and, per frame, detects the largest face, places the crop around One-Euro
 smoothed landmarks (a steady crop) and estimates the codes against the frame's own detected landmarks
 (fitting warm-starts from the previous frame). A face lost for more than
-:data:`~vitdeca.pipeline.reconstructor.TRACK_RESET_S` starts a new track. Only codes and landmarks are
+:data:`TRACK_RESET_S` starts a new track. Only codes and landmarks are
 kept, never the frames.
 
 At the end of each track: one shape and albedo for the whole track
@@ -32,6 +32,20 @@ from vitdeca.pipeline.identity import IDENTITY_CODES, cat_codes, shared_identity
 from vitdeca.pipeline.results import VideoFrame
 
 log = logging.getLogger(__name__)
+
+# Per code: (min_cutoff Hz, beta) of its One-Euro filter. Identity and appearance barely change within
+# a shot, so their cutoffs are low; expression, pose and camera follow motion.
+SMOOTHING: dict[str, tuple[float, float]] = {
+    "shape": (0.05, 0.0),
+    "albedo": (0.2, 0.0),
+    "light": (0.3, 0.0),
+    "detail": (0.5, 0.5),
+    "expression": (1.5, 1.0),
+    "pose": (1.5, 2.0),
+    "camera": (1.5, 2.0),
+}
+LANDMARK_SMOOTHING = (1.0, 0.05)  # detector landmarks in pixels: (min_cutoff Hz, beta s/px)
+TRACK_RESET_S = 0.5  # a face lost for longer than this starts a new track (filters forget the past)
 
 
 @dataclass
@@ -63,9 +77,7 @@ def smooth_track(values: np.ndarray, times: np.ndarray, settings: tuple[float, f
 
 def smooth_codes(codes: Codes, times: np.ndarray) -> Codes:
     """Every code of a track (batch T) but the identity, :func:`smooth_track`-ed with the settings of
-    :data:`~vitdeca.pipeline.reconstructor.SMOOTHING`."""
-    from vitdeca.pipeline.reconstructor import SMOOTHING
-
+    :data:`SMOOTHING`."""
     changes = {}
     for name, value in codes.as_dict().items():
         if value is None or name in IDENTITY_CODES or name not in SMOOTHING:
@@ -130,8 +142,6 @@ def _nme(o: Observation) -> np.ndarray | None:
 
 def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[int, str]):
     """Pass 1: yields each finished track (a list of :class:`Observation`); failures go to ``errors``."""
-    from vitdeca.pipeline.reconstructor import LANDMARK_SMOOTHING, TRACK_RESET_S
-
     marks = media.OneEuroFilter(*LANDMARK_SMOOTHING)
     track: list[Observation] = []
     previous, last_seen = None, -np.inf

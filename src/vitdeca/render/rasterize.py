@@ -129,13 +129,6 @@ def interpolate(fragments: Fragments, faces: torch.Tensor | None, attributes: to
     return scatter_packed(interpolate_packed(fragments, faces, attributes), fragments, channels_last=False)
 
 
-def interpolate_hwc(
-    fragments: Fragments, faces: torch.Tensor | None, attributes: torch.Tensor
-) -> torch.Tensor:
-    """As :func:`interpolate` but channels last: (B,H,W,C)."""
-    return scatter_packed(interpolate_packed(fragments, faces, attributes), fragments, channels_last=True)
-
-
 def interpolate_packed(
     fragments: Fragments, faces: torch.Tensor | None, attributes: torch.Tensor
 ) -> torch.Tensor:
