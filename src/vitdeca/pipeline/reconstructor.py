@@ -254,9 +254,9 @@ class Reconstructor:
         :class:`VideoFrame` per frame, in order.
 
         Two passes (:mod:`vitdeca.pipeline.video`): per-frame codes, then one shape and albedo per track
-        (a face lost for more than :data:`~vitdeca.pipeline.video.TRACK_RESET_S` starts a new track) and, with ``smooth``,
-        zero-phase smoothing of the other codes; the crops follow One-Euro smoothed landmarks. A frame
-        that fails is reported in ``VideoFrame.error``, never raised.
+        (a face lost for more than :data:`~vitdeca.pipeline.video.TRACK_RESET_S` starts a new track)
+        and, with ``smooth``, zero-phase smoothing of the other codes; the crops follow One-Euro
+        smoothed landmarks. A frame that fails is reported in ``VideoFrame.error``, never raised.
         """
         return iter_video(self, video, smooth=smooth, max_frames=max_frames)
 
