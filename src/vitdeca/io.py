@@ -83,6 +83,27 @@ def _face_rows(faces: np.ndarray, uv_faces: np.ndarray | None, with_normals: boo
     return (f"f {corner} {corner} {corner}\n" * len(faces)) % tuple(values.ravel().tolist())
 
 
+def _mesh_arrays(vertices: Any, faces: Any, uv_coords: Any = None, uv_faces: Any = None):
+    """Checked numpy arrays (vertices, faces, uv_coords or None, uv_faces or None): faces index inside
+    the vertices; uv_faces default to the faces when there is one UV per vertex, and must match the faces
+    and index inside uv_coords."""
+    v = _np(vertices, np.float64, (3,), "vertices")
+    f = _np(faces, np.int64, (3,), "faces")
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise ValueError("faces index outside the vertex array")
+    if uv_coords is None:
+        if uv_faces is not None:
+            raise ValueError("uv_faces need uv_coords")
+        return v, f, None, None
+    uv = _np(uv_coords, np.float64, (2,), "uv_coords")
+    if uv_faces is None and len(uv) != len(v):
+        raise ValueError("uv_faces are needed unless there is one UV per vertex")
+    uvf = f if uv_faces is None else _np(uv_faces, np.int64, (3,), "uv_faces")
+    if uvf.shape != f.shape or (uvf.size and (uvf.min() < 0 or uvf.max() >= len(uv))):
+        raise ValueError("uv_faces must match faces and index inside uv_coords")
+    return v, f, uv, uvf
+
+
 def _material(obj: Path, texture: Any, texture_name: str, written: list[Path]) -> str:
     """Write ``<stem>.mtl`` mapping ``texture_name`` (and the texture PNG when given), appending the files
     to ``written``; returns the OBJ's header lines that use the material."""
@@ -116,19 +137,9 @@ def save_obj(
     path = Path(path)
     if texture is not None and texture_name is None:
         texture_name = path.with_suffix(".png").name
-    v = _np(vertices, np.float64, (3,), "vertices")
-    f = _np(faces, np.int64, (3,), "faces")
-    if f.size and (f.min() < 0 or f.max() >= len(v)):
-        raise ValueError("faces index outside the vertex array")
-    has_uv = uv_coords is not None
-    if has_uv and uv_faces is None and len(uv_coords) == len(v):
-        uv_faces = f
-    if has_uv != (uv_faces is not None) or (texture_name is not None and not has_uv):
-        raise ValueError("uv_faces are needed unless there is one UV per vertex, and a texture needs UVs")
-    uv = _np(uv_coords, np.float64, (2,), "uv_coords") if has_uv else None
-    uvf = _np(uv_faces, np.int64, (3,), "uv_faces") if has_uv else None
-    if uvf is not None and (uvf.shape != f.shape or (uvf.size and (uvf.min() < 0 or uvf.max() >= len(uv)))):
-        raise ValueError("uv_faces must match faces and index inside uv_coords")
+    v, f, uv, uvf = _mesh_arrays(vertices, faces, uv_coords, uv_faces)
+    if texture_name is not None and uv is None:
+        raise ValueError("a texture needs UVs")
     n = _np(normals, np.float64, (3,), "normals") if normals is not None else None
     if n is not None and len(n) != len(v):
         raise ValueError("normals must be per vertex (V,3)")
@@ -148,8 +159,7 @@ def save_obj(
 def _trimesh(vertices: Any, faces: Any, **kw: Any):
     import trimesh
 
-    v = _np(vertices, np.float64, (3,), "vertices")
-    f = _np(faces, np.int64, (3,), "faces")
+    v, f, _, _ = _mesh_arrays(vertices, faces)
     return trimesh.Trimesh(v, f, process=False, **kw)
 
 
@@ -184,12 +194,7 @@ def save_glb(
     import trimesh
     from PIL import Image
 
-    v = _np(vertices, np.float64, (3,), "vertices")
-    f = _np(faces, np.int64, (3,), "faces")
-    uv = _np(uv_coords, np.float64, (2,), "uv_coords")
-    uvf = f if uv_faces is None and len(uv) == len(v) else _np(uv_faces, np.int64, (3,), "uv_faces")
-    if uvf.shape != f.shape or uvf.min() < 0 or uvf.max() >= len(uv):
-        raise ValueError("uv_faces must match faces and index inside uv_coords")
+    v, f, uv, uvf = _mesh_arrays(vertices, faces, uv_coords, uv_faces)
     pairs, corner_ids = np.unique(np.stack([f.reshape(-1), uvf.reshape(-1)], 1), axis=0, return_inverse=True)
     image = Image.fromarray(texture_uint8(texture)) if texture is not None else None
     visual = trimesh.visual.TextureVisuals(uv=uv[pairs[:, 1]], image=image)
