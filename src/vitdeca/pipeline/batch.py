@@ -179,8 +179,8 @@ class BatchRunner:
 
     ``reconstructor`` needs ``prepare(path, all_faces)``, ``reconstruct_crops(prepared)`` and
     ``iter_video(video, smooth, max_frames)`` with an open :class:`~vitdeca.media.Video` (see
-    :class:`Reconstructor`); ``writer(result, folder,
-    stem, save)`` writes one face's files and returns their paths.
+    :class:`Reconstructor`); ``writer(result, folder, stem, save)`` writes one face's files and returns
+    their paths: the runner decides what to write, :mod:`vitdeca.io` and :mod:`vitdeca.media` how.
     """
 
     def __init__(
@@ -419,7 +419,7 @@ def _write_meshes(result: FaceResult, folder: Path, stem: str, save: frozenset[s
 
     mesh, files = result.mesh, []
     texture = result.texture if "texture" in save else None
-    png = f"{stem}_texture.png"  # one texture, shared by the OBJ, the detail OBJ and the GLB
+    png = f"{stem}_texture.png"  # one texture file, shared by the OBJ and the detail OBJ
     uvs = {"uv_coords": mesh.uv_coords, "uv_faces": mesh.uv_faces}
     if "obj" in save:
         name = png if texture is not None else None
