@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synth_setup import make_dataset, parse_arguments
-from vitdeca.storage import atomic_write_bytes
+from synth_setup import make_dataset, parse_arguments, publish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "arkit.md"
 PRIORS = ("sparsity_reg", "symmetry_reg", "exclusive_reg")
@@ -110,10 +109,7 @@ def main() -> None:
         f"--seed {args.seed}`; {platform.machine()}, torch {torch.__version__}. Default prior weights: "
         f"{weights}. Faces located from the true landmarks; accuracy only (no timings).\n\n{text}\n"
     )
-    print(report)
-    if not args.no_write:
-        atomic_write_bytes(RESULTS, report.encode())
-        print(f"written to {RESULTS}")
+    publish(report, RESULTS, args)
 
 
 if __name__ == "__main__":

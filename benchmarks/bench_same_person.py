@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from synth_setup import make_dataset, parse_arguments
-from vitdeca.storage import atomic_write_bytes
+from synth_setup import make_dataset, parse_arguments, publish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "same_person.md"
 
@@ -90,10 +89,7 @@ def main() -> None:
         f"FitConfig; accuracy only (no timings).\n\n" + "\n".join(lines) + "\n\n"
         f"all images / one image = **{all_images / one:.3f}** (target <= 0.85)\n"
     )
-    print(report)
-    if not args.no_write:
-        atomic_write_bytes(RESULTS, report.encode())
-        print(f"written to {RESULTS}")
+    publish(report, RESULTS, args)
 
 
 if __name__ == "__main__":

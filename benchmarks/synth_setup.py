@@ -25,3 +25,13 @@ def make_dataset(folder: Path, args: argparse.Namespace, **options) -> Path:
     synth = SynthOptions(n_images=args.images, images_per_subject=args.per_subject, seed=args.seed, **options)
     write_synthetic_dataset(folder, synth, progress=False)
     return folder
+
+
+def publish(report: str, results: Path, args: argparse.Namespace) -> None:
+    """Print the report and, unless ``--no-write``, write it (atomically) to ``results``."""
+    from vitdeca.storage import atomic_write_bytes
+
+    print(report)
+    if not args.no_write:
+        atomic_write_bytes(results, report.encode())
+        print(f"written to {results}")
