@@ -27,7 +27,8 @@ import torch
 
 from vitdeca.faces import get_backend, read_image
 from vitdeca.faces.annotate import AnnotateOptions, annotate_folder
-from vitdeca.faces.detect import DEFAULT_MAX_SIDE, clear_backends, shrink_for_detection
+from vitdeca.faces.backends import clear_backends
+from vitdeca.faces.detect import DEFAULT_MAX_SIDE, shrink_for_detection
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 from vitdeca.storage import atomic_write_bytes
 

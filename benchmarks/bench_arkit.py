@@ -17,7 +17,6 @@ reported. Usage: ``python benchmarks/bench_arkit.py [--images 48] [--per-subject
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import platform
 import tempfile
@@ -26,18 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitdeca.storage import atomic_write_bytes
+from synth_setup import make_dataset, parse_arguments, publish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "arkit.md"
 PRIORS = ("sparsity_reg", "symmetry_reg", "exclusive_reg")
-
-
-def make_dataset(folder: Path, images: int, per_subject: int, seed: int) -> Path:
-    from vitdeca.data.synth import SynthOptions, write_synthetic_dataset
-
-    options = SynthOptions(n_images=images, images_per_subject=per_subject, seed=seed, neutral_fraction=0.2)
-    write_synthetic_dataset(folder, options, progress=False)
-    return folder
 
 
 def fitted_expressions(rec, dataset: Path, config) -> np.ndarray:
@@ -91,19 +82,14 @@ def table(rows: dict[str, dict[str, float]], n: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=48)
-    parser.add_argument("--per-subject", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-write", action="store_true", help="print only (for a quick check)")
-    args = parser.parse_args()
+    args = parse_arguments(__doc__.splitlines()[0])
     from vitdeca.arkit import arkit_mapping
     from vitdeca.evaluation.synthetic import build_reconstructor
     from vitdeca.fit import FitConfig
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = make_dataset(Path(tmp) / "synth", args.images, args.per_subject, args.seed)
+        dataset = make_dataset(Path(tmp) / "synth", args, neutral_fraction=0.2)
         true_expr = np.load(dataset / "codes.npz")["expression"]
         rec = build_reconstructor(None)
         mapping = arkit_mapping(rec.model.head)
@@ -123,10 +109,7 @@ def main() -> None:
         f"--seed {args.seed}`; {platform.machine()}, torch {torch.__version__}. Default prior weights: "
         f"{weights}. Faces located from the true landmarks; accuracy only (no timings).\n\n{text}\n"
     )
-    print(report)
-    if not args.no_write:
-        atomic_write_bytes(RESULTS, report.encode())
-        print(f"written to {RESULTS}")
+    publish(report, RESULTS, args)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ def photo_rows(recs: dict, photos: list[Path]) -> list[tuple[str, dict, dict]]:
 
 def synthetic_errors(recs: dict, dataset: Path, workdir: Path) -> dict[str, dict[str, np.ndarray]]:
     """{method: {subject: all scan-to-mesh distances (mm) of its images}}, mean face included."""
-    from vitdeca.evaluation.now_dataset import evaluate_now, read_image_list
-    from vitdeca.evaluation.synthetic import neutral_meshes, predict_dataset, write_prediction
+    from vitdeca.evaluation.baseline import evaluate_shapes
+    from vitdeca.evaluation.now_dataset import evaluate_now
+    from vitdeca.evaluation.synthetic import predict_dataset
 
     out = {}
     for method in ("mean_face", *METHODS):
@@ -81,13 +82,12 @@ def synthetic_errors(recs: dict, dataset: Path, workdir: Path) -> dict[str, dict
         folder.mkdir()
         if method == "mean_face":
             head = recs["regress"].model.head
-            vertices, lmk7 = neutral_meshes(head, torch.zeros(1, head.n_shape))
-            for item in read_image_list(dataset, "val"):
-                write_prediction(folder, item, vertices[0], head.faces.cpu().numpy(), lmk7[0])
+            results = evaluate_shapes(head, torch.zeros(1, head.n_shape), dataset, folder)
         else:
             predict_dataset(recs[method], dataset, folder, progress=False)
+            results = evaluate_now(folder, dataset, workers=1, progress=False)
         per_subject: dict[str, list[np.ndarray]] = {}
-        for result in evaluate_now(folder, dataset, workers=1, progress=False):
+        for result in results:
             if result.status == "ok":
                 per_subject.setdefault(result.item.subject, []).append(result.distances)
         out[method] = {s: np.concatenate(d) for s, d in per_subject.items()}

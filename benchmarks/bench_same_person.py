@@ -16,7 +16,6 @@ Accuracy only, no timings. Usage: ``python benchmarks/bench_same_person.py [--im
 
 from __future__ import annotations
 
-import argparse
 import platform
 import tempfile
 from pathlib import Path
@@ -24,17 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitdeca.storage import atomic_write_bytes
+from synth_setup import make_dataset, parse_arguments, publish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "same_person.md"
-
-
-def make_dataset(folder: Path, images: int, per_subject: int, seed: int) -> Path:
-    from vitdeca.data.synth import SynthOptions, write_synthetic_dataset
-
-    options = SynthOptions(n_images=images, images_per_subject=per_subject, seed=seed)
-    write_synthetic_dataset(folder, options, progress=False)
-    return folder
 
 
 def subject_shapes(rec, dataset: Path) -> tuple[list, np.ndarray, np.ndarray]:
@@ -59,41 +50,31 @@ def subject_shapes(rec, dataset: Path) -> tuple[list, np.ndarray, np.ndarray]:
     return items, np.stack([alone[i.image] for i in items]), np.stack([joint[i.image] for i in items])
 
 
-def now_median(head, dataset: Path, folder: Path, items, shapes: np.ndarray) -> tuple[float, float]:
+def now_median(head, dataset: Path, folder: Path, shapes: np.ndarray) -> tuple[float, float]:
     """Write the neutral meshes of ``shapes`` as predictions into ``folder``; (median, mean) mm."""
-    from vitdeca.evaluation.now_dataset import evaluate_now
+    from vitdeca.evaluation.baseline import evaluate_shapes
     from vitdeca.evaluation.now_report import summarize
-    from vitdeca.evaluation.synthetic import neutral_meshes, write_prediction
 
-    faces = head.faces.numpy()
-    vertices, landmarks = neutral_meshes(head, torch.from_numpy(shapes).float())
-    for k, item in enumerate(items):
-        write_prediction(folder, item, vertices[k], faces, landmarks[k])
-    summary = summarize(evaluate_now(folder, dataset, "val", progress=False))
+    summary = summarize(evaluate_shapes(head, torch.from_numpy(shapes).float(), dataset, folder))
     assert summary["complete"], summary["missing"] + summary["malformed"]
     return float(summary["median"]), float(summary["mean"])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=48)
-    parser.add_argument("--per-subject", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-write", action="store_true", help="print only (for a quick check)")
-    args = parser.parse_args()
+    args = parse_arguments(__doc__.splitlines()[0])
     from vitdeca.evaluation.synthetic import build_reconstructor
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = make_dataset(Path(tmp) / "synth", args.images, args.per_subject, args.seed)
+        dataset = make_dataset(Path(tmp) / "synth", args)
         rec = build_reconstructor(None)
         head = rec.model.head
         items, alone, joint = subject_shapes(rec, dataset)
         rows = {
-            "mean face (zero shape), baseline": now_median(head, dataset, Path(tmp) / "p0", items, 0 * alone),
-            "one image (per-image fit)": now_median(head, dataset, Path(tmp) / "p1", items, alone),
+            "mean face (zero shape), baseline": now_median(head, dataset, Path(tmp) / "p0", 0 * alone),
+            "one image (per-image fit)": now_median(head, dataset, Path(tmp) / "p1", alone),
             f"all {args.per_subject} images (joint fit, --same-person)": now_median(
-                head, dataset, Path(tmp) / "p2", items, joint
+                head, dataset, Path(tmp) / "p2", joint
             ),
         }
     one = rows["one image (per-image fit)"][0]
@@ -108,10 +89,7 @@ def main() -> None:
         f"FitConfig; accuracy only (no timings).\n\n" + "\n".join(lines) + "\n\n"
         f"all images / one image = **{all_images / one:.3f}** (target <= 0.85)\n"
     )
-    print(report)
-    if not args.no_write:
-        atomic_write_bytes(RESULTS, report.encode())
-        print(f"written to {RESULTS}")
+    publish(report, RESULTS, args)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ def _corners(loaded, vertices_or_uv):
 
 def test_obj_with_texture_round_trips(mesh, tmp_path):
     v, f, uv, uvf, tex = mesh
-    files = save_obj(tmp_path / "m.obj", torch.tensor(v, dtype=torch.float32), torch.tensor(f), uv, uvf, tex)
+    v_t, f_t = torch.tensor(v, dtype=torch.float32), torch.tensor(f)
+    files = save_obj(tmp_path / "m.obj", v_t, f_t, uv_coords=uv, uv_faces=uvf, texture=tex)
     assert [p.name for p in files] == ["m.obj", "m.mtl", "m.png"]
     loaded = trimesh.load(tmp_path / "m.obj", process=False)
     np.testing.assert_allclose(loaded.vertices[loaded.faces], v[f], atol=1e-6)  # same triangle corners
@@ -36,6 +37,21 @@ def test_obj_with_texture_round_trips(mesh, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.visual.material.image.convert("RGB")), tex)
     assert "map_Kd m.png" in (tmp_path / "m.mtl").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mtl", "m.obj", "m.png"]  # no temporary files
+
+
+def test_obj_texture_name_and_a_shared_texture(mesh, tmp_path):
+    """The texture is written under ``texture_name``; a second mesh refers to it without writing it."""
+    v, f, uv, uvf, tex = mesh
+    uvs = {"uv_coords": uv, "uv_faces": uvf}
+    first = save_obj(tmp_path / "a.obj", v, f, **uvs, texture=tex, texture_name="skin.png")
+    second = save_obj(tmp_path / "b.obj", v * 2, f, **uvs, texture_name="skin.png")
+    assert [p.name for p in first] == ["a.obj", "a.mtl", "skin.png"]
+    assert [p.name for p in second] == ["b.obj", "b.mtl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mtl", "a.obj", "b.mtl", "b.obj", "skin.png"]
+    for name in ("a", "b"):
+        assert "map_Kd skin.png\n" in (tmp_path / f"{name}.mtl").read_text()
+        loaded = trimesh.load(tmp_path / f"{name}.obj", process=False)
+        np.testing.assert_array_equal(np.asarray(loaded.visual.material.image.convert("RGB")), tex)
 
 
 def test_obj_float_texture_normals_and_per_vertex_uvs(mesh, tmp_path):
@@ -65,7 +81,7 @@ def test_obj_without_uvs(mesh, tmp_path):
 def test_ply_round_trips_with_colours(mesh, tmp_path):
     v, f, *_ = mesh
     colours = np.linspace(0, 1, 24).reshape(8, 3)
-    save_ply(tmp_path / "m.ply", v, f, vertex_colors=colours)
+    assert save_ply(tmp_path / "m.ply", v, f, vertex_colors=colours) == [tmp_path / "m.ply"]
     loaded = trimesh.load(tmp_path / "m.ply", process=False)
     np.testing.assert_allclose(loaded.vertices, v, atol=1e-6)
     np.testing.assert_array_equal(loaded.faces, f)
@@ -76,14 +92,14 @@ def test_ply_round_trips_with_colours(mesh, tmp_path):
 
 def test_glb_round_trips_with_texture(mesh, tmp_path):
     v, f, uv, uvf, tex = mesh
-    save_glb(tmp_path / "m.glb", v, f, uv, uvf, texture=tex)
+    assert save_glb(tmp_path / "m.glb", v, f, uv_coords=uv, uv_faces=uvf, texture=tex) == [tmp_path / "m.glb"]
     scene = trimesh.load(tmp_path / "m.glb", process=False)
     loaded = next(iter(scene.geometry.values()))
     np.testing.assert_allclose(loaded.vertices[loaded.faces], v[f], atol=1e-6)
     np.testing.assert_allclose(loaded.visual.uv[loaded.faces], uv[uvf], atol=1e-6)
     image = loaded.visual.material.baseColorTexture
     np.testing.assert_array_equal(np.asarray(image.convert("RGB")), tex)
-    save_glb(tmp_path / "plain.glb", v, f)
+    assert save_glb(tmp_path / "plain.glb", v, f) == [tmp_path / "plain.glb"]
     plain = next(iter(trimesh.load(tmp_path / "plain.glb", process=False).geometry.values()))
     np.testing.assert_allclose(plain.vertices[plain.faces], v[f], atol=1e-6)
 
@@ -94,6 +110,8 @@ def test_bad_arguments_raise(mesh, tmp_path):
         save_obj(tmp_path / "x.obj", v, f + 100)
     with pytest.raises(ValueError, match="texture needs UVs"):
         save_obj(tmp_path / "x.obj", v, f, texture=tex)
+    with pytest.raises(ValueError, match="texture needs UVs"):
+        save_obj(tmp_path / "x.obj", v, f, texture_name="skin.png")
     with pytest.raises(ValueError, match="uv_faces"):
         save_obj(tmp_path / "x.obj", v, f, uv_coords=uv)  # 14 UVs for 8 vertices: uv_faces needed
     with pytest.raises(ValueError, match="vertices must have shape"):

@@ -374,8 +374,9 @@ def landmarks2d(
 def face_masks(images: torch.Tensor, landmarks: torch.Tensor, method: str = "skin") -> torch.Tensor:
     """(B,1,H,W) photometric masks of crops (B,3,H,W) from their landmarks (B,68,2) (``vitdeca.faces``)."""
     from vitdeca.faces import face_mask
+    from vitdeca.media import float_to_uint8
 
-    rgb = (images.detach().clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    rgb = float_to_uint8(images.permute(0, 2, 3, 1))
     masks = [
         face_mask(img, lmk, method=method)
         for img, lmk in zip(rgb, landmarks.detach().cpu().numpy(), strict=True)

@@ -1,10 +1,11 @@
 """Files users keep: mesh export (OBJ with UVs + MTL + texture PNG, PLY, GLB).
 
-All writers are atomic (a crash never leaves a half-written file under the final name) and accept
-numpy arrays or torch tensors. Conventions: vertices (V,3) float in model units, faces (F,3)
-0-based with counter-clockwise (outward) winding, uv_coords (T,2) in [0,1] with v up, uv_faces (F,3)
-indices into uv_coords; a texture is (H,W,3) RGB, uint8 or float in [0,1], whose first row is v = 1
-(the usual OBJ/PNG convention).
+Every writer has one contract: ``save_x(path, vertices, faces, *, options...) -> list[Path]``, the
+files it wrote (``path`` first). All writes are atomic (a crash never leaves a half-written file under
+the final name) and accept numpy arrays or torch tensors. Conventions: vertices (V,3) float in model
+units, faces (F,3) 0-based with counter-clockwise (outward) winding, uv_coords (T,2) in [0,1] with v
+up, uv_faces (F,3) indices into uv_coords; a texture is (H,W,3) RGB, uint8 or float in [0,1], whose
+first row is v = 1 (the usual OBJ/PNG convention).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vitdeca.errors import VitdecaError
+from vitdeca.media import float_to_uint8
 from vitdeca.storage import atomic_path
 
 
@@ -30,30 +32,25 @@ def _np(array: Any, dtype: Any, shape_tail: tuple[int, ...], name: str) -> np.nd
     return out
 
 
-def _to_uint8(array: Any) -> np.ndarray:
-    """uint8 stays as is; floats in [0,1] are scaled to 0..255 and rounded."""
-    if hasattr(array, "detach"):
-        array = array.detach().cpu().numpy()
-    arr = np.asarray(array)
-    if arr.dtype == np.uint8:
-        return arr
-    return (np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def texture_uint8(texture: Any) -> np.ndarray:
     """A texture (H,W,3) uint8 or float in [0,1] (numpy or torch) → (H,W,3) uint8."""
-    tex = _to_uint8(texture)
+    tex = float_to_uint8(texture, np.float64)
     if tex.ndim != 3 or tex.shape[2] != 3:
         raise ValueError(f"texture must be (H,W,3), got {tex.shape}")
     return tex
 
 
-def _write_text(path: Path, text: str) -> None:
+def _write_bytes(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` atomically; a failure is the user's (a full disk, a read-only folder)."""
     try:
         with atomic_path(path) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+            tmp.write_bytes(data)
     except OSError as exc:
         raise VitdecaError(f"{path}: cannot write ({exc.strerror})") from exc
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
 
 
 def _save_texture_png(path: Path, image: Any) -> Path:
@@ -62,11 +59,7 @@ def _save_texture_png(path: Path, image: Any) -> Path:
 
     buffer = io.BytesIO()
     Image.fromarray(texture_uint8(image), mode="RGB").save(buffer, format="PNG")
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(buffer.getvalue())
-    except OSError as exc:
-        raise VitdecaError(f"{path}: cannot write ({exc.strerror})") from exc
+    _write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -90,45 +83,69 @@ def _face_rows(faces: np.ndarray, uv_faces: np.ndarray | None, with_normals: boo
     return (f"f {corner} {corner} {corner}\n" * len(faces)) % tuple(values.ravel().tolist())
 
 
-def save_obj(
-    path: str | os.PathLike,
-    vertices: Any,
-    faces: Any,
-    uv_coords: Any = None,
-    uv_faces: Any = None,
-    texture: Any = None,
-    normals: Any = None,
-) -> list[Path]:
-    """Write a triangle mesh as Wavefront OBJ; with a texture also ``<stem>.mtl`` and ``<stem>.png``.
-
-    vertices (V,3), faces (F,3), optional uv_coords (T,2) with uv_faces (F,3) (uv_faces may be omitted
-    when there is one UV per vertex, T == V), texture (H,W,3), normals (V,3) per vertex. A texture needs
-    UVs. Returns the files written, the OBJ first.
-    """
-    path = Path(path)
+def _mesh_arrays(vertices: Any, faces: Any, uv_coords: Any = None, uv_faces: Any = None):
+    """Checked numpy arrays (vertices, faces, uv_coords or None, uv_faces or None): faces index inside
+    the vertices; uv_faces default to the faces when there is one UV per vertex, and must match the faces
+    and index inside uv_coords."""
     v = _np(vertices, np.float64, (3,), "vertices")
     f = _np(faces, np.int64, (3,), "faces")
     if f.size and (f.min() < 0 or f.max() >= len(v)):
         raise ValueError("faces index outside the vertex array")
-    has_uv = uv_coords is not None
-    if has_uv and uv_faces is None and len(uv_coords) == len(v):
-        uv_faces = f
-    if has_uv != (uv_faces is not None) or (texture is not None and not has_uv):
-        raise ValueError("uv_faces are needed unless there is one UV per vertex, and a texture needs UVs")
-    uv = _np(uv_coords, np.float64, (2,), "uv_coords") if has_uv else None
-    uvf = _np(uv_faces, np.int64, (3,), "uv_faces") if has_uv else None
-    if uvf is not None and (uvf.shape != f.shape or (uvf.size and (uvf.min() < 0 or uvf.max() >= len(uv)))):
+    if uv_coords is None:
+        if uv_faces is not None:
+            raise ValueError("uv_faces need uv_coords")
+        return v, f, None, None
+    uv = _np(uv_coords, np.float64, (2,), "uv_coords")
+    if uv_faces is None and len(uv) != len(v):
+        raise ValueError("uv_faces are needed unless there is one UV per vertex")
+    uvf = f if uv_faces is None else _np(uv_faces, np.int64, (3,), "uv_faces")
+    if uvf.shape != f.shape or (uvf.size and (uvf.min() < 0 or uvf.max() >= len(uv))):
         raise ValueError("uv_faces must match faces and index inside uv_coords")
+    return v, f, uv, uvf
+
+
+def _material(obj: Path, texture: Any, texture_name: str, written: list[Path]) -> str:
+    """Write ``<stem>.mtl`` mapping ``texture_name`` (and the texture PNG when given), appending the files
+    to ``written``; returns the OBJ's header lines that use the material."""
+    if texture is not None:
+        png = _save_texture_png(obj.with_name(texture_name), texture)
+    mtl = obj.with_suffix(".mtl")
+    _write_text(mtl, f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\nmap_Kd {texture_name}\n")
+    written += [mtl, png] if texture is not None else [mtl]
+    return f"mtllib {mtl.name}\nusemtl material0\n"
+
+
+def save_obj(
+    path: str | os.PathLike,
+    vertices: Any,
+    faces: Any,
+    *,
+    uv_coords: Any = None,
+    uv_faces: Any = None,
+    texture: Any = None,
+    texture_name: str | None = None,
+    normals: Any = None,
+) -> list[Path]:
+    """Write a triangle mesh as Wavefront OBJ; with a texture also ``<stem>.mtl`` and the texture PNG.
+
+    vertices (V,3), faces (F,3), optional uv_coords (T,2) with uv_faces (F,3) (uv_faces may be omitted
+    when there is one UV per vertex, T == V), texture (H,W,3), normals (V,3) per vertex.
+    ``texture_name``: the PNG's file name beside the OBJ (default ``<stem>.png``); with a name but no
+    ``texture`` the material refers to that file without writing it (several meshes sharing one texture).
+    A texture needs UVs. Returns the files written, the OBJ first.
+    """
+    path = Path(path)
+    if texture is not None and texture_name is None:
+        texture_name = path.with_suffix(".png").name
+    v, f, uv, uvf = _mesh_arrays(vertices, faces, uv_coords, uv_faces)
+    if texture_name is not None and uv is None:
+        raise ValueError("a texture needs UVs")
     n = _np(normals, np.float64, (3,), "normals") if normals is not None else None
     if n is not None and len(n) != len(v):
         raise ValueError("normals must be per vertex (V,3)")
     header, written = "# written by vitdeca\n", [path]
-    if texture is not None:
-        mtl, png = path.with_suffix(".mtl"), path.with_suffix(".png")
-        _save_texture_png(png, texture)
-        _write_text(mtl, f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\nmap_Kd {png.name}\n")
-        header += f"mtllib {mtl.name}\nusemtl material0\n"
-        written += [mtl, png]
+    if texture_name is not None:
+        header += _material(path, texture, texture_name, written)
     body = [header, _rows("v", v)]
     if uv is not None:
         body.append(_rows("vt", uv))
@@ -142,24 +159,19 @@ def save_obj(
 def _trimesh(vertices: Any, faces: Any, **kw: Any):
     import trimesh
 
-    v = _np(vertices, np.float64, (3,), "vertices")
-    f = _np(faces, np.int64, (3,), "faces")
+    v, f, _, _ = _mesh_arrays(vertices, faces)
     return trimesh.Trimesh(v, f, process=False, **kw)
 
 
-def _export(mesh: Any, path: Path, file_type: str) -> Path:
+def _export(mesh: Any, path: Path, file_type: str) -> list[Path]:
     data = mesh.export(file_type=file_type)
-    try:
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-    except OSError as exc:
-        raise VitdecaError(f"{path}: cannot write ({exc.strerror})") from exc
-    return path
+    _write_bytes(path, data if isinstance(data, bytes) else data.encode())
+    return [path]
 
 
-def save_ply(path: str | os.PathLike, vertices: Any, faces: Any, vertex_colors: Any = None) -> Path:
-    """Write a binary PLY; vertex_colors (V,3) uint8 or float in [0,1] optional."""
-    colors = None if vertex_colors is None else _to_uint8(vertex_colors)
+def save_ply(path: str | os.PathLike, vertices: Any, faces: Any, *, vertex_colors: Any = None) -> list[Path]:
+    """Write a binary PLY; vertex_colors (V,3) uint8 or float in [0,1] optional. Returns ``[path]``."""
+    colors = None if vertex_colors is None else float_to_uint8(vertex_colors, np.float64)
     if colors is not None and (colors.ndim != 2 or colors.shape[1] != 3):
         raise ValueError(f"vertex_colors must be (V,3), got {colors.shape}")
     return _export(_trimesh(vertices, faces, vertex_colors=colors), Path(path), "ply")
@@ -169,23 +181,20 @@ def save_glb(
     path: str | os.PathLike,
     vertices: Any,
     faces: Any,
+    *,
     uv_coords: Any = None,
     uv_faces: Any = None,
     texture: Any = None,
-) -> Path:
+) -> list[Path]:
     """Write a binary glTF (GLB). With UVs (uv_faces as in :func:`save_obj`), vertices are split where UV
-    seams need it (glTF stores one UV per vertex); with a texture it becomes the base-colour map."""
+    seams need it (glTF stores one UV per vertex); with a texture it becomes the base-colour map.
+    Returns ``[path]`` (the texture is inside the file)."""
     if uv_coords is None:
         return _export(_trimesh(vertices, faces), Path(path), "glb")
     import trimesh
     from PIL import Image
 
-    v = _np(vertices, np.float64, (3,), "vertices")
-    f = _np(faces, np.int64, (3,), "faces")
-    uv = _np(uv_coords, np.float64, (2,), "uv_coords")
-    uvf = f if uv_faces is None and len(uv) == len(v) else _np(uv_faces, np.int64, (3,), "uv_faces")
-    if uvf.shape != f.shape or uvf.min() < 0 or uvf.max() >= len(uv):
-        raise ValueError("uv_faces must match faces and index inside uv_coords")
+    v, f, uv, uvf = _mesh_arrays(vertices, faces, uv_coords, uv_faces)
     pairs, corner_ids = np.unique(np.stack([f.reshape(-1), uvf.reshape(-1)], 1), axis=0, return_inverse=True)
     image = Image.fromarray(texture_uint8(texture)) if texture is not None else None
     visual = trimesh.visual.TextureVisuals(uv=uv[pairs[:, 1]], image=image)

@@ -14,12 +14,12 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import VitdecaError, first_line
 from vitdeca.storage import atomic_path
 
 log = logging.getLogger(__name__)
@@ -91,68 +91,84 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     return Path(path)
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A float image in [0,1] (H,W,C) or (C,H,W) with C in {1,3,4} as uint8 HWC (values clipped)."""
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
-        image = image.transpose(1, 2, 0)
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+def float_to_uint8(image: Any, dtype: Any = None) -> np.ndarray:
+    """An image (numpy or torch, any shape) with values in [0,1] as uint8 of the same shape: clipped,
+    scaled to 0..255 and rounded half up. uint8 input is returned as it is. The arithmetic runs in
+    ``dtype`` (default: the input's own float type; float64 for other types), which decides the rare
+    value that lies within rounding error of a half step."""
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    if dtype is None:
+        dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else np.float64
+    return (np.clip(image.astype(dtype, copy=False), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the container says about a video: frames per second, frame size (width, height), and the
-    frame count when the container knows it (else None)."""
+class Video:
+    """One open video file (an imageio ffmpeg reader), to use as a context manager: ``fps`` (25 when
+    the container does not say), ``size`` (width, height), ``n_frames`` (None when the container does
+    not say) and :meth:`frames`, which may run several times over the same reader. Raises
+    :class:`VitdecaError` when the file is no readable video."""
 
-    fps: float
-    size: tuple[int, int]
-    n_frames: int | None
+    def __init__(self, path: str | os.PathLike) -> None:
+        import imageio.v2 as iio
 
+        self.path, reader = path, None
+        try:
+            reader = iio.get_reader(os.fspath(path), "ffmpeg")
+            meta = reader.get_meta_data()
+        except (OSError, RuntimeError, ValueError, IndexError, StopIteration) as exc:
+            if reader is not None:
+                reader.close()
+            raise VitdecaError(f"{path}: cannot read as a video ({first_line(exc)})") from exc
+        self._reader = reader
+        fps = float(meta.get("fps") or 0.0)
+        n_frames = meta.get("nframes")
+        self.fps = fps if fps > 0 else 25.0
+        self.n_frames = (
+            int(n_frames) if isinstance(n_frames, (int, float)) and math.isfinite(n_frames) else None
+        )
+        self.size = tuple(int(v) for v in meta.get("size", (0, 0)))
 
-def open_video(path: str | os.PathLike):
-    """An imageio ffmpeg reader and its :class:`VideoInfo`; :class:`VitdecaError` when it is no video."""
-    import imageio.v2 as iio
+    def frames(self, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, frame)`` from the first frame on, frames uint8 (H,W,3), in order.
 
-    try:
-        reader = iio.get_reader(os.fspath(path), "ffmpeg")
-        meta = reader.get_meta_data()
-    except (OSError, RuntimeError, ValueError, IndexError, StopIteration) as exc:
-        raise VitdecaError(f"{path}: cannot read as a video ({_first_line(exc)})") from exc
-    fps = float(meta.get("fps") or 0.0)
-    n_frames = meta.get("nframes")
-    n_frames = int(n_frames) if isinstance(n_frames, (int, float)) and math.isfinite(n_frames) else None
-    width, height = (int(v) for v in meta.get("size", (0, 0)))
-    return reader, VideoInfo(fps=fps if fps > 0 else 25.0, size=(width, height), n_frames=n_frames)
-
-
-def iter_video(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(index, frame)`` with frames uint8 (H,W,3), in order.
-
-    Frames ffmpeg cannot decode are dropped by ffmpeg itself; a reader error after the first frame
-    ends the video early with a warning instead of failing it (what was read stays usable).
-    """
-    reader, _ = open_video(path)
-    index = 0
-    try:
+        Frames ffmpeg cannot decode are dropped by ffmpeg itself; a reader error after the first frame
+        ends the video early with a warning instead of failing it (what was read stays usable).
+        """
+        self._reader.set_image_index(0)
+        index = 0
         while max_frames is None or index < max_frames:
             try:
-                frame = reader.get_next_data()
+                frame = self._reader.get_next_data()
             except (IndexError, StopIteration):
                 return
             except (OSError, RuntimeError, ValueError) as exc:
                 if index == 0:
-                    raise VitdecaError(f"{path}: cannot decode the first frame ({_first_line(exc)})") from exc
-                log.warning("%s: stopped at frame %d (%s)", path, index, _first_line(exc))
+                    raise VitdecaError(
+                        f"{self.path}: cannot decode the first frame ({first_line(exc)})"
+                    ) from exc
+                log.warning("%s: stopped at frame %d (%s)", self.path, index, first_line(exc))
                 return
             yield index, np.ascontiguousarray(frame[..., :3])
             index += 1
-    finally:
-        reader.close()
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> Video:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def iter_video(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """:meth:`Video.frames` of the video at ``path``, closed when the iteration ends."""
+    with Video(path) as video:
+        yield from video.frames(max_frames)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from torch import nn
 from vitdeca import __version__
 from vitdeca.codes import N_DETAIL, CodeLayout, Codes
 from vitdeca.config import from_dict, to_dict
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import VitdecaError, first_line
 from vitdeca.head.base import HeadModel
 from vitdeca.render import MeshRenderer, RenderOutput, project_points, shade
 from vitdeca.render.shading import SH_CONSTANTS
@@ -327,9 +327,7 @@ class DecaModel(nn.Module):
         try:
             model.load_state_dict(payload["model"])
         except RuntimeError as exc:
-            raise VitdecaError(
-                f"{path}: weights do not fit the model config ({str(exc).splitlines()[0]})"
-            ) from exc
+            raise VitdecaError(f"{path}: weights do not fit the model config ({first_line(exc)})") from exc
         return model
 
 

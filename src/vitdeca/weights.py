@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import VitdecaError, first_line
 
 ZIP_MAGIC = b"PK\x03\x04"
 # torch's legacy format starts with the pickled int 0x1950a86a20f9469cfc6c (protocol 2, LONG1 of 10 bytes)
@@ -97,9 +97,9 @@ def read_weights(
                 f"{path}: refusing to load this {what}: it holds {refused}, not only weights "
                 "(loading it could run code)"
             ) from exc
-        raise VitdecaError(f"{path}: not a readable {what} ({_first_line(exc)})") from exc
+        raise VitdecaError(f"{path}: not a readable {what} ({first_line(exc)})") from exc
     except Exception as exc:  # noqa: BLE001 - torch and safetensors raise many types for broken files
-        raise VitdecaError(f"{path}: not a readable {what} ({_first_line(exc)})") from exc
+        raise VitdecaError(f"{path}: not a readable {what} ({first_line(exc)})") from exc
 
 
 def read_state_dict(path: str | os.PathLike, what: str = "weights file") -> dict[str, torch.Tensor]:
@@ -135,8 +135,3 @@ def _refused_global(message: str) -> str:
         if match:
             return match.group(1)
     return "an object that is not plain data" if "Weights only load failed" in message else ""
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -10,6 +10,7 @@ from vitdeca.evaluation.baseline import (
     FixedPrediction,
     bootstrap_intervals,
     evaluate_fixed_prediction,
+    evaluate_shapes,
     resample_counts,
     weighted_medians,
 )
@@ -53,19 +54,29 @@ def test_interval_is_seeded_and_narrows_with_more_subjects():
     assert bootstrap_intervals(many, None, BootstrapOptions(resamples=0)) == {"ci95_median": None}
 
 
-def test_fixed_prediction_is_measured_once_per_subject_for_each_image(tmp_path, synth):
-    from vitdeca.evaluation.now_dataset import evaluate_now, read_image_list
+IMAGES = ["A/neutral/1.jpg", "A/expression/2.jpg", "B/neutral/3.jpg"]
+
+
+def _now_folder(root, synth):
+    """A NoW-layout folder: subjects A and B (head-like scans), :data:`IMAGES` listed."""
     from vitdeca.evaluation.pp import write_pp
-    from vitdeca.evaluation.synthetic import write_prediction
 
     from .test_now_cli import write_obj
 
     for subject, size in (("A", 1.0), ("B", 1.15)):
         v, f, lmk = synth.head(900, size=size)
-        write_obj(tmp_path / "now/scans" / subject / "scan.obj", v, f)
-        write_pp(tmp_path / "now/scans_lmks_onlypp" / subject / "scan_picked_points.pp", lmk)
-    images = ["A/neutral/1.jpg", "A/expression/2.jpg", "B/neutral/3.jpg"]
-    (tmp_path / "now/imagepathsvalidation.txt").write_text("\n".join(images) + "\n")
+        write_obj(root / "scans" / subject / "scan.obj", v, f)
+        write_pp(root / "scans_lmks_onlypp" / subject / "scan_picked_points.pp", lmk)
+    (root / "imagepathsvalidation.txt").write_text("\n".join(IMAGES) + "\n")
+    return root
+
+
+def test_fixed_prediction_is_measured_once_per_subject_for_each_image(tmp_path, synth):
+    from vitdeca.evaluation.baseline import write_prediction
+    from vitdeca.evaluation.now_dataset import evaluate_now, read_image_list
+
+    _now_folder(tmp_path / "now", synth)
+    images = IMAGES
     v, f, lmk = synth.head(500, size=0.9)
     results = evaluate_fixed_prediction(FixedPrediction(v, f, lmk), tmp_path / "now", workers=2)
     for item in read_image_list(tmp_path / "now", "val"):
@@ -75,3 +86,50 @@ def test_fixed_prediction_is_measured_once_per_subject_for_each_image(tmp_path, 
     for a, b in zip(results, direct, strict=True):
         np.testing.assert_allclose(a.distances, b.distances, atol=1e-4)
     assert results[0].distances is results[1].distances  # one measurement for subject A
+
+
+class ScalingHead:
+    """A head model whose neutral mesh is a head-like surface scaled by ``1 + shape[0]``; its 68
+    landmarks hold the 7 NoW points at the NoW indices."""
+
+    n_expression, n_pose = 2, 3
+
+    def __init__(self, synth) -> None:
+        import torch
+
+        from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
+
+        v, f, lmk = synth.head(500, size=0.9)
+        self.template, self.faces = torch.tensor(v), torch.tensor(f)
+        self.landmarks = torch.zeros(68, 3, dtype=torch.float64)
+        self.landmarks[list(NOW_LANDMARKS_IBUG68)] = torch.tensor(lmk)
+
+    def __call__(self, shape, expression, pose):
+        from types import SimpleNamespace
+
+        assert not expression.any() and not pose.any()  # neutral meshes only
+        scale = 1.0 + shape[:, :1, None].double()
+        return SimpleNamespace(vertices=scale * self.template, landmarks3d=scale * self.landmarks)
+
+
+def test_evaluate_shapes_writes_and_measures_the_neutral_meshes(tmp_path, synth):
+    import torch
+
+    from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
+
+    now, head = _now_folder(tmp_path / "now", synth), ScalingHead(synth)
+    shapes = torch.tensor([[0.0], [0.3], [-0.2]])
+    results = evaluate_shapes(head, shapes, now, tmp_path / "pred")
+    assert [r.item.image for r in results] == IMAGES and all(r.status == "ok" for r in results)
+    for k, image in enumerate(IMAGES):  # each image's prediction: its own scaled mesh
+        written = np.load(tmp_path / "pred" / image.replace(".jpg", ".npy"))
+        expected = (1.0 + shapes[k, 0].item()) * head.landmarks[list(NOW_LANDMARKS_IBUG68)].numpy()
+        np.testing.assert_allclose(written, expected, rtol=1e-6)
+    template = FixedPrediction(
+        head.template.numpy(), head.faces.numpy(), head.landmarks[[36, 39, 42, 45, 33, 48, 54]].numpy()
+    )
+    mean_face = evaluate_shapes(head, torch.zeros(1, 1), now, tmp_path / "mean")  # one row: every image
+    for a, b in zip(mean_face, evaluate_fixed_prediction(template, now), strict=True):
+        np.testing.assert_allclose(a.distances, b.distances, atol=1e-4)
+    with pytest.raises(ValueError, match="2 shapes for 3 images"):
+        evaluate_shapes(head, shapes[:2], now, tmp_path / "bad")

@@ -125,8 +125,8 @@ def _check_mean_face_row(summary, out, root, template_dir, head):
     (files, per image), over the 3 images the method evaluated."""
     import torch
 
+    from vitdeca.evaluation.baseline import write_prediction
     from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
-    from vitdeca.evaluation.synthetic import write_prediction
 
     with torch.no_grad():
         zero = head(torch.zeros(1, head.n_shape), torch.zeros(1, head.n_expression), torch.zeros(1, 3))

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from vitdeca.cli import main
-from vitdeca.data.synth import NOW_LANDMARKS, SynthOptions, scan_topology, write_synthetic_dataset
+from vitdeca.data.synth import SynthOptions, scan_topology, write_synthetic_dataset
 from vitdeca.data.synth_appearance import PhotoBackgrounds, TexelGeometry, procedural_albedo, sample_skin
 from vitdeca.data.synth_render import eyeballs, fit_camera
 from vitdeca.evaluation.meshfile import read_mesh
+from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
 from vitdeca.evaluation.now_dataset import read_image_list
 from vitdeca.evaluation.pp import read_pp
 
@@ -127,7 +128,8 @@ def test_scans_are_the_neutral_outer_surface_in_millimetres(dataset, ict_head):
     np.testing.assert_allclose(vertices, neutral.vertices[0].numpy()[keep] * 10.0, atol=1e-3)
     np.testing.assert_array_equal(scan_faces, faces)
     picked = read_pp(dataset / "scans_lmks_onlypp/SUBJ_00001/SUBJ_00001_picked_points.pp").points
-    np.testing.assert_allclose(picked, neutral.landmarks3d[0, list(NOW_LANDMARKS)].numpy() * 10.0, atol=1e-3)
+    expected = neutral.landmarks3d[0, list(NOW_LANDMARKS_IBUG68)].numpy() * 10.0
+    np.testing.assert_allclose(picked, expected, atol=1e-3)
     outer_eyes = np.linalg.norm(picked[0] - picked[3])
     assert 80.0 < outer_eyes < 110.0  # an adult's outer eye-corner distance, in mm
 
@@ -168,8 +170,9 @@ def test_eval_synth_oracle_is_zero_and_scale_is_cm_to_mm(dataset, tmp_path, caps
 
 
 def test_eval_synth_with_a_checkpoint_and_with_fitting(dataset, home, tmp_path):
+    from vitdeca.evaluation.baseline import write_prediction
     from vitdeca.evaluation.now_dataset import evaluate_now
-    from vitdeca.evaluation.synthetic import evaluate_model, write_prediction
+    from vitdeca.evaluation.synthetic import evaluate_model
     from vitdeca.model import DecaModel, ModelConfig
 
     model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False, image_size=32, uv_size=32))
@@ -180,7 +183,7 @@ def test_eval_synth_with_a_checkpoint_and_with_fitting(dataset, home, tmp_path):
     zero = head(torch.zeros(1, head.n_shape), torch.zeros(1, head.n_expression), torch.zeros(1, 3))
     for item in read_image_list(dataset, "val"):
         write_prediction(tmp_path / "mean", item, zero.vertices[0].detach().numpy(), head.faces.numpy(),
-                         zero.landmarks3d[0, list(NOW_LANDMARKS)].detach().numpy())  # fmt: skip
+                         zero.landmarks3d[0, list(NOW_LANDMARKS_IBUG68)].detach().numpy())  # fmt: skip
     mean_face = np.concatenate(
         [r.distances for r in evaluate_now(tmp_path / "mean", dataset, progress=False)]
     )

@@ -11,8 +11,8 @@ import pytest
 
 from vitdeca.errors import VitdecaError
 from vitdeca.faces import Detection, FaceBackend, detect_faces, read_image
-from vitdeca.faces.backends import BACKENDS, CascadeBackend
-from vitdeca.faces.detect import clear_backends, min_face_side, no_face_message
+from vitdeca.faces.backends import BACKENDS, CascadeBackend, clear_backends
+from vitdeca.faces.detect import min_face_side, no_face_message
 
 
 class _Finds(FaceBackend):

@@ -42,6 +42,23 @@ def _bicubic_grid(pos: torch.Tensor, old: int, new: int) -> torch.Tensor:
 # ---- Hugging Face and torchvision key names ---------------------------------------------------------
 
 
+def _hf_layers(state: dict[str, torch.Tensor], depth: int, prefix: str, names: dict[str, str]):
+    """timm ``blocks.i.`` -> Hugging Face ``{prefix}encoder.layer.i.``: the attention as every HF ViT lays
+    it out (q, k, v split), the norms and MLP renamed by ``names`` (timm module -> HF module)."""
+    out = {}
+    for i in range(depth):
+        t, h = f"blocks.{i}.", f"{prefix}encoder.layer.{i}."
+        for leaf in ("weight", "bias"):
+            q, k, v = state[t + f"attn.qkv.{leaf}"].chunk(3)
+            out[h + f"attention.attention.query.{leaf}"] = q
+            out[h + f"attention.attention.key.{leaf}"] = k
+            out[h + f"attention.attention.value.{leaf}"] = v
+            out[h + f"attention.output.dense.{leaf}"] = state[t + f"attn.proj.{leaf}"]
+            for timm_name, hf_name in names.items():
+                out[h + f"{hf_name}.{leaf}"] = state[t + f"{timm_name}.{leaf}"]
+    return out
+
+
 def _timm_to_hf_dinov2(state: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
     """timm -> Hugging Face Dinov2ForImageClassification names, written from the HF model's layout."""
     p = "dinov2."
@@ -56,18 +73,10 @@ def _timm_to_hf_dinov2(state: dict[str, torch.Tensor], depth: int) -> dict[str, 
         "classifier.weight": torch.zeros(3, 768),
         "classifier.bias": torch.zeros(3),
     }
+    same = {name: name for name in ("norm1", "norm2", "mlp.fc1", "mlp.fc2")}
+    out.update(_hf_layers(state, depth, p, same))
     for i in range(depth):
         t, h = f"blocks.{i}.", f"{p}encoder.layer.{i}."
-        for leaf in ("weight", "bias"):
-            q, k, v = state[t + f"attn.qkv.{leaf}"].chunk(3)
-            out[h + f"attention.attention.query.{leaf}"] = q
-            out[h + f"attention.attention.key.{leaf}"] = k
-            out[h + f"attention.attention.value.{leaf}"] = v
-            out[h + f"attention.output.dense.{leaf}"] = state[t + f"attn.proj.{leaf}"]
-            out[h + f"norm1.{leaf}"] = state[t + f"norm1.{leaf}"]
-            out[h + f"norm2.{leaf}"] = state[t + f"norm2.{leaf}"]
-            out[h + f"mlp.fc1.{leaf}"] = state[t + f"mlp.fc1.{leaf}"]
-            out[h + f"mlp.fc2.{leaf}"] = state[t + f"mlp.fc2.{leaf}"]
         out[h + "layer_scale1.lambda1"] = state[t + "ls1.gamma"]
         out[h + "layer_scale2.lambda1"] = state[t + "ls2.gamma"]
     return out
@@ -85,19 +94,9 @@ def _timm_to_hf_vit(state: dict[str, torch.Tensor], depth: int) -> dict[str, tor
         "pooler.dense.weight": torch.zeros(192, 192),
         "pooler.dense.bias": torch.zeros(192),
     }
-    for i in range(depth):
-        t, h = f"blocks.{i}.", f"encoder.layer.{i}."
-        for leaf in ("weight", "bias"):
-            q, k, v = state[t + f"attn.qkv.{leaf}"].chunk(3)
-            out[h + f"attention.attention.query.{leaf}"] = q
-            out[h + f"attention.attention.key.{leaf}"] = k
-            out[h + f"attention.attention.value.{leaf}"] = v
-            out[h + f"attention.output.dense.{leaf}"] = state[t + f"attn.proj.{leaf}"]
-            out[h + f"layernorm_before.{leaf}"] = state[t + f"norm1.{leaf}"]
-            out[h + f"layernorm_after.{leaf}"] = state[t + f"norm2.{leaf}"]
-            out[h + f"intermediate.dense.{leaf}"] = state[t + f"mlp.fc1.{leaf}"]
-            out[h + f"output.dense.{leaf}"] = state[t + f"mlp.fc2.{leaf}"]
-    return out
+    names = {"norm1": "layernorm_before", "norm2": "layernorm_after", "mlp.fc1": "intermediate.dense",
+             "mlp.fc2": "output.dense"}  # fmt: skip
+    return {**out, **_hf_layers(state, depth, "", names)}
 
 
 def test_hf_dinov2_names(tmp_path: Path) -> None:

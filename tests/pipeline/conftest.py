@@ -76,10 +76,8 @@ class FakeReconstructor:
             raise RuntimeError("decode exploded")
         return [[make_face(k) for k in range(len(p.crops))] for p in prepared]
 
-    def iter_video(self, path, smooth=True, max_frames=None):
-        from vitdeca import media
-
-        for index, frame in media.iter_video(path, max_frames=max_frames):
+    def iter_video(self, video, smooth=True, max_frames=None):
+        for index, frame in video.frames(max_frames):
             if index % 3 == 2:
                 yield VideoFrame(index, index / 10, frame, None)
             else:

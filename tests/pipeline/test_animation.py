@@ -91,10 +91,10 @@ class ArkitVideoRec:
     def __init__(self, face_factory) -> None:
         self.face_factory = face_factory
 
-    def iter_video(self, path, smooth=True, max_frames=None):
+    def iter_video(self, video, smooth=True, max_frames=None):
         from vitdeca.pipeline.results import VideoFrame
 
-        for index, frame in media.iter_video(path, max_frames=max_frames):
+        for index, frame in video.frames(max_frames):
             face = None
             if index % 3 != 2:
                 face = arkit_face(self.face_factory, size=frame.shape[0], expression=(0.0, index / 10, 0.0))

@@ -135,6 +135,25 @@ def test_video_outputs(fake_rec, writer, tmp_path):
     assert lmk.shape == (9, 68, 2) and np.isnan(lmk[2]).all() and np.isfinite(lmk[1]).all()
 
 
+def test_a_video_is_opened_once_and_closed(fake_rec, writer, tmp_path, monkeypatch):
+    opened, closed = [], []
+
+    class CountingVideo(media.Video):
+        def __init__(self, path):
+            super().__init__(path)
+            opened.append(path)
+
+        def close(self):
+            closed.append(self.path)
+            super().close()
+
+    monkeypatch.setattr(media, "Video", CountingVideo)
+    clip = _video(tmp_path / "in" / "clip.mp4")
+    summary, _ = _run(fake_rec, writer, tmp_path, [clip], save=parse_save("vis,codes,arkit"))
+    assert summary.records[0].status == "ok"
+    assert opened == closed == [clip]
+
+
 def test_unreadable_video_fails_alone(fake_rec, writer, tmp_path):
     junk = tmp_path / "in" / "junk.mp4"
     junk.parent.mkdir(parents=True)

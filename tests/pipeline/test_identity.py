@@ -13,8 +13,7 @@ from vitdeca.codes import CodeLayout, Codes
 from vitdeca.fit import FitConfig, fit_codes, initial_codes, landmarks2d
 from vitdeca.pipeline import BatchRunner, Reconstructor, RunOptions, parse_save
 from vitdeca.pipeline.identity import median_identity
-from vitdeca.pipeline.reconstructor import SMOOTHING
-from vitdeca.pipeline.video import smooth_track
+from vitdeca.pipeline.video import SMOOTHING, smooth_track
 
 PHOTO = "deca_testsamples/examples/IMG_0392_inputs.jpg"
 QUICK = FitConfig(landmark_iterations=60, photometric_iterations=2)

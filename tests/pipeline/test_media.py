@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from vitdeca import media
 from vitdeca.errors import VitdecaError
@@ -69,10 +70,12 @@ def test_video_round_trip(tmp_path):
     with media.video_writer(tmp_path / "v.mp4", fps=12) as write:
         for f in frames:
             write(f)
-    reader, info = media.open_video(tmp_path / "v.mp4")
-    reader.close()
-    assert info.fps == pytest.approx(12.0)
-    assert info.size == (48, 34)
+    with media.Video(tmp_path / "v.mp4") as video:
+        assert video.fps == pytest.approx(12.0) and video.size == (48, 34) and video.n_frames in (12, None)
+        got = list(video.frames())
+        again = list(video.frames(max_frames=3))  # a second pass over the same reader starts at frame 0
+    assert [i for i, _ in again] == [0, 1, 2]
+    assert all(np.array_equal(a, g) for (_, a), (_, g) in zip(again, got, strict=False))
     got = list(media.iter_video(tmp_path / "v.mp4"))
     assert [i for i, _ in got] == list(range(12))
     for (_, g), f in zip(got, frames, strict=True):
@@ -158,3 +161,16 @@ def test_one_euro_constant_and_speed():
     assert abs(ramp[-1] - q[0]) < 0.3 * abs(ramp[-1] - s[0])
     with pytest.raises(ValueError):
         fast(np.array([0.0]), 0.0)
+
+
+def test_float_to_uint8_rounds_half_up_in_the_inputs_precision():
+    values = np.array([-0.5, 0.0, 0.49 / 255, 0.51 / 255, 0.3, 1.0, 2.0])
+    assert media.float_to_uint8(values).tolist() == [0, 0, 0, 1, 77, 255, 255]
+    tensor = torch.tensor([[[0.2, 0.6]]])  # torch in, numpy out, shape kept
+    assert media.float_to_uint8(tensor).tolist() == [[[51, 153]]]
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert media.float_to_uint8(image) is image  # uint8 passes through
+    # float32 arithmetic rounds up the rare value just below a half step; float64 does not
+    below_half = np.array([np.nextafter(np.float32(0.5 / 255), np.float32(0))])
+    assert media.float_to_uint8(below_half)[0] == 1
+    assert media.float_to_uint8(below_half, np.float64)[0] == 0

@@ -13,10 +13,10 @@ import torch
 from vitdeca import media
 from vitdeca.cli import main
 from vitdeca.errors import VitdecaError
-from vitdeca.faces import invert_similarity, read_image, transform_points
+from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
+from vitdeca.faces import read_image
 from vitdeca.fit import FitConfig, landmark_nme
-from vitdeca.pipeline import NOW_LANDMARKS, BatchRunner, Reconstructor, RunOptions, parse_save
-from vitdeca.render import project_points
+from vitdeca.pipeline import BatchRunner, Reconstructor, RunOptions, parse_save
 
 PHOTO = "deca_testsamples/examples/IMG_0392_inputs.jpg"  # 224 x 224: detection is quick
 GROUP = "dlib_examples/2008_002470.jpg"  # six small faces
@@ -43,17 +43,23 @@ def test_face_result_is_consistent(face, fit_model):
     assert face.fit_nme is not None and face.fit_nme == pytest.approx(
         _nme(face.landmarks2d, face.detected_landmarks), rel=0.02
     )
-    # the 2D landmarks are the 3D ones projected into the crop, then mapped back to the photo
-    crop_xy = project_points(torch.as_tensor(face.landmarks3d)[None], face.codes.camera, 224, 224)[0]
-    back = transform_points(crop_xy.double().numpy(), invert_similarity(face.crop_matrix))
-    assert np.allclose(back, face.landmarks2d, atol=1e-3)
+    # the 2D landmarks are the 3D ones projected into the crop, then mapped back to the photo: written
+    # out by hand from DESIGN.md (weak perspective x_ndc = s·(X_xy + t), NDC → pixels with the y flip,
+    # crop = A·photo + b), not with the package's own functions
+    s, tx, ty = face.codes.camera[0].double().numpy()
+    xyz = face.landmarks3d.astype(np.float64)
+    ndc = s * (xyz[:, :2] + [tx, ty])
+    crop_xy = np.stack([(ndc[:, 0] + 1.0) * 224 / 2, (1.0 - ndc[:, 1]) * 224 / 2], axis=1)
+    a, b = face.crop_matrix[:, :2], face.crop_matrix[:, 2]
+    photo_xy = np.linalg.solve(a, (crop_xy - b).T).T
+    np.testing.assert_allclose(face.landmarks2d, photo_xy, atol=1e-3)
     head = fit_model.head
     assert face.vertices.shape == (head.n_vertices, 3) and face.mesh.faces.shape == tuple(head.faces.shape)
     with torch.no_grad():
         zeros = torch.zeros(1, head.n_expression), torch.zeros(1, head.n_pose)
         neutral = head(face.codes.shape, *zeros)
     assert np.allclose(face.neutral_vertices, neutral.vertices[0].numpy(), atol=1e-5)
-    assert np.array_equal(face.now_landmarks, face.neutral_landmarks3d[list(NOW_LANDMARKS)])
+    assert np.array_equal(face.now_landmarks, face.neutral_landmarks3d[list(NOW_LANDMARKS_IBUG68)])
     assert face.texture.shape == (256, 256, 3) and face.texture.dtype == np.uint8
     inside = face.alpha > 0.5
     assert face.depth_png[inside].min() >= 55 and face.depth_png[~inside].max() == 0
@@ -145,12 +151,16 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
         f"person/{name}" for name in expected
     )
     assert "map_Kd person_texture.png" in (folder / "person.mtl").read_text()
-    mesh = trimesh.load(folder / "person.obj", process=False)
-    assert (
-        len(mesh.vertices) == np.load(folder / "person_landmarks3d.npy").shape[0] * 0 + mesh.vertices.shape[0]
-    )
     codes = np.load(folder / "person_codes.npz")
     assert str(codes["head_model"]) == "ict" and codes["light"].shape == (27,)
+    # the OBJ holds the head model's mesh of the saved codes, vertex for vertex
+    lines = (folder / "person.obj").read_text().splitlines()
+    obj_vertices = np.array([line.split()[1:] for line in lines if line.startswith("v ")], dtype=np.float64)
+    head = rec.model.head
+    with torch.no_grad():
+        expected = head(*(torch.from_numpy(codes[k])[None] for k in ("shape", "expression", "pose")))
+    assert obj_vertices.shape == (head.n_vertices, 3)
+    np.testing.assert_allclose(obj_vertices, expected.vertices[0].double().numpy(), atol=1e-4)
     now = np.load(folder / "person_now_landmarks.npy")
     neutral = trimesh.load(folder / "person_neutral.obj", process=False)
     assert (

@@ -12,7 +12,7 @@ import torch
 
 from vitdeca.head.lbs import batch_rodrigues
 from vitdeca.render import PinholeCamera, interpolate, rasterize, weak_perspective_to_screen
-from vitdeca.render.zbuffer_torch import zbuffer_torch
+from vitdeca.render.zbuffer_torch import ZBufferSettings, zbuffer_torch
 
 _spec = importlib.util.spec_from_file_location("_raster_tests", Path(__file__).with_name("test_rasterize.py"))
 _raster_tests = importlib.util.module_from_spec(_spec)
@@ -29,10 +29,9 @@ def assert_same(vertices, faces, height, width, chunks=(None, 5), **options):
     torch.testing.assert_close(out.pixel_bary, ref.pixel_bary, rtol=1e-5, atol=1e-5)
     near = options.get("near", 1e-6 if options.get("perspective_correct") else None)
     for chunk in chunks[1:]:
-        index = zbuffer_torch(
-            vertices, faces, height, width, options.get("perspective_correct", False),
-            options.get("cull_backfaces", False), near, chunk=chunk,
-        )  # fmt: skip
+        settings = ZBufferSettings(height, width, options.get("perspective_correct", False),
+                                   options.get("cull_backfaces", False), near)  # fmt: skip
+        index = zbuffer_torch(vertices, faces, settings, chunk=chunk)
         assert torch.equal(index, ref.face_index), f"chunk {chunk}"
     return ref
 

@@ -43,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The input/output options shared by ``reconstruct`` and ``fit``."""
-    from vitdeca.faces.detect import DEFAULT_BACKEND
+    from vitdeca.faces.backends import DEFAULT_BACKEND
     from vitdeca.pipeline.batch import DEFAULT_SAVE, SAVE_CHOICES
 
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image/video files, folders or globs")
@@ -132,7 +132,7 @@ def run_options(args: argparse.Namespace):
 def check_options(args: argparse.Namespace):
     """Every option checked before any work (a bad one is a VitdecaError: exit 2); the RunOptions."""
     from vitdeca.errors import VitdecaError
-    from vitdeca.faces.detect import check_backend
+    from vitdeca.faces.backends import check_backend
     from vitdeca.pipeline.reconstructor import resolve_device
 
     options = run_options(args)  # --save

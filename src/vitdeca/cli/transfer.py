@@ -13,7 +13,7 @@ from vitdeca.cli.reconstruct import add_threads_argument, apply_threads
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from vitdeca.faces.detect import DEFAULT_BACKEND
+    from vitdeca.faces.backends import DEFAULT_BACKEND
 
     parser = subparsers.add_parser(
         "transfer",
@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitdeca.faces.detect import check_backend
+    from vitdeca.faces.backends import check_backend
     from vitdeca.pipeline import Reconstructor
     from vitdeca.pipeline.batch import parse_save, prepare_output_dir
     from vitdeca.pipeline.reconstructor import resolve_device

@@ -25,9 +25,8 @@ a seed gives the same files byte for byte (same library versions, same ``batch_s
 from __future__ import annotations
 
 import json
-import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,103 +34,15 @@ import cv2
 import numpy as np
 import torch
 
-from vitdeca.data.synth_appearance import SkinParams, list_textures, sample_skin, socket_weights
+from vitdeca.data.synth_appearance import list_textures, sample_skin, socket_weights
 from vitdeca.data.synth_render import SynthRenderer
+from vitdeca.data.synth_spec import ImageSpec, Subject, SynthOptions
 from vitdeca.errors import VitdecaError
 from vitdeca.storage import atomic_path, atomic_write_bytes
 
-NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
 IMAGE_FOLDER = "iphone_pictures"
 IMAGE_LIST = "imagepathsvalidation.txt"
 CODES_NAME = "codes.npz"
-
-
-@dataclass
-class SynthOptions:
-    """What :func:`write_synthetic_dataset` draws. Angles in degrees (std of a normal, clipped at 2.5 std)."""
-
-    n_images: int = 100
-    images_per_subject: int = 4
-    seed: int = 0
-    size: int = 224
-    supersample: int = 2
-    uv_size: int = 512
-    head_model: str = "ict"
-    head_path: str | None = None
-    shape_std: float = 1.0
-    neutral_fraction: float = 0.3  # share of images with zero expression (category "neutral")
-    yaw: float = 20.0
-    yaw_max: float = 0.0  # > 0: yaw uniform in [-yaw_max, yaw_max] degrees instead of N(0, yaw²)
-    pitch: float = 10.0
-    roll: float = 5.0
-    face_fraction: tuple[float, float] = (0.62, 0.72)  # landmark box / image side (1/1.375: DECA crop)
-    shift: float = 0.03  # max landmark-box centre offset, fraction of the image
-    eyeball_mm: float = 12.0  # radius of the convex eyeballs that replace ICT's eye sockets (0: keep)
-    noise: float = 0.015  # max std of the added pixel noise
-    jpeg_quality: tuple[int, int] = (75, 95)
-    backgrounds: str | None = None  # folder of photos (crops avoid their faces); None: procedural only
-    photo_fraction: float = 0.8  # share of photo backgrounds when ``backgrounds`` is given
-    background_detector: str | None = "dlib"
-    textures: str | None = None  # folder of *_texture.png UV maps (vitdeca reconstruct)
-    texture_fraction: float = 1.0  # share of subjects with a photo texture when ``textures`` is given
-    batch_size: int = 8
-
-    def validated(self) -> SynthOptions:
-        """Self, after checking the numbers (:class:`VitdecaError` naming the first broken rule)."""
-        (low, high), (q_low, q_high) = self.face_fraction, self.jpeg_quality
-        checks = {
-            "n_images >= 1": self.n_images >= 1,
-            "images_per_subject >= 1": self.images_per_subject >= 1,
-            "size >= 16": self.size >= 16,
-            "supersample >= 1": self.supersample >= 1,
-            "uv_size >= 32": self.uv_size >= 32,
-            "batch_size >= 1": self.batch_size >= 1,
-            "0 <= yaw_max <= 90": 0 <= self.yaw_max <= 90,
-            "0 < face_fraction[0] <= face_fraction[1] <= 1": 0 < low <= high <= 1,
-            "10 <= jpeg_quality[0] <= jpeg_quality[1] <= 100": 10 <= q_low <= q_high <= 100,
-        }
-        failed = [k for k, ok in checks.items() if not ok]
-        if failed:
-            raise VitdecaError(f"synth options: need {failed[0]}")
-        return self
-
-    @property
-    def n_subjects(self) -> int:
-        return math.ceil(self.n_images / self.images_per_subject)
-
-
-@dataclass
-class Subject:
-    """A sampled identity: ``shape`` (n_shape,), procedural ``skin`` or a photo ``texture``."""
-
-    name: str
-    shape: np.ndarray
-    skin: SkinParams | None
-    texture: Path | None
-
-
-@dataclass
-class ImageSpec:
-    """One image's draws: codes (expression, pose (n_pose,), light (9,3)), placement and image effects."""
-
-    index: int
-    subject: Subject
-    name: str
-    category: str
-    expression: np.ndarray
-    pose: np.ndarray
-    light: np.ndarray
-    fraction: float
-    shift: np.ndarray
-    gain: np.ndarray
-    gamma: float
-    noise: float
-    jpeg_quality: int
-    rng_seed: int
-
-    @property
-    def relative_path(self) -> str:
-        return f"{self.subject.name}/{self.category}/{self.name}.jpg"
 
 
 # ---- sampling ---------------------------------------------------------------------------------------
@@ -255,6 +166,7 @@ def load_synth_head(options: SynthOptions):
 def write_scan(out: Path, head, subject: Subject, topology: tuple[np.ndarray, np.ndarray]) -> None:
     """The subject's neutral outer surface in mm and its 7 NoW landmarks (``.pp``)."""
     from vitdeca import io
+    from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68
     from vitdeca.evaluation.pp import write_pp
 
     with torch.no_grad():
@@ -265,7 +177,7 @@ def write_scan(out: Path, head, subject: Subject, topology: tuple[np.ndarray, np
     keep, faces = topology
     vertices = neutral.vertices[0].double().numpy()[keep] * mm
     io.save_obj(out / "scans" / subject.name / f"{subject.name}.obj", vertices, faces)
-    landmarks = neutral.landmarks3d[0, list(NOW_LANDMARKS)].double().numpy() * mm
+    landmarks = neutral.landmarks3d[0, list(NOW_LANDMARKS_IBUG68)].double().numpy() * mm
     write_pp(out / "scans_lmks_onlypp" / subject.name / f"{subject.name}_picked_points.pp", landmarks)
 
 
@@ -325,7 +237,7 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
 
     from vitdeca import __version__
     from vitdeca.data.manifest import write_meta
-    from vitdeca.media import save_png
+    from vitdeca.media import float_to_uint8, save_png
 
     options = (options or SynthOptions()).validated()
     out = Path(out)
@@ -340,7 +252,7 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
         write_scan(out, head, subject, topology)
         save_png(
             out / "albedo" / f"{subject.name}.png",
-            _uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)),
+            float_to_uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)),
         )
     records, landmarks, cameras, visible = [], [], [], []
     with tqdm(total=len(specs), desc="synth", unit="image", disable=not progress) as bar:
@@ -366,10 +278,6 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
         "synth": _jsonable(asdict(options)), **summary,
     })  # fmt: skip
     return summary
-
-
-def _uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,9 +15,8 @@ from vitdeca.data.synth_appearance import (
     read_texture,
     socket_weights,
 )
-
-if TYPE_CHECKING:
-    from vitdeca.data.synth import ImageSpec, Subject, SynthOptions
+from vitdeca.data.synth_spec import ImageSpec, Subject, SynthOptions
+from vitdeca.media import float_to_uint8
 
 
 @dataclass
@@ -173,4 +171,4 @@ def _finish(image: np.ndarray, mask: np.ndarray, spec: ImageSpec, rng: np.random
     exposure = float(np.clip((0.42 / max(luma, 1e-3)) ** 0.6, 0.8, 2.5))
     image = np.power(np.clip(image * exposure, 0.0, 1.0), spec.gamma) * spec.gain
     image = image + rng.normal(0.0, spec.noise, image.shape)
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return float_to_uint8(image)

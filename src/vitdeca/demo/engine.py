@@ -261,12 +261,10 @@ class _Reporting:
         self.report(0.85, "writing files")
         return out
 
-    def iter_video(self, path, smooth: bool = True, max_frames: int | None = None):
-        reader, info = media.open_video(path)
-        reader.close()
-        counts = [n for n in (info.n_frames, max_frames) if n]
+    def iter_video(self, video, smooth: bool = True, max_frames: int | None = None):
+        counts = [n for n in (video.n_frames, max_frames) if n]
         total = min(counts) if counts else None
-        for frame in self.rec.iter_video(path, smooth=smooth, max_frames=max_frames):
+        for frame in self.rec.iter_video(video, smooth=smooth, max_frames=max_frames):
             done = frame.index + 1
             fraction = 0.95 * done / total if total else 0.5
             self.report(min(fraction, 0.95), f"frame {done}" + (f"/{total}" if total else ""))

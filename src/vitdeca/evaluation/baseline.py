@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from vitdeca.evaluation.now import RefineOptions, align_and_measure
+from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68, RefineOptions, align_and_measure
 from vitdeca.evaluation.now_dataset import (
     ImageResult,
+    NowItem,
     error_stats,
+    evaluate_now,
     ground_truth_paths,
     load_ground_truth,
     read_image_list,
@@ -58,12 +60,51 @@ class FixedPrediction:
     landmarks7: np.ndarray
 
 
+def neutral_meshes(head: Any, shape: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Neutral vertices (B,V,3) (expression and pose zero) of ``shape`` (B,n_shape) (a tensor) and their
+    NoW landmarks (B,7,3), in model units."""
+    import torch
+
+    with torch.no_grad():
+        zeros = [
+            torch.zeros(shape.shape[0], n, device=shape.device) for n in (head.n_expression, head.n_pose)
+        ]
+        out = head(shape, *zeros)
+    return out.vertices.cpu().numpy(), out.landmarks3d[:, list(NOW_LANDMARKS_IBUG68)].cpu().numpy()
+
+
+def write_prediction(predictions: Path, item: NowItem, vertices: np.ndarray, faces: np.ndarray,
+                     landmarks7: np.ndarray) -> None:  # fmt: skip
+    """``PRED/SUBJECT/CATEGORY/IMAGE.obj`` (vertices (V,3), faces (F,3)) and ``IMAGE.npy`` (7,3)."""
+    from vitdeca import io
+    from vitdeca.storage import atomic_path
+
+    folder = predictions / item.subject / item.category
+    io.save_obj(folder / f"{item.stem}.obj", vertices, faces)
+    with atomic_path(folder / f"{item.stem}.npy", suffix=".npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(landmarks7, dtype=np.float32))
+
+
+def evaluate_shapes(head: Any, shapes: Any, dataset: str | os.PathLike, predictions: str | os.PathLike,
+                    split: str = "val", workers: int = 1) -> list[ImageResult]:  # fmt: skip
+    """NoW results (list order) of the neutral meshes of ``shapes`` (a tensor (N,n_shape), one row per
+    listed image, or (1,n_shape) for every image: zeros give the mean face), written into the folder
+    ``predictions`` and measured with :func:`~vitdeca.evaluation.now_dataset.evaluate_now`."""
+    items = read_image_list(Path(dataset), split)
+    if len(shapes) not in (1, len(items)):
+        raise ValueError(f"evaluate_shapes: {len(shapes)} shapes for {len(items)} images")
+    vertices, landmarks7 = neutral_meshes(head, shapes)
+    faces = head.faces.cpu().numpy()
+    for k, item in enumerate(items):
+        row = k if len(shapes) > 1 else 0
+        write_prediction(Path(predictions), item, vertices[row], faces, landmarks7[row])
+    return evaluate_now(predictions, dataset, split, workers, progress=False)
+
+
 def mean_face_prediction(head: Any) -> FixedPrediction:
     """The template of a :class:`vitdeca.head.HeadModel` (shape, expression and pose zero) with its 7 NoW
     landmarks."""
     import torch
-
-    from vitdeca.evaluation.synthetic import neutral_meshes
 
     shape = torch.zeros(1, head.n_shape, device=head.template_vertices.device)
     vertices, landmarks7 = neutral_meshes(head, shape)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from vitdeca.errors import VitdecaError
+from vitdeca.evaluation.baseline import evaluate_mean_face, neutral_meshes, write_prediction
 from vitdeca.evaluation.now_dataset import NowItem, read_image_list
 
 log = logging.getLogger(__name__)
 
-NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
 LANDMARK_SOURCES = ("auto", "gt", "detect")
 MARKER = ".vitdeca_predictions"
 
@@ -47,26 +47,6 @@ def landmark_path(dataset: Path, item: NowItem) -> Path:
 
 def image_path(dataset: Path, item: NowItem) -> Path:
     return dataset / "iphone_pictures" / item.image
-
-
-def write_prediction(predictions: Path, item: NowItem, vertices: np.ndarray, faces: np.ndarray,
-                     landmarks7: np.ndarray) -> None:  # fmt: skip
-    """``PRED/SUBJECT/CATEGORY/IMAGE.obj`` (vertices (V,3), faces (F,3)) and ``IMAGE.npy`` (7,3)."""
-    from vitdeca import io
-    from vitdeca.storage import atomic_path
-
-    folder = predictions / item.subject / item.category
-    io.save_obj(folder / f"{item.stem}.obj", vertices, faces)
-    with atomic_path(folder / f"{item.stem}.npy", suffix=".npy") as tmp, open(tmp, "wb") as handle:
-        np.save(handle, np.asarray(landmarks7, dtype=np.float32))
-
-
-@torch.no_grad()
-def neutral_meshes(head, shape: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Neutral vertices (B,V,3) (expression and pose zero) and their NoW landmarks (B,7,3), model units."""
-    zeros = [torch.zeros(shape.shape[0], n, device=shape.device) for n in (head.n_expression, head.n_pose)]
-    out = head(shape, *zeros)
-    return out.vertices.cpu().numpy(), out.landmarks3d[:, list(NOW_LANDMARKS)].cpu().numpy()
 
 
 def write_oracle_predictions(dataset: str | os.PathLike, predictions: str | os.PathLike):
@@ -204,7 +184,6 @@ def evaluate_model(
     ``mean_face``: True measures the mean face of the predictions' head model in the same run (the
     report's baseline), a list of its :class:`ImageResult` reuses one measured before, False/None skips
     it. ``bootstrap``: :class:`vitdeca.evaluation.baseline.BootstrapOptions` (None: the defaults)."""
-    from vitdeca.evaluation.baseline import evaluate_mean_face
     from vitdeca.evaluation.now_dataset import evaluate_now
     from vitdeca.evaluation.now_report import write_report
 

@@ -4,15 +4,9 @@ Conventions: images RGB uint8 (H,W,3); pixel (row i, col j) has centre (j + 0.5,
 (68,2) in iBUG order; boxes [x0,y0,x1,y1]; crop matrices (2,3) map original → crop pixels.
 """
 
-from vitdeca.faces.detect import (
-    DEFAULT_BACKEND,
-    Detection,
-    Face,
-    FaceBackend,
-    backend_names,
-    detect_faces,
-    get_backend,
-)
+from vitdeca.faces.backends import DEFAULT_BACKEND, backend_names, get_backend
+from vitdeca.faces.detect import detect_faces
+from vitdeca.faces.detection import Detection, Face, FaceBackend
 from vitdeca.faces.geometry import (
     Crop,
     compose,

@@ -31,7 +31,9 @@ from vitdeca.data.manifest import (
     write_meta,
 )
 from vitdeca.errors import VitdecaError
-from vitdeca.faces.detect import DEFAULT_MAX_SIDE, Face, detect_faces, get_backend
+from vitdeca.faces.backends import get_backend
+from vitdeca.faces.detect import DEFAULT_MAX_SIDE, detect_faces
+from vitdeca.faces.detection import Face
 from vitdeca.faces.geometry import DEFAULT_SCALE, DEFAULT_SIZE, crop_face, transform_points
 from vitdeca.faces.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError, read_image
 from vitdeca.faces.masks import face_mask

@@ -1,5 +1,5 @@
-"""The face backends: ``cascade`` (default), ``dlib``, ``dlib_cnn``, ``mtcnn`` and ``fan`` (optional,
-online).
+"""The face backends and their registry: ``cascade`` (default), ``dlib``, ``dlib_cnn``, ``mtcnn`` and
+``fan`` (optional, online), by name in :data:`BACKENDS`; :func:`get_backend` builds one once per process.
 
 - ``dlib``: dlib's HOG frontal-face detector + the 68-point shape predictor shipped by the
   ``face_recognition_models`` wheel (found with importlib, never imported: that package's ``__init__``
@@ -30,10 +30,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vitdeca.errors import VitdecaError
-from vitdeca.faces.detect import Detection, FaceBackend
+from vitdeca.faces.detection import Detection, FaceBackend
 
 log = logging.getLogger(__name__)
 
+DEFAULT_BACKEND = "cascade"  # HOG, then MTCNN on a miss (benchmarks/results/pose.md)
 DLIB_LANDMARKS_FILE = "shape_predictor_68_face_landmarks.dat"
 DLIB_CNN_FILE = "mmod_human_face_detector.dat"
 
@@ -255,8 +256,6 @@ class CascadeBackend(FaceBackend):
     stage_options: ClassVar[dict[str, dict[str, Any]]] = {"mtcnn": {"min_face_size": 40}}
 
     def __init__(self, stages: tuple[str, ...] = ("dlib", "mtcnn")) -> None:
-        from vitdeca.faces.detect import get_backend
-
         self.stages: dict[str, FaceBackend] = {}
         for stage in stages:
             try:
@@ -291,6 +290,7 @@ def _mean(scores: object, k: int) -> float:
     return float(np.mean(scores[k])) if scores is not None else 1.0  # type: ignore[index]
 
 
+# ------------------------------------------------------------------------------------------ registry
 BACKENDS: dict[str, type[FaceBackend]] = {
     "cascade": CascadeBackend,
     "dlib": DlibBackend,
@@ -300,7 +300,42 @@ BACKENDS: dict[str, type[FaceBackend]] = {
 }
 
 
-def register_backend(cls: type[FaceBackend]) -> type[FaceBackend]:
-    """Register a :class:`FaceBackend` subclass under its ``name`` (usable as a class decorator)."""
-    BACKENDS[cls.name] = cls
-    return cls
+def backend_names() -> list[str]:
+    """Registered backend names."""
+    return sorted(BACKENDS)
+
+
+def check_backend(name: str) -> None:
+    """Raise :class:`VitdecaError` (before any work) when ``name`` is no registered backend or its
+    optional package is not installed; nothing is loaded."""
+    if name not in BACKENDS:
+        raise VitdecaError(f"unknown face backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
+    if BACKENDS[name].requires is None:
+        return
+    module, install = BACKENDS[name].requires
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module blocked in sys.modules
+        found = False
+    if not found:
+        raise VitdecaError(f"the {name!r} face backend needs the {module} package: {install}")
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_backend(name: str, options: tuple[tuple[str, Any], ...]) -> FaceBackend:
+    try:
+        cls = BACKENDS[name]
+    except KeyError:
+        raise VitdecaError(f"unknown face backend {name!r} (known: {', '.join(sorted(BACKENDS))})") from None
+    return cls(**dict(options))
+
+
+def get_backend(name: str = DEFAULT_BACKEND, **options: Any) -> FaceBackend:
+    """The backend registered as ``name`` built with ``options``; models load once per process."""
+    return _cached_backend(name, tuple(sorted(options.items())))
+
+
+def clear_backends() -> None:
+    """Forget the cached backends and models of this process (frees their memory)."""
+    _cached_backend.cache_clear()
+    _shape_predictor.cache_clear()

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import VitdecaError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -137,5 +137,4 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+    return first_line(exc)[:200]

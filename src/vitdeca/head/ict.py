@@ -78,7 +78,6 @@ class ICTHead(HeadModel):
         self.register_buffer("uv_faces", torch.from_numpy(arrays["uv_faces"].astype(np.int64)))
         self.register_buffer("landmark_indices", torch.from_numpy(arrays["landmarks"].astype(np.int64)))
         self.register_buffer("face_mask", torch.from_numpy(arrays["face_mask"].astype(bool)))
-        self.register_buffer("pivot", torch.zeros(3))
         self.dynamic_contour = bool(dynamic_contour)
         self._register_landmark_support(arrays)
 

@@ -20,7 +20,6 @@ _EXPORTS = {
     "CodeSmoother": "reconstructor",
     "Prepared": "reconstructor",
     "Reconstructor": "reconstructor",
-    "NOW_LANDMARKS": "results",
     "DetailMesh": "results",
     "FaceResult": "results",
     "MeshTopology": "results",

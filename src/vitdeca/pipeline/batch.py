@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vitdeca import media
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import VitdecaError, first_line
 from vitdeca.pipeline import animation
 from vitdeca.pipeline.outdir import OutputFolder, exclude_output_folder, output_names
 from vitdeca.pipeline.results import FaceResult, VideoFrame
@@ -171,19 +171,20 @@ def prepare_output_dir(out_dir: str | os.PathLike) -> Path:
 
 def _describe(exc: BaseException) -> str:
     """A one-line message for a record: the user error's text, or the type and text of a bug."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, VitdecaError):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return first_line(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
 
 class BatchRunner:
     """Run a reconstructor over files and write outputs + ``summary.json`` (the CLI's engine).
 
     ``reconstructor`` needs ``prepare(path, all_faces)``, ``reconstruct_crops(prepared)`` and
-    ``iter_video(path, smooth, max_frames)`` (see :class:`Reconstructor`); ``writer(result, folder,
-    stem, save)`` writes one face's files and returns their paths. ``shard`` (torchrun ranks) makes the
-    runner do only its share of the inputs and write ``summary.rank<R>.json`` (:mod:`.shard`).
+    ``iter_video(video, smooth, max_frames)`` with an open :class:`~vitdeca.media.Video` (see
+    :class:`Reconstructor`); ``writer(result, folder, stem, save)`` writes one face's files and returns
+    their paths: the runner decides what to write, :mod:`vitdeca.io` and :mod:`vitdeca.media` how.
+    ``shard`` (torchrun ranks) makes the runner do only its share of the inputs and write
+    ``summary.rank<R>.json`` (:mod:`.shard`).
     """
 
     def __init__(
@@ -424,52 +425,24 @@ def _write_meshes(result: FaceResult, folder: Path, stem: str, save: frozenset[s
 
     mesh, files = result.mesh, []
     texture = result.texture if "texture" in save else None
-    png = folder / f"{stem}_texture.png"
+    png = f"{stem}_texture.png"  # one texture file, shared by the OBJ and the detail OBJ
+    uvs = {"uv_coords": mesh.uv_coords, "uv_faces": mesh.uv_faces}
     if "obj" in save:
+        name = png if texture is not None else None
         obj = folder / f"{stem}.obj"
-        files += _save_obj(obj, png, result.vertices, mesh.faces, mesh.uv_coords, mesh.uv_faces, texture)
+        files += io.save_obj(obj, result.vertices, mesh.faces, **uvs, texture=texture, texture_name=name)
         if result.detail is not None:
             d, obj = result.detail, folder / f"{stem}_detail.obj"
-            files += _save_obj(obj, png, d.vertices, d.faces, d.uv_coords, None, texture, texture is not None)
+            files += io.save_obj(obj, d.vertices, d.faces, uv_coords=d.uv_coords, texture_name=name)
     elif texture is not None:
-        files.append(media.save_png(png, texture))
+        files.append(media.save_png(folder / png, texture))
     if "ply" in save:
-        files += _as_list(io.save_ply(folder / f"{stem}.ply", result.vertices, mesh.faces))
+        files += io.save_ply(folder / f"{stem}.ply", result.vertices, mesh.faces)
     if "glb" in save:
-        args = (result.vertices, mesh.faces, mesh.uv_coords, mesh.uv_faces)
-        files += _as_list(io.save_glb(folder / f"{stem}.glb", *args, texture=texture))
+        files += io.save_glb(folder / f"{stem}.glb", result.vertices, mesh.faces, **uvs, texture=texture)
     if "now" in save:
-        files += _as_list(io.save_obj(folder / f"{stem}_neutral.obj", result.neutral_vertices, mesh.faces))
+        files += io.save_obj(folder / f"{stem}_neutral.obj", result.neutral_vertices, mesh.faces)
     return files
-
-
-def _save_obj(
-    obj: Path, texture_png: Path, vertices, faces, uv_coords, uv_faces, texture, texture_written: bool = False
-) -> list[Path]:
-    """An OBJ (+ MTL) whose material uses ``texture_png``: :func:`vitdeca.io.save_obj` names its texture
-    ``<stem>.png``; it is renamed to ``texture_png`` (or dropped when ``texture_written`` already)."""
-    from vitdeca import io
-
-    written = _as_list(io.save_obj(obj, vertices, faces, uv_coords, uv_faces, texture=texture))
-    if texture is None:
-        return written
-    png, mtl = obj.with_suffix(".png"), obj.with_suffix(".mtl")
-    if texture_written:
-        png.unlink()
-    else:
-        os.replace(png, texture_png)
-    text = mtl.read_text().replace(f"map_Kd {png.name}", f"map_Kd {texture_png.name}")
-    atomic_write_bytes(mtl, text.encode())
-    return [texture_png if p == png else p for p in written if p != png or not texture_written]
-
-
-def _as_list(value) -> list[Path]:
-    """io writers may return one path, several, or None; normalise to a list of paths."""
-    if value is None:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        return [Path(value)]
-    return [Path(v) for v in value]
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:
@@ -495,8 +468,6 @@ def write_video_outputs(
     """
     import contextlib
 
-    reader, info = media.open_video(path)
-    reader.close()
     folder.mkdir(parents=True, exist_ok=True)
     outputs: list[Path] = []
     track: list[VideoFrame] = []
@@ -504,11 +475,12 @@ def write_video_outputs(
     n_frames = n_failed = 0
     per_frame_save = options.save - {"vis"}
     with contextlib.ExitStack() as stack:
-        write = None
+        video = stack.enter_context(media.Video(path))
+        fps, write = video.fps, None
         if "vis" in options.save:
             vis_path = folder / f"{stem}_vis.mp4"
-            write = stack.enter_context(media.video_writer(vis_path, info.fps))
-        for frame in rec.iter_video(path, smooth=options.smooth, max_frames=options.max_frames):
+            write = stack.enter_context(media.video_writer(vis_path, fps))
+        for frame in rec.iter_video(video, smooth=options.smooth, max_frames=options.max_frames):
             n_frames += 1
             n_failed += bool(frame.error)
             timeline.append((frame.time, frame.face))
@@ -529,7 +501,7 @@ def write_video_outputs(
     if n_failed:
         message += f", {n_failed} failed"
     if "arkit" in options.save and track and track[0].face.mesh.arkit is not None:
-        csv, missing = animation.write_live_link_csv(folder / f"{stem}_arkit.csv", timeline, info.fps)
+        csv, missing = animation.write_live_link_csv(folder / f"{stem}_arkit.csv", timeline, fps)
         outputs.append(csv)
         message += f"; ARKit CSV: {missing} rows without a face repeat the last weights"
     if "avatar" in options.save and track and track[0].face.mesh.arkit is not None:

@@ -53,7 +53,7 @@ def detail_mesh(model, vertices: torch.Tensor, displacement: torch.Tensor) -> De
 
 def _uint8(images: torch.Tensor) -> np.ndarray:
     """(B,3,H,W) float [0,1] → (B,H,W,3) uint8."""
-    return (images.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    return media.float_to_uint8(images.permute(0, 2, 3, 1))
 
 
 @torch.no_grad()

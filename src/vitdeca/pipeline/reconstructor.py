@@ -19,24 +19,12 @@ import torch
 
 from vitdeca import media
 from vitdeca.errors import VitdecaError
-from vitdeca.faces.detect import DEFAULT_BACKEND
+from vitdeca.faces.backends import DEFAULT_BACKEND
 from vitdeca.pipeline.results import FaceResult, VideoFrame
+from vitdeca.pipeline.video import SMOOTHING, iter_video
 
 log = logging.getLogger(__name__)
 
-# Per code: (min_cutoff Hz, beta) of its One-Euro filter. Identity and appearance barely change within
-# a shot, so their cutoffs are low; expression, pose and camera follow motion.
-SMOOTHING: dict[str, tuple[float, float]] = {
-    "shape": (0.05, 0.0),
-    "albedo": (0.2, 0.0),
-    "light": (0.3, 0.0),
-    "detail": (0.5, 0.5),
-    "expression": (1.5, 1.0),
-    "pose": (1.5, 2.0),
-    "camera": (1.5, 2.0),
-}
-LANDMARK_SMOOTHING = (1.0, 0.05)  # detector landmarks in pixels: (min_cutoff Hz, beta s/px)
-TRACK_RESET_S = 0.5  # a face lost for longer than this starts a new track (filters forget the past)
 METHODS = ("regress", "refine", "fit")
 FIT_ENCODER = "vit_tiny_patch16_224"  # fitting never runs the encoder; the smallest ViT stands in
 
@@ -81,8 +69,9 @@ class FaceCrop:
     @property
     def crop_landmarks(self) -> np.ndarray:
         """(68,2) detector landmarks in crop pixels."""
-        m = self.crop.matrix
-        return self.landmarks @ m[:, :2].T + m[:, 2]
+        from vitdeca.faces import transform_points
+
+        return transform_points(self.landmarks, self.crop.matrix)
 
 
 @dataclass
@@ -144,7 +133,7 @@ class Reconstructor:
         fit=None,
         refine: bool = False,
     ) -> None:
-        from vitdeca.faces.detect import check_backend
+        from vitdeca.faces.backends import check_backend
 
         check_backend(detector)
         self.device = resolve_device(device)
@@ -259,18 +248,17 @@ class Reconstructor:
 
     # ------------------------------------------------------------------------------------- videos
     def iter_video(
-        self, path: str | os.PathLike, smooth: bool = True, max_frames: int | None = None
+        self, video: media.Video | str | os.PathLike, smooth: bool = True, max_frames: int | None = None
     ) -> Iterator[VideoFrame]:
-        """Track the largest face of a video; yields a :class:`VideoFrame` per frame, in order.
+        """Track the largest face of a video (an open :class:`~vitdeca.media.Video` or a path); yields a
+        :class:`VideoFrame` per frame, in order.
 
         Two passes (:mod:`vitdeca.pipeline.video`): per-frame codes, then one shape and albedo per track
-        (a face lost for more than :data:`TRACK_RESET_S` starts a new track) and, with ``smooth``,
-        zero-phase smoothing of the other codes; the crops follow One-Euro smoothed landmarks. A frame
-        that fails is reported in ``VideoFrame.error``, never raised.
+        (a face lost for more than :data:`~vitdeca.pipeline.video.TRACK_RESET_S` starts a new track)
+        and, with ``smooth``, zero-phase smoothing of the other codes; the crops follow One-Euro
+        smoothed landmarks. A frame that fails is reported in ``VideoFrame.error``, never raised.
         """
-        from vitdeca.pipeline.video import iter_video
-
-        return iter_video(self, path, smooth=smooth, max_frames=max_frames)
+        return iter_video(self, video, smooth=smooth, max_frames=max_frames)
 
     def _recrop(self, frame: np.ndarray, crop: FaceCrop, landmarks: np.ndarray) -> FaceCrop:
         """``crop`` redone around smoothed ``landmarks`` (68,2) (original pixels)."""

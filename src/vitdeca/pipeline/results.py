@@ -11,10 +11,6 @@ import numpy as np
 
 from vitdeca import media
 
-# NoW challenge landmark order: right eye outer, right eye inner, left eye inner, left eye outer,
-# nose bottom, right mouth corner, left mouth corner (iBUG-68, 0-based).
-NOW_LANDMARKS = (36, 39, 42, 45, 33, 48, 54)
-
 
 @dataclass
 class MeshTopology:
@@ -88,14 +84,17 @@ class FaceResult:
 
     @property
     def now_landmarks(self) -> np.ndarray:
-        """(7,3) NoW landmarks of the neutral mesh (iBUG 36, 39, 42, 45, 33, 48, 54)."""
-        return self.neutral_landmarks3d[list(NOW_LANDMARKS)]
+        """(7,3) NoW landmarks of the neutral mesh (:data:`~vitdeca.evaluation.now.NOW_LANDMARKS_IBUG68`)."""
+        from vitdeca.evaluation.now import NOW_LANDMARKS_IBUG68  # here: scipy stays out of batch's imports
+
+        return self.neutral_landmarks3d[list(NOW_LANDMARKS_IBUG68)]
 
     def vis(self) -> np.ndarray:
         """The crop-space vis grid: input | landmarks | shape overlay | textured render (uint8)."""
-        to_crop = self.crop_matrix
-        detected = _transform(to_crop, self.detected_landmarks)
-        fitted = _transform(to_crop, self.landmarks2d)
+        from vitdeca.faces import transform_points
+
+        detected = transform_points(self.detected_landmarks, self.crop_matrix)
+        fitted = transform_points(self.landmarks2d, self.crop_matrix)
         return media.vis_grid(
             face_panels(self.crop, detected, fitted, self.shape_render, self.render, self.alpha)
         )
@@ -124,11 +123,6 @@ class FaceResult:
             if value is not None:
                 out[name] = value.detach().cpu().numpy().reshape(-1).astype(np.float32)
         return out
-
-
-def _transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a (2,3) affine map to (N,2) points."""
-    return points @ matrix[:, :2].T + matrix[:, 2]
 
 
 def face_panels(image, detected, fitted, shape, render, alpha) -> list[np.ndarray]:

@@ -3,7 +3,7 @@
 Pass 1 reads the video and, per frame, detects the largest face, places the crop around One-Euro
 smoothed landmarks (a steady crop) and estimates the codes against the frame's own detected landmarks
 (fitting warm-starts from the previous frame). A face lost for more than
-:data:`~vitdeca.pipeline.reconstructor.TRACK_RESET_S` starts a new track. Only codes and landmarks are
+:data:`TRACK_RESET_S` starts a new track. Only codes and landmarks are
 kept, never the frames.
 
 At the end of each track: one shape and albedo for the whole track
@@ -32,6 +32,20 @@ from vitdeca.pipeline.identity import IDENTITY_CODES, cat_codes, shared_identity
 from vitdeca.pipeline.results import VideoFrame
 
 log = logging.getLogger(__name__)
+
+# Per code: (min_cutoff Hz, beta) of its One-Euro filter. Identity and appearance barely change within
+# a shot, so their cutoffs are low; expression, pose and camera follow motion.
+SMOOTHING: dict[str, tuple[float, float]] = {
+    "shape": (0.05, 0.0),
+    "albedo": (0.2, 0.0),
+    "light": (0.3, 0.0),
+    "detail": (0.5, 0.5),
+    "expression": (1.5, 1.0),
+    "pose": (1.5, 2.0),
+    "camera": (1.5, 2.0),
+}
+LANDMARK_SMOOTHING = (1.0, 0.05)  # detector landmarks in pixels: (min_cutoff Hz, beta s/px)
+TRACK_RESET_S = 0.5  # a face lost for longer than this starts a new track (filters forget the past)
 
 
 @dataclass
@@ -63,9 +77,7 @@ def smooth_track(values: np.ndarray, times: np.ndarray, settings: tuple[float, f
 
 def smooth_codes(codes: Codes, times: np.ndarray) -> Codes:
     """Every code of a track (batch T) but the identity, :func:`smooth_track`-ed with the settings of
-    :data:`~vitdeca.pipeline.reconstructor.SMOOTHING`."""
-    from vitdeca.pipeline.reconstructor import SMOOTHING
-
+    :data:`SMOOTHING`."""
     changes = {}
     for name, value in codes.as_dict().items():
         if value is None or name in IDENTITY_CODES or name not in SMOOTHING:
@@ -90,17 +102,27 @@ def finish_track(rec, track: list[Observation], smooth: bool) -> list[Observatio
 
 
 def iter_video(
-    rec, path: str | os.PathLike, smooth: bool = True, max_frames: int | None = None
+    rec, video: media.Video | str | os.PathLike, smooth: bool = True, max_frames: int | None = None
 ) -> Iterator[VideoFrame]:
-    """The frames of ``path`` with their tracked face (module docstring); ``rec`` a Reconstructor. A frame
-    that fails is reported in ``VideoFrame.error``, never raised."""
-    _, info = media.open_video(path)
+    """The frames of ``video`` (an open :class:`~vitdeca.media.Video`, or a path: opened and closed
+    here) with their tracked face (module docstring); ``rec`` a Reconstructor. A frame that fails is
+    reported in ``VideoFrame.error``, never raised."""
+    if not isinstance(video, media.Video):
+        with media.Video(video) as opened:
+            yield from _track_video(rec, opened, smooth, max_frames)
+        return
+    yield from _track_video(rec, video, smooth, max_frames)
+
+
+def _track_video(rec, video: media.Video, smooth: bool, max_frames: int | None) -> Iterator[VideoFrame]:
+    """Both passes over one open ``video`` (:func:`iter_video`)."""
+    path = video.path
     done: dict[int, Observation] = {}
     errors: dict[int, str] = {}
-    for track in _pass_one(rec, path, info.fps, smooth, max_frames, errors):
+    for track in _pass_one(rec, video, smooth, max_frames, errors):
         done.update((o.index, o) for o in finish_track(rec, track, smooth))
-    for index, frame in media.iter_video(path, max_frames=max_frames):
-        t = index / info.fps
+    for index, frame in video.frames(max_frames):
+        t = index / video.fps
         if index in errors or index not in done:
             yield VideoFrame(index, t, frame, None, error=errors.get(index, ""))
             continue
@@ -118,15 +140,13 @@ def _nme(o: Observation) -> np.ndarray | None:
     return None if o.nme is None else np.array([o.nme])
 
 
-def _pass_one(rec, path, fps: float, smooth: bool, max_frames, errors: dict[int, str]):
+def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[int, str]):
     """Pass 1: yields each finished track (a list of :class:`Observation`); failures go to ``errors``."""
-    from vitdeca.pipeline.reconstructor import LANDMARK_SMOOTHING, TRACK_RESET_S
-
     marks = media.OneEuroFilter(*LANDMARK_SMOOTHING)
     track: list[Observation] = []
     previous, last_seen = None, -np.inf
-    for index, frame in media.iter_video(path, max_frames=max_frames):
-        t = index / fps
+    for index, frame in video.frames(max_frames):
+        t = index / video.fps
         if t - last_seen > TRACK_RESET_S:
             if track:
                 yield track
@@ -147,7 +167,7 @@ def _pass_one(rec, path, fps: float, smooth: bool, max_frames, errors: dict[int,
                                      None if nme is None else float(nme[0])))  # fmt: skip
             last_seen = t
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the video
-            log.warning("%s: frame %d failed (%s)", path, index, exc)
+            log.warning("%s: frame %d failed (%s)", video.path, index, exc)
             errors[index] = str(exc) or type(exc).__name__
     if track:
         yield track

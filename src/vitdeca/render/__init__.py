@@ -16,14 +16,12 @@ from vitdeca.render.camera import (
 from vitdeca.render.rasterize import (
     Fragments,
     interpolate,
-    interpolate_hwc,
     interpolate_packed,
     rasterize,
     scatter_packed,
 )
 from vitdeca.render.renderer import MeshRenderer, RenderOutput, render, render_mesh, shade
 from vitdeca.render.shading import (
-    composite,
     directional_shading_image,
     face_normals,
     sh_basis,
@@ -52,12 +50,10 @@ __all__ = [
     "PinholeCamera",
     "RenderOutput",
     "UVSpace",
-    "composite",
     "directional_shading_image",
     "face_normals",
     "grid_faces",
     "interpolate",
-    "interpolate_hwc",
     "interpolate_packed",
     "ndc_to_pixels",
     "perspective_to_screen",

@@ -32,7 +32,7 @@ import torch
 from vitdeca.errors import VitdecaError
 from vitdeca.render import kernels
 from vitdeca.render.kernels import MIN_AREA, tensor_max, tensor_min
-from vitdeca.render.zbuffer_torch import zbuffer_torch
+from vitdeca.render.zbuffer_torch import ZBufferSettings, zbuffer_torch
 
 BACKENDS = ("auto", "numba", "torch")
 
@@ -104,11 +104,11 @@ def rasterize(
     _check_inputs(vertices, faces, height, width)
     if near is None and perspective_correct:
         near = 1e-6
-    args = (height, width, perspective_correct, cull_backfaces, near)
+    settings = ZBufferSettings(height, width, perspective_correct, cull_backfaces, near)
     if use_torch:
-        face_index = zbuffer_torch(vertices, faces.to(vertices.device, torch.long), *args)
+        face_index = zbuffer_torch(vertices, faces.to(vertices.device, torch.long), settings)
     else:
-        face_index = _zbuffer_face_index(vertices, faces, *args)
+        face_index = _zbuffer_face_index(vertices, faces, settings)
     kernels_ok = not use_torch and vertices.device.type == "cpu"
     return _fragments_from_face_index(vertices, faces, face_index, perspective_correct, kernels_ok)
 
@@ -127,13 +127,6 @@ def interpolate(fragments: Fragments, faces: torch.Tensor | None, attributes: to
     Batch sizes of fragments and attributes must match, or one of them be 1 (broadcast).
     """
     return scatter_packed(interpolate_packed(fragments, faces, attributes), fragments, channels_last=False)
-
-
-def interpolate_hwc(
-    fragments: Fragments, faces: torch.Tensor | None, attributes: torch.Tensor
-) -> torch.Tensor:
-    """As :func:`interpolate` but channels last: (B,H,W,C)."""
-    return scatter_packed(interpolate_packed(fragments, faces, attributes), fragments, channels_last=True)
 
 
 def interpolate_packed(
@@ -260,16 +253,10 @@ def _all_finite(tensor: torch.Tensor) -> bool:
 
 
 def _zbuffer_face_index(
-    vertices: torch.Tensor,
-    faces: torch.Tensor,
-    height: int,
-    width: int,
-    perspective: bool,
-    cull: bool,
-    near: float | None,
+    vertices: torch.Tensor, faces: torch.Tensor, settings: ZBufferSettings
 ) -> torch.Tensor:
     """(B,H,W) long face index of the nearest face per pixel centre (-1: none), from the numba kernel."""
-    batch = vertices.shape[0]
+    batch, height, width, near = vertices.shape[0], settings.height, settings.width, settings.near
     face_index = np.full((batch, height, width), -1, dtype=np.int64)
     if faces.shape[0] and batch:
         verts = np.ascontiguousarray(vertices.detach().to("cpu", torch.float64).numpy())
@@ -277,9 +264,8 @@ def _zbuffer_face_index(
         zbuf = np.full((batch, height, width), np.inf)
         near_value = -np.inf if near is None else float(near)
         bands = kernels.zbuffer_bands(batch, height)
-        kernels.launch(
-            kernels.zbuffer, verts, faces_np, perspective, cull, near_value, bands, face_index, zbuf
-        )
+        flags = (settings.perspective, settings.cull, near_value)
+        kernels.launch(kernels.zbuffer, verts, faces_np, *flags, bands, face_index, zbuf)
     return torch.from_numpy(face_index).to(vertices.device)
 
 

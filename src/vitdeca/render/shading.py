@@ -175,10 +175,3 @@ def _check_light(light: torch.Tensor, batch: int) -> None:
         raise VitdecaError(f"sh_shading: light must be (B,9,3), got {tuple(light.shape)}")
     if light.shape[0] not in (1, batch):
         raise VitdecaError(f"sh_shading: light batch {light.shape[0]} does not match normals' {batch}")
-
-
-def composite(rgb: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor | None = None) -> torch.Tensor:
-    """rgb (B,C,H,W) over background (B,C,H,W) or black with alpha (B,1,H,W)."""
-    if background is None:
-        return rgb * alpha
-    return rgb * alpha + background * (1.0 - alpha)

@@ -17,6 +17,8 @@ more than one chunk the depths are recomputed for the tie pass instead of kept.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from vitdeca.render.kernels import MIN_AREA
@@ -26,28 +28,34 @@ CHUNK_CUDA = 1 << 22
 CHUNK_OTHER = 1 << 18
 
 
+@dataclass(frozen=True)
+class ZBufferSettings:
+    """What a visibility pass needs besides the geometry (both backends): the image size, whether depth
+    is interpolated perspectively (1/z), whether back faces are culled, and ``near``: faces with a vertex
+    depth below it are dropped (None: no limit)."""
+
+    height: int
+    width: int
+    perspective: bool = False
+    cull: bool = False
+    near: float | None = None
+
+
 def zbuffer_torch(
-    vertices: torch.Tensor,
-    faces: torch.Tensor,
-    height: int,
-    width: int,
-    perspective: bool,
-    cull: bool,
-    near: float | None,
-    chunk: int | None = None,
+    vertices: torch.Tensor, faces: torch.Tensor, settings: ZBufferSettings, chunk: int | None = None
 ) -> torch.Tensor:
     """(B,H,W) long face index of the nearest face per pixel centre (-1: none).
 
-    vertices (B,V,3) screen (x_pix, y_pix, depth), faces (F,3) long, both on the same device; ``near``:
-    faces with a vertex depth below it are dropped (None: no limit); ``chunk``: candidate pairs per chunk
-    (default :data:`CHUNK_CUDA` on CUDA, :data:`CHUNK_OTHER` elsewhere).
+    vertices (B,V,3) screen (x_pix, y_pix, depth), faces (F,3) long, both on the same device; ``chunk``:
+    candidate pairs per chunk (default :data:`CHUNK_CUDA` on CUDA, :data:`CHUNK_OTHER` elsewhere).
     """
+    height, width, perspective = settings.height, settings.width, settings.perspective
     batch, device = vertices.shape[0], vertices.device
     face_index = torch.full((batch * height * width,), -1, dtype=torch.long, device=device)
     if not faces.shape[0] or not batch:
         return face_index.view(batch, height, width)
     chunk = chunk or (CHUNK_CUDA if device.type == "cuda" else CHUNK_OTHER)
-    boxes = _face_boxes(vertices, faces.to(device, torch.long), height, width, perspective, cull, near)
+    boxes = _face_boxes(vertices, faces.to(device, torch.long), settings)
     if boxes is None:
         return face_index.view(batch, height, width)
     total = int(boxes["end"][-1])
@@ -78,13 +86,7 @@ def _pixel_range(lo: torch.Tensor, hi: torch.Tensor, stop: int) -> tuple[torch.T
 
 
 def _face_boxes(
-    vertices: torch.Tensor,
-    faces: torch.Tensor,
-    height: int,
-    width: int,
-    perspective: bool,
-    cull: bool,
-    near: float | None,
+    vertices: torch.Tensor, faces: torch.Tensor, settings: ZBufferSettings
 ) -> dict[str, torch.Tensor] | None:
     """Per (batch item, face) pair with a non-empty box: corner data and box geometry (None: no pairs).
 
@@ -92,12 +94,13 @@ def _face_boxes(
     (flat index of the item's first pixel), ``row``, ``col`` (first pixel of the box), ``cols`` (box width),
     ``begin``/``end`` (the pair's candidates in the cumulative enumeration), all (P,) long.
     """
+    height, width, near = settings.height, settings.width, settings.near
     n_faces = faces.shape[0]
     tri = vertices.detach().to(torch.float64)[:, faces]  # (B,F,corner,coordinate)
     (x0, y0, z0), (x1, y1, z1), (x2, y2, z2) = (tri[:, :, k].unbind(-1) for k in range(3))
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
     valid = area.abs() >= MIN_AREA
-    if cull:
+    if settings.cull:
         valid &= area <= 0.0
     if near is not None:
         valid &= torch.minimum(torch.minimum(z0, z1), z2) >= near

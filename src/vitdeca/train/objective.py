@@ -17,7 +17,7 @@ from torch import nn
 
 from vitdeca import losses as L
 from vitdeca.codes import Codes
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import VitdecaError, first_line
 from vitdeca.train.config import LossConfig
 
 log = logging.getLogger(__name__)
@@ -259,9 +259,9 @@ def load_idmrf(weights_path: str = "") -> IDMRF:
             net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1, progress=False)
     except Exception as exc:  # any failure here (offline, bad file) means: no weights
         where = weights_path or "torchvision's download of vgg19-dcbb9e9d.pth"
-        reason = str(exc).splitlines()[0] if str(exc) else ""
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
         raise VitdecaError(
-            f"ID-MRF needs ImageNet VGG19 weights and {where} failed ({type(exc).__name__}: {reason}); "
+            f"ID-MRF needs ImageNet VGG19 weights and {where} failed ({reason}); "
             "put the file in $TORCH_HOME/hub/checkpoints, set losses.vgg19_weights=FILE, or losses.mrf=0"
         ) from exc
     return IDMRF(net.features[:23])

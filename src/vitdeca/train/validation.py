@@ -134,7 +134,7 @@ class Validator:
         rows = [k for k, index in enumerate(chunk) if index in self.truth.shapes]
         if not rows:
             return np.zeros((0, 2))
-        from vitdeca.evaluation.synthetic import neutral_meshes
+        from vitdeca.evaluation.baseline import neutral_meshes
         from vitdeca.losses import align_scale_translation
 
         head = model.head

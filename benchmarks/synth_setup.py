@@ -1,0 +1,37 @@
+"""Set-up shared by the benchmarks that measure fitting on a fresh synthetic set (bench_arkit,
+bench_same_person): their command line and the dataset they draw."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def parse_arguments(description: str) -> argparse.Namespace:
+    """``--images``, ``--per-subject``, ``--seed`` of the synthetic set and ``--no-write``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--per-subject", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-write", action="store_true", help="print only (for a quick check)")
+    return parser.parse_args()
+
+
+def make_dataset(folder: Path, args: argparse.Namespace, **options) -> Path:
+    """A ``vitdeca synth`` set of ``args.images`` images (``args.per_subject`` per subject, ``args.seed``)
+    in ``folder``; ``options``: more :class:`~vitdeca.data.synth.SynthOptions` fields."""
+    from vitdeca.data.synth import SynthOptions, write_synthetic_dataset
+
+    synth = SynthOptions(n_images=args.images, images_per_subject=args.per_subject, seed=args.seed, **options)
+    write_synthetic_dataset(folder, synth, progress=False)
+    return folder
+
+
+def publish(report: str, results: Path, args: argparse.Namespace) -> None:
+    """Print the report and, unless ``--no-write``, write it (atomically) to ``results``."""
+    from vitdeca.storage import atomic_write_bytes
+
+    print(report)
+    if not args.no_write:
+        atomic_write_bytes(results, report.encode())
+        print(f"written to {results}")
