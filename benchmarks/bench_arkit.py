@@ -29,7 +29,7 @@ import torch
 from vitdeca.storage import atomic_write_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "arkit.md"
-PRIORS = ("sparsity_reg", "symmetry_reg", "exclusive_reg")
+PRIORS = ("reg_sparsity", "reg_pair_symmetry", "reg_pair_exclusion")
 
 
 def make_dataset(folder: Path, images: int, per_subject: int, seed: int) -> Path:

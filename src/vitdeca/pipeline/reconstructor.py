@@ -38,7 +38,6 @@ SMOOTHING: dict[str, tuple[float, float]] = {
 LANDMARK_SMOOTHING = (1.0, 0.05)  # detector landmarks in pixels: (min_cutoff Hz, beta s/px)
 TRACK_RESET_S = 0.5  # a face lost for longer than this starts a new track (filters forget the past)
 METHODS = ("regress", "refine", "fit")
-FIT_ENCODER = "vit_tiny_patch16_224"  # fitting never runs the encoder; the smallest ViT stands in
 
 
 class CodeSmoother:
@@ -153,7 +152,7 @@ class Reconstructor:
         self.detail = detail
         self.fit_config = fit
         self.refine = refine
-        self.crop_size = int(model.renderer.image_size[0])
+        self.crop_size = int(model.config.image_size)
         self._topology = None
 
     @classmethod
@@ -185,7 +184,9 @@ class Reconstructor:
         if path is None:
             if method != "fit":
                 raise VitdecaError(f"method {method!r} needs a trained model (--checkpoint NAME|PATH)")
-            model = DecaModel(ModelConfig(head_model=head, encoder=FIT_ENCODER, detail=False))
+            model = DecaModel(
+                ModelConfig(head_model=head, encoder=None, detail=False)
+            )  # fitting: no networks
             return cls(model, device=dev, detector=detector, detail=False, fit=fit or FitConfig())
         from vitdeca.zoo import resolve_model
 
@@ -245,9 +246,7 @@ class Reconstructor:
 
     def encode(self, images: torch.Tensor):
         """The encoder's codes of crops (B,3,S,S); without ``detail`` the detail encoder does not run."""
-        if self.detail or getattr(self.model, "detail_encoder", None) is None:
-            return self.model.encode(images)
-        return self.model.codes_from_vector(self.model.encoder(images))
+        return self.model.encode(images, detail=None if self.detail else False)
 
     def decode(self, codes, crops: list[FaceCrop], fit_nme: np.ndarray | None = None) -> list[FaceResult]:
         """Decode ``codes`` of ``crops`` into results (meshes, renders, texture) in original pixels."""
