@@ -19,15 +19,18 @@ DETAIL_KEY = "detail_decoder.l1.0.weight"  # and one of the detail stage
 
 def _train(tiny, head, out, overrides, resume=False, nan_calls=()):
     torch.set_num_threads(1)
-    return run_training(
-        None,
-        out,
-        tiny.BASE_OVERRIDES + list(overrides),
-        resume=resume,
-        model_factory=lambda cfg: tiny.tiny_model(cfg, head, nan_calls),
-        data_factory=lambda cfg: (lambda ds: (ds, ds.identities))(tiny.SyntheticFaces()),
-        identity_factory=lambda cfg, device: None,
-    )
+    try:
+        return run_training(
+            None,
+            out,
+            tiny.BASE_OVERRIDES + list(overrides),
+            resume=resume,
+            model_factory=lambda cfg: tiny.tiny_model(cfg, head, nan_calls),
+            data_factory=lambda cfg: (lambda ds: (ds, ds.identities))(tiny.SyntheticFaces()),
+            identity_factory=lambda cfg, device: None,
+        )
+    finally:
+        tiny.remove_poison()
 
 
 def _rows(path):

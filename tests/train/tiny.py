@@ -36,9 +36,13 @@ BASE_OVERRIDES = [
 RANDOM = ["model.dropkey=0.2"]  # DropKey draws random numbers at every training step
 
 
+_POISON: list[torch.utils.hooks.RemovableHandle] = []
+
+
 def tiny_model(config, head, nan_calls: tuple[int, ...] = ()) -> DecaModel:
     """``DecaModel(config.model)`` on ``head``; the head's forward passes numbered in ``nan_calls``
-    (1-based, counted from now: one per decode) return NaN vertices and landmarks."""
+    (1-based, counted from now: one per decode) return NaN vertices and landmarks until
+    :func:`remove_poison` (``head`` is shared between tests)."""
     model = DecaModel(config.model, head=head)
     if nan_calls:
         calls = {"n": 0}
@@ -49,8 +53,14 @@ def tiny_model(config, head, nan_calls: tuple[int, ...] = ()) -> DecaModel:
                 return out
             return HeadOutput(out.vertices * math.nan, out.landmarks3d * math.nan, out.joints)
 
-        model.head.register_forward_hook(poison)
+        _POISON.append(model.head.register_forward_hook(poison))
     return model
+
+
+def remove_poison() -> None:
+    """Take the NaN hooks of :func:`tiny_model` off the head model."""
+    while _POISON:
+        _POISON.pop().remove()
 
 
 class SyntheticFaces(torch.utils.data.Dataset):
