@@ -28,7 +28,7 @@ import torch
 from synth_setup import make_dataset, parse_arguments, publish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "arkit.md"
-PRIORS = ("sparsity_reg", "symmetry_reg", "exclusive_reg")
+PRIORS = ("reg_sparsity", "reg_pair_symmetry", "reg_pair_exclusion")
 
 
 def fitted_expressions(rec, dataset: Path, config) -> np.ndarray:

@@ -14,9 +14,10 @@ from vitdeca.arkit import (
     head_angles,
 )
 from vitdeca.errors import VitdecaError
+from vitdeca.head.base import HeadModel
 
 
-class PcaHead:
+class PcaHead(HeadModel):
     """A head model without ARKit semantics (like FLAME)."""
 
     name = "flame"

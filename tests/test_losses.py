@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vitdeca import losses as L
+from vitdeca.codes import CodeLayout, Codes
 
 
 def _points(value: tuple[float, float], b: int = 1) -> torch.Tensor:
@@ -184,3 +185,31 @@ def test_expression_priors():
     assert pair_exclusion_regulariser(code, pairs).item() == pytest.approx(0.09 / 2)
     empty = torch.zeros(0, 2, dtype=torch.long)
     assert pair_symmetry_regulariser(code, empty).item() == 0.0
+
+
+def test_training_and_fitting_share_one_vocabulary():
+    """Every weight key of LossConfig and FitWeights, every registered training term, is a term of
+    TERMS; a term both use has the same key in both configs."""
+    import dataclasses
+
+    from vitdeca.fit import FitWeights
+    from vitdeca.train.config import LossConfig
+    from vitdeca.train.objective import REGISTRY
+
+    training = {f.name for f in dataclasses.fields(LossConfig) if f.type in ("float", float)}
+    fitting = {f.name for f in dataclasses.fields(FitWeights)}
+    assert training == set(REGISTRY) and training <= set(L.TERMS) and fitting <= set(L.TERMS)
+    shared = {
+        "landmark",
+        "eye",
+        "lip",
+        "photometric",
+        "reg_shape",
+        "reg_expression",
+        "reg_albedo",
+        "reg_light",
+    }
+    assert shared <= training & fitting
+    layout = CodeLayout(n_shape=2, n_expression=1, n_pose=1, n_albedo=1)
+    codes = Codes.split(torch.zeros(2, layout.n_coarse), layout).replace(shape=torch.tensor([[0.1, 0.2]] * 2))
+    assert L.CODE_REGULARISERS["reg_shape"](codes).item() == pytest.approx((0.01 + 0.04) / 2)

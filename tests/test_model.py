@@ -39,6 +39,21 @@ def test_encode_decode_shapes(head, encoder):
     assert torch.isfinite(recon.detail_image).all()
 
 
+def test_a_model_for_fitting_has_no_encoders(head):
+    """encoder=None: the head, decoders and renderer only; encoding is a programming error."""
+    model = DecaModel(ModelConfig(encoder=None, image_size=64, **SMALL), head=head).eval()
+    assert model.encoder is None and model.detail_encoder is None
+    assert not [key for key in model.state_dict() if "encoder" in key]
+    with pytest.raises(ValueError, match="no encoder"):
+        model.encode(torch.rand(1, 3, 64, 64))
+    codes = model.neutral_codes(2)
+    with torch.no_grad():
+        recon = model.decode(codes)
+        both, second = model.detail_mesh(recon), model.detail_mesh(recon, index=1)
+    assert recon.displacement_uv.shape == (2, 1, 64, 64)  # the detail decoder is there for given codes
+    assert torch.equal(second.vertices[0], both.vertices[1]) and torch.equal(second.faces, both.faces)
+
+
 def test_neutral_codes_put_face_in_crop_centre(head):
     model = DecaModel(ModelConfig(detail=False, **SMALL), head=head)
     with torch.no_grad():

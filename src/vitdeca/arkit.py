@@ -121,10 +121,10 @@ class ArkitMapping:
 def arkit_mapping(head) -> ArkitMapping:
     """The :class:`ArkitMapping` of ``head``; :class:`VitdecaError` when its expressions have no ARKit
     semantics (``head.blendshape_names`` is None, e.g. FLAME)."""
-    names = getattr(head, "blendshape_names", None)
+    names = head.blendshape_names
     if not names:
         raise VitdecaError(
-            f"head model {getattr(head, 'name', '?')!r} has no ARKit blendshapes (its expressions are a "
+            f"head model {head.name!r} has no ARKit blendshapes (its expressions are a "
             "PCA space): ARKit weights and avatars need the ICT-FaceKit head model"
         )
     index = {n: i for i, n in enumerate(ARKIT_NAMES)}
@@ -161,11 +161,12 @@ def _fold_coefficients(head, names) -> dict[str, dict[str, float]]:
 
 
 def _expression_basis(head) -> np.ndarray | None:
-    """(n_expression, V*3) float64 displacements of a linear blend-shape head (ICT), else None."""
-    basis = getattr(head, "basis", None)
-    if basis is None or not hasattr(head, "n_shape"):
+    """(n_expression, V*3) float64 displacements of a linear blend-shape head (ICT: its
+    :meth:`~vitdeca.head.HeadModel.linear_basis`), else None."""
+    linear = head.linear_basis()
+    if linear is None:
         return None
-    return basis[head.n_shape : head.n_shape + head.n_expression].detach().cpu().double().numpy()
+    return linear.expression_basis.detach().cpu().double().numpy()
 
 
 # ------------------------------------------------------------------------------------- fitting priors
@@ -182,7 +183,7 @@ class ExpressionPriors:
 
 def expression_priors(head) -> ExpressionPriors | None:
     """The :class:`ExpressionPriors` of ``head``, None without ARKit semantics."""
-    names = getattr(head, "blendshape_names", None)
+    names = head.blendshape_names
     if not names:
         return None
     by_arkit: dict[str, list[int]] = {}

@@ -10,8 +10,8 @@ No network weights are needed. Stages run in the order of :attr:`FitConfig.stage
    light starts from its least-squares solution for the current geometry.
 
 Everything uses Adam. Before the first stage, pose and camera start from a closed-form weak-perspective
-fit of the template's landmarks to the detected ones (:func:`initial_codes`). Expression codes of
-blend-shape models (ICT) stay in [0, 1].
+fit of the template's landmarks to the detected ones (:func:`initial_codes`). Expression codes stay
+within the head model's ``expression_bounds`` (ICT's blend-shape weights: [0, 1]).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -40,21 +41,22 @@ _STAGE_CODES = {
 
 @dataclass
 class FitWeights:
-    """Weight of each loss term (0 switches a term off)."""
+    """Weight of each loss term (0 switches a term off); the names are the terms' one name
+    (:data:`vitdeca.losses.TERMS`), as in training's ``LossConfig``."""
 
     landmark: float = 1.0
     eye: float = 1.0
     lip: float = 0.5
     photometric: float = 1.0
-    shape_reg: float = 1e-4
-    expression_reg: float = 5e-5
-    pose_reg: float = 0.0
-    albedo_reg: float = 1e-4
-    light_reg: float = 0.1
+    reg_shape: float = 1e-4
+    reg_expression: float = 5e-5
+    reg_pose: float = 0.0
+    reg_albedo: float = 1e-4
+    reg_light: float = 0.1
     # ARKit-semantics priors on blend-shape expressions (vitdeca.arkit.expression_priors; ICT only)
-    sparsity_reg: float = 1e-3
-    symmetry_reg: float = 2e-3
-    exclusive_reg: float = 5e-3
+    reg_sparsity: float = 1e-3
+    reg_pair_symmetry: float = 2e-3
+    reg_pair_exclusion: float = 5e-3
 
 
 @dataclass
@@ -67,7 +69,8 @@ class FitConfig:
     gradient, which would throw a converged fit off); ``warm_iterations``: the fraction of the iterations
     used when a fit starts from a close guess (the previous video frame); ``losses``: the enabled terms from
     :data:`LOSSES` (``reg`` = every code regulariser); ``expression_range``: bounds for blend-shape
-    expression weights ("auto": [0, 1] for ICT, none for PCA expressions); ``weighted_landmarks``: DECA's
+    expression weights ("auto": the head model's ``expression_bounds``, [0, 1] for ICT, none for PCA
+    expressions); ``weighted_landmarks``: DECA's
     per-landmark weights (nose and mouth count more) instead of uniform ones (the uniform NME is lower);
     ``occluded_weight``: the landmark weight of points the current fit hides behind the head itself (1:
     no visibility weighting), re-tested every ``visibility_every`` landmark steps and at every
@@ -141,7 +144,7 @@ class FitConfig:
 
     def weight(self, name: str) -> float:
         """The weight of a term, 0 when its group is not in ``losses``."""
-        group = "reg" if name.endswith("_reg") else name
+        group = "reg" if name.startswith("reg_") else name
         return getattr(self.weights, name) if group in self.losses else 0.0
 
 
@@ -258,9 +261,9 @@ class _Priors:
         if not self.active:
             return {}
         return {
-            "sparsity_reg": lambda: L.sparsity_regulariser(expression, self.l1),
-            "symmetry_reg": lambda: L.pair_symmetry_regulariser(expression, self.symmetric),
-            "exclusive_reg": lambda: L.pair_exclusion_regulariser(expression, self.exclusive),
+            "reg_sparsity": lambda: L.sparsity_regulariser(expression, self.l1),
+            "reg_pair_symmetry": lambda: L.pair_symmetry_regulariser(expression, self.symmetric),
+            "reg_pair_exclusion": lambda: L.pair_exclusion_regulariser(expression, self.exclusive),
         }
 
 
@@ -278,9 +281,10 @@ def _geometry_losses(config: FitConfig, codes: Codes, pred: torch.Tensor, target
         "landmark": lambda: L.landmark_loss(pred, target, size, weights),
         "eye": lambda: L.eye_closure_loss(pred, target, size),
         "lip": lambda: L.lip_closure_loss(pred, target, size),
-        "shape_reg": lambda: L.code_regulariser(codes.shape),
-        "expression_reg": lambda: L.code_regulariser(codes.expression),
-        "pose_reg": lambda: L.code_regulariser(codes.pose),
+        **{
+            name: partial(L.CODE_REGULARISERS[name], codes)
+            for name in ("reg_shape", "reg_expression", "reg_pose")
+        },
         **(priors.terms(codes.expression) if priors is not None else {}),
     }
     return {name: config.weight(name) * fn() for name, fn in terms.items() if config.weight(name) > 0}
@@ -290,8 +294,7 @@ def _appearance_losses(config: FitConfig, codes: Codes, recon, images, masks):
     """Photometric term (inside ``masks`` × the render's coverage) and the albedo/light regularisers."""
     terms = {
         "photometric": lambda: L.photometric_loss(images, recon.image, masks * recon.alpha.detach()),
-        "albedo_reg": lambda: L.code_regulariser(codes.albedo),
-        "light_reg": lambda: L.light_regulariser(codes.light),
+        **{name: partial(L.CODE_REGULARISERS[name], codes) for name in ("reg_albedo", "reg_light")},
     }
     return {name: config.weight(name) * fn() for name, fn in terms.items() if config.weight(name) > 0}
 
@@ -303,8 +306,7 @@ def _clamp_expression(variables: _Variables, bounds: tuple[float, float] | None)
 
 
 def _expression_bounds(model, config: FitConfig) -> tuple[float, float] | None:
-    blendshapes = getattr(model.head, "name", "") == "ict"
-    return (0.0, 1.0) if config.expression_range == "auto" and blendshapes else None
+    return model.head.expression_bounds if config.expression_range == "auto" else None
 
 
 def solve_light(images: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor):
@@ -333,41 +335,12 @@ def solve_light(images: torch.Tensor, albedo: torch.Tensor, normals: torch.Tenso
     return torch.stack(out)
 
 
-class LandmarkGeometry:
-    """(B,68,3) landmarks of codes, cheaply. For a linear blend-shape head with one global rotation (ICT:
-    ``vertices = R(pose) · (template + [shape, expression] · basis)``) only the rows of the basis that the
-    landmarks read are used (``landmark_support``: the 68 vertices and the jaw-contour paths; a fraction of
-    a millisecond instead of the full mesh); any other head model runs its full forward."""
-
-    def __init__(self, head) -> None:
-        self.head = head
-        self.fast = getattr(head, "name", "") == "ict" and all(
-            hasattr(head, a) for a in ("basis", "template", "landmark_support")
-        )
-        if self.fast:
-            idx = head.landmark_support
-            columns = (idx[:, None] * 3 + torch.arange(3, device=idx.device)).reshape(-1)
-            self.basis = head.basis[:, columns].contiguous()
-            self.template = head.template[idx]
-
-    def __call__(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        if not self.fast:
-            return self.head(shape, expression, pose).landmarks3d
-        from vitdeca.head.lbs import batch_rodrigues, blend_shapes
-
-        points = blend_shapes(torch.cat([shape, expression], dim=1), self.basis, self.template)
-        rotation = batch_rodrigues(pose[:, :3])
-        return self.head.landmarks_from_support(points @ rotation.transpose(1, 2), rotation)
-
-
-def landmarks2d(
-    model, codes: Codes, image_size: int, geometry: LandmarkGeometry | None = None
-) -> torch.Tensor:
-    """(B,68,2) crop-pixel landmarks of ``codes`` from the head model and camera only (no rendering)."""
+def landmarks2d(model, codes: Codes, image_size: int) -> torch.Tensor:
+    """(B,68,2) crop-pixel landmarks of ``codes`` from the head model and camera only (no rendering;
+    :meth:`HeadModel.landmarks3d`, which ICT computes from the few vertices the landmarks read)."""
     from vitdeca.render import project_points
 
-    geometry = geometry or LandmarkGeometry(model.head)
-    points = geometry(codes.shape, codes.expression, codes.pose)
+    points = model.head.landmarks3d(codes.shape, codes.expression, codes.pose)
     return project_points(points, codes.camera, image_size, image_size)
 
 
@@ -417,13 +390,12 @@ def robust_weights(pred: torch.Tensor, target: torch.Tensor, scale: float) -> to
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
-    geometry = LandmarkGeometry(model.head)
     priors = _Priors(model.head, target.device)
     terms: dict[str, torch.Tensor] = {}
     visible = robust = None
     for step in range(iterations):
         codes = variables.codes()
-        pred = landmarks2d(model, codes, size, geometry)
+        pred = landmarks2d(model, codes, size)
         if step % config.visibility_every == 0:
             if config.occluded_weight < 1.0:
                 visible = landmark_visibility(model, codes)

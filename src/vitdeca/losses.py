@@ -10,11 +10,16 @@ Conventions (shared by every function here):
   crop size.
 - Images are (B,3,H,W) float RGB in [0, 1]; masks are (B,1,H,W) in [0, 1] (broadcast over channels).
 
-Weights and switches live in the training config (``vitdeca.train.config.LossConfig``); the registry that
-applies them to a model's output is ``vitdeca.train.objective``.
+Each term has one name (:data:`TERMS`), the same in training and fitting. Weights and switches live in
+the training config (``vitdeca.train.config.LossConfig``) and the fitting config
+(``vitdeca.fit.FitWeights``); the registry that applies them to a model's output is
+``vitdeca.train.objective``, fitting's terms are in ``vitdeca.fit``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -336,3 +341,39 @@ def code_l1(
         return per_sample.mean()
     w = sample_weights.to(per_sample.dtype)
     return (per_sample * w).sum() / w.sum().clamp_min(1.0)
+
+
+# ------------------------------------------------------------------------------ the one vocabulary
+# Every loss term's one name: its weight key in training (``LossConfig``) and fitting (``FitWeights``),
+# its column in ``losses.csv`` and its key in a fit's result, mapped to the function above that computes it.
+TERMS: dict[str, Callable[..., torch.Tensor]] = {
+    "landmark": landmark_loss,
+    "eye": eye_closure_loss,
+    "lip": lip_closure_loss,
+    "photometric": photometric_loss,
+    "identity": identity_loss,
+    "sup_shape": vertex_distance_mm,
+    "sup_expression": vertex_distance_mm,
+    "sup_pose": code_l1,
+    "reg_shape": code_regulariser,
+    "reg_expression": code_regulariser,
+    "reg_pose": code_regulariser,
+    "reg_albedo": code_regulariser,
+    "reg_light": light_regulariser,
+    "reg_sparsity": sparsity_regulariser,  # ARKit-semantics expression priors (fitting)
+    "reg_pair_symmetry": pair_symmetry_regulariser,
+    "reg_pair_exclusion": pair_exclusion_regulariser,
+    "detail_photometric": detail_photometric_loss,
+    "mrf": mrf_loss,
+    "symmetry": soft_symmetry_loss,
+    "reg_displacement": displacement_regulariser,
+}
+
+# The code regularisers as terms of a :class:`vitdeca.codes.Codes` (the same for training and fitting).
+CODE_REGULARISERS: dict[str, Callable[[Any], torch.Tensor]] = {
+    "reg_shape": lambda codes: code_regulariser(codes.shape),
+    "reg_expression": lambda codes: code_regulariser(codes.expression),
+    "reg_pose": lambda codes: code_regulariser(codes.pose),
+    "reg_albedo": lambda codes: code_regulariser(codes.albedo),
+    "reg_light": lambda codes: light_regulariser(codes.light),
+}

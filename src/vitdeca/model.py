@@ -37,7 +37,7 @@ DETAIL_MAX_MM = 10.0  # DECA's displacement bound (tanh · 0.01 m)
 class ModelConfig:
     """Everything that defines a model's architecture (saved inside every checkpoint)."""
 
-    encoder: str = "vit_small_patch16_224"
+    encoder: str | None = "vit_small_patch16_224"  # None: no encoders (a model for per-image fitting)
     dropkey: float = 0.0
     dropkey_schedule: str = "linear"
     dropkey_end_factor: float = 0.0
@@ -117,7 +117,11 @@ def build_head(config: ModelConfig) -> HeadModel:
 
 
 class DecaModel(nn.Module):
-    """Coarse encoder E_c, detail encoder E_d, head model, albedo decoder D_A, detail decoder, renderer."""
+    """Coarse encoder E_c, detail encoder E_d, head model, albedo decoder D_A, detail decoder, renderer.
+
+    With ``config.encoder=None`` there are no encoders (``encoder`` and ``detail_encoder`` are None): the
+    head model, decoders and renderer that per-image fitting needs, without networks it would never run.
+    """
 
     def __init__(self, config: ModelConfig | None = None, head: HeadModel | None = None):
         from vitdeca.nn import AlbedoDecoder, DetailDecoder, build_encoder
@@ -134,7 +138,9 @@ class DecaModel(nn.Module):
             pool=config.pool,
             img_size=config.image_size,
         )
-        self.encoder = build_encoder(config.encoder, self.layout.n_coarse, **enc)
+        self.encoder = None
+        if config.encoder is not None:
+            self.encoder = build_encoder(config.encoder, self.layout.n_coarse, **enc)
         if config.albedo_path:
             self.albedo = AlbedoDecoder.from_flame_file(
                 config.albedo_path, n_albedo=config.n_albedo, uv_size=config.uv_size
@@ -153,7 +159,8 @@ class DecaModel(nn.Module):
             detail_name = config.detail_encoder or config.encoder
             if detail_name != config.encoder:  # the pretrained weights belong to the coarse architecture
                 enc["pretrained"] = None
-            self.detail_encoder = build_encoder(detail_name, N_DETAIL, **enc)
+            if detail_name is not None:
+                self.detail_encoder = build_encoder(detail_name, N_DETAIL, **enc)
             self.detail_decoder = DetailDecoder(
                 n_detail=N_DETAIL,
                 n_expression=self.head.n_expression,
@@ -196,11 +203,13 @@ class DecaModel(nn.Module):
 
         ``detail``: run the detail encoder (default: when the model has one); ``False`` skips it (e.g. in the
         coarse training stage), leaving ``Codes.detail`` None."""
+        if self.encoder is None:
+            raise ValueError("encode: this model has no encoder (ModelConfig.encoder=None, for fitting)")
         if images.ndim != 4 or images.shape[1] != 3:
-            raise VitdecaError(f"encode: images must be (B,3,H,W), got {tuple(images.shape)}")
+            raise ValueError(f"encode: images must be (B,3,H,W), got {tuple(images.shape)}")
         run_detail = self.detail_encoder is not None if detail is None else detail
         if run_detail and self.detail_encoder is None:
-            raise VitdecaError("encode(detail=True) needs a model with the detail branch (config.detail)")
+            raise ValueError("encode(detail=True) needs a model with the detail branch (config.detail)")
         detail = self.detail_encoder(images) if run_detail else None
         return self.codes_from_vector(self.encoder(images), detail)
 
@@ -255,7 +264,7 @@ class DecaModel(nn.Module):
         amp: _AutocastState | None = None,
     ) -> None:
         if self.detail_decoder is None or recon.codes.detail is None:
-            raise VitdecaError("decode(detail=True) needs a model with the detail branch and a detail code")
+            raise ValueError("decode(detail=True) needs a model with the detail branch and a detail code")
         codes, out = recon.codes, recon.render
         with amp.restored() if amp is not None else contextlib.nullcontext():
             displacement = self.detail_decoder(codes.detail, codes.expression, codes.pose[:, 3:])
@@ -284,11 +293,16 @@ class DecaModel(nn.Module):
         visibility (B,1,S,S))."""
         return self.renderer.uv.extract_texture(images, recon.render.screen_vertices, recon.render.fragments)
 
-    def detail_mesh(self, recon: Reconstruction, texture: torch.Tensor | None = None):
-        """The dense detail mesh (DECA's ``_detail.obj``) as a :class:`vitdeca.render.DenseMesh`."""
+    def detail_mesh(
+        self, recon: Reconstruction, texture: torch.Tensor | None = None, index: int | None = None
+    ):
+        """The dense detail mesh (DECA's ``_detail.obj``) as a :class:`vitdeca.render.DenseMesh`: of every
+        face of ``recon``, or of face ``index`` only (batch 1). ``texture``: (B,3,S,S) colours or None."""
         if recon.displacement_uv is None:
-            raise VitdecaError("detail_mesh needs a reconstruction decoded with detail=True")
-        return self.renderer.uv.dense_mesh(recon.vertices, recon.displacement_uv, texture=texture)
+            raise ValueError("detail_mesh needs a reconstruction decoded with detail=True")
+        rows = slice(None) if index is None else slice(index, index + 1)
+        texture = texture[rows] if texture is not None else None
+        return self.renderer.uv.dense_mesh(recon.vertices[rows], recon.displacement_uv[rows], texture=texture)
 
     # ---- checkpoints ----------------------------------------------------------------------------------
     def head_identity(self) -> dict[str, str]:

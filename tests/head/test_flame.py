@@ -72,6 +72,14 @@ def test_matches_smplx_vertices_joints_and_contour_landmarks(flame_files, flame,
     torch.testing.assert_close(out.landmarks3d, ref_lmk, atol=1e-5, rtol=0)
 
 
+def test_capabilities_of_a_pca_model_with_skinning(flame, flame_codes):
+    """No ARKit semantics, no expression bounds, no rigid linear view; landmarks3d is the forward's."""
+    assert flame.blendshape_names is None and flame.expression_bounds is None and flame.linear_basis() is None
+    c = flame_codes
+    codes = _t(c["shape"]), _t(c["expression"]), _t(c["pose"])
+    torch.testing.assert_close(flame.landmarks3d(*codes), flame(*codes).landmarks3d, atol=0, rtol=0)
+
+
 def _deca_row(yaw_deg: float) -> int:
     """DECA's FLAME.py lookup: round, clamp at 39, negative yaws map to 39 - yaw, beyond -39 to 78."""
     d = min(round(yaw_deg), 39)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 
 import numpy as np
@@ -159,3 +160,26 @@ def test_batched_forward_and_gradients(ict_head):
 def test_wrong_code_sizes_raise(ict_head):
     with pytest.raises(ValueError, match="expression"):
         ict_head(torch.zeros(1, 100), torch.zeros(1, 50), torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("yaw", [25.0, -70.0])
+def test_landmarks3d_from_the_support_rows_match_the_forward(ict_head, yaw):
+    """The cheap landmark path (fitting's landmark stage) equals the full mesh's landmarks, also when the
+    jaw contour marches (large yaw)."""
+    g = torch.Generator().manual_seed(0)
+    shape = torch.randn(1, ict_head.n_shape, generator=g) * 0.8
+    expression = torch.zeros(1, ict_head.n_expression)
+    expression[0, ::11] = torch.rand(expression[0, ::11].shape, generator=g) * 0.6
+    pose = torch.tensor([[0.1, math.radians(yaw), -0.05]])
+    full = ict_head(shape, expression, pose).landmarks3d
+    torch.testing.assert_close(ict_head.landmarks3d(shape, expression, pose), full, atol=1e-4, rtol=0)
+
+
+def test_capabilities_of_a_linear_blend_shape_model(ict_head):
+    linear = ict_head.linear_basis()
+    assert linear.n_shape == ict_head.n_shape and ict_head.expression_bounds == (0.0, 1.0)
+    expression = torch.zeros(1, ict_head.n_expression)
+    expression[0, 3] = 1.0
+    zeros = torch.zeros(1, ict_head.n_shape), torch.zeros(1, 3)
+    moved = ict_head(zeros[0], expression, zeros[1]).vertices[0] - ict_head.template_vertices
+    torch.testing.assert_close(moved.reshape(-1), linear.expression_basis[3])

@@ -117,4 +117,4 @@ def fit_model(ict_archive, tmp_path_factory):
     os.environ.setdefault("VITDECA_ICT_FACEKIT", str(ict_archive))
     from vitdeca.model import DecaModel, ModelConfig
 
-    return DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False)).eval()
+    return DecaModel(ModelConfig(encoder=None, detail=False)).eval()

@@ -12,6 +12,7 @@ import torch
 
 from vitdeca import media
 from vitdeca.arkit import ARKIT_NAMES, arkit_mapping
+from vitdeca.head.base import HeadModel
 from vitdeca.pipeline.animation import timecode
 from vitdeca.pipeline.batch import BatchRunner, RunOptions, drop_unsupported, write_face_outputs
 
@@ -29,14 +30,14 @@ LIVE_LINK = (
 ).split(",")
 
 
-class ToyHead:
-    """Three ARKit-named blend shapes, no basis (nothing to fold)."""
+class ToyHead(HeadModel):
+    """Three ARKit-named blend shapes, no linear basis (nothing to fold)."""
 
     name = "toy"
     blendshape_names = ("eyeBlink_L", "jawLeft", "browInnerUp_L")
 
 
-class PcaHead:
+class PcaHead(HeadModel):
     name = "flame"
     blendshape_names = None
 

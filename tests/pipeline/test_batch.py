@@ -48,6 +48,19 @@ def test_mixed_folder_each_input_gets_a_status(fake_rec, writer, tmp_path):
     assert summary.line().startswith("5 inputs: 2 ok, 1 no face, 2 failed (2 faces)")
 
 
+def test_user_errors_log_one_warning_line_and_bugs_log_their_traceback(fake_rec, writer, tmp_path, caplog):
+    paths = _files(tmp_path / "in", **{"b.jpg": b"bad", "d.jpg": b"boom", "a.jpg": b"good"})
+    with caplog.at_level("INFO", logger="vitdeca.pipeline.batch"):
+        summary, _ = _run(fake_rec, writer, tmp_path, paths)
+    assert [r.status for r in summary.records] == ["failed", "failed", "ok"]  # the batch goes on
+    logged = {r.getMessage().split(":")[0].rsplit("/", 1)[1]: r for r in caplog.records if r.exc_info or
+              r.levelname in ("WARNING", "ERROR")}  # fmt: skip
+    user, bug = logged["b.jpg"], logged["d.jpg"]
+    assert user.levelname == "WARNING" and not user.exc_info
+    assert bug.levelname == "ERROR" and "RuntimeError: prepare exploded" in bug.getMessage()
+    assert bug.exc_info[0] is RuntimeError  # the traceback is kept
+
+
 def test_a_crash_in_a_batch_fails_only_its_input(fake_rec, writer, tmp_path):
     paths = _files(tmp_path / "in", **{"a.jpg": b"good", "b.jpg": b"crash", "c.jpg": b"good"})
     summary, out = _run(fake_rec, writer, tmp_path, paths, batch_size=3)

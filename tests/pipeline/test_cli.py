@@ -37,6 +37,20 @@ def test_user_errors_exit_2(tmp_path, capsys, monkeypatch, argv, message):
     assert err.startswith("vitdeca: error:") and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_programming_error_keeps_its_traceback(tmp_path, capsys, monkeypatch):
+    """Not a user error: the exception leaves ``main`` (Python prints the traceback), no exit status 2."""
+    from vitdeca.pipeline import Reconstructor
+
+    def broken(*args, **kwargs):
+        raise ValueError("encode: images must be (B,3,H,W), got (3, 8, 8)")
+
+    (tmp_path / "x.jpg").write_bytes(b"x")
+    monkeypatch.setattr(Reconstructor, "from_pretrained", broken)
+    with pytest.raises(ValueError, match=r"\(B,3,H,W\)"):
+        main(["reconstruct", str(tmp_path / "x.jpg"), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert "vitdeca: error:" not in capsys.readouterr().err
+
+
 def test_help_lists_the_commands(capsys):
     with pytest.raises(SystemExit):
         main(["reconstruct", "--help"])

@@ -13,7 +13,6 @@ from vitdeca.cli import build_parser
 from vitdeca.errors import VitdecaError
 from vitdeca.fit import (
     FitConfig,
-    LandmarkGeometry,
     fit_codes,
     initial_codes,
     landmark_nme,
@@ -43,16 +42,6 @@ def test_landmark_nme_hand_computed():
     assert landmark_nme(pred, target).item() == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("yaw", [25.0, -70.0])
-def test_landmark_geometry_matches_the_head(fit_model, yaw):
-    codes = _target_codes(fit_model)
-    codes = codes.replace(pose=torch.tensor([[0.1, math.radians(yaw), -0.05]]))  # the jaw contour marches
-    fast = LandmarkGeometry(fit_model.head)
-    assert fast.fast
-    full = fit_model.head(codes.shape, codes.expression, codes.pose).landmarks3d
-    assert torch.allclose(fast(codes.shape, codes.expression, codes.pose), full, atol=1e-4)
-
-
 def test_initial_codes_recover_a_rigid_pose(fit_model):
     truth = _target_codes(fit_model).replace(
         shape=torch.zeros(1, fit_model.head.n_shape), expression=torch.zeros(1, fit_model.head.n_expression)
@@ -73,8 +62,8 @@ def test_landmark_fit_reaches_a_synthetic_target(fit_model):
     result = fit_codes(fit_model, images, target, config)
     assert result.nme[0] < 0.01 < start
     assert result.codes.expression.min() >= 0 and result.codes.expression.max() <= 1  # ICT blend shapes
-    priors = {"sparsity_reg", "symmetry_reg", "exclusive_reg"}  # ICT has ARKit semantics
-    assert set(result.losses) == {"landmark", "eye", "lip", "shape_reg", "expression_reg", *priors}
+    priors = {"reg_sparsity", "reg_pair_symmetry", "reg_pair_exclusion"}  # ICT has ARKit semantics
+    assert set(result.losses) == {"landmark", "eye", "lip", "reg_shape", "reg_expression", *priors}
 
 
 def test_arkit_priors_keep_the_fitted_expression_sparse(fit_model):
@@ -89,7 +78,9 @@ def test_arkit_priors_keep_the_fitted_expression_sparse(fit_model):
     config = FitConfig(stages=["landmarks"], landmark_iterations=150)
     off = dataclasses.replace(
         config,
-        weights=dataclasses.replace(config.weights, sparsity_reg=0.0, symmetry_reg=0.0, exclusive_reg=0.0),
+        weights=dataclasses.replace(
+            config.weights, reg_sparsity=0.0, reg_pair_symmetry=0.0, reg_pair_exclusion=0.0
+        ),
     )
     with_priors = fit_codes(fit_model, images, target, config).codes.expression
     without = fit_codes(fit_model, images, target, off).codes.expression
@@ -153,7 +144,7 @@ def test_fit_config_from_the_command_line(tmp_path):
     config = fit_config(args)
     assert (config.lr, config.weights.eye, config.weights.photometric) == (0.02, 0.5, 0.0)
     assert (config.landmark_iterations, config.photometric_iterations) == (40, 5)
-    assert config.weight("eye") == 0.0 and config.weight("shape_reg") == config.weights.shape_reg
+    assert config.weight("eye") == 0.0 and config.weight("reg_shape") == config.weights.reg_shape
 
 
 @pytest.mark.parametrize(

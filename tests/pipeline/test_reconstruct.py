@@ -263,3 +263,9 @@ def test_checkpoint_regresses_codes(ict_archive, faces_dir, tmp_path):
         [faces_dir / PHOTO]
     )
     assert "IMG_0392_inputs/IMG_0392_inputs_detail.obj" in written.records[0].outputs
+
+
+def test_fitting_without_weights_builds_no_encoder(ict_archive):
+    rec = Reconstructor.from_pretrained(None, device="cpu")
+    assert rec.fit_config is not None and not rec.refine
+    assert rec.model.encoder is None and rec.model.detail_encoder is None  # no ViT that would never run

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vitdeca.errors import VitdecaError
 from vitdeca.render import (
     MeshRenderer,
     PinholeCamera,
@@ -35,7 +34,7 @@ def test_weak_perspective_formula():
     torch.testing.assert_close(screen[..., 2], -expected[..., 2])  # depth = -z_ndc: nearer = smaller
     torch.testing.assert_close(screen[..., :2], ndc_to_pixels(expected[..., :2], 10, 20))
     torch.testing.assert_close(project_points(points, camera, 10, 20), screen[..., :2])
-    with pytest.raises(VitdecaError, match="camera"):
+    with pytest.raises(ValueError, match="camera"):
         weak_perspective(points, torch.ones(1, 2))
 
 

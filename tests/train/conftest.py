@@ -1,4 +1,4 @@
-"""Fixtures for the training tests: the stand-in model/data module and quick configs."""
+"""Fixtures for the training tests: the tiny real model and synthetic data (tiny.py), quick configs."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-STANDIN_PATH = HERE / "standin.py"
+TINY_PATH = HERE / "tiny.py"
 
 
-def _load_standin():
-    name = "vitdeca_train_standin"
+def _load_tiny():
+    name = "vitdeca_train_tiny"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, STANDIN_PATH)
+        spec = importlib.util.spec_from_file_location(name, TINY_PATH)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -23,9 +23,9 @@ def _load_standin():
 
 
 @pytest.fixture(scope="session")
-def standin():
-    """The stand-in module (StandInModel, SyntheticFaces, BASE_OVERRIDES)."""
-    return _load_standin()
+def tiny():
+    """The tiny-setup module (tiny_model, SyntheticFaces, BASE_OVERRIDES, RANDOM)."""
+    return _load_tiny()
 
 
 def write_dlib_dataset(faces_dir: Path, out: Path, n_faces: int) -> Path:

@@ -58,10 +58,10 @@ def sample_subject(options: SynthOptions, head, index: int, textures: list[Path]
 
 
 def sample_expression(rng: np.random.Generator, head) -> np.ndarray:
-    """Blend-shape models (``expression_names``): sparse weights in [0,1], mirrored pairs mostly
+    """Blend-shape models (``blendshape_names``): sparse weights in [0,1], mirrored pairs mostly
     symmetric, the jaw often open; PCA models: N(0, 0.8²) on the first 10 components."""
     n = head.n_expression
-    names = list(getattr(head, "expression_names", ()))
+    names = list(head.blendshape_names or ())
     if len(names) != n:
         out = np.zeros(n, np.float32)
         out[: min(10, n)] = rng.normal(0.0, 0.8, min(10, n))

@@ -1,4 +1,10 @@
-"""The head-model interface that every later stage sees (ICT-FaceKit and FLAME implement it)."""
+"""The head-model interface that every later stage sees (ICT-FaceKit and FLAME implement it).
+
+Besides ``forward``, a head model states its capabilities, so that later stages never test its name:
+:attr:`HeadModel.blendshape_names` (ARKit semantics), :attr:`HeadModel.expression_bounds` (the range of
+blend-shape weights), :meth:`HeadModel.linear_basis` (a rigid linear blend-shape model's bases) and
+:meth:`HeadModel.landmarks3d` (landmarks alone, which a model may compute more cheaply than ``forward``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,24 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class LinearBasis:
+    """A rigid linear blend-shape head: ``vertices = R(pose[:3]) · (template + [shape, expression] · basis)``
+    with R the global rotation about the model origin and nothing else posing the mesh.
+
+    template: (V,3); basis: (n_shape + n_expression, V*3), the ``n_shape`` identity rows first.
+    """
+
+    template: torch.Tensor
+    basis: torch.Tensor
+    n_shape: int
+
+    @property
+    def expression_basis(self) -> torch.Tensor:
+        """(n_expression, V*3) the expression rows of :attr:`basis`."""
+        return self.basis[self.n_shape :]
 
 
 @dataclass
@@ -46,6 +70,7 @@ class HeadModel(nn.Module):
     n_pose: int
     units_per_mm: float
     landmark_names: tuple[str, ...]
+    expression_bounds: tuple[float, float] | None = None  # blend-shape weights' range; None: unbounded (PCA)
     faces: torch.Tensor
     uv_coords: torch.Tensor
     uv_faces: torch.Tensor
@@ -61,6 +86,16 @@ class HeadModel(nn.Module):
         set of ARKit-semantics blend-shape weights in [0, 1] (see :mod:`vitdeca.arkit`); None when it is
         a PCA space without such meaning (FLAME). Capability check for ARKit and avatar outputs."""
         return None
+
+    def linear_basis(self) -> LinearBasis | None:
+        """The model's :class:`LinearBasis` when it is a rigid linear blend-shape model (ICT), else None
+        (FLAME: pose correctives and skinning). Capability check for ARKit targets and folds."""
+        return None
+
+    def landmarks3d(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """(B,68,3) landmarks of the codes, equal to ``forward(...).landmarks3d``; models override it with
+        a cheaper path when they have one (fitting's landmark stage calls it at every step)."""
+        return self(shape, expression, pose).landmarks3d
 
     @property
     def n_vertices(self) -> int:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from vitdeca.errors import VitdecaError
-from vitdeca.head.base import HeadModel, HeadOutput
+from vitdeca.head.base import HeadModel, HeadOutput, LinearBasis
 from vitdeca.head.contour import CONTOUR_LANDMARKS, contour_paths, march_contour
 from vitdeca.head.ict_assets import N_IDENTITY, cache_paths, install_ict, load_cache
 from vitdeca.head.landmarks import IBUG68_NAMES
@@ -40,6 +40,7 @@ class ICTHead(HeadModel):
     name = "ict"
     units_per_mm = 0.1
     landmark_names = IBUG68_NAMES
+    expression_bounds = (0.0, 1.0)  # blend-shape weights
 
     def __init__(
         self,
@@ -92,6 +93,10 @@ class ICTHead(HeadModel):
             ids += [paths.a.ravel(), paths.b.ravel()]
         support, inverse = np.unique(np.concatenate(ids), return_inverse=True)
         self.register_buffer("landmark_support", torch.from_numpy(support))
+        index = torch.from_numpy(support)
+        columns = (index[:, None] * 3 + torch.arange(3)).reshape(-1)
+        self.register_buffer("_support_basis", self.basis[:, columns].contiguous())  # (K,S*3)
+        self.register_buffer("_support_template", self.template[index])  # (S,3)
         self.register_buffer("_static_pos", torch.from_numpy(inverse[: len(landmarks)]))
         if self.dynamic_contour:
             a_pos, b_pos = np.split(inverse[len(landmarks) :], 2)
@@ -114,6 +119,18 @@ class ICTHead(HeadModel):
     @property
     def template_vertices(self) -> Tensor:
         return self.template
+
+    def linear_basis(self) -> LinearBasis:
+        return LinearBasis(self.template, self.basis, self.n_shape)
+
+    def landmarks3d(self, shape: Tensor, expression: Tensor, pose: Tensor) -> Tensor:
+        """As ``forward(...).landmarks3d`` from the ``landmark_support`` rows of the basis only (a fraction
+        of a millisecond instead of the full mesh)."""
+        points = blend_shapes(
+            torch.cat([shape, expression], dim=1), self._support_basis, self._support_template
+        )
+        rotation = batch_rodrigues(pose[:, :3])
+        return self.landmarks_from_support(points @ rotation.transpose(1, 2), rotation)
 
     @property
     def blendshape_names(self) -> tuple[str, ...]:

@@ -143,7 +143,7 @@ def drop_unsupported(options: RunOptions, head) -> RunOptions:
     import dataclasses
 
     wanted = options.save & set(ARKIT_OUTPUTS)
-    if not wanted or getattr(head, "blendshape_names", None):
+    if not wanted or head.blendshape_names:
         return options
     from vitdeca.arkit import arkit_mapping
 
@@ -353,10 +353,16 @@ class BatchRunner:
         return [(Path(name) / Path(p).relative_to(tmp)).as_posix() for p in written]
 
     def _failed(self, path, exc, start, extra: float = 0.0, face_index: int | None = None) -> Record:
-        level = logging.WARNING if isinstance(exc, (VitdecaError, OSError)) else logging.ERROR
+        """The record of a failed input; the run goes on. A user's problem (:class:`VitdecaError`, a file
+        system error) is one warning line (its traceback at debug level); anything else is a bug, logged
+        as an error with its type and traceback."""
+        user_problem = isinstance(exc, (VitdecaError, OSError))
         message = _describe(exc)
         shown = message if str(path) in message else f"{path}: {message}"
-        log.log(level, "%s", shown, exc_info=log.isEnabledFor(logging.DEBUG))
+        if user_problem:
+            log.warning("%s", shown, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+        else:
+            log.error("%s", shown, exc_info=exc)
         seconds = extra + (time.perf_counter() - start if start is not None else 0.0)
         return Record(str(path), face_index, "failed", message, [], seconds)
 

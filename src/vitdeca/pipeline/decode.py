@@ -29,7 +29,7 @@ def mesh_topology(model) -> MeshTopology:
         uv_faces=head.uv_faces.cpu().numpy(),
         head_model=head.name,
         units_per_mm=float(head.units_per_mm),
-        arkit=arkit_mapping(head) if getattr(head, "blendshape_names", None) else None,
+        arkit=arkit_mapping(head) if head.blendshape_names else None,
     )
 
 
@@ -41,13 +41,14 @@ def texel_uvs(texel_index: torch.Tensor, size: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def detail_mesh(model, vertices: torch.Tensor, displacement: torch.Tensor) -> DetailMesh:
-    """The dense detail mesh of one face: vertices (1,V,3), displacement_uv (1,1,S,S) → :class:`DetailMesh`
-    (one vertex per covered texel, with the texel centre as its UV)."""
-    uv = model.renderer.uv
-    dense = uv.dense_mesh(vertices, displacement)
+def detail_mesh(model, recon, index: int) -> DetailMesh:
+    """The dense detail mesh of face ``index`` of a :class:`~vitdeca.model.Reconstruction` decoded with
+    detail (:meth:`DecaModel.detail_mesh`) → :class:`DetailMesh` (one vertex per covered texel, with the
+    texel centre as its UV)."""
+    dense = model.detail_mesh(recon, index=index)
+    uv_size = recon.displacement_uv.shape[-1]
     return DetailMesh(
-        dense.vertices[0].cpu().numpy(), dense.faces.cpu().numpy(), texel_uvs(dense.texel_index, uv.uv_size)
+        dense.vertices[0].cpu().numpy(), dense.faces.cpu().numpy(), texel_uvs(dense.texel_index, uv_size)
     )
 
 
@@ -71,16 +72,13 @@ def decode_results(
     """
     from vitdeca.faces import invert_similarity, transform_points
 
-    use_detail = (
-        bool(detail) and getattr(model, "detail_decoder", None) is not None and codes.detail is not None
-    )
-    recon, arrays = _decode_arrays(model, codes, crops, use_detail)
+    recon, arrays = _decode_arrays(model, codes, crops, detail)
     topology = topology or mesh_topology(model)
     results = []
     for b, crop in enumerate(crops):
         loader = None
-        if use_detail:
-            loader = partial(detail_mesh, model, recon.vertices[b : b + 1], recon.displacement_uv[b : b + 1])
+        if recon.displacement_uv is not None:
+            loader = partial(detail_mesh, model, recon, b)
         face = {name: values[b] for name, values in arrays.items()}
         alpha = face.pop("alpha")
         landmarks2d = transform_points(face.pop("crop_landmarks2d"), invert_similarity(crop.crop.matrix))
@@ -116,11 +114,13 @@ def inside_image(points: np.ndarray, image_shape: tuple[int, int] | None) -> np.
     return (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (points[:, 1] <= height)
 
 
-def _decode_arrays(model, codes, crops, use_detail: bool):
-    """One decode of the batch: (the Reconstruction, per-batch numpy arrays keyed by FaceResult field)."""
+def _decode_arrays(model, codes, crops, detail: bool):
+    """One decode of the batch (with the detail branch when ``detail`` and the model and codes have it):
+    (the Reconstruction, per-batch numpy arrays keyed by FaceResult field)."""
     from vitdeca.render.visibility import render_visibility
 
-    recon = model.decode(codes, detail=use_detail)
+    recon = model.decode(codes, detail=None if detail else False)
+    use_detail = recon.displacement_uv is not None
     texture, visible = model.extract_texture(crop_batch(crops, codes.shape.device), recon)
     texture = texture * visible + recon.albedo_uv * (1.0 - visible)
     zeros = [torch.zeros_like(codes.expression), torch.zeros_like(codes.pose)]

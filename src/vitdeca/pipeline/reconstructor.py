@@ -26,7 +26,6 @@ from vitdeca.pipeline.video import SMOOTHING, iter_video
 log = logging.getLogger(__name__)
 
 METHODS = ("regress", "refine", "fit")
-FIT_ENCODER = "vit_tiny_patch16_224"  # fitting never runs the encoder; the smallest ViT stands in
 
 
 class CodeSmoother:
@@ -142,7 +141,7 @@ class Reconstructor:
         self.detail = detail
         self.fit_config = fit
         self.refine = refine
-        self.crop_size = int(model.renderer.image_size[0])
+        self.crop_size = int(model.config.image_size)
         self._topology = None
 
     @classmethod
@@ -174,7 +173,9 @@ class Reconstructor:
         if path is None:
             if method != "fit":
                 raise VitdecaError(f"method {method!r} needs a trained model (--checkpoint NAME|PATH)")
-            model = DecaModel(ModelConfig(head_model=head, encoder=FIT_ENCODER, detail=False))
+            model = DecaModel(
+                ModelConfig(head_model=head, encoder=None, detail=False)
+            )  # fitting: no networks
             return cls(model, device=dev, detector=detector, detail=False, fit=fit or FitConfig())
         from vitdeca.zoo import resolve_model
 
@@ -234,9 +235,7 @@ class Reconstructor:
 
     def encode(self, images: torch.Tensor):
         """The encoder's codes of crops (B,3,S,S); without ``detail`` the detail encoder does not run."""
-        if self.detail or getattr(self.model, "detail_encoder", None) is None:
-            return self.model.encode(images)
-        return self.model.codes_from_vector(self.model.encoder(images))
+        return self.model.encode(images, detail=None if self.detail else False)
 
     def decode(self, codes, crops: list[FaceCrop], fit_nme: np.ndarray | None = None) -> list[FaceResult]:
         """Decode ``codes`` of ``crops`` into results (meshes, renders, texture) in original pixels."""

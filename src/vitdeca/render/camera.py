@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import torch
 
-from vitdeca.errors import VitdecaError
-
 
 def ndc_to_pixels(xy_ndc: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(...,2) NDC (x right, y up, [-1,1]) → (...,2) pixels (x right, y down, centres at j+0.5).
@@ -119,8 +117,8 @@ class PinholeCamera:
 
 def _check_camera(points: torch.Tensor, camera: torch.Tensor) -> None:
     if points.ndim != 3 or points.shape[-1] != 3:
-        raise VitdecaError(f"camera: points must be (B,N,3), got {tuple(points.shape)}")
+        raise ValueError(f"camera: points must be (B,N,3), got {tuple(points.shape)}")
     if camera.ndim != 2 or camera.shape[-1] != 3 or camera.shape[0] not in (1, points.shape[0]):
-        raise VitdecaError(
+        raise ValueError(
             f"camera: weak-perspective camera must be (B,3) = (s,tx,ty), got {tuple(camera.shape)}"
         )

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import NonFiniteError
 from vitdeca.render import kernels
 from vitdeca.render.kernels import MIN_AREA, tensor_max, tensor_min
 from vitdeca.render.zbuffer_torch import ZBufferSettings, zbuffer_torch
@@ -98,7 +98,8 @@ def rasterize(
     backend: ``"numba"`` (visibility on a host copy, numba kernels on CPU), ``"torch"`` (torch ops on the
     vertices' device, no host round trip) or ``"auto"`` (torch on CUDA, numba elsewhere); the face index
     is identical, barycentrics and gradients agree to float rounding.
-    Raises VitdecaError for NaN/Inf vertices, bad shapes or out-of-range face indices.
+    Raises :class:`~vitdeca.errors.NonFiniteError` for NaN/Inf vertices, ValueError/TypeError for bad
+    shapes, dtypes or out-of-range face indices (programming errors).
     """
     use_torch = _use_torch_backend(backend, vertices.device)
     _check_inputs(vertices, faces, height, width)
@@ -137,16 +138,16 @@ def interpolate_packed(
     frag_batch, height, width = fragments.face_index.shape
     per_vertex = attributes.ndim == 3
     if not per_vertex and (attributes.ndim != 4 or attributes.shape[2] != 3):
-        raise VitdecaError(
+        raise ValueError(
             f"interpolate: attributes must be (B,V,C) or (B,F,3,C), got {tuple(attributes.shape)}"
         )
     if per_vertex and faces is None:
-        raise VitdecaError("interpolate: per-vertex attributes (B,V,C) need faces (F,3)")
+        raise ValueError("interpolate: per-vertex attributes (B,V,C) need faces (F,3)")
     if per_vertex and faces.numel() and int(tensor_max(faces)) >= attributes.shape[1]:
-        raise VitdecaError(f"interpolate: faces index vertices beyond the {attributes.shape[1]} attributes")
+        raise ValueError(f"interpolate: faces index vertices beyond the {attributes.shape[1]} attributes")
     n_faces = faces.shape[0] if per_vertex else attributes.shape[1]
     if fragments.pixels.numel() and int(tensor_max(fragments.pixel_face)) >= n_faces:
-        raise VitdecaError(f"interpolate: the fragments refer to faces beyond the {n_faces} given")
+        raise ValueError(f"interpolate: the fragments refer to faces beyond the {n_faces} given")
     attr_batch, channels = attributes.shape[0], attributes.shape[-1]
     bary = fragments.pixel_bary.t().to(attributes.dtype).contiguous()  # (3,N)
     if frag_batch == 1 and attr_batch > 1:  # one layout (e.g. UV space), many attribute sets
@@ -155,7 +156,7 @@ def interpolate_packed(
         values = flat.index_select(1, corners.reshape(-1)).view(attr_batch, 3, -1, channels)
         return (values * bary[None, :, :, None]).sum(1)
     if attr_batch not in (1, frag_batch):
-        raise VitdecaError(
+        raise ValueError(
             f"interpolate: batch {attr_batch} of attributes does not match fragments' {frag_batch}"
         )
     if attributes.device.type == "cpu":  # numba kernel; the same maths in torch below
@@ -233,17 +234,17 @@ def _corner_index(
 
 def _check_inputs(vertices: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> None:
     if vertices.ndim != 3 or vertices.shape[-1] != 3:
-        raise VitdecaError(f"rasterize: vertices must be (B,V,3), got {tuple(vertices.shape)}")
+        raise ValueError(f"rasterize: vertices must be (B,V,3), got {tuple(vertices.shape)}")
     if not vertices.is_floating_point():
-        raise VitdecaError(f"rasterize: vertices must be floating point, got {vertices.dtype}")
+        raise TypeError(f"rasterize: vertices must be floating point, got {vertices.dtype}")
     if faces.ndim != 2 or faces.shape[-1] != 3 or faces.is_floating_point():
-        raise VitdecaError(f"rasterize: faces must be an integer (F,3) tensor, got {tuple(faces.shape)}")
+        raise ValueError(f"rasterize: faces must be an integer (F,3) tensor, got {tuple(faces.shape)}")
     if int(height) < 1 or int(width) < 1:
-        raise VitdecaError(f"rasterize: image size must be positive, got {height}x{width}")
+        raise ValueError(f"rasterize: image size must be positive, got {height}x{width}")
     if faces.numel() and (int(tensor_min(faces)) < 0 or int(tensor_max(faces)) >= vertices.shape[1]):
-        raise VitdecaError(f"rasterize: face indices must lie in [0, {vertices.shape[1]})")
+        raise ValueError(f"rasterize: face indices must lie in [0, {vertices.shape[1]})")
     if vertices.numel() and not _all_finite(vertices):
-        raise VitdecaError("rasterize: vertices contain NaN or Inf")
+        raise NonFiniteError("rasterize: vertices contain NaN or Inf")
 
 
 def _all_finite(tensor: torch.Tensor) -> bool:

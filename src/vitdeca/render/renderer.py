@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vitdeca.errors import VitdecaError
 from vitdeca.render.camera import PinholeCamera, weak_perspective_to_screen
 from vitdeca.render.rasterize import Fragments, interpolate_packed, rasterize, scatter_packed
 from vitdeca.render.shading import sh_shading_packed, shape_shading_packed, vertex_normals
@@ -240,5 +239,5 @@ def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(image_size, int):
         return image_size, image_size
     if len(image_size) != 2:
-        raise VitdecaError(f"renderer: image_size must be an int or (H,W), got {image_size!r}")
+        raise ValueError(f"renderer: image_size must be an int or (H,W), got {image_size!r}")
     return int(image_size[0]), int(image_size[1])

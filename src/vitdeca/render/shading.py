@@ -10,7 +10,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vitdeca.errors import VitdecaError
 from vitdeca.render import shading_kernels
 from vitdeca.render.kernels import tensor_max
 
@@ -59,7 +58,7 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     :func:`vertex_normals_torch` elsewhere.
     """
     if faces.numel() and int(tensor_max(faces)) >= vertices.shape[1]:
-        raise VitdecaError(f"vertex_normals: faces index vertices beyond the {vertices.shape[1]} given")
+        raise ValueError(f"vertex_normals: faces index vertices beyond the {vertices.shape[1]} given")
     if vertices.device.type == "cpu":
         return shading_kernels.VertexNormalsFunction.apply(vertices, faces.long())
     return vertex_normals_torch(vertices, faces)
@@ -104,9 +103,7 @@ def sh_shading_packed(normals: torch.Tensor, light: torch.Tensor, batch: torch.T
     (the image of each pixel) → (N,3). numba kernel on CPU."""
     n_images = int(tensor_max(batch)) + 1 if batch.numel() else 1
     if light.ndim != 3 or light.shape[1:] != (9, 3) or 1 < light.shape[0] < n_images:
-        raise VitdecaError(
-            f"sh_shading: light must be (B,9,3) with B >= {n_images}, got {tuple(light.shape)}"
-        )
+        raise ValueError(f"sh_shading: light must be (B,9,3) with B >= {n_images}, got {tuple(light.shape)}")
     scaled = light.to(normals.dtype) * normals.new_tensor(SH_CONSTANTS)[:, None]
     scaled = scaled.expand(n_images, 9, 3) if light.shape[0] == 1 else scaled
     if normals.device.type == "cpu":
@@ -172,6 +169,7 @@ def shape_shading_packed(normals: torch.Tensor) -> torch.Tensor:
 
 def _check_light(light: torch.Tensor, batch: int) -> None:
     if light.ndim != 3 or light.shape[1:] != (9, 3):
-        raise VitdecaError(f"sh_shading: light must be (B,9,3), got {tuple(light.shape)}")
+        raise ValueError(f"sh_shading: light must be (B,9,3), got {tuple(light.shape)}")
     if light.shape[0] not in (1, batch):
-        raise VitdecaError(f"sh_shading: light batch {light.shape[0]} does not match normals' {batch}")
+        raise ValueError(f"sh_shading: light batch {light.shape[0]} does not match normals' {batch}")
+

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitdeca.errors import VitdecaError
 from vitdeca.render import shading_kernels
 from vitdeca.render.kernels import tensor_max
 from vitdeca.render.rasterize import Fragments, interpolate, rasterize
@@ -44,11 +43,9 @@ def sample_uv_packed(uv_map: torch.Tensor, grid: torch.Tensor, batch: torch.Tens
     """:func:`sample_uv_map` at packed points: uv_map (B or 1,C,Hu,Wu), grid (N,2), batch (N,) long (the
     image of each point) → (N,C). numba kernel on CPU; ``grid_sample`` on a padded batch elsewhere."""
     if uv_map.ndim != 4:
-        raise VitdecaError(f"sample_uv_packed: UV map must be (B,C,H,W), got {tuple(uv_map.shape)}")
+        raise ValueError(f"sample_uv_packed: UV map must be (B,C,H,W), got {tuple(uv_map.shape)}")
     if uv_map.shape[0] > 1 and batch.numel() and int(tensor_max(batch)) >= uv_map.shape[0]:
-        raise VitdecaError(
-            f"sample_uv_packed: UV map batch {uv_map.shape[0]} is smaller than the image batch"
-        )
+        raise ValueError(f"sample_uv_packed: UV map batch {uv_map.shape[0]} is smaller than the image batch")
     grid = grid.to(uv_map.dtype)
     if uv_map.device.type == "cpu":
         return shading_kernels.UVSampleFunction.apply(uv_map, grid.t().contiguous(), batch).t()
@@ -117,7 +114,7 @@ class UVSpace(nn.Module):
     ):
         super().__init__()
         if uv_faces.shape != faces.shape:
-            raise VitdecaError(
+            raise ValueError(
                 f"UVSpace: uv_faces {tuple(uv_faces.shape)} must match faces {tuple(faces.shape)}"
             )
         self.uv_size = int(uv_size)
@@ -248,6 +245,6 @@ class UVSpace(nn.Module):
 
     def _check_map(self, uv_map: torch.Tensor, name: str) -> None:
         if uv_map.ndim != 4 or uv_map.shape[-2:] != (self.uv_size, self.uv_size):
-            raise VitdecaError(
+            raise ValueError(
                 f"UVSpace: {name} must be (B,C,{self.uv_size},{self.uv_size}), got {tuple(uv_map.shape)}"
             )

@@ -147,6 +147,8 @@ class TrainConfig:
 
 def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     """Cross-field checks with messages that name the key."""
+    if config.model.encoder is None:
+        raise VitdecaError(f"{where}: model.encoder is null; training needs an encoder")
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown or not config.stages:
         raise VitdecaError(

@@ -1,6 +1,7 @@
 """The loss registry: each training loss by name, the stage it belongs to, and how it reads a model's output.
 
-A term's weight is the ``LossConfig`` field of the same name (0 switches it off); the training objective is
+Term names are the one vocabulary of :data:`vitdeca.losses.TERMS` (fitting uses the same names). A term's
+weight is the ``LossConfig`` field of the same name (0 switches it off); the training objective is
 ``Σ_t w_t · L_t``. The term functions are thin adapters from :class:`LossInputs` to the pure functions of
 :mod:`vitdeca.losses`, where each formula is documented.
 """
@@ -148,10 +149,10 @@ REGISTRY: dict[str, LossTerm] = {
         LossTerm("sup_shape", "coarse", lambda x: _supervised_mesh(x, "shape")),
         LossTerm("sup_expression", "coarse", lambda x: _supervised_mesh(x, "expression")),
         LossTerm("sup_pose", "coarse", _supervised_pose),
-        LossTerm("reg_shape", "coarse", lambda x: L.code_regulariser(x.codes.shape)),
-        LossTerm("reg_expression", "coarse", lambda x: L.code_regulariser(x.codes.expression)),
-        LossTerm("reg_albedo", "coarse", lambda x: L.code_regulariser(x.codes.albedo)),
-        LossTerm("reg_light", "coarse", lambda x: L.light_regulariser(x.codes.light)),
+        *[
+            LossTerm(name, "coarse", lambda x, fn=L.CODE_REGULARISERS[name]: fn(x.codes))
+            for name in ("reg_shape", "reg_expression", "reg_albedo", "reg_light")
+        ],
         LossTerm(
             "detail_photometric",
             "detail",

@@ -2,7 +2,8 @@
 
 One step: encode the batch, decode it (twice as many rows when shape/detail consistency swaps codes
 within an identity), evaluate the registered losses, take a weighted sum, back-propagate, update.
-Non-finite steps are skipped (and stop the run after ``run.max_nonfinite`` in a row); checkpoints are
+Non-finite steps (a NaN/Inf loss or gradient, or a :class:`~vitdeca.errors.NonFiniteError` from the forward
+pass) are skipped (and stop the run after ``run.max_nonfinite`` in a row); checkpoints are
 written every ``run.checkpoint_every`` steps, at the end of each stage and when SIGTERM/SIGINT arrives
 (after finishing the step in flight). Everything a step depends on (weights, optimiser, scheduler, RNG
 states, data position) is in the checkpoint, so a resumed run continues as if uninterrupted.
@@ -16,14 +17,14 @@ import math
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from vitdeca.codes import Codes
 from vitdeca.config import to_dict
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import NonFiniteError, VitdecaError
 from vitdeca.losses import shape_swap_index, swap_code
 from vitdeca.train import checkpoint as ckpt
 from vitdeca.train.config import OptimConfig, TrainConfig
@@ -40,6 +41,9 @@ from vitdeca.train.objective import (
     weights_for,
 )
 
+if TYPE_CHECKING:
+    from vitdeca.model import DecaModel
+
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +55,7 @@ class TrainingModule(nn.Module):
     the B images decoded with the shape (coarse) or detail (detail stage) code of ``swap_index``.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: DecaModel) -> None:
         super().__init__()
         self.model = model
 
@@ -67,10 +71,8 @@ class TrainingModule(nn.Module):
 
 
 def stage_parameters(model: nn.Module, stage: str) -> list[nn.Parameter]:
-    """The parameters a stage trains: ``model.stage_parameters(stage)`` when the model defines it, else
-    the parameters whose name contains ``detail`` (detail stage) or not (coarse stage)."""
-    if hasattr(model, "stage_parameters"):
-        return list(model.stage_parameters(stage))
+    """The parameters a stage trains: those whose name contains ``detail`` (the detail stage: the detail
+    encoder and decoder of :class:`~vitdeca.model.DecaModel`) or not (the coarse stage)."""
     return [p for n, p in model.named_parameters() if ("detail" in n) == (stage == "detail")]
 
 
@@ -151,7 +153,8 @@ def _sync_batchnorm(model: nn.Module, config: TrainConfig, info: DistInfo, devic
 
 @dataclass
 class StepResult:
-    """One step's outcome: the weighted total, the unweighted terms, and what the images show."""
+    """One step's outcome: the weighted total, the unweighted terms, and what the images show (``recon``
+    and ``codes`` None when the forward pass was non-finite)."""
 
     total: torch.Tensor
     values: dict[str, torch.Tensor]
@@ -187,7 +190,7 @@ class StopRequest:
 
 
 class Trainer:
-    """Trains ``model`` (encode/decode, see ``vitdeca.model``) on ``dataset`` into ``run_dir``.
+    """Trains ``model`` (a :class:`~vitdeca.model.DecaModel`) on ``dataset`` into ``run_dir``.
 
     ``identities``: one identity label per dataset item. ``identity_net``: frozen network with
     ``embed(images, landmarks)`` for L_id (None: the term is skipped). ``mrf``: an ID-MRF module or None.
@@ -198,7 +201,7 @@ class Trainer:
         self,
         config: TrainConfig,
         run_dir: str | Path,
-        model: nn.Module,
+        model: DecaModel,
         dataset: Any,
         identities: list[Any],
         *,
@@ -219,20 +222,29 @@ class Trainer:
             self.info, data.num_workers, data.min_images,
         )  # fmt: skip
         self.amp = amp_dtype(config.run.amp, self.device)
-        head = getattr(model, "head", None)
-        self.uv_axis = uv_mirror_axis(head) if head is not None and "detail" in config.stages else 0.5
-        uv = getattr(getattr(model, "renderer", None), "uv", None)
-        self.uv_mask = getattr(uv, "mask", None)  # the UV layout's coverage
+        self.uv_axis = uv_mirror_axis(model.head) if "detail" in config.stages else 0.5
+        self.uv_mask = model.renderer.uv.mask  # the UV layout's coverage
         self.step, self.nonfinite = 0, 0
         self.stop = StopRequest()
         self._resume_state: dict[str, Any] | None = None
+        # set per run (fit) and per stage (_enter_stage)
+        self.csv: CsvLog | None = None
+        self.tb: TensorBoardLog | None = None
+        self.batches: Any = None
+        self.stage = ""
+        self.params: list[nn.Parameter] = []
+        self.ddp: nn.Module = self.module
+        self.optimizer: Any = None
+        self.scheduler: Any = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self.weights: dict[str, float] = {}
 
     # ---------------------------------------------------------------- public
     def restore(self, path: str | Path) -> None:
         """Load a checkpoint written by this trainer: weights, step, data position, RNG states now;
         optimiser, scheduler and scaler when its stage starts."""
         state = ckpt.load_checkpoint(path, map_location=self.device)
-        ckpt.check_head_model(path, state["head_model"], self._head_info())
+        ckpt.check_head_model(path, state["head_model"], self.model.head_identity())
         ckpt.load_model_state(path, self.model, state["model"])
         self.step = int(state["step"])
         self.stream.load_state_dict(state["data"])
@@ -270,9 +282,21 @@ class Trainer:
         self, batch: dict[str, torch.Tensor], stage: str, validation: bool = False
     ) -> StepResult:
         """Forward pass and losses for one batch (no update). ``validation``: through the bare module
-        (never DDP's collectives) and without the consistency swap."""
+        (never DDP's collectives) and without the consistency swap. A :class:`NonFiniteError` in the
+        forward pass gives a non-finite result (NaN total and terms), which :meth:`_apply` skips."""
         images = batch["image"].to(self.device, non_blocking=True)
         landmarks = batch["landmarks"].to(self.device, non_blocking=True)
+        try:
+            return self._forward(batch, images, landmarks, stage, validation)
+        except NonFiniteError as exc:
+            log.warning("step %d: %s", self.step + 1, exc)
+            nan = torch.full((), math.nan, device=self.device)
+            return StepResult(nan, dict.fromkeys(self.weights, nan), images, landmarks, None)
+
+    def _forward(
+        self, batch: dict[str, torch.Tensor], images: torch.Tensor, landmarks: torch.Tensor, stage: str,
+        validation: bool,
+    ) -> StepResult:  # fmt: skip
         masks = batch["mask"].to(self.device, non_blocking=True) if "mask" in batch else None
         swap = None if validation else self._swap_index(stage)
         module = self.module if validation else self.ddp
@@ -291,7 +315,7 @@ class Trainer:
             identity=self.identity_net,
             mrf=self.mrf,
             truth=self._truth(batch),
-            head=getattr(self.model, "head", None),
+            head=self.model.head,
         )
         values = compute_losses(self.weights, inputs)
         return StepResult(weighted_total(values, self.weights), values, images, landmarks, recon, codes)
@@ -358,10 +382,11 @@ class Trainer:
 
     def _available(self, weights: dict[str, float]) -> dict[str, float]:
         """Drop (with a warning) the terms whose resource (identity net, ID-MRF) is missing."""
+        resources = {"identity": self.identity_net, "mrf": self.mrf}
         kept = {}
         for name, weight in weights.items():
             needs = REGISTRY[name].needs
-            if needs is not None and getattr(self, {"identity": "identity_net"}.get(needs, needs)) is None:
+            if needs is not None and resources[needs] is None:
                 log.warning("loss %r is off: no %s network", name, needs)
                 continue
             kept[name] = weight
@@ -449,21 +474,16 @@ class Trainer:
         if self.step % run.log_every == 0 or self.step == 1:
             self.tb.scalars(self.step, {"total": total, **values})
             self.tb.scalars(self.step, {"lr": self.optimizer.param_groups[0]["lr"]}, prefix="train")
-        if run.image_every and (self.step % run.image_every == 0 or self.step == 1):
+        due = run.image_every and (self.step % run.image_every == 0 or self.step == 1)
+        if due and result.recon is not None:  # None: the forward pass failed (non-finite)
             recon, b = result.recon, result.images.shape[0]
-            detail = getattr(recon, "detail_image", None) if stage == "detail" else None
+            detail = recon.detail_image if stage == "detail" else None
             render = (detail if detail is not None else recon.image)[:b]
             grid = image_grid(
                 result.images, result.landmarks, recon.landmarks2d[:b], render, recon.shape_image[:b]
             )
             self.tb.image(self.step, grid)
         progress.update(stage, total)
-
-    def _head_info(self) -> dict[str, str]:
-        """{name, checksum} of the head model (``model.head_identity()`` when the model has it)."""
-        if hasattr(self.model, "head_identity"):
-            return self.model.head_identity()
-        return {"name": str(getattr(self.config.model, "head_model", "")), "checksum": ""}
 
     def _resume_step(self) -> int | None:
         return self.step if self.step > 0 else None
@@ -474,8 +494,7 @@ class Trainer:
             return
         path = Path(path or self.run_dir / "checkpoints" / "last.pt")
         state = {
-            "model": unwrap(self.model).state_dict(),
-            "model_config": to_dict(self.config.model),  # so DecaModel.load reads training checkpoints
+            **unwrap(self.model).checkpoint_payload(),  # model, model_config, head_model, vitdeca_version
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
@@ -483,7 +502,6 @@ class Trainer:
             "stage": self.stage,
             "data": self.stream.state_dict(),
             "config": to_dict(self.config),
-            "head_model": self._head_info(),
         }
         ckpt.save_checkpoint(path, state)
         log.debug("saved %s at step %d", path, self.step)

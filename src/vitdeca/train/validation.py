@@ -160,8 +160,7 @@ class Validator:
         return np.stack([pred_err, mean_err], axis=1) / float(head.units_per_mm)
 
     def _check_head(self, head: Any) -> None:
-        checksum = getattr(head, "checksum", None)
-        if self.truth.head_checksum and callable(checksum) and checksum() != self.truth.head_checksum:
+        if self.truth.head_checksum and head.checksum() != self.truth.head_checksum:
             raise VitdecaError(
                 f"the validation set's codes.npz was made with another {self.truth.head_name} head model "
                 f"({self.truth.head_checksum[:16]}); its shape errors would be meaningless"
