@@ -172,4 +172,3 @@ def _check_light(light: torch.Tensor, batch: int) -> None:
         raise ValueError(f"sh_shading: light must be (B,9,3), got {tuple(light.shape)}")
     if light.shape[0] not in (1, batch):
         raise ValueError(f"sh_shading: light batch {light.shape[0]} does not match normals' {batch}")
-
