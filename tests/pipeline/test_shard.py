@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from vitdeca.errors import VitdecaError
-from vitdeca.pipeline.batch import Record, Summary
-from vitdeca.pipeline.shard import Shard, merge_summaries
+from vitdeca.pipeline.batch import Record, Summary, merge_rank_summaries
+from vitdeca.pipeline.shard import Shard
 
 PHOTOS = (  # 3 inputs over 2 ranks: rank 0 takes the first and the last
     "deca_testsamples/examples/IMG_0392_inputs.jpg",
@@ -53,12 +53,12 @@ def test_merge_restores_input_order_and_flags_a_missing_rank(tmp_path):
     Summary(tmp_path, [Record("b.jpg", 0, "ok", outputs=["b/b.obj"])], True, "summary.rank1.json").write()
     Summary(tmp_path, [Record("c.jpg", None, "no_face"), Record("a.jpg", 0, "ok")], True,
             "summary.rank0.json").write()  # fmt: skip
-    merged = merge_summaries(tmp_path, Shard(0, 2), order)
+    merged = merge_rank_summaries(tmp_path, 2, order)
     data = json.loads((tmp_path / "summary.json").read_text())
     assert [r["path"] for r in data["records"]] == order and data["complete"]
     assert data["counts"] == {"ok": 2, "no_face": 1, "failed": 0} == merged.counts
     (tmp_path / "summary.rank1.json").unlink()
-    assert not merge_summaries(tmp_path, Shard(0, 2), order).complete
+    assert not merge_rank_summaries(tmp_path, 2, order).complete
 
 
 def _reconstruct(args: list[str], env: dict, ranks: int = 1) -> subprocess.CompletedProcess:

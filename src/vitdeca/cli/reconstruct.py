@@ -181,7 +181,7 @@ def execute(args: argparse.Namespace, make_reconstructor) -> int:
     """Check the options, expand inputs, build the reconstructor, run the batch, print the counts;
     the exit status (1 when some input failed)."""
     from vitdeca.pipeline import shard as sharding
-    from vitdeca.pipeline.batch import BatchRunner, drop_unsupported
+    from vitdeca.pipeline.batch import BatchRunner, drop_unsupported, merge_rank_summaries
 
     options = check_options(args)
     out, paths = input_paths(args)
@@ -195,7 +195,8 @@ def execute(args: argparse.Namespace, make_reconstructor) -> int:
     print(summary.line())
     failed = summary.counts["failed"]
     if shard.active:
-        merged = sharding.finish(out, shard, [str(p) for p in paths])
+        order = [str(p) for p in paths]
+        merged = sharding.finish(shard, lambda: merge_rank_summaries(out, shard.world_size, order))
         if merged is not None:
             print(f"all {shard.world_size} ranks: {merged.line()}")
     return 1 if failed else 0

@@ -24,7 +24,7 @@ from vitdeca.errors import VitdecaError, first_line
 from vitdeca.pipeline import animation
 from vitdeca.pipeline.outdir import OutputFolder, exclude_output_folder, output_names
 from vitdeca.pipeline.results import FaceResult, VideoFrame
-from vitdeca.pipeline.shard import Shard
+from vitdeca.pipeline.shard import Shard, rank_summary_name
 from vitdeca.storage import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,28 @@ class Summary:
         except OSError as exc:
             raise VitdecaError(f"{path}: cannot write the summary ({exc.strerror or exc})") from exc
         return path
+
+
+def merge_rank_summaries(out_dir: Path, world_size: int, input_order: Sequence[str]) -> Summary:
+    """Merge the ``summary.rank<R>.json`` of a sharded run (:mod:`.shard`) under ``out_dir`` into
+    ``summary.json``: records in ``input_order`` (the inputs as given), counts per input, complete when every
+    rank completed. A missing or unreadable rank file (a rank that failed first) makes it incomplete."""
+    order = {path: i for i, path in enumerate(input_order)}
+    records, complete = [], True
+    for rank in range(world_size):
+        path = out_dir / rank_summary_name(rank)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("%s: rank %d left no readable summary (%s)", path, rank, exc)
+            complete = False
+            continue
+        complete = complete and bool(data.get("complete"))
+        records += [Record(**record) for record in data.get("records", [])]
+    records.sort(key=lambda r: order.get(r.path, len(order)))  # stable: faces keep their order
+    summary = Summary(out_dir, records, complete=complete)
+    summary.write()
+    return summary
 
 
 def drop_unsupported(options: RunOptions, head) -> RunOptions:

@@ -5,30 +5,22 @@ the whole list, so names stay unique), then takes every ``world_size``-th input 
 split depends only on the input list and the world size, so a re-run with the same ranks resumes every
 shard (finished inputs are skipped as in a single-process run). Each rank writes its inputs' folders and
 its own ``summary.rank<R>.json``; after a barrier (gloo, so it works on CPU and on GPUs alike) rank 0
-merges them, in input order, into ``summary.json``, the same file a single process would have written.
+merges them, in input order, into ``summary.json`` (:func:`vitdeca.pipeline.batch.merge_rank_summaries`),
+the same file a single process would have written.
 On CUDA each rank uses the GPU of its ``LOCAL_RANK``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from vitdeca.errors import VitdecaError
 
-if TYPE_CHECKING:
-    from vitdeca.pipeline.batch import Summary
-
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
-SUMMARY = "summary.json"
 BARRIER_TIMEOUT = timedelta(days=1)  # ranks wait for the slowest shard; a stuck rank fails after a day
 
 
@@ -64,11 +56,16 @@ class Shard:
     @property
     def summary_name(self) -> str:
         """The summary file this rank writes (``summary.json`` for a single process)."""
-        return f"summary.rank{self.rank}.json" if self.active else SUMMARY
+        return rank_summary_name(self.rank) if self.active else "summary.json"
 
     def select(self, jobs: Sequence[T]) -> list[T]:
         """This rank's share of ``jobs``: every ``world_size``-th item from index ``rank``."""
         return list(jobs[self.rank :: self.world_size])
+
+
+def rank_summary_name(rank: int) -> str:
+    """The summary file of one rank of a sharded run."""
+    return f"summary.rank{rank}.json"
 
 
 def use_local_device(shard: Shard) -> None:
@@ -90,37 +87,14 @@ def barrier(shard: Shard) -> None:
     dist.barrier()
 
 
-def merge_summaries(out_dir: Path, shard: Shard, input_order: Sequence[str]) -> Summary:
-    """Merge every rank's ``summary.rank<R>.json`` under ``out_dir`` into ``summary.json`` (records in
-    ``input_order``, the inputs as given; counts per input; complete when every rank completed) and return
-    it. A missing rank file means that rank failed before writing: the merge is then incomplete."""
-    from vitdeca.pipeline.batch import Record, Summary
-
-    order = {path: i for i, path in enumerate(input_order)}
-    records, complete = [], True
-    for rank in range(shard.world_size):
-        path = out_dir / f"summary.rank{rank}.json"
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            log.warning("%s: rank %d left no readable summary (%s)", path, rank, exc)
-            complete = False
-            continue
-        complete = complete and bool(data.get("complete"))
-        records += [Record(**record) for record in data.get("records", [])]
-    records.sort(key=lambda r: order.get(r.path, len(order)))  # stable: faces keep their order
-    summary = Summary(out_dir, records, complete=complete)
-    summary.write()
-    return summary
-
-
-def finish(out_dir: Path, shard: Shard, input_order: Sequence[str]) -> Summary | None:
-    """After this rank's batch: wait for all ranks, let rank 0 merge the summaries, wait again (so no rank
-    exits before ``summary.json`` exists). Returns the merged summary on rank 0, None elsewhere."""
+def finish(shard: Shard, merge: Callable[[], T]) -> T | None:
+    """After this rank's batch: wait for all ranks, let rank 0 run ``merge`` (e.g. the summaries), wait
+    again (so no rank exits before it is done), close the process group. ``merge``'s result on rank 0,
+    None elsewhere."""
     import torch.distributed as dist
 
     barrier(shard)
-    merged = merge_summaries(out_dir, shard, input_order) if shard.rank == 0 else None
+    merged = merge() if shard.rank == 0 else None
     barrier(shard)
     if dist.is_initialized():
         dist.destroy_process_group()
