@@ -5,7 +5,8 @@ Layout written (glTF 2.0 spec, section 4): one buffer (the GLB's BIN chunk), one
 primitive (``POSITION``, ``NORMAL``, ``TEXCOORD_0``, ``indices``, one ``targets`` entry of ``POSITION``
 deltas per morph target), ``mesh.weights`` (the default weights), ``mesh.extras.targetNames`` (the
 names Blender turns into shape keys and three.js into ``morphTargetDictionary``), a base-colour PNG
-texture, one node per mesh (optionally several meshes: e.g. eyeballs), and optionally one animation
+texture, one node per mesh (optionally several meshes: e.g. eyeballs, as children of the head's node),
+and optionally one animation
 whose samplers drive ``weights`` and ``rotation`` (LINEAR interpolation). Units are metres; y up; the
 face looks along +z (glTF's front).
 """
@@ -31,7 +32,8 @@ class GltfMesh:
     """One mesh node: ``positions`` (N,3) metres, ``indices`` (F,3), ``uvs`` (N,2) glTF convention (v
     down) or None, ``normals`` (N,3) or None, ``targets`` (K,N,3) position deltas with ``target_names``
     (K) and default ``weights`` (K,), ``texture_png`` (PNG bytes) or None, ``rotation`` (4,) quaternion
-    x,y,z,w of the node, ``translation`` (3,) metres."""
+    x,y,z,w of the node, ``translation`` (3,) metres, ``parent``: index of the mesh whose node this one
+    is a child of (it then moves with it, e.g. eyeballs with the head), None for a scene root."""
 
     name: str
     positions: np.ndarray
@@ -45,6 +47,7 @@ class GltfMesh:
     color: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     rotation: np.ndarray | None = None
     translation: np.ndarray | None = None
+    parent: int | None = None
 
 
 @dataclass
@@ -107,7 +110,10 @@ def write_glb(path: str | Path, meshes: list[GltfMesh], animation: GltfAnimation
         if mesh.translation is not None:
             node["translation"] = [float(v) for v in mesh.translation]
         doc["nodes"].append(node)
-        doc["scenes"][0]["nodes"].append(k)
+        if mesh.parent is None:
+            doc["scenes"][0]["nodes"].append(k)
+        else:
+            doc["nodes"][mesh.parent].setdefault("children", []).append(k)
     if animation is not None:
         doc["animations"] = [_animation(b, animation)]
     doc = {k: v for k, v in doc.items() if v != []}
