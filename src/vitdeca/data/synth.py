@@ -67,6 +67,8 @@ class SynthOptions:
     face_fraction: tuple[float, float] = (0.62, 0.72)  # landmark box / image side (1/1.375: DECA crop)
     shift: float = 0.03  # max landmark-box centre offset, fraction of the image
     eyeball_mm: float = 12.0  # radius of the convex eyeballs that replace ICT's eye sockets (0: keep)
+    eyes: str = "convex"  # "convex" (bulged sockets, above) or "ict": ICT's eyeballs turned by a gaze
+    gaze: float = 15.0  # with eyes="ict": std (degrees) of the eyes' yaw and pitch (both eyes alike)
     noise: float = 0.015  # max std of the added pixel noise
     jpeg_quality: tuple[int, int] = (75, 95)
     backgrounds: str | None = None  # folder of photos (crops avoid their faces); None: procedural only
@@ -87,6 +89,7 @@ class SynthOptions:
             "uv_size >= 32": self.uv_size >= 32,
             "batch_size >= 1": self.batch_size >= 1,
             "0 <= yaw_max <= 90": 0 <= self.yaw_max <= 90,
+            "eyes in ('convex', 'ict')": self.eyes in ("convex", "ict"),
             "0 < face_fraction[0] <= face_fraction[1] <= 1": 0 < low <= high <= 1,
             "10 <= jpeg_quality[0] <= jpeg_quality[1] <= 100": 10 <= q_low <= q_high <= 100,
         }
@@ -128,6 +131,7 @@ class ImageSpec:
     noise: float
     jpeg_quality: int
     rng_seed: int
+    gaze: np.ndarray | None = None  # (2,2) yaw/pitch degrees per eye (left first) with eyes="ict"
 
     @property
     def relative_path(self) -> str:
@@ -203,6 +207,10 @@ def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: i
     neutral = k == 0 or rng.uniform() < options.neutral_fraction
     expression = np.zeros(head.n_expression, np.float32) if neutral else sample_expression(rng, head)
     quality = options.jpeg_quality
+    gaze = None
+    if options.eyes == "ict":  # its own stream: the other draws stay those of eyes="convex"
+        draw = np.random.default_rng([options.seed, 2, index])
+        gaze = np.repeat(np.clip(draw.standard_normal((1, 2)), -2.0, 2.0) * options.gaze, 2, axis=0)
     return ImageSpec(
         index=index,
         subject=subject,
@@ -218,6 +226,7 @@ def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: i
         noise=float(rng.uniform(0.0, options.noise)),
         jpeg_quality=int(rng.integers(quality[0], quality[1] + 1)),
         rng_seed=int(rng.integers(0, 2**31)),
+        gaze=None if gaze is None else gaze.astype(np.float32),
     )
 
 
@@ -318,7 +327,8 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
     ``shape`` (N,n_shape), ``expression`` (N,n_expression), ``pose`` (N,n_pose), ``camera`` (N,3) weak
     perspective in the image frame, ``light`` (N,9,3), ``landmarks2d`` (N,68,2) pixels, ``visible``
     (N,68) bool (not hidden by the head itself), ``skin_tone`` (N,3; NaN with a photo texture),
-    ``texture`` (N,) path or ""; and ``head_model``, ``head_checksum``,
+    ``texture`` (N,) path or "", ``gaze`` (N,2,2) the eyes' yaw/pitch degrees (left eye first; only
+    with ``eyes="ict"``); and ``head_model``, ``head_checksum``,
     ``units_per_mm``, ``image_size``. ``dataset.json`` (written last) records the options.
     """
     from tqdm import tqdm
@@ -400,5 +410,7 @@ def _write_codes(path: Path, specs: list[ImageSpec], points: dict[str, np.ndarra
         "units_per_mm": np.array(head.units_per_mm),
         "image_size": np.array(options.size),
     }
+    if options.eyes == "ict":
+        arrays["gaze"] = np.stack([s.gaze for s in specs])
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)

@@ -96,30 +96,35 @@ def _projected_eye(pivot, axes, distance: float, camera, size: int) -> tuple[np.
     return pixels[0], (pixels[1:] - pixels[0]).T
 
 
+def render_eyes(eyes, vertices, camera, light, size: int, texture: np.ndarray):
+    """The :class:`~vitdeca.render.RenderOutput` of posed eyeballs (B,E,3) with weak-perspective
+    ``camera`` (B,3), SH ``light`` (B,9,3) and ``texture`` (S,S,3) uint8, on a black background."""
+    from vitdeca.render import render
+
+    albedo = torch.from_numpy(texture).permute(2, 0, 1)[None].float() / 255.0
+    batch = vertices.shape[0]
+    args = (eyes.faces, eyes.uv_coords, eyes.uv_faces, camera.detach().cpu().float())
+    return render(vertices, *args, albedo.expand(batch, -1, -1, -1), light.detach().cpu().float(), size)
+
+
+def in_front(eye_render, head_alpha: torch.Tensor, head_depth: torch.Tensor) -> torch.Tensor:
+    """(B,H,W) bool: pixels where the eyeballs are nearer than the head (or the head is absent);
+    alpha/depth (B,H,W) (weak-perspective depth: smaller is nearer)."""
+    eye_alpha, eye_depth = eye_render.alpha[:, 0] > 0.5, eye_render.depth[:, 0]
+    return eye_alpha & ((head_alpha < 0.5) | (eye_depth < head_depth))
+
+
 @torch.no_grad()
 def draw_eyes(arrays: dict[str, np.ndarray], eyes, topology: EyeTopology, measures, codes) -> None:
     """Render the posed eyeballs of ``measures`` with the faces' cameras and lights and put them into
     ``arrays`` (the decode's per-batch ``render``, ``shape_render`` uint8, ``alpha``, ``depth``) where
     they are nearer than the head."""
-    from vitdeca.render import render
-
     size = arrays["alpha"].shape[1]
     vertices = torch.from_numpy(np.stack([m.vertices for m in measures])).float()
-    albedo = torch.from_numpy(topology.texture).permute(2, 0, 1)[None].float() / 255.0
-    out = render(
-        vertices,
-        eyes.faces,
-        eyes.uv_coords,
-        eyes.uv_faces,
-        codes.camera.detach().cpu().float(),
-        albedo.expand(len(measures), -1, -1, -1),
-        codes.light.detach().cpu().float(),
-        size,
-    )
-    eye_alpha, eye_depth = out.alpha[:, 0].numpy() > 0.5, out.depth[:, 0].numpy()
-    nearer = eye_alpha & ((arrays["alpha"] < 0.5) | (eye_depth < arrays["depth"]))
+    out = render_eyes(eyes, vertices, codes.camera, codes.light, size, topology.texture)
+    nearer = in_front(out, torch.from_numpy(arrays["alpha"]), torch.from_numpy(arrays["depth"])).numpy()
     for key, image in (("render", out.image), ("shape_render", out.shape_image)):
         pixels = (image.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy()
         arrays[key] = np.where(nearer[..., None], pixels, arrays[key])
-    arrays["depth"] = np.where(nearer, eye_depth, arrays["depth"])
+    arrays["depth"] = np.where(nearer, out.depth[:, 0].numpy(), arrays["depth"])
     arrays["alpha"] = np.where(nearer, 1.0, arrays["alpha"]).astype(arrays["alpha"].dtype)
