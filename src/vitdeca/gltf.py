@@ -68,6 +68,7 @@ class _Builder:
         self.blob = bytearray()
         self.views: list[dict] = []
         self.accessors: list[dict] = []
+        self.textures: dict[bytes, int] = {}  # PNG bytes → texture index (meshes share equal images)
 
     def view(self, data: bytes, target: int | None = None) -> int:
         self.blob += b"\0" * (-len(self.blob) % 4)
@@ -158,11 +159,13 @@ def _mesh(b: _Builder, doc: dict, mesh: GltfMesh) -> dict:
 def _material(b: _Builder, doc: dict, mesh: GltfMesh) -> int:
     pbr: dict = {"baseColorFactor": list(mesh.color), "metallicFactor": 0.0, "roughnessFactor": 0.9}
     if mesh.texture_png is not None and mesh.uvs is not None:
-        doc["images"].append({"bufferView": b.view(mesh.texture_png), "mimeType": "image/png"})
-        if not doc["samplers"]:
-            doc["samplers"].append({"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
-        doc["textures"].append({"source": len(doc["images"]) - 1, "sampler": 0})
-        pbr["baseColorTexture"] = {"index": len(doc["textures"]) - 1}
+        if mesh.texture_png not in b.textures:
+            doc["images"].append({"bufferView": b.view(mesh.texture_png), "mimeType": "image/png"})
+            if not doc["samplers"]:
+                doc["samplers"].append({"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
+            doc["textures"].append({"source": len(doc["images"]) - 1, "sampler": 0})
+            b.textures[mesh.texture_png] = len(doc["textures"]) - 1
+        pbr["baseColorTexture"] = {"index": b.textures[mesh.texture_png]}
     doc["materials"].append({"name": f"{mesh.name}_material", "pbrMetallicRoughness": pbr})
     return len(doc["materials"]) - 1
 
