@@ -7,11 +7,16 @@ symmetric left/right pairs; faces located from the true landmarks, so detection 
 2. Blink agreement: per eye, ``eyeBlink > 0.5`` fitted vs true. Target >= 95 %.
 3. Spread on images without that shape: the mean fitted eyeLook* weight where the truth has none (the
    issue's symptom: 0.4-0.5 with no gaze evidence).
-Each with the default fit (ARKit priors on: sparsity, left/right coherence, exclusive pairs) against the
-same fit with the three priors switched off, in the same run (the baseline).
+4. Gaze error: median angle (degrees) between the true and the measured direction of each open eye
+   (:mod:`vitdeca.pipeline.eyes`: iris located between the lids, turned into yaw/pitch with the fitted
+   eyeball). Target <= 5. Baseline in the same run: gaze always 0 (looking straight ahead).
+5. Blink agreement of the lids' eye aspect ratio (``blink`` > 0.5 vs the true eyeBlink > 0.5).
+The synthetic set renders ICT-FaceKit's eyeballs turned by a random gaze (``synth --eyes ict``).
+Rows 1-3 with the default fit (ARKit priors on: sparsity, left/right coherence, exclusive pairs) against
+the same fit with the three priors switched off, in the same run (the baseline).
 
-Not measured here (not implemented yet): gaze error (the synthetic generator has no gaze truth), shape
-from several images (``--same-person``). Accuracy numbers do not depend on machine load; no timings are
+Not measured here: shape from several images (``--same-person``, benchmarks/bench_same_person.py).
+Accuracy numbers do not depend on machine load; no timings are
 reported. Usage: ``python benchmarks/bench_arkit.py [--images 48] [--per-subject 4] [--seed 0]``.
 """
 
@@ -31,20 +36,54 @@ RESULTS = Path(__file__).resolve().parent / "results" / "arkit.md"
 PRIORS = ("reg_sparsity", "reg_pair_symmetry", "reg_pair_exclusion")
 
 
-def fitted_expressions(rec, dataset: Path, config) -> np.ndarray:
-    """(N,n_expression) fitted expression codes of every listed image (true landmarks → crop → fit)."""
+def fitted(rec, dataset: Path, config) -> dict[str, np.ndarray]:
+    """Per listed image (true landmarks → crop → fit → decode): ``expression`` (N,n) fitted codes,
+    ``gaze`` (N,2,2) measured yaw/pitch degrees, ``blink`` (N,2) the lids' blink weights, ``open``
+    (N,2) whether the iris was located."""
     from vitdeca.evaluation.now_dataset import read_image_list
     from vitdeca.evaluation.synthetic import _face_crop
 
     rec.fit_config = config
-    out = []
+    out: dict[str, list] = {"expression": [], "gaze": [], "blink": [], "open": []}
     items = read_image_list(dataset, "val")
     for start in range(0, len(items), 8):
         crops = [_face_crop(rec, dataset, item, use_gt=True) for item in items[start : start + 8]]
         codes, _ = rec.estimate_codes(crops)
-        out.append(codes.expression.detach().cpu().numpy())
+        out["expression"].append(codes.expression.detach().cpu().numpy())
+        for face in rec.decode(codes, crops):
+            for key in ("gaze", "blink", "open"):
+                out[key].append(getattr(face.eyes, key)[None])
         print(f"  {min(start + 8, len(items))}/{len(items)}", flush=True)
-    return np.concatenate(out)
+    return {key: np.concatenate(values) for key, values in out.items()}
+
+
+def gaze_errors(true_gaze: np.ndarray, gaze: np.ndarray) -> np.ndarray:
+    """Angles (degrees) between gaze directions (…,2) yaw/pitch degrees (:mod:`vitdeca.head.eyes`)."""
+    from vitdeca.head.eyes import gaze_rotation
+
+    def direction(g):
+        return gaze_rotation(torch.as_tensor(np.asarray(g, np.float64)))[..., :, 2].numpy()
+
+    cos = (direction(true_gaze) * direction(gaze)).sum(-1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def eye_measures(true_weights: np.ndarray, true_gaze: np.ndarray, found: dict[str, np.ndarray]) -> dict:
+    """Gaze error (open eyes: true eyeBlink < 0.5) against the look-ahead baseline; blink agreement of
+    the lids (left eye first, like the gaze arrays)."""
+    from vitdeca.arkit import ARKIT_NAMES
+
+    blink = true_weights[:, [ARKIT_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight")]] > 0.5
+    errors = gaze_errors(true_gaze, found["gaze"])[~blink]
+    baseline = gaze_errors(true_gaze, np.zeros_like(true_gaze))[~blink]
+    return {
+        "gaze_median": float(np.median(errors)),
+        "gaze_p90": float(np.quantile(errors, 0.9)),
+        "gaze_baseline": float(np.median(baseline)),
+        "located": float(found["open"][~blink].mean()),
+        "blink_lids": float(((found["blink"] > 0.5) == blink).mean()),
+        "eyes": int((~blink).sum()),
+    }
 
 
 def measures(mapping, true_expr: np.ndarray, fitted_expr: np.ndarray) -> dict[str, float]:
@@ -64,6 +103,16 @@ def measures(mapping, true_expr: np.ndarray, fitted_expr: np.ndarray) -> dict[st
         "active_true": float((truth[:, avail] > 0.05).sum(axis=1).mean()),
         "active_fitted": float((fitted[:, avail] > 0.05).sum(axis=1).mean()),
     }
+
+
+def eye_table(m: dict) -> str:
+    return (
+        "| eyes (default fit) | gaze error, median (p90) | baseline: gaze 0 | irises located | "
+        "blink agreement (lids) |\n|---|---|---|---|---|\n"
+        f"| {m['eyes']} open eyes | {m['gaze_median']:.1f}° ({m['gaze_p90']:.1f}°) | "
+        f"{m['gaze_baseline']:.1f}° | "
+        f"{100 * m['located']:.1f} % | {100 * m['blink_lids']:.1f} % |"
+    )
 
 
 def table(rows: dict[str, dict[str, float]], n: int) -> str:
@@ -89,8 +138,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = make_dataset(Path(tmp) / "synth", args, neutral_fraction=0.2)
-        true_expr = np.load(dataset / "codes.npz")["expression"]
+        dataset = make_dataset(Path(tmp) / "synth", args, neutral_fraction=0.2, eyes="ict")
+        truth = np.load(dataset / "codes.npz")
+        true_expr, true_gaze = truth["expression"], truth["gaze"]
         rec = build_reconstructor(None)
         mapping = arkit_mapping(rec.model.head)
         base = FitConfig()
@@ -100,8 +150,10 @@ def main() -> None:
         rows = {}
         for name, config in (("priors off (baseline)", off), ("default (ARKit priors)", base)):
             print(name, flush=True)
-            rows[name] = measures(mapping, true_expr, fitted_expressions(rec, dataset, config))
-    text = table(rows, len(true_expr))
+            found = fitted(rec, dataset, config)
+            rows[name] = measures(mapping, true_expr, found["expression"])
+        eyes = eye_measures(mapping.weights(true_expr), true_gaze, found)
+    text = table(rows, len(true_expr)) + "\n\n" + eye_table(eyes)
     weights = ", ".join(f"{p} {getattr(FitConfig().weights, p):g}" for p in PRIORS)
     report = (
         f"# ARKit weights from per-image fitting (synthetic, seed {args.seed})\n\n"

@@ -5,7 +5,8 @@ Layout written (glTF 2.0 spec, section 4): one buffer (the GLB's BIN chunk), one
 primitive (``POSITION``, ``NORMAL``, ``TEXCOORD_0``, ``indices``, one ``targets`` entry of ``POSITION``
 deltas per morph target), ``mesh.weights`` (the default weights), ``mesh.extras.targetNames`` (the
 names Blender turns into shape keys and three.js into ``morphTargetDictionary``), a base-colour PNG
-texture, one node per mesh (optionally several meshes: e.g. eyeballs), and optionally one animation
+texture, one node per mesh (optionally several meshes: e.g. eyeballs, as children of the head's node),
+and optionally one animation
 whose samplers drive ``weights`` and ``rotation`` (LINEAR interpolation). Units are metres; y up; the
 face looks along +z (glTF's front).
 """
@@ -31,7 +32,8 @@ class GltfMesh:
     """One mesh node: ``positions`` (N,3) metres, ``indices`` (F,3), ``uvs`` (N,2) glTF convention (v
     down) or None, ``normals`` (N,3) or None, ``targets`` (K,N,3) position deltas with ``target_names``
     (K) and default ``weights`` (K,), ``texture_png`` (PNG bytes) or None, ``rotation`` (4,) quaternion
-    x,y,z,w of the node, ``translation`` (3,) metres."""
+    x,y,z,w of the node, ``translation`` (3,) metres, ``parent``: index of the mesh whose node this one
+    is a child of (it then moves with it, e.g. eyeballs with the head), None for a scene root."""
 
     name: str
     positions: np.ndarray
@@ -45,6 +47,7 @@ class GltfMesh:
     color: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     rotation: np.ndarray | None = None
     translation: np.ndarray | None = None
+    parent: int | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class _Builder:
         self.blob = bytearray()
         self.views: list[dict] = []
         self.accessors: list[dict] = []
+        self.textures: dict[bytes, int] = {}  # PNG bytes → texture index (meshes share equal images)
 
     def view(self, data: bytes, target: int | None = None) -> int:
         self.blob += b"\0" * (-len(self.blob) % 4)
@@ -107,7 +111,10 @@ def write_glb(path: str | Path, meshes: list[GltfMesh], animation: GltfAnimation
         if mesh.translation is not None:
             node["translation"] = [float(v) for v in mesh.translation]
         doc["nodes"].append(node)
-        doc["scenes"][0]["nodes"].append(k)
+        if mesh.parent is None:
+            doc["scenes"][0]["nodes"].append(k)
+        else:
+            doc["nodes"][mesh.parent].setdefault("children", []).append(k)
     if animation is not None:
         doc["animations"] = [_animation(b, animation)]
     doc = {k: v for k, v in doc.items() if v != []}
@@ -152,11 +159,13 @@ def _mesh(b: _Builder, doc: dict, mesh: GltfMesh) -> dict:
 def _material(b: _Builder, doc: dict, mesh: GltfMesh) -> int:
     pbr: dict = {"baseColorFactor": list(mesh.color), "metallicFactor": 0.0, "roughnessFactor": 0.9}
     if mesh.texture_png is not None and mesh.uvs is not None:
-        doc["images"].append({"bufferView": b.view(mesh.texture_png), "mimeType": "image/png"})
-        if not doc["samplers"]:
-            doc["samplers"].append({"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
-        doc["textures"].append({"source": len(doc["images"]) - 1, "sampler": 0})
-        pbr["baseColorTexture"] = {"index": len(doc["textures"]) - 1}
+        if mesh.texture_png not in b.textures:
+            doc["images"].append({"bufferView": b.view(mesh.texture_png), "mimeType": "image/png"})
+            if not doc["samplers"]:
+                doc["samplers"].append({"magFilter": 9729, "minFilter": 9987, "wrapS": 33071, "wrapT": 33071})
+            doc["textures"].append({"source": len(doc["images"]) - 1, "sampler": 0})
+            b.textures[mesh.texture_png] = len(doc["textures"]) - 1
+        pbr["baseColorTexture"] = {"index": b.textures[mesh.texture_png]}
     doc["materials"].append({"name": f"{mesh.name}_material", "pbrMetallicRoughness": pbr})
     return len(doc["materials"]) - 1
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vitdeca.cli import main
 from vitdeca.data.synth import SynthOptions, scan_topology, write_synthetic_dataset
@@ -334,3 +335,23 @@ def test_visibility_truth_hides_the_far_eye_of_a_profile(home, tmp_path):
         not codes["visible"][0, 36:42].all() and codes["visible"][0, 42:48].all()
     )  # the right eye turns away
     assert codes["visible"][1].all()
+
+
+def test_ict_eyes_record_the_gaze_and_change_only_the_eye_pixels(dataset, home, tmp_path):
+    """--eyes ict: the same draws as the default (convex) set, plus a recorded gaze and eyeballs that
+    differ from the convex ones only around the eyes; the gaze is deterministic in the seed."""
+    out = tmp_path / "eyes"
+    write_synthetic_dataset(out, SynthOptions(**{**TINY, "eyes": "ict", "gaze": 20.0}), progress=False)
+    codes, base = np.load(out / "codes.npz"), np.load(dataset / "codes.npz")
+    assert "gaze" not in base.files and codes["gaze"].shape == (4, 2, 2)
+    assert np.all(codes["gaze"][:, 0] == codes["gaze"][:, 1]) and np.abs(codes["gaze"]).max() > 1.0
+    for key in ("expression", "pose", "camera", "landmarks2d"):
+        assert np.array_equal(codes[key], base[key])
+    first = str(codes["image"][0])
+    a = np.asarray(Image.open(out / "iphone_pictures" / first).convert("L"), np.float32)
+    b = np.asarray(Image.open(dataset / "iphone_pictures" / first).convert("L"), np.float32)
+    changed = np.argwhere(np.abs(a - b) > 40)
+    eyes = base["landmarks2d"][0, 36:48]
+    assert len(changed) > 0
+    near = np.linalg.norm(changed[:, None, ::-1] + 0.5 - eyes[None], axis=2).min(axis=1) < 8
+    assert near.mean() > 0.9

@@ -269,3 +269,26 @@ def test_fitting_without_weights_builds_no_encoder(ict_archive):
     rec = Reconstructor.from_pretrained(None, device="cpu")
     assert rec.fit_config is not None and not rec.refine
     assert rec.model.encoder is None and rec.model.detail_encoder is None  # no ViT that would never run
+
+
+def test_reconstruction_includes_the_eyes(face, fit_model):
+    """The photo's eyes are open and look roughly at the camera; the eyeballs are drawn and posed."""
+    from vitdeca.faces import transform_points
+    from vitdeca.render.camera import project_points
+
+    eyes = face.eyes
+    assert eyes is not None and eyes.open.all() and (eyes.blink < 0.5).all()
+    assert np.all(np.abs(eyes.gaze) < 35.0)
+    assert eyes.vertices.shape == (fit_model.head.eyeballs().n_vertices, 3)
+    # the drawn eyeballs: their projected pivots lie between the detected eye corners, on the render
+    crop = transform_points(face.detected_landmarks, face.crop_matrix)
+    pivots = project_points(torch.as_tensor(eyes.vertices)[None].float(), face.codes.camera, 224, 224)[0]
+    for corners, index in (((42, 45), eyes.vertices[:, 0] > 0), ((36, 39), eyes.vertices[:, 0] < 0)):
+        centre = pivots[torch.from_numpy(index)].mean(0).numpy()
+        low, high = crop[list(corners)].min(0) - 3, crop[list(corners)].max(0) + 3
+        assert np.all(centre[0] >= low[0]) and np.all(centre[0] <= high[0])
+    weights = face.arkit_weights
+    from vitdeca.arkit import eye_angles
+
+    angles = eye_angles(weights)
+    assert abs(angles["left"]["yaw"] - np.clip(eyes.gaze[0, 0], -30, 30)) < 1e-3

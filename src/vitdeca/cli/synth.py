@@ -58,6 +58,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="landmark box / image side, drawn uniformly (default 0.62 0.72; smaller leaves room for crop "
         "jitter in training)",
     )  # fmt: skip
+    parser.add_argument(
+        "--eyes", choices=("convex", "ict"), default="convex",
+        help="convex: the eye sockets bulged into balls (default); ict: ICT-FaceKit's eyeballs turned by "
+        "a random gaze, recorded in codes.npz",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gaze",
+        type=float,
+        default=15.0,
+        help="with --eyes ict: std of the eyes' yaw/pitch in degrees (default 15)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="images rendered at once (default 8)")
     parser.set_defaults(func=run)
 
@@ -70,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         supersample=args.supersample, uv_size=args.uv_size, head_model=args.head, head_path=args.head_path,
         yaw=args.yaw, yaw_max=args.yaw_max, face_fraction=tuple(args.face_fraction),
         backgrounds=args.backgrounds, textures=args.textures, batch_size=args.batch_size,
+        eyes=args.eyes, gaze=args.gaze,
         background_detector=None if args.background_detector == "none" else args.background_detector,
     )  # fmt: skip
     summary = write_synthetic_dataset(args.out, options, progress=not args.quiet)

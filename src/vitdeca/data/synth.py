@@ -114,6 +114,10 @@ def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: i
     neutral = k == 0 or rng.uniform() < options.neutral_fraction
     expression = np.zeros(head.n_expression, np.float32) if neutral else sample_expression(rng, head)
     quality = options.jpeg_quality
+    gaze = None
+    if options.eyes == "ict":  # its own stream: the other draws stay those of eyes="convex"
+        draw = np.random.default_rng([options.seed, 2, index])
+        gaze = np.repeat(np.clip(draw.standard_normal((1, 2)), -2.0, 2.0) * options.gaze, 2, axis=0)
     return ImageSpec(
         index=index,
         subject=subject,
@@ -129,6 +133,7 @@ def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: i
         noise=float(rng.uniform(0.0, options.noise)),
         jpeg_quality=int(rng.integers(quality[0], quality[1] + 1)),
         rng_seed=int(rng.integers(0, 2**31)),
+        gaze=None if gaze is None else gaze.astype(np.float32),
     )
 
 
@@ -230,7 +235,8 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
     ``shape`` (N,n_shape), ``expression`` (N,n_expression), ``pose`` (N,n_pose), ``camera`` (N,3) weak
     perspective in the image frame, ``light`` (N,9,3), ``landmarks2d`` (N,68,2) pixels, ``visible``
     (N,68) bool (not hidden by the head itself), ``skin_tone`` (N,3; NaN with a photo texture),
-    ``texture`` (N,) path or ""; and ``head_model``, ``head_checksum``,
+    ``texture`` (N,) path or "", ``gaze`` (N,2,2) the eyes' yaw/pitch degrees (left eye first; only
+    with ``eyes="ict"``); and ``head_model``, ``head_checksum``,
     ``units_per_mm``, ``image_size``. ``dataset.json`` (written last) records the options.
     """
     from tqdm import tqdm
@@ -308,5 +314,7 @@ def _write_codes(path: Path, specs: list[ImageSpec], points: dict[str, np.ndarra
         "units_per_mm": np.array(head.units_per_mm),
         "image_size": np.array(options.size),
     }
+    if options.eyes == "ict":
+        arrays["gaze"] = np.stack([s.gaze for s in specs])
     with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)

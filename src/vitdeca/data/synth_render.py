@@ -91,7 +91,14 @@ class SynthRenderer:
             head.faces, head.uv_coords, head.uv_faces, self.render_size, options.uv_size
         )
         self.geometry = TexelGeometry.from_head(head, options.uv_size)
-        self.eye_ids = torch.from_numpy(eye_assignment(head)) if options.eyeball_mm > 0 else None
+        convex = options.eyeball_mm > 0 and options.eyes == "convex"
+        self.eye_ids = torch.from_numpy(eye_assignment(head)) if convex else None
+        loader = getattr(head, "eyeballs", None) if options.eyes == "ict" else None
+        self.eyes = loader() if callable(loader) else None
+        if options.eyes == "ict" and self.eyes is None:
+            from vitdeca.errors import VitdecaError
+
+            raise VitdecaError(f"synth --eyes ict: head model {head.name!r} has no eyeballs")
         self.face_triangles = head.face_mask[head.faces].all(dim=1)  # (F,) bool
         self.backgrounds = (
             PhotoBackgrounds(options.backgrounds, options.background_detector)
@@ -149,10 +156,13 @@ class SynthRenderer:
             stack([s.light for s in specs]),
             background=torch.stack([self.background(rng) for rng in rngs]),
         )
-        ss = self.options.supersample
-        images = torch.nn.functional.avg_pool2d(result.image.clamp(0, 1), ss).permute(0, 2, 3, 1).numpy()
+        image = result.image
         face_index = result.fragments.face_index
         on_face = (face_index >= 0) & self.face_triangles[face_index.clamp_min(0)]
+        if self.eyes is not None:
+            image, on_face = self._draw_eyes(specs, pose, camera, result, on_face)
+        ss = self.options.supersample
+        images = torch.nn.functional.avg_pool2d(image.clamp(0, 1), ss).permute(0, 2, 3, 1).numpy()
         masks = torch.nn.functional.avg_pool2d(on_face[:, None].float(), ss)[:, 0].numpy() >= 0.5
         size = self.options.size
         return Rendered(
@@ -162,6 +172,20 @@ class SynthRenderer:
             cameras=camera.numpy(),
             visible=render_visibility(out.landmarks3d, camera, result.depth, result.alpha).numpy(),
         )
+
+    def _draw_eyes(self, specs, pose, camera, result, on_face):
+        """The render with the eyeballs (turned by each spec's gaze) where they are in front, and the
+        face mask without them."""
+        from vitdeca.pipeline.eyes import in_front, render_eyes
+
+        shape = torch.from_numpy(np.stack([s.subject.shape for s in specs]).astype(np.float32))
+        gaze = torch.from_numpy(np.stack([s.gaze for s in specs]).astype(np.float32))
+        vertices = self.eyes(shape, pose, gaze).vertices
+        texture = (self.eyes.texture() * 255.0 + 0.5).astype(np.uint8)
+        light = torch.from_numpy(np.stack([s.light for s in specs]).astype(np.float32))
+        eyes = render_eyes(self.eyes, vertices, camera, light, self.render_size, texture)
+        nearer = in_front(eyes, result.alpha[:, 0], result.depth[:, 0])
+        return torch.where(nearer[:, None], eyes.image, result.image), on_face & ~nearer
 
 
 def _finish(image: np.ndarray, mask: np.ndarray, spec: ImageSpec, rng: np.random.Generator) -> np.ndarray:

@@ -35,6 +35,8 @@ class SynthOptions:
     face_fraction: tuple[float, float] = (0.62, 0.72)  # landmark box / image side (1/1.375: DECA crop)
     shift: float = 0.03  # max landmark-box centre offset, fraction of the image
     eyeball_mm: float = 12.0  # radius of the convex eyeballs that replace ICT's eye sockets (0: keep)
+    eyes: str = "convex"  # "convex" (bulged sockets, above) or "ict": ICT's eyeballs turned by a gaze
+    gaze: float = 15.0  # with eyes="ict": std (degrees) of the eyes' yaw and pitch (both eyes alike)
     noise: float = 0.015  # max std of the added pixel noise
     jpeg_quality: tuple[int, int] = (75, 95)
     backgrounds: str | None = None  # folder of photos (crops avoid their faces); None: procedural only
@@ -55,6 +57,7 @@ class SynthOptions:
             "uv_size >= 32": self.uv_size >= 32,
             "batch_size >= 1": self.batch_size >= 1,
             "0 <= yaw_max <= 90": 0 <= self.yaw_max <= 90,
+            "eyes in ('convex', 'ict')": self.eyes in ("convex", "ict"),
             "0 < face_fraction[0] <= face_fraction[1] <= 1": 0 < low <= high <= 1,
             "10 <= jpeg_quality[0] <= jpeg_quality[1] <= 100": 10 <= q_low <= q_high <= 100,
         }
@@ -96,6 +99,7 @@ class ImageSpec:
     noise: float
     jpeg_quality: int
     rng_seed: int
+    gaze: np.ndarray | None = None  # (2,2) yaw/pitch degrees per eye (left first) with eyes="ict"
 
     @property
     def relative_path(self) -> str:

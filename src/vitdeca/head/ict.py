@@ -140,6 +140,16 @@ class ICTHead(HeadModel):
     def checksum(self) -> str:
         return f"ict:{self._checksum}"
 
+    def eyeballs(self):
+        """ICT-FaceKit's eyeballs (:class:`vitdeca.head.eyes.Eyeballs`), loaded (converted once) on first
+        use from the cache this model came from; None when unavailable."""
+        if not hasattr(self, "_eyeballs"):
+            from vitdeca.head.eyes import load_eyeballs
+
+            home, source = getattr(self, "asset_location", (None, None))
+            self._eyeballs = load_eyeballs(home, source)
+        return self._eyeballs
+
     def forward(self, shape: Tensor, expression: Tensor, pose: Tensor) -> HeadOutput:
         """shape (B,n_shape), expression (B,55), pose (B,3) axis-angle → vertices (B,V,3) cm, landmarks3d."""
         self.check_codes(shape, expression, pose)
@@ -176,13 +186,15 @@ def load_ict(
     if not paths.manifest.exists():
         install_ict(source if source is not None else path, home=home)
     arrays, manifest = load_cache(paths)
-    return ICTHead(
+    head = ICTHead(
         arrays,
         checksum=str(manifest["sha256"]),
         n_shape=n_shape,
         n_expression=n_expression,
         dynamic_contour=dynamic_contour,
     )
+    head.asset_location = (home, source if source is not None else path)  # for :meth:`ICTHead.eyeballs`
+    return head
 
 
 def cache_location(home: str | os.PathLike | None = None) -> Path:

@@ -41,7 +41,8 @@ N_POLYGONS_ALL = 26384
 N_IDENTITY = 100
 
 # Regions kept for reconstruction (README "Face Model Topology"), as [first, last] vertex indices.
-# They form the prefix [0, 14062) of the vertex array; teeth, gums, eyeballs, eyelashes etc. are dropped.
+# They form the prefix [0, 14062) of the vertex array; teeth, gums, eyeballs, eyelashes etc. are dropped
+# (the eyeballs are converted into a file of their own: vitdeca.head.eye_assets).
 REGIONS: tuple[tuple[str, int, int], ...] = (
     ("face", 0, 9408),
     ("head_and_neck", 9409, 11247),
@@ -279,6 +280,9 @@ def install_ict(
     local, temporary = _local_source(source_text, paths, sha256)
     try:
         _write_cache(paths, local, source_text)
+        from vitdeca.head.eye_assets import install_eyeballs
+
+        install_eyeballs(paths, local)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary.parent, ignore_errors=True)

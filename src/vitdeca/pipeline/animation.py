@@ -161,18 +161,74 @@ def head_quaternions(poses: np.ndarray) -> np.ndarray:
     return quats.astype(np.float32)
 
 
+def eye_meshes(face) -> list[GltfMesh]:
+    """The eyeballs of ``face`` as two nodes ("eye_left", "eye_right") that are children of the head's
+    node (index 0): each mesh is centred on its pivot (node ``translation``) and turned by the
+    measured gaze (node ``rotation``), so a rotation of the node turns the eye about its centre.
+    [] for a head without eyeballs."""
+    eyes, topology = face.eyes, face.mesh.eyes
+    if eyes is None or topology is None:
+        return []
+    metres = 1.0 / (face.mesh.units_per_mm * 1000.0)
+    png = _png(topology.texture)
+    uv = np.asarray(topology.uv_coords, np.float32)
+    meshes = []
+    faces, all_uv_faces = np.asarray(topology.faces, np.int64), np.asarray(topology.uv_faces, np.int64)
+    for e, (name, first, last) in enumerate(_eye_ranges(topology)):
+        mine = (faces >= first).all(axis=1) & (faces < last).all(axis=1)
+        own, uv_faces = faces[mine], all_uv_faces[mine]
+        corners = np.stack([own.reshape(-1), uv_faces.reshape(-1)], 1)
+        pairs, corner_ids = np.unique(corners, axis=0, return_inverse=True)
+        positions = (eyes.neutral_vertices[pairs[:, 0]] - eyes.neutral_pivots[e]) * metres
+        meshes.append(GltfMesh(
+            name=name, positions=positions, indices=corner_ids.reshape(-1, 3),
+            uvs=np.stack([uv[pairs[:, 1], 0], 1.0 - uv[pairs[:, 1], 1]], 1),
+            normals=positions / np.linalg.norm(positions, axis=1, keepdims=True).clip(1e-9),
+            texture_png=png, rotation=gaze_quaternions(eyes.gaze[e][None], eyes.rest[e])[0],
+            translation=eyes.neutral_pivots[e] * metres, parent=0,
+        ))  # fmt: skip
+    return meshes
+
+
+def _eye_ranges(topology) -> list[tuple[str, int, int]]:
+    """(node name, first vertex, end vertex) of each eye in the eyeballs' vertex array."""
+    from vitdeca.head.eye_assets import EYES, SCLERA_VERTICES
+
+    starts = np.cumsum([0] + [b - a for a, b in SCLERA_VERTICES])
+    return [(f"eye_{eye}", int(starts[e]), int(starts[e + 1])) for e, eye in enumerate(EYES)]
+
+
+def gaze_quaternions(gaze: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """(T,2) yaw/pitch degrees of one eye with rest axes (3,3) → (T,4) quaternions x,y,z,w of
+    ``rest · R_y(yaw) · R_x(pitch) · restᵀ`` (:mod:`vitdeca.head.eyes`), signs made continuous."""
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from vitdeca.head.eyes import gaze_rotation
+
+    turn = gaze_rotation(torch.as_tensor(np.asarray(gaze, np.float64))).numpy()
+    rest = np.asarray(rest, np.float64)
+    return head_quaternions(Rotation.from_matrix(rest @ turn @ rest.T).as_rotvec())
+
+
 def write_avatar_glb(path: Path, face, frames: list[tuple[float, object]] | None = None) -> Path:
-    """``<stem>_avatar.glb``: :func:`avatar_mesh` of ``face``; with ``frames`` [(time s, FaceResult)]
-    (a video's faces, in order) also an animation "performance": the ARKit weights and the head
-    rotation at every frame with a face (times from the first such frame, LINEAR interpolation)."""
-    mesh = avatar_mesh(face)
+    """``<stem>_avatar.glb``: :func:`avatar_mesh` of ``face`` and its :func:`eye_meshes`; with
+    ``frames`` [(time s, FaceResult)] (a video's faces, in order) also an animation "performance": the
+    ARKit weights, the head rotation and the eyes' gaze at every frame with a face (times from the
+    first such frame, LINEAR interpolation)."""
+    meshes = [avatar_mesh(face), *eye_meshes(face)]
     animation = None
     if frames:
         keep = face.mesh.arkit.available
         times = np.array([t for t, _ in frames], np.float64)
         weights = np.stack([np.asarray(f.arkit_weights)[keep] for _, f in frames])
         poses = np.stack([f.codes.pose[0].detach().cpu().numpy() for _, f in frames])
+        rotations = {0: head_quaternions(poses)}
+        if len(meshes) == 3 and all(f.eyes is not None for _, f in frames):
+            for e in range(2):
+                gaze = np.stack([f.eyes.gaze[e] for _, f in frames])
+                rotations[1 + e] = gaze_quaternions(gaze, face.eyes.rest[e])
         animation = GltfAnimation(
-            "performance", (times - times[0]).astype(np.float32), {0: weights}, {0: head_quaternions(poses)}
+            "performance", (times - times[0]).astype(np.float32), {0: weights}, rotations
         )
-    return write_glb(path, [mesh], animation)
+    return write_glb(path, meshes, animation)

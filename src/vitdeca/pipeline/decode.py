@@ -1,5 +1,6 @@
 """From codes to :class:`FaceResult`: decode once, extract the photo texture, build the neutral (NoW) and
-detail meshes, and map the landmarks back to original-image pixels."""
+detail meshes, measure and draw the eyes (:mod:`vitdeca.pipeline.eyes`), and map the landmarks back to
+original-image pixels."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from vitdeca import media
+from vitdeca.pipeline.eyes import draw_eyes, eye_topology, measure_eyes
 from vitdeca.pipeline.results import DetailMesh, FaceResult, MeshTopology
 
 
@@ -30,7 +32,14 @@ def mesh_topology(model) -> MeshTopology:
         head_model=head.name,
         units_per_mm=float(head.units_per_mm),
         arkit=arkit_mapping(head) if head.blendshape_names else None,
+        eyes=None if (eyes := head_eyeballs(model)) is None else eye_topology(eyes),
     )
+
+
+def head_eyeballs(model):
+    """The head model's eyeballs (:class:`vitdeca.head.eyes.Eyeballs`), None for a head without them."""
+    loader = getattr(model.head, "eyeballs", None)
+    return loader() if callable(loader) else None
 
 
 def texel_uvs(texel_index: torch.Tensor, size: int) -> np.ndarray:
@@ -74,6 +83,11 @@ def decode_results(
 
     recon, arrays = _decode_arrays(model, codes, crops, detail)
     topology = topology or mesh_topology(model)
+    measures = [None] * len(crops)
+    if topology.eyes is not None:
+        eyes, size = head_eyeballs(model), arrays["alpha"].shape[1]
+        measures = measure_eyes(eyes, codes, crops, arrays["crop_landmarks2d"], size)
+        draw_eyes(arrays, eyes, topology.eyes, measures, codes)
     results = []
     for b, crop in enumerate(crops):
         loader = None
@@ -99,6 +113,7 @@ def decode_results(
                 mesh=topology,
                 detail_loader=loader,
                 fit_nme=None if fit_nme is None else float(fit_nme[b]),
+                eyes=measures[b],
                 **face,
             )
         )

@@ -16,7 +16,8 @@ from vitdeca import media
 class MeshTopology:
     """What every mesh of one head model shares: triangles (F,3), UV coordinates (T,2) (v up) and UV
     triangles (F,3), the head model's name and its units per millimetre; ``arkit``: the model's
-    :class:`~vitdeca.arkit.ArkitMapping`, None without ARKit semantics (FLAME)."""
+    :class:`~vitdeca.arkit.ArkitMapping`, None without ARKit semantics (FLAME); ``eyes``: the
+    eyeballs' :class:`~vitdeca.pipeline.eyes.EyeTopology`, None for a head without eyeballs."""
 
     faces: np.ndarray
     uv_coords: np.ndarray
@@ -24,6 +25,7 @@ class MeshTopology:
     head_model: str
     units_per_mm: float
     arkit: Any = None
+    eyes: Any = None
 
 
 @dataclass
@@ -49,7 +51,9 @@ class FaceResult:
     in UV space or None; :attr:`detail` the displaced dense mesh or None; mesh the shared topology;
     fit_nme the landmark NME the fit reached (None without fitting); landmarks_visible (68,) bool: the
     fitted landmark is neither hidden by the head itself (depth test of the fitted mesh,
-    :mod:`vitdeca.render.visibility`) nor outside the original image (None: not computed).
+    :mod:`vitdeca.render.visibility`) nor outside the original image (None: not computed); eyes: the
+    measured gaze, blink and posed eyeballs (:class:`~vitdeca.pipeline.eyes.EyeMeasure`), None for a
+    head without eyeballs. ``render``/``shape_render``/``alpha``/``depth_png`` include the eyeballs.
     """
 
     face_index: int
@@ -73,6 +77,7 @@ class FaceResult:
     detail_loader: Callable[[], DetailMesh] | None = field(default=None, repr=False)
     fit_nme: float | None = None
     landmarks_visible: np.ndarray | None = None
+    eyes: Any = None
     _detail: DetailMesh | None = field(default=None, init=False, repr=False)
 
     @property
@@ -111,10 +116,18 @@ class FaceResult:
     @property
     def arkit_weights(self) -> np.ndarray | None:
         """(52,) ARKit weights in Apple's order (:data:`vitdeca.arkit.ARKIT_NAMES`), None when the head
-        model has no ARKit semantics."""
+        model has no ARKit semantics. With measured eyes, the eyeLook* weights come from the gaze
+        (:func:`vitdeca.arkit.eye_look_weights`) instead of the expression code."""
         if self.mesh.arkit is None:
             return None
-        return self.mesh.arkit.weights(self.codes.expression.reshape(-1))
+        weights = self.mesh.arkit.weights(self.codes.expression.reshape(-1))
+        if self.eyes is not None:
+            from vitdeca.arkit import ARKIT_NAMES, eye_look_weights
+
+            for (yaw, pitch), side in zip(self.eyes.gaze, ("Left", "Right"), strict=True):
+                for name, value in eye_look_weights(float(yaw), float(pitch), side).items():
+                    weights[ARKIT_NAMES.index(name)] = value
+        return weights
 
     def codes_arrays(self) -> dict[str, np.ndarray]:
         """Every code as a (n,) float32 array (light flattened to 27), keyed by name."""

@@ -1,0 +1,130 @@
+"""Eyes in reconstructions: gaze and blink measured in the crop, eyeballs posed and drawn into the renders.
+
+Per face (:func:`measure_eyes`): each eye's aspect ratio from the detector's eyelid landmarks gives
+its blink weight and whether it is open (:mod:`vitdeca.faces.iris`); for an open eye the iris is
+located between the lids and turned into yaw/pitch with the fitted head's eyeball
+(:func:`vitdeca.head.eyes.gaze_from_image`: the eyeball's projected pivot, shifted by the mean offset
+between the detected and the fitted eye corners, and its projected axes scaled by the iris distance).
+A closed eye keeps the neutral gaze (0, 0). The eyeballs are then posed with that gaze and rendered
+with the head's camera and light; where they are nearer than the head they replace its pixels in the
+textured and shape renders (:func:`draw_eyes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vitdeca.head.eye_assets import EYES
+
+CORNERS = {"left": (42, 45), "right": (36, 39)}  # iBUG-68 corners of the subject's left / right eye
+
+
+@dataclass
+class EyeTopology:
+    """The eyeballs' triangles (F,3), UVs (T,2) (v up) and UV triangles (F,3), their albedo (S,S,3) uint8."""
+
+    faces: np.ndarray
+    uv_coords: np.ndarray
+    uv_faces: np.ndarray
+    texture: np.ndarray
+
+
+@dataclass
+class EyeMeasure:
+    """One face's eyes: ``gaze`` (2,2) yaw/pitch degrees (left eye first), ``blink`` (2,) eyeBlink
+    weights from the lids, ``open`` (2,) bool (the iris was located), ``vertices`` (E,3) the eyeballs
+    posed by the head pose and gaze, ``neutral_vertices`` (E,3) and ``neutral_pivots`` (2,3) with zero
+    pose and gaze (the avatar's rest), ``rest`` (2,3,3) each eye's rest axes; model units."""
+
+    gaze: np.ndarray
+    blink: np.ndarray
+    open: np.ndarray
+    vertices: np.ndarray
+    neutral_vertices: np.ndarray
+    neutral_pivots: np.ndarray
+    rest: np.ndarray
+
+
+def eye_topology(eyes) -> EyeTopology:
+    """The numpy topology of :class:`vitdeca.head.eyes.Eyeballs`."""
+    texture = (np.clip(eyes.texture(), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return EyeTopology(eyes.faces.numpy(), eyes.uv_coords.numpy(), eyes.uv_faces.numpy(), texture)
+
+
+def measure_eyes(eyes, codes, crops, fitted_landmarks: np.ndarray, size: int) -> list[EyeMeasure]:
+    """Gaze and blink of every face: ``codes`` (batch B), ``crops`` (B FaceCrop), ``fitted_landmarks``
+    (B,68,2) the fitted landmarks in crop pixels, ``size`` the crop's side."""
+    from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids, locate_iris
+    from vitdeca.head.eyes import gaze_from_image
+
+    rest = eyes(codes.shape, codes.pose)
+    distance = eyes.iris_distance.numpy()
+    camera = codes.camera.detach().cpu().float()
+    gazes, out = [], []  # out: (gaze, blink, open) per face
+    for b, crop in enumerate(crops):
+        detected = np.asarray(crop.crop_landmarks, np.float64)
+        lids = eyelids(detected)
+        gaze, blink, is_open = np.zeros((2, 2)), np.zeros(2), np.zeros(2, bool)
+        for e, eye in enumerate(EYES):
+            pivot, basis = _projected_eye(rest.pivots[b, e], rest.axes[b, e], distance[e], camera[b], size)
+            corners = list(CORNERS[eye])
+            pivot = pivot + (detected[corners] - fitted_landmarks[b][corners]).mean(axis=0)
+            blink[e] = blink_weight(eye_aspect_ratio(lids[eye]))
+            radius = float(np.linalg.norm(basis[:, 0])) * float(eyes.iris_radius[e]) / distance[e]
+            iris = locate_iris(crop.crop.image, lids[eye], radius)
+            if iris is not None:
+                gaze[e], is_open[e] = gaze_from_image(iris.centre, pivot, basis), True
+        gazes.append(gaze)
+        out.append((gaze, blink, is_open))
+    posed = eyes(codes.shape, codes.pose, torch.from_numpy(np.stack(gazes)).float())
+    neutral = eyes(codes.shape, torch.zeros_like(codes.pose))
+    args = (posed.vertices, neutral.vertices, neutral.pivots)
+    rest = eyes.rest.numpy()
+    return [EyeMeasure(*out[b], *(a[b].numpy() for a in args), rest) for b in range(len(out))]
+
+
+def _projected_eye(pivot, axes, distance: float, camera, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pivot (2,) in crop pixels and the image displacement (2,3) per unit of each rest axis at
+    the iris distance (weak perspective: linear)."""
+    from vitdeca.render import project_points
+
+    points = torch.cat([pivot[None], pivot[None] + distance * axes.T])[None]  # (1,4,3)
+    pixels = project_points(points, camera[None], size, size)[0].double().numpy()
+    return pixels[0], (pixels[1:] - pixels[0]).T
+
+
+def render_eyes(eyes, vertices, camera, light, size: int, texture: np.ndarray):
+    """The :class:`~vitdeca.render.RenderOutput` of posed eyeballs (B,E,3) with weak-perspective
+    ``camera`` (B,3), SH ``light`` (B,9,3) and ``texture`` (S,S,3) uint8, on a black background."""
+    from vitdeca.render import render
+
+    albedo = torch.from_numpy(texture).permute(2, 0, 1)[None].float() / 255.0
+    batch = vertices.shape[0]
+    args = (eyes.faces, eyes.uv_coords, eyes.uv_faces, camera.detach().cpu().float())
+    return render(vertices, *args, albedo.expand(batch, -1, -1, -1), light.detach().cpu().float(), size)
+
+
+def in_front(eye_render, head_alpha: torch.Tensor, head_depth: torch.Tensor) -> torch.Tensor:
+    """(B,H,W) bool: pixels where the eyeballs are nearer than the head (or the head is absent);
+    alpha/depth (B,H,W) (weak-perspective depth: smaller is nearer)."""
+    eye_alpha, eye_depth = eye_render.alpha[:, 0] > 0.5, eye_render.depth[:, 0]
+    return eye_alpha & ((head_alpha < 0.5) | (eye_depth < head_depth))
+
+
+@torch.no_grad()
+def draw_eyes(arrays: dict[str, np.ndarray], eyes, topology: EyeTopology, measures, codes) -> None:
+    """Render the posed eyeballs of ``measures`` with the faces' cameras and lights and put them into
+    ``arrays`` (the decode's per-batch ``render``, ``shape_render`` uint8, ``alpha``, ``depth``) where
+    they are nearer than the head."""
+    size = arrays["alpha"].shape[1]
+    vertices = torch.from_numpy(np.stack([m.vertices for m in measures])).float()
+    out = render_eyes(eyes, vertices, codes.camera, codes.light, size, topology.texture)
+    nearer = in_front(out, torch.from_numpy(arrays["alpha"]), torch.from_numpy(arrays["depth"])).numpy()
+    for key, image in (("render", out.image), ("shape_render", out.shape_image)):
+        pixels = (image.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy()
+        arrays[key] = np.where(nearer[..., None], pixels, arrays[key])
+    arrays["depth"] = np.where(nearer, out.depth[:, 0].numpy(), arrays["depth"])
+    arrays["alpha"] = np.where(nearer, 1.0, arrays["alpha"]).astype(arrays["alpha"].dtype)

@@ -1,0 +1,84 @@
+"""The iris localiser and eye openness on drawn eyes with a known iris, and on real photos."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from vitdeca.faces.iris import (
+    CLOSED_EAR,
+    blink_weight,
+    eye_aspect_ratio,
+    eyelids,
+    locate_iris,
+)
+
+LID = np.array([[20.0, 40.0], [40.0, 30.0], [60.0, 30.0], [80.0, 40.0], [60.0, 50.0], [40.0, 50.0]])
+
+
+def drawn_eye(centre: tuple[float, float], radius: float = 11.0, lid: np.ndarray = LID) -> np.ndarray:
+    """A 100×80 RGB eye: skin, a white eye between ``lid`` (6,2) and a dark iris disk at ``centre``
+    (pixel-centre frame), drawn 8× larger and area-averaged (sub-pixel accurate edges)."""
+    k = 8
+    big = np.full((80 * k, 100 * k), 150, np.uint8)
+    polygon = np.round((lid * k - 0.5) * 16).astype(np.int32)
+    white = np.zeros_like(big)
+    cv2.fillPoly(white, [polygon], 1, shift=4)
+    yy, xx = np.mgrid[: big.shape[0], : big.shape[1]]
+    dist = np.hypot((xx + 0.5) / k - centre[0], (yy + 0.5) / k - centre[1])
+    eye = np.where(dist < radius, 70, 225)
+    eye = np.where(dist < radius * 0.4, 10, eye)
+    big = np.where(white > 0, eye, big).astype(np.float32)
+    small = cv2.resize(big, (100, 80), interpolation=cv2.INTER_AREA)
+    return np.repeat(np.round(small).astype(np.uint8)[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize("centre", [(50.0, 40.0), (42.3, 41.1), (61.7, 38.6), (35.5, 43.0)])
+def test_locate_iris_finds_the_drawn_iris(centre):
+    iris = locate_iris(drawn_eye(centre), LID, radius=11.0)
+    assert iris is not None
+    assert np.linalg.norm(iris.centre - np.array(centre)) < 0.8
+    assert iris.contrast > 0.2
+
+
+def test_locate_iris_default_radius_and_partly_hidden_iris():
+    centre = (55.0, 34.0)  # the upper lid hides the top of the iris
+    iris = locate_iris(drawn_eye(centre), LID, radius=11.0)
+    assert iris is not None and np.linalg.norm(iris.centre - np.array(centre)) < 0.8
+    iris = locate_iris(drawn_eye(centre), LID)  # radius from the eye's width: 15 % too large
+    assert iris is not None and np.linalg.norm(iris.centre - np.array(centre)) < 2.5
+
+
+def test_closed_eye_has_no_iris_and_blinks():
+    closed = LID.copy()
+    closed[[1, 2], 1] = 39.0
+    closed[[4, 5], 1] = 41.0
+    assert eye_aspect_ratio(closed) < CLOSED_EAR
+    assert locate_iris(drawn_eye((50.0, 40.0)), closed) is None
+    assert blink_weight(eye_aspect_ratio(closed)) == 1.0
+    assert blink_weight(eye_aspect_ratio(LID)) == 0.0
+    assert eye_aspect_ratio(LID) == pytest.approx(1 / 3)
+
+
+def test_eye_off_the_image():
+    assert locate_iris(drawn_eye((50.0, 40.0)), LID + 500.0) is None
+
+
+def test_real_photos_iris_inside_the_eye(xml_faces):
+    """dlib's annotated faces with open eyes: each located iris lies within its eyelid box."""
+    checked = 0
+    for face in xml_faces:
+        image = cv2.imread(str(face.file))[..., ::-1]
+        for eye, lid in eyelids(face.parts + 0.5).items():
+            if eye_aspect_ratio(lid) < 0.2 or np.linalg.norm(lid[0] - lid[3]) < 8:
+                continue
+            iris = locate_iris(image, lid)
+            assert iris is not None, (face.file.name, eye)
+            low, high = lid.min(axis=0), lid.max(axis=0)
+            assert np.all(iris.centre >= low - 1) and np.all(iris.centre <= high + 1), (face.file.name, eye)
+            # the iris is away from the corners: within the middle 70 % of the eye's width
+            t = (iris.centre - lid[0]) @ (lid[3] - lid[0]) / np.sum((lid[3] - lid[0]) ** 2)
+            assert 0.15 < t < 0.85, (face.file.name, eye, t)
+            checked += 1
+    assert checked >= 15

@@ -1,0 +1,88 @@
+"""Eyes in results and exports: eyeLook* weights from the measured gaze, eyeball nodes in the avatar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from vitdeca.arkit import ARKIT_NAMES, eye_angles
+from vitdeca.pipeline.animation import write_avatar_glb
+from vitdeca.pipeline.decode import head_eyeballs, mesh_topology
+from vitdeca.pipeline.eyes import EyeMeasure
+
+from .test_avatar import ict_face, random_weights, read_glb
+
+
+@pytest.fixture(scope="module")
+def topology(fit_model):
+    return mesh_topology(fit_model)
+
+
+def with_eyes(face, eyes, gaze):
+    """``face`` with an :class:`EyeMeasure` of ``gaze`` (2,2) degrees for its shape and pose."""
+    gaze_t = torch.tensor(gaze, dtype=torch.float32)[None]
+    posed = eyes(face.codes.shape, face.codes.pose, gaze_t)
+    neutral = eyes(face.codes.shape, torch.zeros_like(face.codes.pose))
+    face.eyes = EyeMeasure(
+        np.asarray(gaze, np.float64), np.zeros(2), np.ones(2, bool), posed.vertices[0].numpy(),
+        neutral.vertices[0].numpy(), neutral.pivots[0].numpy(), eyes.rest.numpy(),
+    )  # fmt: skip
+    return face
+
+
+def test_eye_look_weights_come_from_the_gaze(face_factory, fit_model, topology):
+    eyes = head_eyeballs(fit_model)
+    assert topology.eyes is not None and topology.eyes.texture.dtype == np.uint8
+    face = ict_face(face_factory, fit_model, topology, random_weights(3))
+    face = with_eyes(face, eyes, [[12.0, -8.0], [9.0, 15.0]])
+    angles = eye_angles(face.arkit_weights)
+    assert angles["left"] == pytest.approx({"yaw": 12.0, "pitch": -8.0}, abs=1e-4)
+    assert angles["right"] == pytest.approx({"yaw": 9.0, "pitch": 15.0}, abs=1e-4)
+    others = [i for i, n in enumerate(ARKIT_NAMES) if not n.startswith("eyeLook")]
+    face.eyes = None
+    unchanged = face.arkit_weights
+    face = with_eyes(face, eyes, [[12.0, -8.0], [9.0, 15.0]])
+    assert np.array_equal(face.arkit_weights[others], unchanged[others])
+
+
+def test_avatar_has_eyeball_nodes(face_factory, fit_model, topology, tmp_path):
+    eyes = head_eyeballs(fit_model)
+    gaze = [[20.0, 5.0], [18.0, 4.0]]
+    face = with_eyes(ict_face(face_factory, fit_model, topology, random_weights(4)), eyes, gaze)
+    doc, accessor, _ = read_glb(write_avatar_glb(tmp_path / "e_avatar.glb", face))
+    names = [n["name"] for n in doc["nodes"]]
+    assert names == ["head", "eye_left", "eye_right"]
+    assert doc["scenes"][0]["nodes"] == [0] and doc["nodes"][0]["children"] == [1, 2]
+    assert len(doc["images"]) == 2  # the photo texture and the eyes' texture
+    for k, node in enumerate(doc["nodes"][1:]):
+        assert np.allclose(node["translation"], face.eyes.neutral_pivots[k] / 100.0, atol=1e-6)
+        prim = doc["meshes"][node["mesh"]]["primitives"][0]
+        positions = accessor(prim["attributes"]["POSITION"])
+        radii = np.linalg.norm(positions, axis=1)  # centred on the pivot: a ball of ~1.5 cm (+ cornea)
+        assert len(positions) >= 770 and 0.013 < radii.min() and radii.max() < 0.018
+        # the node's rotation turns the eye's optical axis to the gaze
+        rest = face.eyes.rest[k]
+        axis = Rotation.from_quat(node["rotation"]).apply(rest[:, 2])
+        expected = rest @ np.array(
+            [np.sin(np.radians(gaze[k][0])) * np.cos(np.radians(gaze[k][1])), -np.sin(np.radians(gaze[k][1])),
+             np.cos(np.radians(gaze[k][0])) * np.cos(np.radians(gaze[k][1]))]
+        )  # fmt: skip
+        assert np.allclose(axis, expected, atol=1e-5)
+
+
+def test_video_avatar_animates_the_eyes(face_factory, fit_model, topology, tmp_path):
+    eyes = head_eyeballs(fit_model)
+    frames = []
+    for k in range(4):
+        face = ict_face(face_factory, fit_model, topology, random_weights(20 + k))
+        frames.append((k / 10.0, with_eyes(face, eyes, [[5.0 * k, 0.0], [5.0 * k, 0.0]])))
+    doc, accessor, _ = read_glb(write_avatar_glb(tmp_path / "ve_avatar.glb", frames[0][1], frames))
+    (anim,) = doc["animations"]
+    nodes = {c["target"]["node"] for c in anim["channels"] if c["target"]["path"] == "rotation"}
+    assert nodes == {0, 1, 2}
+    channel = next(c for c in anim["channels"] if c["target"] == {"node": 1, "path": "rotation"})
+    quats = accessor(anim["samplers"][channel["sampler"]]["output"])
+    angles = [np.degrees(Rotation.from_quat(q).magnitude()) for q in quats]
+    assert np.allclose(angles, 5.0 * np.arange(4), atol=1e-3)
