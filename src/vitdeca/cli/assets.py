@@ -57,7 +57,10 @@ def run_install(args: argparse.Namespace) -> int:
     if args.asset in CONVERTED:
         return _install_converted(args)
 
+    from vitdeca.head.eyes import load_eyeballs
+
     manifest_path = install_ict(args.source, sha256=args.sha256, force=args.force)
+    load_eyeballs(source=args.source)  # the eyeballs' own cache file, converted once (head/eye_assets.py)
     manifest = json.loads(manifest_path.read_text())
     print(f"ICT-FaceKit installed in {manifest_path.parent}")
     print(f"  {manifest['n_vertices']} vertices, {manifest['n_faces']} triangles, units {manifest['units']}")

@@ -174,12 +174,12 @@ def eye_texture(
     per vertex, the unit direction from its eye's centre in the eye's rest frame (z optical)."""
     import torch
 
-    from vitdeca.render.rasterize import interpolate_hwc
+    from vitdeca.render.rasterize import interpolate
     from vitdeca.render.uv import rasterize_uv
 
     fragments = rasterize_uv(torch.from_numpy(uv_coords), torch.from_numpy(uv_faces.astype(np.int64)), size)
     attr = torch.from_numpy(directions.astype(np.float32))[None]
-    dirs = interpolate_hwc(fragments, torch.from_numpy(faces.astype(np.int64)), attr)[0].numpy()
+    dirs = interpolate(fragments, torch.from_numpy(faces.astype(np.int64)), attr)[0].permute(1, 2, 0).numpy()
     covered = fragments.mask[0].numpy()
     norm = np.linalg.norm(dirs, axis=-1).clip(1e-6)
     angle = np.degrees(np.arccos(np.clip(dirs[..., 2] / norm, -1.0, 1.0)))

@@ -280,9 +280,6 @@ def install_ict(
     local, temporary = _local_source(source_text, paths, sha256)
     try:
         _write_cache(paths, local, source_text)
-        from vitdeca.head.eye_assets import install_eyeballs
-
-        install_eyeballs(paths, local)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary.parent, ignore_errors=True)
