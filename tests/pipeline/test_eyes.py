@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from vitdeca.arkit import ARKIT_NAMES, eye_angles
 from vitdeca.pipeline.animation import write_avatar_glb
-from vitdeca.pipeline.decode import head_eyeballs, mesh_topology
+from vitdeca.pipeline.decode import mesh_topology
 from vitdeca.pipeline.eyes import EyeMeasure
 
 from .test_avatar import ict_face, random_weights, read_glb
@@ -33,7 +33,7 @@ def with_eyes(face, eyes, gaze):
 
 
 def test_eye_look_weights_come_from_the_gaze(face_factory, fit_model, topology):
-    eyes = head_eyeballs(fit_model)
+    eyes = fit_model.head.eyeballs()
     assert topology.eyes is not None and topology.eyes.texture.dtype == np.uint8
     face = ict_face(face_factory, fit_model, topology, random_weights(3))
     face = with_eyes(face, eyes, [[12.0, -8.0], [9.0, 15.0]])
@@ -48,7 +48,7 @@ def test_eye_look_weights_come_from_the_gaze(face_factory, fit_model, topology):
 
 
 def test_avatar_has_eyeball_nodes(face_factory, fit_model, topology, tmp_path):
-    eyes = head_eyeballs(fit_model)
+    eyes = fit_model.head.eyeballs()
     gaze = [[20.0, 5.0], [18.0, 4.0]]
     face = with_eyes(ict_face(face_factory, fit_model, topology, random_weights(4)), eyes, gaze)
     doc, accessor, _ = read_glb(write_avatar_glb(tmp_path / "e_avatar.glb", face))
@@ -73,7 +73,7 @@ def test_avatar_has_eyeball_nodes(face_factory, fit_model, topology, tmp_path):
 
 
 def test_video_avatar_animates_the_eyes(face_factory, fit_model, topology, tmp_path):
-    eyes = head_eyeballs(fit_model)
+    eyes = fit_model.head.eyeballs()
     frames = []
     for k in range(4):
         face = ict_face(face_factory, fit_model, topology, random_weights(20 + k))

@@ -3,7 +3,8 @@
 Besides ``forward``, a head model states its capabilities, so that later stages never test its name:
 :attr:`HeadModel.blendshape_names` (ARKit semantics), :attr:`HeadModel.expression_bounds` (the range of
 blend-shape weights), :meth:`HeadModel.linear_basis` (a rigid linear blend-shape model's bases) and
-:meth:`HeadModel.landmarks3d` (landmarks alone, which a model may compute more cheaply than ``forward``).
+:meth:`HeadModel.landmarks3d` (landmarks alone, which a model may compute more cheaply than ``forward``)
+and :meth:`HeadModel.eyeballs` (separate eyeball meshes turned by gaze).
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class HeadModel(nn.Module):
     def linear_basis(self) -> LinearBasis | None:
         """The model's :class:`LinearBasis` when it is a rigid linear blend-shape model (ICT), else None
         (FLAME: pose correctives and skinning). Capability check for ARKit targets and folds."""
+        return None
+
+    def eyeballs(self):
+        """The model's eyeballs (:class:`vitdeca.head.eyes.Eyeballs`: rigid meshes turned by gaze, drawn and
+        exported with the head), or None for a model without them (FLAME's eyes are part of its mesh)."""
         return None
 
     def landmarks3d(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,9 @@ CONTOUR_STEP_MM = 2.5  # x spacing of the jaw-contour marching paths (vitdeca.he
 _REQUIRED = ("template", "shapedirs", "exprdirs", "faces", "uv_coords", "uv_faces", "landmarks", "face_mask")
 
 
+_NOT_LOADED = object()  # ICTHead._eyeballs before the first eyeballs() call
+
+
 class ICTHead(HeadModel):
     """ICT-FaceKit: ``vertices = R(pose) · (template + Σ shape_k S_k + Σ expression_e E_e)``.
 
@@ -51,6 +54,8 @@ class ICTHead(HeadModel):
         dynamic_contour: bool = True,
     ):
         super().__init__()
+        self.asset_location: tuple = (None, None)  # (home, source) of the cache, for :meth:`eyeballs`
+        self._eyeballs: object = _NOT_LOADED
         missing = [k for k in _REQUIRED if k not in arrays]
         if missing:
             raise VitdecaError(
@@ -143,11 +148,10 @@ class ICTHead(HeadModel):
     def eyeballs(self):
         """ICT-FaceKit's eyeballs (:class:`vitdeca.head.eyes.Eyeballs`), loaded (converted once) on first
         use from the cache this model came from; None when unavailable."""
-        if not hasattr(self, "_eyeballs"):
+        if self._eyeballs is _NOT_LOADED:
             from vitdeca.head.eyes import load_eyeballs
 
-            home, source = getattr(self, "asset_location", (None, None))
-            self._eyeballs = load_eyeballs(home, source)
+            self._eyeballs = load_eyeballs(*self.asset_location)
         return self._eyeballs
 
     def forward(self, shape: Tensor, expression: Tensor, pose: Tensor) -> HeadOutput:
@@ -193,7 +197,7 @@ def load_ict(
         n_expression=n_expression,
         dynamic_contour=dynamic_contour,
     )
-    head.asset_location = (home, source if source is not None else path)  # for :meth:`ICTHead.eyeballs`
+    head.asset_location = (home, source if source is not None else path)
     return head
 
 

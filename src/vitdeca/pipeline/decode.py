@@ -32,14 +32,8 @@ def mesh_topology(model) -> MeshTopology:
         head_model=head.name,
         units_per_mm=float(head.units_per_mm),
         arkit=arkit_mapping(head) if head.blendshape_names else None,
-        eyes=None if (eyes := head_eyeballs(model)) is None else eye_topology(eyes),
+        eyes=None if (eyes := model.head.eyeballs()) is None else eye_topology(eyes),
     )
-
-
-def head_eyeballs(model):
-    """The head model's eyeballs (:class:`vitdeca.head.eyes.Eyeballs`), None for a head without them."""
-    loader = getattr(model.head, "eyeballs", None)
-    return loader() if callable(loader) else None
 
 
 def texel_uvs(texel_index: torch.Tensor, size: int) -> np.ndarray:
@@ -85,7 +79,7 @@ def decode_results(
     topology = topology or mesh_topology(model)
     measures = [None] * len(crops)
     if topology.eyes is not None:
-        eyes, size = head_eyeballs(model), arrays["alpha"].shape[1]
+        eyes, size = model.head.eyeballs(), arrays["alpha"].shape[1]
         measures = measure_eyes(eyes, codes, crops, arrays["crop_landmarks2d"], size)
         draw_eyes(arrays, eyes, topology.eyes, measures, codes)
     results = []
