@@ -106,7 +106,7 @@ def test_mask_registry() -> None:
     register_mask_method("wrong", lambda img, lm: np.ones((3, 3), bool))
     try:
         assert face_mask(image, points, "everything").all()
-        with pytest.raises(VitdecaError, match="shape"):
+        with pytest.raises(ValueError, match="shape"):
             face_mask(image, points, "wrong")
     finally:
         del MASK_METHODS["everything"], MASK_METHODS["wrong"]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from vitdeca.errors import VitdecaError
 from vitdeca.identity import dlib_model_path
 from vitdeca.identity.chip import (
     chip_to_image_matrix,
@@ -82,7 +81,7 @@ def test_pyramid_down_filter() -> None:
 
 
 def test_wrong_landmark_count() -> None:
-    with pytest.raises(VitdecaError, match="5 or 68 landmarks"):
+    with pytest.raises(ValueError, match="5 or 68 landmarks"):
         extract_chips(torch.zeros(1, 3, 50, 50), torch.zeros(1, 10, 2))
 
 

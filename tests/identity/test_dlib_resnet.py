@@ -92,7 +92,7 @@ def test_add_zero_padded() -> None:
 
 
 def test_bad_inputs(identity_net) -> None:
-    with pytest.raises(VitdecaError, match=r"\(B,3,150,150\)"):
+    with pytest.raises(ValueError, match=r"\(B,3,150,150\)"):
         identity_net.forward_chips(torch.zeros(1, 3, 224, 224))
     with pytest.raises(VitdecaError, match="unknown identity network"):
         load_identity_net("arcface")

@@ -67,6 +67,8 @@ def test_yaml_overrides_and_clear_errors(tmp_path):
         load_train_config(path, ["stages=[detail, coarse]"])
     with pytest.raises(VitdecaError, match="needs model.detail: true"):
         load_train_config(path, ["model.detail=false"])
+    with pytest.raises(VitdecaError, match="training needs an encoder"):  # encoder=None: fitting only
+        load_train_config(path, ["model.encoder=null"])
     with pytest.raises(VitdecaError, match="model.image_size .* must equal data.image_size"):
         load_train_config(path, ["data.image_size=64"])
     with pytest.raises(VitdecaError, match="model.dropkey must be in"):

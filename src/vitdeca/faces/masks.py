@@ -131,5 +131,5 @@ def face_mask(image: np.ndarray, landmarks: np.ndarray, method: str = "landmarks
         ) from None
     mask = np.asarray(fn(image, landmarks), dtype=bool)
     if mask.shape != image.shape[:2]:
-        raise VitdecaError(f"mask method {method!r} returned shape {mask.shape}, expected {image.shape[:2]}")
+        raise ValueError(f"mask method {method!r} returned shape {mask.shape}, expected {image.shape[:2]}")
     return mask

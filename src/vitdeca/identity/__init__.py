@@ -46,7 +46,7 @@ class IdentityNet(nn.Module):
         """(B,3,S,S) aligned RGB chips in [0,1] → (B,D) raw descriptors (for dlib: exactly dlib's)."""
         if chips.dim() != 4 or tuple(chips.shape[1:]) != (3, self.chip_size, self.chip_size):
             want = f"(B,3,{self.chip_size},{self.chip_size})"
-            raise VitdecaError(f"{self.name} identity net wants {want} chips, got {tuple(chips.shape)}")
+            raise ValueError(f"{self.name} identity net wants {want} chips, got {tuple(chips.shape)}")
         return self.backbone(chips)
 
     def align(self, images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vitdeca.errors import VitdecaError
-
 # dlib's 5-point template (shape_predictor_5_face_landmarks order), in [0,1]².
 TEMPLATE_5 = (
     (0.8595674595992, 0.2134981538014),
@@ -73,7 +71,7 @@ def face_template(num_landmarks: int, size: int, padding: float) -> tuple[list[i
             [(_MEAN_FACE_X[i - 17], _MEAN_FACE_Y[i - 17]) for i in indices], dtype=torch.float64
         )
     else:
-        raise VitdecaError(f"face chips need 5 or 68 landmarks, got {num_landmarks}")
+        raise ValueError(f"face chips need 5 or 68 landmarks, got {num_landmarks}")
     return indices, (padding + unit) / (2 * padding + 1) * size
 
 
@@ -106,7 +104,7 @@ class ChipGeometry:
 def chip_geometry(landmarks: torch.Tensor, size: int = 150, padding: float = 0.25) -> ChipGeometry:
     """dlib's chip placement for (B,N,2) landmarks (N = 5 or 68) in vitdeca's pixel frame."""
     if landmarks.dim() != 3 or landmarks.shape[-1] != 2:
-        raise VitdecaError(f"landmarks must be (B,N,2), got {tuple(landmarks.shape)}")
+        raise ValueError(f"landmarks must be (B,N,2), got {tuple(landmarks.shape)}")
     indices, template = face_template(landmarks.shape[1], size, padding)
     pts = landmarks[:, indices].to(torch.float64) - 0.5  # to dlib's frame
     fit = fit_similarity(template.to(pts.device), pts)
@@ -212,7 +210,7 @@ def extract_chips(
     """
     if images.dim() != 4 or landmarks.shape[0] != images.shape[0]:
         shapes = f"{tuple(images.shape)}, {tuple(landmarks.shape)}"
-        raise VitdecaError(f"images (B,C,H,W) and landmarks (B,N,2) disagree: {shapes}")
+        raise ValueError(f"images (B,C,H,W) and landmarks (B,N,2) disagree: {shapes}")
     geo = chip_geometry(landmarks, size, padding)
     centres = torch.arange(size, dtype=torch.float64, device=images.device) + 0.5
     v, u = torch.meshgrid(centres, centres, indexing="ij")
