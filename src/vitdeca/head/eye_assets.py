@@ -27,8 +27,9 @@ from vitdeca.head.ict_assets import (
     CachePaths,
     _Source,
     read_manifest,
+    read_neutral_obj,
 )
-from vitdeca.head.objparse import read_obj_polygons, read_obj_uvs, read_obj_vertices, triangulate
+from vitdeca.head.objparse import read_obj_vertices, triangulate
 from vitdeca.storage import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,7 @@ def rest_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 def _read_eyes(src: _Source) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """All neutral vertices (N_VERTICES_ALL,3) and the eyeballs' topology (faces/uvs reindexed)."""
-    name = "generic_neutral_mesh.obj"
-    data, label = src.read(name), src.label(name)
-    neutral = read_obj_vertices(data, label, N_VERTICES_ALL)
-    uvs = read_obj_uvs(data, label)
-    polygons, uv_polygons = read_obj_polygons(data, label)
+    label, neutral, uvs, polygons, uv_polygons = read_neutral_obj(src)
     faces, uv_faces, offset, uv_ids = [], [], 0, []
     for (v0, v1), (p0, p1) in zip(SCLERA_VERTICES, SCLERA_POLYGONS, strict=True):
         tri = triangulate(polygons[p0:p1]) - v0

@@ -156,13 +156,24 @@ class _Source:
             self._zip.close()
 
 
-def _read_topology(src: _Source) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Neutral vertices (N_VERTICES_ALL,3) float64 and the kept topology (triangles, uvs)."""
+def read_neutral_obj(src: _Source) -> tuple[str, np.ndarray, np.ndarray, list, list]:
+    """ICT's ``generic_neutral_mesh.obj``: (its label for messages, every vertex (N_VERTICES_ALL,3), the
+    UV coordinates, the polygons, the UV polygons)."""
     name = "generic_neutral_mesh.obj"
     data, label = src.read(name), src.label(name)
-    neutral = read_obj_vertices(data, label, N_VERTICES_ALL)
-    uvs = read_obj_uvs(data, label)
     polygons, uv_polygons = read_obj_polygons(data, label)
+    return (
+        label,
+        read_obj_vertices(data, label, N_VERTICES_ALL),
+        read_obj_uvs(data, label),
+        polygons,
+        uv_polygons,
+    )
+
+
+def _read_topology(src: _Source) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Neutral vertices (N_VERTICES_ALL,3) float64 and the kept topology (triangles, uvs)."""
+    label, neutral, uvs, polygons, uv_polygons = read_neutral_obj(src)
     if len(polygons) != N_POLYGONS_ALL or len(uv_polygons) != len(polygons):
         raise VitdecaError(
             f"{label}: {len(polygons)} faces with UVs, expected {N_POLYGONS_ALL} (not ICT topology)"
