@@ -112,7 +112,7 @@ mkdir -p "$(dirname "$RESULT")"
 {
   echo "# Encoder ablation, profile $PROFILE (benchmarks/ablation.sh --profile $PROFILE)"
   echo
-  echo "Device: $DEVICE_NAME ($(nproc) CPU cores${CPU_NAME:+, $CPU_NAME}); torch $("$PY" -c 'import torch; print(torch.__version__)');"
+  echo "Device: $DEVICE_NAME ($(nproc --all) CPU cores${CPU_NAME:+, $CPU_NAME}); torch $("$PY" -c 'import torch; print(torch.__version__)');"
   echo "wall time ${ELAPSED} s for everything (data, $JOBS trainings at once, evaluation)."
   echo "Data: \`vitdeca synth\` ${SYNTH[*]}: $N_TRAIN training, $N_EVAL evaluation and $N_VAL validation images"
   echo "(seeds 101, 202, 303: disjoint identities; $PER_SUBJECT images per subject)."
