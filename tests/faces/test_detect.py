@@ -16,13 +16,16 @@ from vitdeca.errors import VitdecaError
 from vitdeca.faces import Detection, detect_faces, get_backend, read_image
 from vitdeca.faces.backends import FanBackend, predict_dlib_landmarks
 
-MTCNN_MISSING = "facenet-pytorch is not installed (optional: pip install --no-deps facenet-pytorch)"
+MTCNN_MISSING = (
+    "facenet-pytorch is not importable (optional: pip install -e .[mtcnn] && "
+    "pip install --no-deps facenet-pytorch)"
+)
 
 
 def needs_backend(name: str) -> None:
     """Skip (with the reason) when ``name``'s optional package is absent; CI installs them all."""
     if name == "mtcnn":
-        pytest.importorskip("facenet_pytorch", reason=MTCNN_MISSING)
+        pytest.importorskip("facenet_pytorch", reason=MTCNN_MISSING, exc_type=ImportError)
 
 
 def _by_file(xml_faces) -> dict:

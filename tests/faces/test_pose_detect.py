@@ -101,7 +101,9 @@ def test_dlib_cnn_finds_a_face(face_photo):
 
 def test_cascade_finds_the_turned_head_hog_misses(faces_dir):
     """AFLW2000-3D image00181 (a head turned ~60°): the HOG detector finds nothing, the cascade a face."""
-    pytest.importorskip("facenet_pytorch", reason="the MTCNN stage needs facenet-pytorch")
+    pytest.importorskip(
+        "facenet_pytorch", reason="the MTCNN stage needs facenet-pytorch", exc_type=ImportError
+    )
     image = read_image(faces_dir / "deca_testsamples" / "AFLW2000" / "image00181.jpg")
     assert detect_faces(image, "dlib") == []
     faces = detect_faces(image, "cascade")

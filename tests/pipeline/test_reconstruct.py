@@ -71,7 +71,9 @@ def test_face_result_is_consistent(face, fit_model):
 def test_profile_gets_a_mesh_and_honest_visibility(rec, faces_dir):
     """AFLW2000-3D image00181 (turned ~60°: the HOG detector misses it, the cascade finds it); then the
     same face with its chin cut off by the image border: landmarks outside the image are flagged."""
-    pytest.importorskip("facenet_pytorch", reason="the cascade's MTCNN stage needs facenet-pytorch")
+    pytest.importorskip(
+        "facenet_pytorch", reason="the cascade's MTCNN stage needs facenet-pytorch", exc_type=ImportError
+    )
     image = read_image(faces_dir / "deca_testsamples/AFLW2000/image00181.jpg")
     (face,) = rec(image)
     assert face.vertices.shape[0] == rec.model.head.n_vertices and np.isfinite(face.vertices).all()
