@@ -28,9 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy.spatial import ConvexHull
 
 from timing import median_seconds
 
@@ -94,24 +92,11 @@ def _synthetic_batch(batch: int, size: int) -> dict[str, torch.Tensor]:
 
 
 def _head(name: str, folder: Path):
+    """The ICT head model, or a random FLAME-format one written to ``folder`` (the trainer probe's)."""
     from vitdeca.head import load_head_model
+    from vitdeca.train.probe import synthetic_head
 
-    if name == "ict":
-        return load_head_model("ict")
-    from vitdeca.head.synthetic import (
-        random_flame_arrays,
-        random_landmark_embedding,
-        write_flame_pickle,
-        write_ringnet_embedding,
-    )
-
-    arrays = random_flame_arrays(seed=0)
-    # random vertex triples would make screen-sized triangles; triangulate the ellipsoid like a real mesh
-    hull = ConvexHull(arrays["v_template"] / np.array([0.08, 0.11, 0.1]))
-    arrays["f"] = hull.simplices[: len(arrays["f"])].astype(np.uint32)
-    write_flame_pickle(folder / "generic_model.pkl", arrays)
-    write_ringnet_embedding(folder, random_landmark_embedding(n_faces=len(arrays["f"]), seed=1))
-    return load_head_model("flame", path=folder / "generic_model.pkl")
+    return load_head_model("ict") if name == "ict" else synthetic_head(folder)
 
 
 def _instrument(
