@@ -151,6 +151,17 @@ def _texel_position(g, size):  # pragma: no cover
     return position, size / 2.0
 
 
+@numba.njit(cache=True, inline="always")
+def _bilinear_cell(grid, n, height, width):  # pragma: no cover
+    """Point n's bilinear cell in an (height,width) texture: corners x0, x1, y0, y1, weights fx, fy and the
+    derivatives d px/d gx, d py/d gy (0 where the border clips)."""
+    px, dpx = _texel_position(grid[0, n], width)
+    py, dpy = _texel_position(grid[1, n], height)
+    x0, y0 = min(int(px), width - 1), min(int(py), height - 1)
+    x1, y1 = min(x0 + 1, width - 1), min(y0 + 1, height - 1)
+    return x0, x1, y0, y1, px - x0, py - y0, dpx, dpy
+
+
 @numba.njit(cache=True, nogil=True)
 def uv_sample_forward(texture, grid, batch, out):  # pragma: no cover
     """Bilinear ``grid_sample`` (border padding, align_corners=False) at packed points.
@@ -160,11 +171,7 @@ def uv_sample_forward(texture, grid, batch, out):  # pragma: no cover
     height, width = texture.shape[1], texture.shape[2]
     for n in numba.prange(grid.shape[1]):
         t = batch[n] if texture.shape[0] > 1 else 0
-        px, _ = _texel_position(grid[0, n], width)
-        py, _ = _texel_position(grid[1, n], height)
-        x0, y0 = min(int(px), width - 1), min(int(py), height - 1)
-        x1, y1 = min(x0 + 1, width - 1), min(y0 + 1, height - 1)
-        fx, fy = px - x0, py - y0
+        x0, x1, y0, y1, fx, fy, _, _ = _bilinear_cell(grid, n, height, width)
         for c in range(texture.shape[3]):
             top = texture[t, y0, x0, c] * (1.0 - fx) + texture[t, y0, x1, c] * fx
             bottom = texture[t, y1, x0, c] * (1.0 - fx) + texture[t, y1, x1, c] * fx
@@ -186,11 +193,7 @@ def _uv_sample_backward_one(texture, grid, batch, grad_out, grad_texture, grad_g
     height, width = texture.shape[1], texture.shape[2]
     want_texture, want_grid = grad_texture.size > 0, grad_grid.size > 0
     t = batch[n] if texture.shape[0] > 1 else 0
-    px, dpx = _texel_position(grid[0, n], width)
-    py, dpy = _texel_position(grid[1, n], height)
-    x0, y0 = min(int(px), width - 1), min(int(py), height - 1)
-    x1, y1 = min(x0 + 1, width - 1), min(y0 + 1, height - 1)
-    fx, fy = px - x0, py - y0
+    x0, x1, y0, y1, fx, fy, dpx, dpy = _bilinear_cell(grid, n, height, width)
     gx, gy = 0.0, 0.0
     for c in range(texture.shape[3]):
         g = grad_out[c, n]
