@@ -93,8 +93,7 @@ class SynthRenderer:
         self.geometry = TexelGeometry.from_head(head, options.uv_size)
         convex = options.eyeball_mm > 0 and options.eyes == "convex"
         self.eye_ids = torch.from_numpy(eye_assignment(head)) if convex else None
-        loader = getattr(head, "eyeballs", None) if options.eyes == "ict" else None
-        self.eyes = loader() if callable(loader) else None
+        self.eyes = head.eyeballs() if options.eyes == "ict" else None
         if options.eyes == "ict" and self.eyes is None:
             from vitdeca.errors import VitdecaError
 
@@ -181,7 +180,7 @@ class SynthRenderer:
         shape = torch.from_numpy(np.stack([s.subject.shape for s in specs]).astype(np.float32))
         gaze = torch.from_numpy(np.stack([s.gaze for s in specs]).astype(np.float32))
         vertices = self.eyes(shape, pose, gaze).vertices
-        texture = (self.eyes.texture() * 255.0 + 0.5).astype(np.uint8)
+        texture = float_to_uint8(self.eyes.texture())
         light = torch.from_numpy(np.stack([s.light for s in specs]).astype(np.float32))
         eyes = render_eyes(self.eyes, vertices, camera, light, self.render_size, texture)
         nearer = in_front(eyes, result.alpha[:, 0], result.depth[:, 0])

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vitdeca.head.eye_assets import EYES
+from vitdeca.media import float_to_uint8
 
 CORNERS = {"left": (42, 45), "right": (36, 39)}  # iBUG-68 corners of the subject's left / right eye
 
@@ -50,7 +51,7 @@ class EyeMeasure:
 
 def eye_topology(eyes) -> EyeTopology:
     """The numpy topology of :class:`vitdeca.head.eyes.Eyeballs`."""
-    texture = (np.clip(eyes.texture(), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    texture = float_to_uint8(eyes.texture())
     return EyeTopology(eyes.faces.numpy(), eyes.uv_coords.numpy(), eyes.uv_faces.numpy(), texture)
 
 
@@ -124,7 +125,7 @@ def draw_eyes(arrays: dict[str, np.ndarray], eyes, topology: EyeTopology, measur
     out = render_eyes(eyes, vertices, codes.camera, codes.light, size, topology.texture)
     nearer = in_front(out, torch.from_numpy(arrays["alpha"]), torch.from_numpy(arrays["depth"])).numpy()
     for key, image in (("render", out.image), ("shape_render", out.shape_image)):
-        pixels = (image.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy()
+        pixels = float_to_uint8(image.permute(0, 2, 3, 1))
         arrays[key] = np.where(nearer[..., None], pixels, arrays[key])
     arrays["depth"] = np.where(nearer, out.depth[:, 0].numpy(), arrays["depth"])
     arrays["alpha"] = np.where(nearer, 1.0, arrays["alpha"]).astype(arrays["alpha"].dtype)
