@@ -13,8 +13,11 @@ Claims measured, all in one run on this machine:
 3. ``regress`` throughput after detection, batch 8 (codes + decode of mesh and renders, no detail; and with
    the detail branch). Target ≥ 8 img/s.
 
-Usage: ``python benchmarks/bench_default_model.py --model vitdeca-vits14 --synth DIR [--photos DIR]``.
-Writes ``benchmarks/results/default_model.md``.
+With ``--baseline-model PATH`` a previous model's ``regress`` and ``refine`` run in the same run as extra rows
+(labelled ``regress (baseline)``, ...), so a retrained model is compared under identical conditions.
+
+Usage: ``python benchmarks/bench_default_model.py --model vitdeca-vits14 --synth DIR [--photos DIR]
+[--baseline-model PATH]``. Writes ``benchmarks/results/default_model.md``.
 """
 
 from __future__ import annotations
@@ -36,11 +39,15 @@ METHODS = ("regress", "refine", "fit")
 BOOTSTRAP = 2000
 
 
-def reconstructors(model: str) -> dict:
+def reconstructors(model: str, baseline: str | None = None) -> dict:
+    """{row label: Reconstructor}: regress / refine / fit, plus the baseline model's regress / refine."""
     from vitdeca.pipeline import Reconstructor
 
     recs = {m: Reconstructor.from_pretrained(model, device="cpu", detail=False, method=m) for m in METHODS}
     recs["fit"] = Reconstructor.from_pretrained(None, device="cpu", method="fit")  # today's fitting
+    for m in METHODS[:2] if baseline else ():
+        rec = Reconstructor.from_pretrained(baseline, device="cpu", detail=False, method=m)
+        recs[f"{m} (baseline)"] = rec
     return recs
 
 
@@ -77,8 +84,8 @@ def synthetic_errors(recs: dict, dataset: Path, workdir: Path) -> dict[str, dict
     from vitdeca.evaluation.synthetic import predict_dataset
 
     out = {}
-    for method in ("mean_face", *METHODS):
-        folder = workdir / method
+    for index, method in enumerate(("mean_face", *recs)):
+        folder = workdir / str(index)
         folder.mkdir()
         if method == "mean_face":
             head = recs["regress"].model.head
@@ -112,6 +119,14 @@ def bootstrap_ratio(errors: dict, method: str, seed: int = 0) -> tuple[float, fl
     return ratio(subjects), float(low), float(high)
 
 
+def median_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95 % interval of the median of ``values`` (N,), resampling the items."""
+    rng = np.random.default_rng(seed)
+    draws = np.median(values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))], axis=1)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def throughput(rec, photos: list[Path], batch: int, detail: bool) -> float:
     """Images per second of regress + decode for ``batch`` crops (after detection), median of 5."""
     crops = []
@@ -138,18 +153,23 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace) -> 
         f"Model `{args.model}`; {platform.machine()} CPU, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the end. "
         f"Command: `python benchmarks/bench_default_model.py --model {args.model} --synth {args.synth} "
-        f"--photos {args.photos} --stride {args.stride}`.",
+        f"--photos {args.photos} --stride {args.stride}"
+        + (f" --baseline-model {args.baseline_model}`." if args.baseline_model else "`."),
         "",
         f"## Held-out real photos ({len(photos)} faces of `{Path(args.photos).name}`), NME vs the detector",
         "",
-        "| method | median NME | mean NME | median s/photo (after detection) |",
+        "| method | median NME [95 % CI over photos] | mean NME | median s/photo (after detection) |",
         "|---|---|---|---|",
     ]
-    for m in METHODS:
+    for m in synth:
+        if m == "mean_face":
+            continue
         nme = [r[1][m] for r in photos]
         sec = [r[2][m] for r in photos]
+        low, high = median_interval(np.asarray(nme))
         lines.append(
-            f"| {m} | {100 * np.median(nme):.2f} % | {100 * np.mean(nme):.2f} % | {np.median(sec):.2f} |"
+            f"| {m} | {100 * np.median(nme):.2f} % [{100 * low:.2f}, {100 * high:.2f}] "
+            f"| {100 * np.mean(nme):.2f} % | {np.median(sec):.2f} |"
         )
     lines += [
         "",
@@ -158,7 +178,7 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace) -> 
         "| method | median | mean | std | median ÷ mean face [95 % CI over subjects] |",
         "|---|---|---|---|---|",
     ]
-    for m in ("mean_face", *METHODS):
+    for m in synth:
         d = np.concatenate(list(synth[m].values()))
         ratio = "1" if m == "mean_face" else "{:.3f} [{:.3f}, {:.3f}]".format(*bootstrap_ratio(synth, m))
         lines.append(f"| {m} | {np.median(d):.3f} | {np.mean(d):.3f} | {np.std(d):.3f} | {ratio} |")
@@ -180,10 +200,11 @@ def main() -> None:
     parser.add_argument("--photos", default=str(shared / "faces" / "deca_testsamples"))
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos")
     parser.add_argument("--stride", type=int, default=1, help="every k-th photo (sorted by path)")
+    parser.add_argument("--baseline-model", default=None, help="a previous model, run as extra rows")
     args = parser.parse_args()
     found = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     photos = found[:: args.stride][: args.limit]
-    recs = reconstructors(args.model)
+    recs = reconstructors(args.model, args.baseline_model)
     recs["regress"](photos[0])  # warm-up: numba kernels, detector
     photo_results = photo_rows(recs, photos)
     with tempfile.TemporaryDirectory() as tmp:

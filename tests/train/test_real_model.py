@@ -114,6 +114,27 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(ict_head, dlib_faces, 
     assert (out / "losses.csv").read_text() == (tmp_path / "ref" / "losses.csv").read_text()
 
 
+def test_sigterm_to_the_process_group_with_a_loader_worker_saves_a_checkpoint(dlib_faces, env, tmp_path):
+    """A scheduler signals every process of the job: the data-loader worker must not die before the main
+    process has finished its step and saved (it used to, and the run crashed without a checkpoint)."""
+    budget = [f"data.manifest={dlib_faces}", *SMALL, "data.num_workers=1", "run.coarse_steps=400"]
+    budget += ["data.identities_per_batch=1"]  # 4 batches an epoch: the worker lives between epochs' ends
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        _cli(out, *_sets(tmp_path, budget)), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (out / "losses.csv").exists() and len((out / "losses.csv").read_text().splitlines()) > 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert 2 <= ckpt.load_checkpoint(out / "checkpoints" / "last.pt")["step"] < 400, stderr
+
+
 def test_ddp_two_gloo_processes_match_one_process(ict_head, dlib_faces, env, tmp_path):
     budget = [f"data.manifest={dlib_faces}", *SMALL, "model.dropkey=0", "run.coarse_steps=3"]
     budget += ["run.detail_steps=1", "optim.optimizer=sgd", "optim.lr=0.01", "losses.identity=0"]

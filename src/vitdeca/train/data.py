@@ -14,6 +14,7 @@ optionally ``mask`` (1,H,W); its identity labels (one int per item) are passed a
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,6 +31,14 @@ def mix_seed(*parts: int) -> int:
     return int(
         np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1)
     )
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader worker start-up: ignore SIGTERM and SIGINT. A scheduler (Slurm, ``kill`` of the process
+    group) or Ctrl-C signals every process of the job; the main process then finishes its step and saves a
+    checkpoint (:class:`vitdeca.train.trainer.StopRequest`), which needs its workers alive until it exits."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class SeededItems(Dataset):
@@ -172,6 +181,7 @@ class BatchStream:
                 num_workers=self.num_workers,
                 collate_fn=collate,
                 persistent_workers=False,
+                worker_init_fn=ignore_stop_signals,
                 generator=torch.Generator().manual_seed(
                     mix_seed(self.seed, self.epoch, 3)
                 ),  # not the global RNG
