@@ -130,6 +130,7 @@ class DecaModel(nn.Module):
         self.config = config = config or ModelConfig()
         self.head = head if head is not None else build_head(config)
         self.layout = CodeLayout(self.head.n_shape, self.head.n_expression, self.head.n_pose, config.n_albedo)
+        self._mirror_texels: torch.Tensor | None = None  # photo_texture's mirror map, made on first use
         enc = dict(
             dropkey=config.dropkey,
             dropkey_schedule=config.dropkey_schedule,
@@ -292,6 +293,20 @@ class DecaModel(nn.Module):
         """The photo's texture in UV (DECA's ``--extractTex``): images (B,3,H,W) → (texture (B,3,S,S),
         visibility (B,1,S,S))."""
         return self.renderer.uv.extract_texture(images, recon.render.screen_vertices, recon.render.fragments)
+
+    def photo_texture(self, images: torch.Tensor, recon: Reconstruction) -> torch.Tensor:
+        """A full UV texture (B,3,S,S) in [0,1] from the photos (B,3,H,W) the reconstruction was made from:
+        the photo where it sees the surface squarely, its mirror image where only the other side was seen,
+        the albedo shifted to the photo's colour elsewhere, seams feathered
+        (:mod:`vitdeca.render.texture`)."""
+        from vitdeca.render import texture as tex
+
+        uv = self.renderer.uv
+        if self._mirror_texels is None:
+            self._mirror_texels = tex.mirror_texels(uv, self.head.template_vertices)
+        colours, visible = self.extract_texture(images, recon)
+        confidence = visible * tex.facing(uv, recon.vertices)
+        return tex.complete_texture(colours, confidence, recon.albedo_uv, self._mirror_texels, uv.mask)
 
     def detail_mesh(
         self, recon: Reconstruction, texture: torch.Tensor | None = None, index: int | None = None

@@ -130,8 +130,7 @@ def _decode_arrays(model, codes, crops, detail: bool):
 
     recon = model.decode(codes, detail=None if detail else False)
     use_detail = recon.displacement_uv is not None
-    texture, visible = model.extract_texture(crop_batch(crops, codes.shape.device), recon)
-    texture = texture * visible + recon.albedo_uv * (1.0 - visible)
+    texture = model.photo_texture(crop_batch(crops, codes.shape.device), recon)
     zeros = [torch.zeros_like(codes.expression), torch.zeros_like(codes.pose)]
     neutral = model.head(codes.shape, *zeros)
     arrays = {
