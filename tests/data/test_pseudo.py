@@ -71,14 +71,17 @@ def test_the_fit_is_the_one_reconstruct_runs(fitted: Path, photos: Path):
     np.testing.assert_allclose(stored["shape"][row], codes.shape[0].numpy(), atol=2e-6)
 
 
-def test_resume_keeps_the_codes_and_refuses_other_settings(fitted: Path, photos: Path):
+def test_resume_keeps_the_codes_and_refuses_other_settings(fitted: Path, photos: Path, capsys):
     before = np.load(fitted / "codes.npz")["shape"]
     assert main(["annotate", str(photos), "--out", str(fitted), "--fit", *FAST, "--no-progress"]) == 0
     np.testing.assert_array_equal(np.load(fitted / "codes.npz")["shape"], before)
-    with pytest.raises(VitdecaError, match="fit="):
-        main(["annotate", str(photos), "--out", str(fitted), "--fit", "--no-progress"])  # other iterations
-    with pytest.raises(VitdecaError, match="fit="):
-        main(["annotate", str(photos), "--out", str(fitted), "--no-progress"])  # no --fit
+    capsys.readouterr()
+    assert (
+        main(["annotate", str(photos), "--out", str(fitted), "--fit", "--no-progress"]) == 2
+    )  # other iterations
+    assert "annotated with other fit settings; resume with the same options" in capsys.readouterr().err
+    assert main(["annotate", str(photos), "--out", str(fitted), "--no-progress"]) == 2  # no --fit
+    assert "annotated with other fit settings" in capsys.readouterr().err
 
 
 def test_a_failed_fit_keeps_the_face_without_pseudo_label(photos: Path, tmp_path: Path, monkeypatch, caplog):
@@ -133,3 +136,41 @@ def test_manifest_records_hold_the_fit_as_json(fitted: Path):
     line = (fitted / "manifest.jsonl").read_text().splitlines()[0]
     fit = json.loads(line)[FIT_FIELD]
     assert sorted(fit) == ["expression", "nme", "pose", "shape"] and len(fit["pose"]) == 3
+
+
+def _codes(images: list[str], value: float, **extra) -> dict:
+    n = len(images)
+    return {"image": np.array(images), "shape": np.zeros((n, 4)), "expression": np.zeros((n, 2)),
+            "pose": np.full((n, 3), value), **extra}  # fmt: skip
+
+
+def test_a_mixed_batch_of_synthetic_pseudo_and_plain_samples(dataset_dir: Path, tmp_path: Path):
+    """Three FaceDatasets (exact codes, pseudo-labels, none) in one batch: sup_pose weighs them 1, w, 0."""
+    import torch
+
+    from vitdeca.codes import Codes
+    from vitdeca.train.config import LossConfig
+    from vitdeca.train.data import MixedDatasets
+    from vitdeca.train.objective import REGISTRY, LossInputs
+
+    exact, fitted = tmp_path / "exact", tmp_path / "fitted"
+    shutil.copytree(dataset_dir, exact)
+    shutil.copytree(dataset_dir, fitted)
+    images = [r["image"] for r in FaceDataset(dataset_dir).records]
+    np.savez(exact / "codes.npz", **_codes(images, 0.3))
+    faces = np.zeros(len(images), dtype=np.int64)
+    np.savez(fitted / "codes.npz", **_codes(images, 0.6, face_index=faces, pseudo=np.ones(len(images), bool)))
+    mixed = MixedDatasets([FaceDataset(exact), FaceDataset(fitted), FaceDataset(dataset_dir)])
+    n = len(images)
+    batch = collate([mixed[0], mixed[n], mixed[2 * n]])
+    assert batch["has_truth"].tolist() == [1.0, 1.0, 0.0] and batch["truth_pseudo"].tolist() == [
+        0.0,
+        1.0,
+        0.0,
+    ]
+    codes = Codes(shape=torch.zeros(3, 4), expression=torch.zeros(3, 2), pose=torch.zeros(3, 3),
+                  camera=torch.zeros(3, 3), light=torch.zeros(3, 9, 3), albedo=torch.zeros(3, 1))  # fmt: skip
+    truth = {k: v for k, v in batch.items() if k.startswith("truth_") or k == "has_truth"}
+    x = LossInputs(images=batch["image"], landmarks=batch["landmarks"], masks=None, codes=codes, recon=None,
+                   config=LossConfig(pseudo_weight=0.3), truth=truth)  # fmt: skip
+    assert REGISTRY["sup_pose"].fn(x).item() == pytest.approx((0.3 + 0.3 * 0.6) / 2)

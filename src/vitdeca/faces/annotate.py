@@ -292,7 +292,9 @@ def _check_options(out_dir: Path, root: Path, options: AnnotateOptions) -> None:
         old = {**defaults, **meta.get("options", {})}
         differing = sorted(k for k in wanted if old[k] != wanted[k])
         if differing:
-            was = ", ".join(f"{k}={old[k]!r}" for k in differing)
+            was = ", ".join(
+                f"other {k} settings" if isinstance(old[k], dict) else f"{k}={old[k]!r}" for k in differing
+            )
             raise VitdecaError(
                 f"{out_dir} was annotated with {was}; resume with the same options or use a new --out"
             )
