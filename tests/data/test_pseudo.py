@@ -38,6 +38,7 @@ def fitted(photos: Path, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_fitted_codes_are_stored_and_read_back_as_pseudo_labels(fitted: Path):
     codes = np.load(fitted / "codes.npz")
     assert sorted(codes["image"].tolist()) == sorted(PHOTOS) and codes["pseudo"].all()
@@ -57,6 +58,7 @@ def test_fitted_codes_are_stored_and_read_back_as_pseudo_labels(fitted: Path):
     assert batch["truth_pseudo"].tolist() == [1.0, 1.0] and batch["has_truth"].tolist() == [1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_the_fit_is_the_one_reconstruct_runs(fitted: Path, photos: Path):
     """Same crop, same FitConfig, same codes as the fitting Reconstructor on the same photo."""
     from vitdeca.fit import FitConfig
@@ -71,6 +73,7 @@ def test_the_fit_is_the_one_reconstruct_runs(fitted: Path, photos: Path):
     np.testing.assert_allclose(stored["shape"][row], codes.shape[0].numpy(), atol=2e-6)
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_codes_and_refuses_other_settings(fitted: Path, photos: Path, capsys):
     before = np.load(fitted / "codes.npz")["shape"]
     assert main(["annotate", str(photos), "--out", str(fitted), "--fit", *FAST, "--no-progress"]) == 0
@@ -84,6 +87,7 @@ def test_resume_keeps_the_codes_and_refuses_other_settings(fitted: Path, photos:
     assert "annotated with other fit settings" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_failed_fit_keeps_the_face_without_pseudo_label(photos: Path, tmp_path: Path, monkeypatch, caplog):
     import vitdeca.data.pseudo as pseudo
 
@@ -132,6 +136,7 @@ def test_exact_codes_must_cover_every_image_and_are_not_pseudo(dataset_dir: Path
         FaceDataset(dataset_dir)
 
 
+@pytest.mark.slow
 def test_manifest_records_hold_the_fit_as_json(fitted: Path):
     line = (fitted / "manifest.jsonl").read_text().splitlines()[0]
     fit = json.loads(line)[FIT_FIELD]
