@@ -316,31 +316,37 @@ def vertex_distance_mm(
 ) -> torch.Tensor:
     """Supervised geometry: the mean Euclidean vertex distance in millimetres.
 
-    ``L = Σ_b w_b · mean_v ‖p_bv − t_bv‖ / (units_per_mm · Σ_b w_b)``, the per-vertex quantity that the NoW
-    protocol reports; with ``align`` ``p`` is first scaled and moved onto ``t``
-    (:func:`align_scale_translation`). pred, target (B,V,3) model units; sample_weights (B,) (e.g. 1 for
-    samples with ground truth, 0 for photos) or None (all ones). Returns a scalar in mm (0 when every
-    weight is 0).
+    ``L = Σ_b w_b · mean_v ‖p_bv − t_bv‖ / (units_per_mm · #{b : w_b > 0})``, the per-vertex quantity that
+    the NoW protocol reports, averaged over the samples with a positive weight (:func:`sample_mean`); with
+    ``align`` ``p`` is first scaled and moved onto ``t`` (:func:`align_scale_translation`). pred, target
+    (B,V,3) model units; sample_weights (B,) (e.g. 1 for samples with ground truth, less for
+    pseudo-labels, 0 for photos) or None (all ones). Returns a scalar in mm (0 when every weight is 0).
     """
     if align:
         pred = align_scale_translation(pred, target)
-    per_sample = (pred - target).norm(dim=-1).mean(dim=-1) / units_per_mm
-    if sample_weights is None:
-        return per_sample.mean()
-    w = sample_weights.to(per_sample.dtype)
-    return (per_sample * w).sum() / w.sum().clamp_min(1.0)
+    return sample_mean((pred - target).norm(dim=-1).mean(dim=-1) / units_per_mm, sample_weights)
 
 
 def code_l1(
     pred: torch.Tensor, target: torch.Tensor, sample_weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Supervised codes: ``L = Σ_b w_b · mean_k |p_bk − t_bk| / Σ_b w_b`` for pred, target (B,K) (e.g. pose
-    axis-angle in radians); sample_weights (B,) or None. Returns a scalar (0 when every weight is 0)."""
-    per_sample = (pred - target).abs().mean(dim=-1)
+    """Supervised codes: ``L = Σ_b w_b · mean_k |p_bk − t_bk| / #{b : w_b > 0}`` for pred, target (B,K) (e.g.
+    pose axis-angle in radians); sample_weights (B,) or None (:func:`sample_mean`). Returns a scalar (0 when
+    every weight is 0)."""
+    return sample_mean((pred - target).abs().mean(dim=-1), sample_weights)
+
+
+def sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The supervised terms' batch mean of per-sample errors e (B,): ``Σ_b w_b e_b / #{b : w_b > 0}``.
+
+    A weight scales a sample's error and any positive weight counts the sample once, so weights {0, 1}
+    give the plain mean over the samples with ground truth (0 for photos), and a sample weighted 0.3 (a
+    pseudo-label) pulls 0.3 times as hard as an exact one, whatever else is in the batch. None: the mean.
+    Returns a scalar (0 when every weight is 0)."""
     if sample_weights is None:
         return per_sample.mean()
     w = sample_weights.to(per_sample.dtype)
-    return (per_sample * w).sum() / w.sum().clamp_min(1.0)
+    return (per_sample * w).sum() / (w > 0).sum().clamp_min(1)
 
 
 # ------------------------------------------------------------------------------ the one vocabulary

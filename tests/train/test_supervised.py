@@ -87,3 +87,80 @@ def test_supervised_shape_term_matches_the_basis_offset_in_mm(ict_head):
     without = LossInputs(images=torch.zeros(2, 3, 8, 8), landmarks=torch.zeros(2, 68, 2), masks=None,
                          codes=codes, recon=None, config=LossConfig())  # fmt: skip
     assert REGISTRY["sup_shape"].fn(without).item() == 0.0
+
+
+def _pose_inputs(pred_pose, true_pose, has_truth, pseudo, pseudo_weight):
+    from vitdeca.train.config import LossConfig
+    from vitdeca.train.objective import LossInputs
+
+    n = pred_pose.shape[0]
+    codes = Codes(shape=torch.zeros(n, 2), expression=torch.zeros(n, 2), pose=pred_pose,
+                  camera=torch.zeros(n, 3), light=torch.zeros(n, 9, 3), albedo=torch.zeros(n, 1))  # fmt: skip
+    truth = {"truth_pose": true_pose, "has_truth": torch.tensor(has_truth)}
+    if pseudo is not None:
+        truth["truth_pseudo"] = torch.tensor(pseudo)
+    return LossInputs(images=torch.zeros(n, 3, 8, 8), landmarks=torch.zeros(n, 68, 2), masks=None,
+                      codes=codes, recon=None, config=LossConfig(pseudo_weight=pseudo_weight),
+                      truth=truth)  # fmt: skip
+
+
+def test_pseudo_labels_weigh_the_configured_factor_in_a_mixed_batch():
+    """Exact, pseudo-labelled and plain samples: sup_pose = (1·0.3 + w·0.6) / 2 (two samples with codes)."""
+    from vitdeca.train.objective import REGISTRY
+
+    pred = torch.zeros(3, 3)
+    true = torch.tensor([[0.9, 0.0, 0.0], [1.8, 0.0, 0.0], [5.0, 5.0, 5.0]])  # per-sample L1 0.3, 0.6, (5)
+    for weight, expected in ((0.3, (0.3 + 0.3 * 0.6) / 2), (1.0, (0.3 + 0.6) / 2), (0.0, 0.3 / 1)):
+        x = _pose_inputs(pred, true, [1.0, 1.0, 0.0], [0.0, 1.0, 0.0], weight)
+        assert REGISTRY["sup_pose"].fn(x).item() == pytest.approx(expected)
+    only_pseudo = _pose_inputs(pred[1:2], true[1:2], [1.0], [1.0], 0.3)
+    assert REGISTRY["sup_pose"].fn(only_pseudo).item() == pytest.approx(0.3 * 0.6)  # soft, not renormalised
+
+
+def test_exact_truth_without_a_pseudo_marker_keeps_weight_one():
+    from vitdeca.train.objective import REGISTRY
+
+    pred, true = torch.zeros(2, 3), torch.tensor([[0.9, 0.0, 0.0], [3.0, 3.0, 3.0]])
+    x = _pose_inputs(pred, true, [1.0, 0.0], None, 0.3)
+    assert REGISTRY["sup_pose"].fn(x).item() == pytest.approx(0.3)
+
+
+def test_sample_mean_counts_every_weighted_sample_once():
+    errors = torch.tensor([2.0, 4.0, 8.0])
+    assert L.sample_mean(errors, torch.tensor([1.0, 0.5, 0.0])).item() == pytest.approx((2.0 + 2.0) / 2)
+    assert L.sample_mean(errors, torch.tensor([1.0, 1.0, 0.0])).item() == pytest.approx(3.0)
+    assert L.sample_mean(errors).item() == pytest.approx(14.0 / 3)
+    assert L.sample_mean(errors, torch.zeros(3)).item() == 0.0
+
+
+def test_supervised_shape_term_scales_a_pseudo_sample_by_the_factor(ict_head):
+    """The mesh term through the same weights: one pseudo sample's sup_shape is factor × its exact value."""
+    from vitdeca.train.config import LossConfig
+    from vitdeca.train.objective import REGISTRY, LossInputs
+
+    head = ict_head
+    true_shape = torch.zeros(1, head.n_shape)
+    true_shape[0, 0] = 1.0
+    codes = Codes(shape=torch.zeros(1, head.n_shape), expression=torch.zeros(1, head.n_expression),
+                  pose=torch.zeros(1, head.n_pose), camera=torch.zeros(1, 3), light=torch.zeros(1, 9, 3),
+                  albedo=torch.zeros(1, 1))  # fmt: skip
+    values = []
+    for pseudo in (0.0, 1.0):
+        truth = {"truth_shape": true_shape, "truth_expression": torch.zeros(1, head.n_expression),
+                 "truth_pose": torch.zeros(1, head.n_pose), "has_truth": torch.ones(1),
+                 "truth_pseudo": torch.tensor([pseudo])}  # fmt: skip
+        x = LossInputs(images=torch.zeros(1, 3, 8, 8), landmarks=torch.zeros(1, 68, 2), masks=None,
+                       codes=codes, recon=None, config=LossConfig(pseudo_weight=0.25), truth=truth,
+                       head=head)  # fmt: skip
+        values.append(REGISTRY["sup_shape"].fn(x).item())
+    assert values[0] > 0.05 and values[1] == pytest.approx(0.25 * values[0], rel=1e-6)
+
+
+def test_pseudo_weight_must_not_be_negative():
+    from vitdeca.errors import VitdecaError
+    from vitdeca.train.config import TrainConfig, validate
+
+    config = TrainConfig()
+    config.losses.pseudo_weight = -0.1
+    with pytest.raises(VitdecaError, match="losses.pseudo_weight"):
+        validate(config)

@@ -156,3 +156,20 @@ def test_true_shape_error_on_a_synthetic_validation_set(ict_head, ict_home, tmp_
     assert float(rows[-1]["val_shape_mm"]) == pytest.approx(float(model_mm), rel=1e-3)
     assert float(rows[-1]["val_shape_mm_mean_face"]) == pytest.approx(float(mean_face_mm), rel=1e-4)
     assert 0.5 < float(mean_face_mm) < 20.0  # random identities differ from the template by millimetres
+
+
+def test_pseudo_labels_are_no_ground_truth_for_val_shape_mm(tmp_path):
+    from types import SimpleNamespace
+
+    from vitdeca.train.validation import read_shape_truth
+
+    dataset = SimpleNamespace(records=[{"image": "a.jpg"}, {"image": "b.jpg"}])
+    head = {"head_model": np.array("ict"), "head_checksum": np.array("abc")}
+    images, shapes = np.array(["a.jpg", "b.jpg"]), np.arange(8.0).reshape(2, 4)
+    np.savez(tmp_path / "codes.npz", image=images, shape=shapes, pseudo=np.array([True, False]), **head)
+    truth = read_shape_truth(dataset, tmp_path)
+    assert list(truth.shapes) == [1] and truth.shapes[1].tolist() == [4.0, 5.0, 6.0, 7.0]
+    np.savez(tmp_path / "codes.npz", image=images, shape=shapes, pseudo=np.ones(2, bool), **head)
+    assert read_shape_truth(dataset, tmp_path) is None
+    np.savez(tmp_path / "codes.npz", image=images, shape=shapes, **head)  # synthetic: no marker, all exact
+    assert sorted(read_shape_truth(dataset, tmp_path).shapes) == [0, 1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from vitdeca.cli.reconstruct import add_threads_argument, apply_threads
+
 log = logging.getLogger("vitdeca")
 
 
@@ -15,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Annotate every image under IMAGE_ROOT (identity = first-level folder name) into "
             "DATASET_DIR/manifest.jsonl, one JSON line per face and one per rejected file. "
-            "Re-running resumes. "
+            "Re-running resumes. With --fit every face is also fitted (pseudo-labels in codes.npz; one "
+            "torch thread per worker process, --threads with --workers 1). "
             "Exit status: 0 all files processed, 1 some files unreadable/too large/failed, 2 usage error."
         ),
     )
@@ -43,8 +46,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--max-pixels", type=int, default=80_000_000, help="refuse larger images (too_large)")
     parser.add_argument("--min-side", type=int, default=32, help="smaller images are rejected (too_small)")
+    parser.add_argument(
+        "--fit",
+        action="store_true",
+        help="also fit the head model to every face (as `reconstruct --method fit`) and store its shape, "
+        "expression and pose codes as pseudo-labels (codes.npz) for training's supervised terms",
+    )
+    parser.add_argument("--fit-head", default="ict", help="head model of --fit (%(default)s)")
+    parser.add_argument(
+        "--fit-iterations", metavar="N[,N]", help="--fit: iterations per fitting stage (default 150,20)"
+    )
+    add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+def fit_values(iterations: str | None) -> dict:
+    """The FitConfig of ``--fit`` as plain values: ``reconstruct --method fit``'s, with
+    ``--fit-iterations``."""
+    from vitdeca.config import to_dict
+    from vitdeca.fit import FitConfig
+
+    config = FitConfig()
+    return to_dict((config.with_iterations(iterations) if iterations else config).validated())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,11 +77,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise VitdecaError(f"--workers must be at least 1, got {args.workers}")
+    if args.fit_iterations and not args.fit:
+        raise VitdecaError("--fit-iterations needs --fit")
+    apply_threads(args)
     options = AnnotateOptions(
         backend=args.backend, all_faces=args.all_faces,
         save_crops=args.save_crops, save_masks=args.save_masks,
         mask_method=args.mask_method, scale=args.scale, size=args.size, max_side=args.max_side,
         max_pixels=args.max_pixels, min_side=args.min_side,
+        fit=fit_values(args.fit_iterations) if args.fit else None, fit_head=args.fit_head,
     )  # fmt: skip
     report = annotate_folder(
         args.image_root, args.out, options, workers=args.workers, progress=not args.no_progress

@@ -40,14 +40,28 @@ MASK_SOURCES = ("auto", "landmarks", "file")
 TRUTH_CODES = ("shape", "expression", "pose")
 """The true codes a synthetic dataset's ``codes.npz`` gives every sample (see :mod:`vitdeca.data.synth`)."""
 
+PSEUDO_KEY = "pseudo"
+"""The ``codes.npz`` array (bool per row) that marks fitted codes (``vitdeca annotate --fit``,
+:mod:`vitdeca.data.pseudo`) rather than exact ones, and the ``FaceSample.truth`` entry that carries it."""
+
+
+class Truth(NamedTuple):
+    """A dataset's codes in record order: ``codes`` {code: (N,n) float32}, ``pseudo`` (N,) bool (fitted
+    codes), ``present`` (N,) bool (the face has codes; a pseudo-labelled face whose fit failed has none)."""
+
+    codes: dict[str, np.ndarray]
+    pseudo: np.ndarray
+    present: np.ndarray
+
 
 class FaceSample(NamedTuple):
     """One item (the default collate stacks each field): ``image`` (3,S,S) float32 [0,1], ``landmarks``
     (68,2) crop pixels, ``mask`` (1,S,S) float32 {0,1}, ``identity`` int64, ``index`` int64 (position in
     the dataset), ``matrix`` (2,3) float64 original → crop, ``truth``: empty for photos (so torch's
-    default collate works), or for a synthetic dataset its true codes (:data:`TRUTH_CODES`: float32
-    (n_shape,), (n_expression,), (n_pose,)). Crops are similarities without rotation, so the true pose
-    holds in the crop too."""
+    default collate works), or the sample's codes from ``codes.npz`` (:data:`TRUTH_CODES`: float32
+    (n_shape,), (n_expression,), (n_pose,)) and :data:`PSEUDO_KEY`: float32 scalar, 1 for pseudo-labels
+    (fitted by ``vitdeca annotate --fit``), 0 for exact truth (``vitdeca synth``). Crops are similarities
+    without rotation, so the true pose holds in the crop too."""
 
     image: torch.Tensor
     landmarks: torch.Tensor
@@ -91,7 +105,7 @@ class FaceDataset(Dataset):
         self.identity_index = np.array([lookup[name] for name in names], dtype=np.int64)
         self.size, self.scale, self.augmentation = size, scale, augmentation
         self.seed, self.epoch, self.mask_source, self.max_pixels = seed, 0, mask_source, max_pixels
-        self.truth = _read_truth(self.dataset_dir, [r["image"] for r in self.records])
+        self.truth = _read_truth(self.dataset_dir, self.records)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of ``epoch``."""
@@ -123,13 +137,24 @@ class FaceDataset(Dataset):
             identity=torch.tensor(self.identity_index[index]),
             index=torch.tensor(index, dtype=torch.int64),
             matrix=torch.from_numpy(matrix),
-            truth={k: torch.from_numpy(v[index]) for k, v in (self.truth or {}).items()},
+            truth=self._truth(index),
         )
+
+    def _truth(self, index: int) -> dict[str, torch.Tensor]:
+        if self.truth is None or not self.truth.present[index]:
+            return {}
+        codes = {k: torch.from_numpy(v[index]) for k, v in self.truth.codes.items()}
+        return {**codes, PSEUDO_KEY: torch.tensor(float(self.truth.pseudo[index]))}
 
     @property
     def has_truth(self) -> bool:
-        """Whether the samples carry true codes (a synthetic dataset with ``codes.npz``)."""
+        """Whether samples carry codes (a dataset with ``codes.npz``: synthetic, or pseudo-labelled)."""
         return self.truth is not None
+
+    @property
+    def has_pseudo_labels(self) -> bool:
+        """Whether some samples carry fitted codes (``vitdeca annotate --fit``) rather than exact ones."""
+        return self.truth is not None and bool(self.truth.pseudo.any())
 
     def _image_path(self, image: str) -> Path:
         path = Path(image)
@@ -150,9 +175,11 @@ class FaceDataset(Dataset):
         return warp_image(stored.astype(np.float32) / 255.0, to_new, self.size) >= 0.5
 
 
-def _read_truth(dataset_dir: Path, images: list[str]) -> dict[str, np.ndarray] | None:
-    """The true codes of ``images`` from ``dataset_dir/codes.npz`` (rows in ``images`` order), or None when
-    the dataset has no such file. Raises :class:`VitdecaError` when it lacks an image or is unreadable."""
+def _read_truth(dataset_dir: Path, records: list[dict]) -> Truth | None:
+    """The codes of ``records`` from ``dataset_dir/codes.npz`` (rows matched by ``image``, and by
+    ``face_index`` too when the file has it), or None when the dataset has no such file. Raises
+    :class:`VitdecaError` when it is unreadable, or when it lacks a record and is not a pseudo-label file
+    (where a face whose fit failed has no row: it trains as a photo)."""
     from vitdeca.data.synth import CODES_NAME
 
     path = dataset_dir / CODES_NAME
@@ -160,12 +187,29 @@ def _read_truth(dataset_dir: Path, images: list[str]) -> dict[str, np.ndarray] |
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            row = {str(name): k for k, name in enumerate(data["image"])}
+            per_face = "face_index" in data.files
+            keys = _row_keys(data["image"], data["face_index"] if per_face else None)
             arrays = {key: np.asarray(data[key], dtype=np.float32) for key in TRUTH_CODES}
+            fitted = PSEUDO_KEY in data.files
+            pseudo = np.asarray(data[PSEUDO_KEY], dtype=bool) if fitted else np.zeros(len(keys), dtype=bool)
     except (OSError, KeyError, ValueError) as exc:
         raise VitdecaError(f"{path}: unreadable ground-truth codes ({exc})") from exc
-    missing = [image for image in images if image not in row]
-    if missing:
+    row = {key: k for k, key in enumerate(keys)}
+    wanted = _row_keys(
+        [r["image"] for r in records], [r["face_index"] for r in records] if per_face else None
+    )
+    order = np.array([row.get(key, -1) for key in wanted], dtype=np.int64)
+    present = order >= 0
+    if not fitted and not present.all():
+        missing = [key for key, ok in zip(wanted, present, strict=True) if not ok]
         raise VitdecaError(f"{path}: no true codes for {len(missing)} images (e.g. {missing[0]})")
-    order = np.array([row[image] for image in images], dtype=np.int64)
-    return {key: np.ascontiguousarray(value[order]) for key, value in arrays.items()}
+    order = np.where(present, order, 0)
+    codes = {key: np.ascontiguousarray(value[order]) for key, value in arrays.items()}
+    return Truth(codes, pseudo[order] & present, present)
+
+
+def _row_keys(images, face_indices) -> list:
+    """The keys that match records to ``codes.npz`` rows: the image path, or (image, face index)."""
+    if face_indices is None:
+        return [str(image) for image in images]
+    return [(str(image), -1 if k is None else int(k)) for image, k in zip(images, face_indices, strict=True)]

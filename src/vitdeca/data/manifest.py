@@ -6,7 +6,8 @@ or null for files directly in the root), ``face_index``, ``box`` [x0,y0,x1,y1], 
 (original-image pixels, pixel-centre frame, EXIF orientation applied), ``score``, ``mask``/``crop`` (paths
 relative to the dataset folder, or null), ``crop_matrix`` (2×3 original → crop, or null), ``width``,
 ``height``, ``faces_found``, ``image_records`` (lines written for this image), ``status`` (``ok``,
-``no_face``, ``too_small``, ``unreadable``, ``too_large``, ``error``, ``crashed``) and ``message``.
+``no_face``, ``too_small``, ``unreadable``, ``too_large``, ``error``, ``crashed``) and ``message``; with
+``annotate --fit`` also ``fit`` (the face's fitted codes, :mod:`vitdeca.data.pseudo`).
 
 Lines are appended, flushed and fsynced one image at a time, so a kill loses at most the image being
 written; :func:`repair_manifest` drops a torn last line and the lines of an image whose group is incomplete.

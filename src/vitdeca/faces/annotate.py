@@ -3,7 +3,9 @@
 Identity = first-level folder under the image root (VGGFace2 layout). Resumable: images already in the
 manifest are skipped. Parallel: worker processes (spawned) each load the backend once; the main process is
 the only writer of the manifest. A worker that dies (native crash) is replaced; its images are retried
-once, then recorded as ``crashed``. See :mod:`vitdeca.data.manifest` for the record format.
+once, then recorded as ``crashed``. See :mod:`vitdeca.data.manifest` for the record format. With
+``AnnotateOptions.fit`` every kept face is also fitted (pseudo-labels, :mod:`vitdeca.data.pseudo`): its
+codes go into its record, and ``codes.npz`` is rewritten from the manifest at the end of every run.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class AnnotateOptions:
     max_side: int = DEFAULT_MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = 32
+    fit: dict[str, Any] | None = None  # FitConfig values (vitdeca.config.to_dict): fit every face; None: off
+    fit_head: str = "ict"  # the head model the faces are fitted with
 
 
 @dataclass
@@ -134,11 +138,27 @@ def _face_record(
             mask = face_mask(crop.image, crop_landmarks, options.mask_method)
             _write_png(out_dir / "masks" / stem, mask.astype(np.uint8) * 255)
             fields["mask"] = f"masks/{stem}"
+    if options.fit is not None:
+        fields["fit"] = _fit_fields(rel, k, face, image, options)
     return _record(
         rel, STATUS_OK, face_index=k, box=_rounded(face.box), landmarks=_rounded(face.landmarks),
         score=round(float(face.score), 4), width=image.shape[1], height=image.shape[0],
         faces_found=n, **fields,
     )  # fmt: skip
+
+
+def _fit_fields(rel: PurePosixPath, k: int, face: Face, image: np.ndarray, options: AnnotateOptions):
+    """The face's fitted codes (:func:`vitdeca.data.pseudo.fit_face`), or None after one warning line when
+    its fit fails: the face keeps its landmarks and trains as a photo."""
+    from vitdeca.data.pseudo import fit_face
+
+    try:
+        return fit_face(image, face, options.fit_head, options.fit)
+    except Exception as exc:  # noqa: BLE001 - one face's failed fit must not cost the image or the run
+        log.warning(
+            "%s face %d: fit failed, kept without pseudo-label (%s: %s)", rel, k, type(exc).__name__, exc
+        )
+        return None
 
 
 def annotate_file(
@@ -176,7 +196,7 @@ _WORKER_ERROR: list[str] = []
 
 def _init_worker(options: AnnotateOptions) -> None:
     cv2.setNumThreads(1)
-    if options.backend in ("mtcnn", "fan"):
+    if options.backend in ("mtcnn", "fan") or options.fit is not None:
         import torch
 
         torch.set_num_threads(1)
@@ -258,16 +278,23 @@ def _validate(options: AnnotateOptions) -> None:
         raise VitdecaError(f"unknown mask method {options.mask_method!r} (known: {known})")
     if options.scale <= 0 or options.size < 1 or options.max_side < 1 or options.max_pixels < 1:
         raise VitdecaError("scale, size, max_side and max_pixels must be positive")
+    if options.fit is not None:  # fail early: bad settings, or a head model that cannot load
+        from vitdeca.data.pseudo import fitter
+
+        fitter(options.fit_head, options.fit)
 
 
 def _check_options(out_dir: Path, root: Path, options: AnnotateOptions) -> None:
     meta = read_meta(out_dir)
     wanted = asdict(options)
     if meta is not None:
-        old = meta.get("options", {})
-        differing = sorted(k for k in wanted if k in old and old[k] != wanted[k])
+        defaults = asdict(AnnotateOptions())  # keys an older dataset.json lacks had their default
+        old = {**defaults, **meta.get("options", {})}
+        differing = sorted(k for k in wanted if old[k] != wanted[k])
         if differing:
-            was = ", ".join(f"{k}={old[k]!r}" for k in differing)
+            was = ", ".join(
+                f"other {k} settings" if isinstance(old[k], dict) else f"{k}={old[k]!r}" for k in differing
+            )
             raise VitdecaError(
                 f"{out_dir} was annotated with {was}; resume with the same options or use a new --out"
             )
@@ -316,6 +343,11 @@ def annotate_folder(
                 _run_parallel(root, todo, out_dir, options, emit, workers)
         finally:
             bar.close()
+    if options.fit is not None:
+        from vitdeca.data.manifest import read_manifest
+        from vitdeca.data.pseudo import write_pseudo_codes
+
+        write_pseudo_codes(out_dir, read_manifest(out_dir / MANIFEST_NAME), options.fit_head, options.fit)
     return summarise(out_dir, report)
 
 

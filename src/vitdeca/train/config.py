@@ -15,6 +15,9 @@ from vitdeca.errors import VitdecaError
 from vitdeca.model import ModelConfig
 
 STAGES = ("coarse", "detail")
+LOSS_FACTORS = ("pseudo_weight",)
+"""The float ``LossConfig`` keys that scale terms instead of weighing one (every other float is a term's
+weight, named as the term)."""
 
 
 @dataclass
@@ -72,6 +75,9 @@ class LossConfig:
     sup_shape: float = 0.0  # neutral-shape vertex distance, mm
     sup_expression: float = 0.0  # expression-offset vertex distance, mm
     sup_pose: float = 0.0  # |pose − true pose|, radians
+    # the sup_* weight of a pseudo-labelled sample (codes fitted by `vitdeca annotate --fit`) relative to
+    # an exact synthetic one (1); a factor on the terms above, not a term (0: pseudo-labels unused)
+    pseudo_weight: float = 0.3
     # detail stage
     detail_photometric: float = 2.0
     mrf: float = 0.1  # DECA: photo_D (2) × mrf (5e-2)
@@ -176,6 +182,8 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     for stage in config.stages:
         if config.stage_steps(stage) < 0:
             raise VitdecaError(f"{where}: run.{stage}_steps must be >= 0")
+    if config.losses.pseudo_weight < 0:
+        raise VitdecaError(f"{where}: losses.pseudo_weight must be >= 0, got {config.losses.pseudo_weight}")
     if not 0.0 <= config.model.dropkey < 1.0:
         raise VitdecaError(f"{where}: model.dropkey must be in [0, 1), got {config.model.dropkey}")
     if config.model.image_size != config.data.image_size:

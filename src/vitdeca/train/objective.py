@@ -119,15 +119,24 @@ def _supervised_mesh(x: LossInputs, code: str) -> torch.Tensor:
     if bool(mask.any()):
         vertices = vertices[:, mask]
     pred, target = vertices.chunk(2)
-    return L.vertex_distance_mm(
-        pred, target, x.head.units_per_mm, x.truth["has_truth"], align=code == "shape"
-    )
+    return L.vertex_distance_mm(pred, target, x.head.units_per_mm, truth_weights(x), align=code == "shape")
 
 
 def _supervised_pose(x: LossInputs) -> torch.Tensor:
     if x.truth is None:
         return x.codes.pose.new_zeros(())
-    return L.code_l1(x.codes.pose, x.truth["truth_pose"].to(x.codes.pose.dtype), x.truth["has_truth"])
+    return L.code_l1(x.codes.pose, x.truth["truth_pose"].to(x.codes.pose.dtype), truth_weights(x))
+
+
+def truth_weights(x: LossInputs) -> torch.Tensor:
+    """The supervised terms' per-sample weights (B,): 1 for exact truth (``vitdeca synth``),
+    ``losses.pseudo_weight`` for pseudo-labels (``truth_pseudo`` 1: codes fitted by ``vitdeca annotate
+    --fit``), 0 for samples without codes."""
+    has = x.truth["has_truth"]
+    pseudo = x.truth.get("truth_pseudo")
+    if pseudo is None:
+        return has
+    return has * torch.where(pseudo > 0.5, float(x.config.pseudo_weight), 1.0).to(has.dtype)
 
 
 REGISTRY: dict[str, LossTerm] = {

@@ -9,7 +9,8 @@ shape/detail-consistency swap (held-out images are not grouped by identity). Log
 ``losses.csv`` as ``val_total`` and ``val_<term>`` columns of the step's row, and to TensorBoard under
 ``val/``; the mean over the validation images (each weighs alike).
 
-Ground truth: a synthetic dataset's ``codes.npz`` holds the true shape code of every image; then
+Ground truth: a synthetic dataset's ``codes.npz`` holds the true shape code of every image (rows marked
+``pseudo``, codes fitted by ``vitdeca annotate --fit``, are no ground truth and are left out); then
 ``val_shape_mm`` is the neutral-shape error: the mean distance in mm over the head model's face-region
 vertices between the neutral mesh (expression and pose zero) of the predicted shape code, scaled and moved
 onto the true one (:func:`vitdeca.losses.align_scale_translation`: a weak-perspective image shows neither
@@ -48,7 +49,9 @@ class ShapeTruth:
 
 def read_shape_truth(dataset: Any, folder: str | Path) -> ShapeTruth | None:
     """The true shape codes of a ``vitdeca synth`` dataset's images, matched to ``dataset.records`` by
-    image path; None when ``folder`` has no codes.npz (a real-photo dataset)."""
+    image path; None when ``folder`` has no codes.npz (a real-photo dataset) or only pseudo-labels
+    (``vitdeca annotate --fit``: fitted codes are no ground truth)."""
+    from vitdeca.data.faces import PSEUDO_KEY
     from vitdeca.data.synth import CODES_NAME
 
     path = Path(folder) / CODES_NAME
@@ -56,10 +59,20 @@ def read_shape_truth(dataset: Any, folder: str | Path) -> ShapeTruth | None:
         return None
     try:
         codes = np.load(path, allow_pickle=False)
-        by_image = {str(i): s for i, s in zip(codes["image"], codes["shape"], strict=True)}
+        exact = (
+            ~codes[PSEUDO_KEY].astype(bool)
+            if PSEUDO_KEY in codes.files
+            else np.ones(len(codes["image"]), bool)
+        )
+        by_image = {
+            str(i): s for i, s, keep in zip(codes["image"], codes["shape"], exact, strict=True) if keep
+        }
         head = (str(codes["head_model"]), str(codes["head_checksum"]))
     except (OSError, ValueError, KeyError) as exc:
         raise VitdecaError(f"{path}: not a 'vitdeca synth' codes file ({exc})") from exc
+    if not by_image:
+        log.info("%s: pseudo-labels only (fitted codes), no exact truth: no val_shape_mm", path)
+        return None
     shapes = {}
     for index, record in enumerate(dataset.records):
         key = Path(str(record["image"])).as_posix()
