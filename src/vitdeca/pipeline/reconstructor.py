@@ -190,17 +190,25 @@ class Reconstructor:
 
     def prepare(self, image: Any, all_faces: bool = False) -> Prepared:
         """Read ``image``, detect its faces (largest first; only the largest unless ``all_faces``), crop."""
-        from vitdeca.faces import crop_face, detect_faces
+        from vitdeca.faces import detect_faces
         from vitdeca.faces.detect import no_face_message
 
         name, rgb = to_rgb_array(image)
         faces = detect_faces(rgb, backend=self.detector)
+        crops = self.crop_faces(rgb, faces if all_faces else faces[:1])
+        return Prepared(name, rgb, crops, "" if crops else no_face_message(rgb.shape, self.detector))
+
+    def crop_faces(self, rgb: np.ndarray, faces: list) -> list[FaceCrop]:
+        """The model's crops of ``faces`` (:class:`vitdeca.faces.Face`: box, score, 68 landmarks in the
+        pixels of ``rgb`` (H,W,3) uint8), numbered in order."""
+        from vitdeca.faces import crop_face
+
         crops = []
-        for k, face in enumerate(faces if all_faces else faces[:1]):
+        for k, face in enumerate(faces):
             crop = crop_face(rgb, face.landmarks, size=self.crop_size)
             box, landmarks = np.asarray(face.box), np.asarray(face.landmarks)
             crops.append(FaceCrop(k, box, float(face.score), landmarks, crop, rgb.shape[:2]))
-        return Prepared(name, rgb, crops, "" if crops else no_face_message(rgb.shape, self.detector))
+        return crops
 
     def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
         """Codes and outputs for every crop of ``prepared`` at once; results grouped per image."""
