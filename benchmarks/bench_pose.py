@@ -444,8 +444,9 @@ def report(result: dict, args: argparse.Namespace) -> str:
         f"mean over the faces the default detector (`{args.detector}`) found in the bin (found/faces). "
         f"Baseline: the detector's own 68 points. Methods: model `{args.model}` (regress, refine); fit = "
         "per-image fitting without weights. The last row per source fits the head (landmark stage) to the "
-        "annotated points themselves: the floor of the head model, and the yaw of the real faces. The dlib "
-        "XML photos are dlib's own example training data: its predictor's row there is not held out.",
+        "annotated points themselves: the floor of the head model, and the yaw of the real faces. The "
+        "dlib XML annotations ship with dlib's examples: its predictor may have seen them (its row there "
+        "is then not held out).",
         "",
         *nme_table(result, args),
         "",
