@@ -106,6 +106,20 @@ def test_all_faces_largest_first(rec, faces_dir):
     assert all(_nme(f.landmarks2d, f.detected_landmarks) < 0.08 for f in faces)
 
 
+def test_crops_of_given_faces_match_prepare(rec, faces_dir):
+    """``crop_faces`` (faces found elsewhere, e.g. annotated points) makes the crops ``prepare`` makes."""
+    from vitdeca.faces import detect_faces
+
+    prepared = rec.prepare(faces_dir / GROUP, all_faces=True)
+    faces = detect_faces(prepared.image, rec.detector)[::-1]  # any order: numbered as given
+    crops = rec.crop_faces(prepared.image, faces)
+    assert [c.face_index for c in crops] == list(range(len(faces)))
+    for crop, expected in zip(crops, prepared.crops[::-1], strict=True):
+        np.testing.assert_allclose(crop.crop.matrix, expected.crop.matrix)
+        np.testing.assert_array_equal(crop.crop.image, expected.crop.image)
+        assert crop.image_shape == prepared.image.shape[:2]
+
+
 def _mixed_folder(faces_dir, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
