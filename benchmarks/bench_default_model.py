@@ -13,6 +13,12 @@ Claims measured, all in one run on this machine:
 3. ``regress`` throughput after detection, batch 8 (codes + decode of mesh and renders, no detail; and with
    the detail branch). Target ≥ 8 img/s.
 
+4. With ``--profiles DIR`` (a ``vitdeca synth`` set at any yaw, e.g. ``--yaw-max 90``): 2D landmark NME (mean
+   point error / sqrt(w·h) of the true 68 points' box, the AFLW2000-3D protocol) by yaw bin of every
+   ``regress`` row (this model's and the baseline model's), on crops made from the true landmarks (no
+   detector: profiles that detectors miss still count). ``refine`` and ``fit`` are left out there: they fit
+   the given landmarks, which would be the truth (``benchmarks/bench_pose.py`` measures them after detection).
+
 With ``--baseline-model PATH`` a previous model's ``regress`` and ``refine`` run in the same run as extra rows
 (labelled ``regress (baseline)``, ...), so a retrained model is compared under identical conditions.
 
@@ -102,6 +108,53 @@ def synthetic_errors(recs: dict, dataset: Path, workdir: Path) -> dict[str, dict
     return out
 
 
+def profile_rows(recs: dict, dataset: Path) -> dict[str, dict[int, list[float]]]:
+    """{method: {yaw bin: [box NME of each face]}} on crops from the true landmarks of ``dataset``."""
+    from bench_pose import bin_of, predict, synthetic_photos, truth_faces
+    from vitdeca.evaluation.landmarks import nme
+    from vitdeca.faces import read_image
+
+    recs = {m: rec for m, rec in recs.items() if m.startswith("regress")}  # the others fit the truth
+    rows: dict[str, dict[int, list[float]]] = {m: {} for m in recs}
+    for photo in synthetic_photos(dataset, None):
+        rgb = read_image(photo.path)
+        for method, rec in recs.items():
+            pred, _ = predict(rec, rgb, truth_faces(photo.gt))
+            rows[method].setdefault(bin_of(photo.yaw[0]), []).append(float(nme(pred[0], photo.gt[0], "box")))
+    return rows
+
+
+def profile_report(rows: dict, dataset: str) -> list[str]:
+    from bench_pose import BIN_NAMES
+
+    lines = [
+        "",
+        f"## Any yaw: `{dataset}`, crops from the true landmarks (no detector), box NME by |yaw|",
+        "",
+        "| method | " + " | ".join(f"{name} mean [95 % CI over faces] (n)" for name in BIN_NAMES) + " |",
+        "|---|" + "---|" * len(BIN_NAMES),
+    ]
+    for method, bins in rows.items():
+        cells = []
+        for k in range(len(BIN_NAMES)):
+            values = np.asarray(bins.get(k, []))
+            if not len(values):
+                cells.append("–")
+                continue
+            low, high = mean_interval(values)
+            cells.append(f"{100 * values.mean():.2f} % [{100 * low:.2f}, {100 * high:.2f}] ({len(values)})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def mean_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95 % interval of the mean of ``values`` (N,), resampling the items."""
+    rng = np.random.default_rng(seed)
+    draws = values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))].mean(axis=1)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def bootstrap_ratio(errors: dict, method: str, seed: int = 0) -> tuple[float, float, float]:
     """Median ratio method ÷ mean face and its 95 % interval, resampling subjects (same draw for both)."""
     subjects = sorted(errors["mean_face"])
@@ -146,7 +199,7 @@ def throughput(rec, photos: list[Path], batch: int, detail: bool) -> float:
     return batch / float(np.median(times[1:]))
 
 
-def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace) -> str:
+def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace, profiles=None) -> str:
     lines = [
         "# The default model: regress / refine / fit vs the mean face",
         "",
@@ -154,7 +207,8 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace) -> 
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the end. "
         f"Command: `python benchmarks/bench_default_model.py --model {args.model} --synth {args.synth} "
         f"--photos {args.photos} --stride {args.stride}"
-        + (f" --baseline-model {args.baseline_model}`." if args.baseline_model else "`."),
+        + (f" --baseline-model {args.baseline_model}" if args.baseline_model else "")
+        + (f" --profiles {args.profiles}`." if args.profiles else "`."),
         "",
         f"## Held-out real photos ({len(photos)} faces of `{Path(args.photos).name}`), NME vs the detector",
         "",
@@ -187,9 +241,10 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace) -> 
         "## Regress throughput after detection, batch 8",
         "",
         f"- without detail: {speed['coarse']:.1f} img/s; with detail: {speed['detail']:.1f} img/s",
-        "",
     ]
-    return "\n".join(lines)
+    if profiles is not None:
+        lines += profile_report(profiles, args.profiles)
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -201,6 +256,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos")
     parser.add_argument("--stride", type=int, default=1, help="every k-th photo (sorted by path)")
     parser.add_argument("--baseline-model", default=None, help="a previous model, run as extra rows")
+    parser.add_argument("--profiles", default=None, help="a `vitdeca synth` set at any yaw: NME by yaw bin")
     args = parser.parse_args()
     found = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     photos = found[:: args.stride][: args.limit]
@@ -211,7 +267,8 @@ def main() -> None:
         synth = synthetic_errors(recs, Path(args.synth), Path(tmp))
     speed = {"coarse": throughput(recs["regress"], photos, 8, False),
              "detail": throughput(recs["regress"], photos, 8, True)}  # fmt: skip
-    text = report(photo_results, synth, speed, args)
+    profiles = profile_rows(recs, Path(args.profiles)) if args.profiles else None
+    text = report(photo_results, synth, speed, args, profiles)
     RESULTS.write_text(text)
     print(text)
 
