@@ -7,7 +7,8 @@ located between the lids and turned into yaw/pitch with the fitted head's eyebal
 between the detected and the fitted eye corners, and its projected axes scaled by the iris distance).
 A closed eye keeps the neutral gaze (0, 0). The eyeballs are then posed with that gaze and rendered
 with the head's camera and light; where they are nearer than the head they replace its pixels in the
-textured and shape renders (:func:`draw_eyes`).
+textured and shape renders (:func:`draw_eyes`). Mesh exports add them as objects after the head
+(:func:`eye_obj_parts`, :func:`with_eyeballs`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vitdeca.head.eye_assets import EYES
+from vitdeca.head.eye_assets import EYES, SCLERA_VERTICES
 from vitdeca.media import float_to_uint8
 
 CORNERS = {"left": (42, 45), "right": (36, 39)}  # iBUG-68 corners of the subject's left / right eye
@@ -53,6 +54,38 @@ def eye_topology(eyes) -> EyeTopology:
     """The numpy topology of :class:`vitdeca.head.eyes.Eyeballs`."""
     texture = float_to_uint8(eyes.texture())
     return EyeTopology(eyes.faces.numpy(), eyes.uv_coords.numpy(), eyes.uv_faces.numpy(), texture)
+
+
+def eye_ranges() -> list[tuple[str, int, int]]:
+    """("eye_left"/"eye_right", first vertex, end vertex) of each eye in the eyeballs' vertex array
+    (contiguous, left first, together all of it)."""
+    starts = np.cumsum([0] + [b - a for a, b in SCLERA_VERTICES])
+    return [(f"eye_{eye}", int(starts[e]), int(starts[e + 1])) for e, eye in enumerate(EYES)]
+
+
+def eye_obj_parts(measure: EyeMeasure, topology: EyeTopology, texture_name: str | None, texture=None):
+    """The posed eyeballs of ``measure`` as two :class:`vitdeca.io.ObjPart` ("eye_left", "eye_right")
+    with their UVs; ``texture_name`` the eyes' PNG (None: untextured) and ``texture`` to write it."""
+    from vitdeca.io import ObjPart
+
+    faces, uv_faces = np.asarray(topology.faces, np.int64), np.asarray(topology.uv_faces, np.int64)
+    parts = []
+    for name, first, end in eye_ranges():
+        mine = (faces >= first).all(axis=1) & (faces < end).all(axis=1)
+        used, own_uv_faces = np.unique(uv_faces[mine], return_inverse=True)
+        args = (measure.vertices[first:end], faces[mine] - first, topology.uv_coords[used])
+        parts.append(ObjPart(name, *args, own_uv_faces.reshape(-1, 3), texture, texture_name))
+    return parts
+
+
+def with_eyeballs(vertices: np.ndarray, faces: np.ndarray, measure: EyeMeasure | None, topology):
+    """The head's (V,3) vertices and (F,3) faces followed by the posed eyeballs' (their indices offset
+    by V): the head's indices are unchanged. Unchanged without eyes."""
+    if measure is None or topology is None:
+        return vertices, faces
+    eye_faces = np.asarray(topology.faces, np.int64) + len(vertices)
+    both = np.concatenate([np.asarray(vertices, np.float64), measure.vertices])
+    return both, np.concatenate([np.asarray(faces, np.int64), eye_faces])
 
 
 def measure_eyes(eyes, codes, crops, fitted_landmarks: np.ndarray, size: int) -> list[EyeMeasure]:
