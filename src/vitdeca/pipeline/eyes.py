@@ -5,10 +5,11 @@ its blink weight and whether it is open (:mod:`vitdeca.faces.iris`); for an open
 located between the lids and turned into yaw/pitch with the fitted head's eyeball
 (:func:`vitdeca.head.eyes.gaze_from_image`: the eyeball's projected pivot, shifted by the mean offset
 between the detected and the fitted eye corners, and its projected axes scaled by the iris distance).
-A closed eye keeps the neutral gaze (0, 0). The eyeballs are then posed with that gaze and rendered
-with the head's camera and light; where they are nearer than the head they replace its pixels in the
-textured and shape renders (:func:`draw_eyes`). Mesh exports add them as objects after the head
-(:func:`eye_obj_parts`, :func:`with_eyeballs`).
+A closed eye keeps the neutral gaze (0, 0); in a video it holds the previous frame's gaze instead
+(``held``: also an eye the lids half close, blink ≥ 0.5, whose located iris would be noise). The
+eyeballs are then posed with that gaze and rendered with the head's camera and light; where they are
+nearer than the head they replace its pixels in the textured and shape renders (:func:`draw_eyes`).
+Mesh exports add them as objects after the head (:func:`eye_obj_parts`, :func:`with_eyeballs`).
 """
 
 from __future__ import annotations
@@ -88,9 +89,13 @@ def with_eyeballs(vertices: np.ndarray, faces: np.ndarray, measure: EyeMeasure |
     return both, np.concatenate([np.asarray(faces, np.int64), eye_faces])
 
 
-def measure_eyes(eyes, codes, crops, fitted_landmarks: np.ndarray, size: int) -> list[EyeMeasure]:
+def measure_eyes(
+    eyes, codes, crops, fitted_landmarks: np.ndarray, size: int, held: np.ndarray | None = None
+) -> list[EyeMeasure]:
     """Gaze and blink of every face: ``codes`` (batch B), ``crops`` (B FaceCrop), ``fitted_landmarks``
-    (B,68,2) the fitted landmarks in crop pixels, ``size`` the crop's side."""
+    (B,68,2) the fitted landmarks in crop pixels, ``size`` the crop's side. ``held`` (B,2,2) the gaze
+    an eye keeps when its iris is not located or its lids are half closed (blink ≥ 0.5; a video's
+    previous frame); None: a closed eye looks ahead and a half-closed one keeps its measured gaze."""
     from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids, locate_iris
     from vitdeca.head.eyes import gaze_from_image
 
@@ -111,6 +116,8 @@ def measure_eyes(eyes, codes, crops, fitted_landmarks: np.ndarray, size: int) ->
             iris = locate_iris(crop.crop.image, lids[eye], radius)
             if iris is not None:
                 gaze[e], is_open[e] = gaze_from_image(iris.centre, pivot, basis), True
+            if held is not None and (iris is None or blink[e] >= 0.5):
+                gaze[e] = held[b, e]
         gazes.append(gaze)
         out.append((gaze, blink, is_open))
     posed = eyes(codes.shape, codes.pose, torch.from_numpy(np.stack(gazes)).float())
