@@ -96,8 +96,7 @@ def measure_eyes(
     (B,68,2) the fitted landmarks in crop pixels, ``size`` the crop's side. ``held`` (B,2,2) the gaze
     an eye keeps when its iris is not located or its lids are half closed (blink ≥ 0.5; a video's
     previous frame); None: a closed eye looks ahead and a half-closed one keeps its measured gaze."""
-    from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids, locate_iris
-    from vitdeca.head.eyes import gaze_from_image
+    from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids
 
     rest = eyes(codes.shape, codes.pose)
     distance = eyes.iris_distance.numpy()
@@ -112,11 +111,11 @@ def measure_eyes(
             corners = list(CORNERS[eye])
             pivot = pivot + (detected[corners] - fitted_landmarks[b][corners]).mean(axis=0)
             blink[e] = blink_weight(eye_aspect_ratio(lids[eye]))
-            radius = float(np.linalg.norm(basis[:, 0])) * float(eyes.iris_radius[e]) / distance[e]
-            iris = locate_iris(crop.crop.image, lids[eye], radius)
-            if iris is not None:
-                gaze[e], is_open[e] = gaze_from_image(iris.centre, pivot, basis), True
-            if held is not None and (iris is None or blink[e] >= 0.5):
+            ratio = float(eyes.iris_radius[e]) / distance[e]
+            found = _gaze_in_crop(crop.crop.image, lids[eye], pivot, basis, ratio)
+            if found is not None:
+                gaze[e], is_open[e] = found, True
+            if held is not None and (found is None or blink[e] >= 0.5):
                 gaze[e] = held[b, e]
         gazes.append(gaze)
         out.append((gaze, blink, is_open))
@@ -125,6 +124,23 @@ def measure_eyes(
     args = (posed.vertices, neutral.vertices, neutral.pivots)
     rest = eyes.rest.numpy()
     return [EyeMeasure(*out[b], *(a[b].numpy() for a in args), rest) for b in range(len(out))]
+
+
+def _gaze_in_crop(image, lid, pivot, basis, ratio: float) -> np.ndarray | None:
+    """(2,) yaw/pitch degrees of one eye from its iris in ``image`` between ``lid`` (6,2), with the
+    projected ``pivot`` (2,) and ``basis`` (2,3) (:func:`_projected_eye`) and ``ratio`` iris radius /
+    iris distance: the iris located with a disk of its radius, then again with the ellipse that
+    gaze makes it (:func:`vitdeca.head.eyes.iris_ellipse`). None when no iris is located."""
+    from vitdeca.faces.iris import locate_iris
+    from vitdeca.head.eyes import gaze_from_image, iris_ellipse
+
+    radius = float(np.linalg.norm(basis[:, 0])) * ratio
+    iris = locate_iris(image, lid, radius)
+    if iris is None:
+        return None
+    gaze = gaze_from_image(iris.centre, pivot, basis)
+    iris = locate_iris(image, lid, radius, iris_ellipse(gaze, basis, ratio))
+    return gaze if iris is None else gaze_from_image(iris.centre, pivot, basis)
 
 
 def _projected_eye(pivot, axes, distance: float, camera, size: int) -> tuple[np.ndarray, np.ndarray]:
