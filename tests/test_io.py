@@ -8,7 +8,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from vitdeca.io import save_glb, save_obj, save_ply
+from vitdeca.io import ObjPart, save_glb, save_obj, save_ply
 
 
 @pytest.fixture()
@@ -76,6 +76,63 @@ def test_obj_without_uvs(mesh, tmp_path):
     loaded = trimesh.load(tmp_path / "plain.obj", process=False)
     np.testing.assert_allclose(loaded.vertices, v, atol=1e-7)
     np.testing.assert_array_equal(loaded.faces, f)
+
+
+def obj_objects(path):
+    """{object name: (vertices (n,3), uv (m,2), faces (k,3) and uv faces, 0-based global indices,
+    material)} of an OBJ, read line by line ("" names the records before any ``o``)."""
+    vertices, uvs, objects, name = [], [], {}, ""
+    for line in path.read_text().splitlines():
+        tag, *rest = line.split()
+        if tag == "o":
+            name = rest[0]
+        entry = objects.setdefault(name, {"v": [], "vt": [], "f": [], "ft": [], "mtl": None})
+        if tag in ("v", "vt"):
+            (vertices if tag == "v" else uvs).append([float(x) for x in rest])
+            entry[tag].append(len(vertices if tag == "v" else uvs) - 1)
+        elif tag == "f":
+            entry["f"].append([int(c.split("/")[0]) - 1 for c in rest])
+            entry["ft"].append([int(c.split("/")[1]) - 1 for c in rest])
+        elif tag == "usemtl":
+            entry["mtl"] = rest[0]
+    return np.array(vertices), np.array(uvs), objects
+
+
+def test_obj_parts_follow_the_main_mesh(mesh, tmp_path):
+    """Parts are further objects: the main mesh keeps its indices, parts share a material per PNG."""
+    v, f, uv, uvf, tex = mesh
+    other = np.flip(tex, axis=0).copy()
+    parts = (
+        ObjPart("a", v + 5, f[:4], uv[:6], uvf[:4] % 6, other, "parts.png"),
+        ObjPart("b", v[:4] - 5, [[0, 1, 2], [0, 2, 3]], uv[:4], [[0, 1, 2], [0, 2, 3]], None, "parts.png"),
+    )
+    files = save_obj(
+        tmp_path / "m.obj", v, f, uv_coords=uv, uv_faces=uvf, texture=tex, name="main", parts=parts
+    )
+    assert [p.name for p in files] == ["m.obj", "m.mtl", "m.png", "parts.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "parts.png")), other)
+    mtl = (tmp_path / "m.mtl").read_text()
+    assert mtl.count("newmtl ") == 2 and "newmtl parts\n" in mtl and "map_Kd parts.png\n" in mtl
+    vertices, uvs, objects = obj_objects(tmp_path / "m.obj")
+    assert list(objects) == ["", "main", "a", "b"]  # the header, then one object per mesh
+    main, a, b = objects["main"], objects["a"], objects["b"]
+    assert main["v"] == list(range(8)) and main["vt"] == list(range(14)) and main["mtl"] == "material0"
+    np.testing.assert_array_equal(main["f"], f)
+    np.testing.assert_array_equal(main["ft"], uvf)
+    np.testing.assert_allclose(vertices[a["f"]], (v + 5)[f[:4]], atol=1e-6)
+    np.testing.assert_allclose(uvs[a["ft"]], uv[:6][uvf[:4] % 6], atol=1e-7)
+    np.testing.assert_allclose(vertices[b["f"]], (v[:4] - 5)[[[0, 1, 2], [0, 2, 3]]], atol=1e-6)
+    assert a["mtl"] == b["mtl"] == "parts" and len(vertices) == 8 + 8 + 4 and len(uvs) == 14 + 6 + 4
+    scene = trimesh.load(tmp_path / "m.obj", process=False, group_material=False)  # one per object
+    assert sorted(len(g.faces) for g in scene.geometry.values()) == [2, 4, 12]
+
+
+def test_obj_without_parts_has_no_object_records(mesh, tmp_path):
+    v, f, uv, uvf, tex = mesh
+    save_obj(tmp_path / "m.obj", v, f, uv_coords=uv, uv_faces=uvf, texture=tex, name="head")
+    text = (tmp_path / "m.obj").read_text()
+    assert "\no " not in text and text.startswith("# written by vitdeca\nmtllib m.mtl\nusemtl material0\nv ")
+    assert (tmp_path / "m.mtl").read_text().count("newmtl") == 1
 
 
 def test_ply_round_trips_with_colours(mesh, tmp_path):

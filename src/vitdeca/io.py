@@ -5,13 +5,16 @@ files it wrote (``path`` first). All writes are atomic (a crash never leaves a h
 the final name) and accept numpy arrays or torch tensors. Conventions: vertices (V,3) float in model
 units, faces (F,3) 0-based with counter-clockwise (outward) winding, uv_coords (T,2) in [0,1] with v
 up, uv_faces (F,3) indices into uv_coords; a texture is (H,W,3) RGB, uint8 or float in [0,1], whose
-first row is v = 1 (the usual OBJ/PNG convention).
+first row is v = 1 (the usual OBJ/PNG convention). An OBJ may hold further objects after the main mesh
+(:class:`ObjPart`, e.g. the eyeballs): each an ``o`` record with its own vertices, UVs and material,
+appended so that the main mesh's vertex and UV indices are those it would have alone.
 """
 
 from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,15 +107,61 @@ def _mesh_arrays(vertices: Any, faces: Any, uv_coords: Any = None, uv_faces: Any
     return v, f, uv, uvf
 
 
-def _material(obj: Path, texture: Any, texture_name: str, written: list[Path]) -> str:
-    """Write ``<stem>.mtl`` mapping ``texture_name`` (and the texture PNG when given), appending the files
-    to ``written``; returns the OBJ's header lines that use the material."""
-    if texture is not None:
-        png = _save_texture_png(obj.with_name(texture_name), texture)
+@dataclass(frozen=True)
+class ObjPart:
+    """A further object of an OBJ (:func:`save_obj`'s ``parts``): ``name`` its ``o`` record, vertices
+    (V,3) and faces (F,3) indexing its own vertices, optional uv_coords (T,2) with uv_faces (F,3), and
+    ``texture_name`` (the PNG beside the OBJ, its material's ``map_Kd``) with ``texture`` (H,W,3) to
+    write it (None: another part writes it, or it exists). Parts with the same texture_name share a
+    material named after the PNG's stem."""
+
+    name: str
+    vertices: Any
+    faces: Any
+    uv_coords: Any = None
+    uv_faces: Any = None
+    texture: Any = None
+    texture_name: str | None = None
+
+
+def _material(obj: Path, materials: dict[str, tuple[str, Any]], written: list[Path]) -> None:
+    """Write ``<stem>.mtl`` with one material per entry of ``materials`` {name: (texture_name, texture
+    or None)} (and each texture PNG given), appending the files to ``written``."""
+    records, pngs = [], []
+    for name, (texture_name, texture) in materials.items():
+        records.append(f"newmtl {name}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\nmap_Kd {texture_name}\n")
+        if texture is not None:
+            pngs.append(_save_texture_png(obj.with_name(texture_name), texture))
     mtl = obj.with_suffix(".mtl")
-    _write_text(mtl, f"newmtl material0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\nmap_Kd {texture_name}\n")
-    written += [mtl, png] if texture is not None else [mtl]
-    return f"mtllib {mtl.name}\nusemtl material0\n"
+    _write_text(mtl, "\n".join(records))
+    written += [mtl, *pngs]
+
+
+def _part_materials(parts: tuple[ObjPart, ...]) -> dict[str, tuple[str, Any]]:
+    """{material name: (texture_name, the first texture given for it)} of the textured parts."""
+    out: dict[str, tuple[str, Any]] = {}
+    for part in parts:
+        name = None if part.texture_name is None else Path(part.texture_name).stem
+        if name is not None and out.get(name, (None, None))[1] is None:
+            out[name] = (part.texture_name, part.texture)
+    return out
+
+
+def _part_rows(parts: tuple[ObjPart, ...], n_vertices: int, n_uvs: int) -> str:
+    """The OBJ records of ``parts``, whose indices continue after ``n_vertices`` and ``n_uvs``."""
+    body = []
+    for part in parts:
+        v, f, uv, uvf = _mesh_arrays(part.vertices, part.faces, part.uv_coords, part.uv_faces)
+        if part.texture_name is not None and uv is None:
+            raise ValueError(f"part {part.name!r}: a texture needs UVs")
+        body += [f"o {part.name}\n", _rows("v", v)]
+        if uv is not None:
+            body.append(_rows("vt", uv))
+        if part.texture_name is not None:
+            body.append(f"usemtl {Path(part.texture_name).stem}\n")
+        body.append(_face_rows(f + n_vertices, None if uv is None else uvf + n_uvs, False))
+        n_vertices, n_uvs = n_vertices + len(v), n_uvs + (0 if uv is None else len(uv))
+    return "".join(body)
 
 
 def save_obj(
@@ -125,6 +174,8 @@ def save_obj(
     texture: Any = None,
     texture_name: str | None = None,
     normals: Any = None,
+    name: str = "mesh",
+    parts: tuple[ObjPart, ...] = (),
 ) -> list[Path]:
     """Write a triangle mesh as Wavefront OBJ; with a texture also ``<stem>.mtl`` and the texture PNG.
 
@@ -132,7 +183,9 @@ def save_obj(
     when there is one UV per vertex, T == V), texture (H,W,3), normals (V,3) per vertex.
     ``texture_name``: the PNG's file name beside the OBJ (default ``<stem>.png``); with a name but no
     ``texture`` the material refers to that file without writing it (several meshes sharing one texture).
-    A texture needs UVs. Returns the files written, the OBJ first.
+    A texture needs UVs. ``parts``: further objects after this one (:class:`ObjPart`); with parts, this
+    mesh is the object ``name`` (without, the file has no ``o`` record). Returns the files written, the
+    OBJ first.
     """
     path = Path(path)
     if texture is not None and texture_name is None:
@@ -144,14 +197,20 @@ def save_obj(
     if n is not None and len(n) != len(v):
         raise ValueError("normals must be per vertex (V,3)")
     header, written = "# written by vitdeca\n", [path]
-    if texture_name is not None:
-        header += _material(path, texture, texture_name, written)
-    body = [header, _rows("v", v)]
+    materials = {} if texture_name is None else {"material0": (texture_name, texture)}
+    materials.update(_part_materials(parts))
+    if materials:
+        _material(path, materials, written)
+        header += f"mtllib {path.with_suffix('.mtl').name}\n"
+    body = [header + (f"o {name}\n" if parts else "")]
+    body.append("usemtl material0\n" if texture_name is not None else "")
+    body.append(_rows("v", v))
     if uv is not None:
         body.append(_rows("vt", uv))
     if n is not None:
         body.append(_rows("vn", n))
     body.append(_face_rows(f, uvf, n is not None))
+    body.append(_part_rows(parts, len(v), 0 if uv is None else len(uv)))
     _write_text(path, "".join(body))
     return written
 

@@ -17,16 +17,19 @@ from vitdeca.faces.iris import (
 LID = np.array([[20.0, 40.0], [40.0, 30.0], [60.0, 30.0], [80.0, 40.0], [60.0, 50.0], [40.0, 50.0]])
 
 
-def drawn_eye(centre: tuple[float, float], radius: float = 11.0, lid: np.ndarray = LID) -> np.ndarray:
+def drawn_eye(
+    centre: tuple[float, float], radius: float = 11.0, lid: np.ndarray = LID, squash: float = 1.0
+) -> np.ndarray:
     """A 100×80 RGB eye: skin, a white eye between ``lid`` (6,2) and a dark iris disk at ``centre``
-    (pixel-centre frame), drawn 8× larger and area-averaged (sub-pixel accurate edges)."""
+    (pixel-centre frame; ``squash`` < 1: an ellipse narrower in x, an eye turned sideways), drawn
+    8× larger and area-averaged (sub-pixel accurate edges)."""
     k = 8
     big = np.full((80 * k, 100 * k), 150, np.uint8)
     polygon = np.round((lid * k - 0.5) * 16).astype(np.int32)
     white = np.zeros_like(big)
     cv2.fillPoly(white, [polygon], 1, shift=4)
     yy, xx = np.mgrid[: big.shape[0], : big.shape[1]]
-    dist = np.hypot((xx + 0.5) / k - centre[0], (yy + 0.5) / k - centre[1])
+    dist = np.hypot(((xx + 0.5) / k - centre[0]) / squash, (yy + 0.5) / k - centre[1])
     eye = np.where(dist < radius, 70, 225)
     eye = np.where(dist < radius * 0.4, 10, eye)
     big = np.where(white > 0, eye, big).astype(np.float32)
@@ -48,6 +51,20 @@ def test_locate_iris_default_radius_and_partly_hidden_iris():
     assert iris is not None and np.linalg.norm(iris.centre - np.array(centre)) < 0.8
     iris = locate_iris(drawn_eye(centre), LID)  # radius from the eye's width: 15 % too large
     assert iris is not None and np.linalg.norm(iris.centre - np.array(centre)) < 2.5
+
+
+def test_an_iris_seen_as_an_ellipse_is_located_with_its_shape():
+    """A disk as wide as the iris slides along a narrow ellipse's short axis; the ellipse does not."""
+    centre = np.array([38.0, 40.0])  # towards the corner, where lid and skin pull a loose filter
+    image = drawn_eye(tuple(centre), squash=0.55)
+    ellipse = np.array([[11.0 * 0.55, 0.0], [0.0, 11.0]])
+    shaped = locate_iris(image, LID, radius=11.0, ellipse=ellipse)
+    assert shaped is not None and np.linalg.norm(shaped.centre - centre) < 0.6
+    disk = locate_iris(image, LID, radius=11.0)
+    assert disk is not None and np.linalg.norm(disk.centre - centre) > np.linalg.norm(shaped.centre - centre)
+    turned = ellipse @ np.array([[0.0, -1.0], [1.0, 0.0]])  # the same outline from other semi-axes
+    again = locate_iris(image, LID, radius=11.0, ellipse=turned)
+    assert np.allclose(again.centre, shaped.centre, atol=1e-6)
 
 
 def test_closed_eye_has_no_iris_and_blinks():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vitdeca.head.eye_assets import eye_cache_files, fit_sphere
-from vitdeca.head.eyes import gaze_angles, gaze_from_image, gaze_rotation
+from vitdeca.head.eyes import gaze_angles, gaze_from_image, gaze_rotation, iris_ellipse
 from vitdeca.head.ict_assets import cache_paths, read_manifest
 
 
@@ -97,3 +97,22 @@ def test_gaze_from_image_inverts_the_projection(gaze):
     # a point beyond the silhouette is pulled onto it, still in the right direction
     far = gaze_from_image(pivot + np.array([200.0, 0.0]), pivot, basis)
     assert far[0] > 30.0
+
+
+@pytest.mark.parametrize("gaze", [(0.0, 0.0), (25.0, -10.0), (-15.0, 20.0)])
+def test_iris_ellipse_is_the_rim_seen_in_the_image(gaze):
+    """Every point of the iris rim (a circle about the optical axis, drawn here from its own orthonormal
+    frame) projects onto the ellipse about the projected iris centre."""
+    from scipy.spatial.transform import Rotation
+
+    axes = Rotation.from_euler("YXZ", [-20.0, 15.0, 5.0], degrees=True).as_matrix()
+    basis = np.array([[40.0, 0.0, 0.0], [0.0, -40.0, 0.0]]) @ axes * 1.2
+    ratio = 0.55
+    ellipse = iris_ellipse(np.array(gaze), basis, ratio)
+    u = gaze_dir(torch.tensor(gaze))
+    a = np.cross(u, [0.3, 0.9, 0.1])
+    a /= np.linalg.norm(a)
+    b = np.cross(u, a)
+    t = np.linspace(0.0, 2.0 * np.pi, 17)
+    rim = basis @ (ratio * (np.outer(np.cos(t), a) + np.outer(np.sin(t), b))).T  # about the centre
+    assert np.allclose(np.linalg.norm(np.linalg.solve(ellipse, rim), axis=0), 1.0, atol=1e-9)

@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from vitdeca.arkit import ARKIT_NAMES, eye_angles
 from vitdeca.pipeline.animation import write_avatar_glb
+from vitdeca.pipeline.batch import write_face_outputs
 from vitdeca.pipeline.decode import mesh_topology
 from vitdeca.pipeline.eyes import EyeMeasure
 
@@ -86,3 +87,58 @@ def test_video_avatar_animates_the_eyes(face_factory, fit_model, topology, tmp_p
     quats = accessor(anim["samplers"][channel["sampler"]]["output"])
     angles = [np.degrees(Rotation.from_quat(q).magnitude()) for q in quats]
     assert np.allclose(angles, 5.0 * np.arange(4), atol=1e-3)
+
+
+def posed_face(face_factory, fit_model, topology, gaze):
+    """An ICT face whose vertices are the head posed by its codes, with eyes of ``gaze``."""
+    face = ict_face(face_factory, fit_model, topology, random_weights(5), yaw_deg=10.0)
+    codes = face.codes
+    args = (codes.shape, codes.expression.float(), codes.pose.float())
+    face.vertices = fit_model.head(*args).vertices[0].numpy()
+    return with_eyes(face, fit_model.head.eyeballs(), gaze)
+
+
+def test_obj_and_ply_exports_hold_the_posed_eyeballs(face_factory, fit_model, topology, tmp_path):
+    import trimesh
+
+    from ..test_io import obj_objects
+
+    face = posed_face(face_factory, fit_model, topology, [[10.0, 5.0], [8.0, 4.0]])
+    n_head, n_eyes = len(face.vertices), len(face.eyes.vertices)
+    files = write_face_outputs(face, tmp_path, "img", frozenset({"obj", "ply", "texture"}))
+    assert sorted(p.name for p in files) == [
+        "img.mtl",
+        "img.obj",
+        "img.ply",
+        "img_eyes.png",
+        "img_texture.png",
+    ]
+    vertices, uvs, objects = obj_objects(tmp_path / "img.obj")
+    assert list(objects) == ["", "head", "eye_left", "eye_right"]
+    head = objects["head"]
+    assert head["v"] == list(range(n_head)) and head["mtl"] == "material0"
+    np.testing.assert_array_equal(head["f"], topology.faces)  # the head's indices are unchanged
+    np.testing.assert_allclose(vertices, np.concatenate([face.vertices, face.eyes.vertices]), atol=1e-5)
+    eye_faces = np.concatenate([objects[n]["f"] for n in ("eye_left", "eye_right")])
+    np.testing.assert_array_equal(eye_faces, topology.eyes.faces + n_head)
+    eye_uv_faces = np.concatenate([objects[n]["ft"] for n in ("eye_left", "eye_right")])
+    assert objects["eye_left"]["mtl"] == objects["eye_right"]["mtl"] == "img_eyes"
+    corners = topology.eyes.uv_coords[topology.eyes.uv_faces]
+    np.testing.assert_allclose(uvs[eye_uv_faces], corners, atol=1e-7)
+    ply = trimesh.load(tmp_path / "img.ply", process=False)
+    assert len(ply.vertices) == n_head + n_eyes
+    np.testing.assert_allclose(ply.vertices[:n_head], face.vertices, atol=1e-5)
+    np.testing.assert_allclose(ply.vertices[n_head:], face.eyes.vertices, atol=1e-5)
+    np.testing.assert_array_equal(ply.faces[: len(topology.faces)], topology.faces)
+
+
+def test_exports_without_eyes_hold_the_head_only(face_factory, fit_model, topology, tmp_path):
+    import trimesh
+
+    face = posed_face(face_factory, fit_model, topology, [[0.0, 0.0], [0.0, 0.0]])
+    face.eyes = None
+    files = write_face_outputs(face, tmp_path, "img", frozenset({"obj", "ply"}))
+    assert sorted(p.name for p in files) == ["img.obj", "img.ply"]
+    text = (tmp_path / "img.obj").read_text()
+    assert "\no " not in text and text.count("\nv ") == len(face.vertices)
+    assert len(trimesh.load(tmp_path / "img.ply", process=False).vertices) == len(face.vertices)

@@ -9,7 +9,10 @@ The eye box is upsampled (sub-pixel precision); each pixel inside the lids gets 
 darker than the midpoint between the sclera and the pupil, the lids' 90th and 5th grey percentiles;
 negative for the sclera), pixels outside the lids none; the disk that holds the most darkness (a
 matched filter: an iris partly hidden by a lid is still found at its centre) wins, refined by a
-parabola through its neighbours. No model, nothing to download.
+parabola through its neighbours. No model, nothing to download. An eye turned away from the camera
+shows its iris as an ellipse, and a disk as wide as the iris slides along the ellipse's short axis
+with no change of score; given the expected ellipse (``ellipse``: from a first estimate of the gaze,
+:func:`vitdeca.head.eyes.iris_ellipse`) the filter takes its shape instead.
 """
 
 from __future__ import annotations
@@ -54,10 +57,13 @@ def eyelids(landmarks: np.ndarray) -> dict[str, np.ndarray]:
     return {eye: pts[list(ids)] for eye, ids in EYELIDS.items()}
 
 
-def locate_iris(image: np.ndarray, eyelid: np.ndarray, radius: float | None = None) -> Iris | None:
+def locate_iris(
+    image: np.ndarray, eyelid: np.ndarray, radius: float | None = None, ellipse: np.ndarray | None = None
+) -> Iris | None:
     """The iris centre in ``image`` (H,W[,3]) uint8 within ``eyelid`` (6,2) pixels; ``radius``: the
-    iris radius in pixels (default :data:`IRIS_WIDTH_RATIO` × the eye's width). None when the eye is
-    (nearly) closed or outside the image."""
+    iris radius in pixels (default :data:`IRIS_WIDTH_RATIO` × the eye's width); ``ellipse`` (2,2)
+    pixels: the iris outline's two semi-axes as columns (the unit circle's image), the filter's shape
+    in place of the disk of ``radius``. None when the eye is (nearly) closed or outside the image."""
     lid = np.asarray(eyelid, np.float64)
     width = float(np.linalg.norm(lid[0] - lid[3]))
     radius = IRIS_WIDTH_RATIO * width if radius is None else float(radius)
@@ -66,10 +72,7 @@ def locate_iris(image: np.ndarray, eyelid: np.ndarray, radius: float | None = No
     grey, mask, origin = _eye_patch(image, lid, radius)
     if grey is None or mask.sum() < 4:
         return None
-    r = radius * _UPSAMPLE
-    size = 2 * int(np.ceil(r)) + 1
-    yy, xx = np.mgrid[:size, :size] - size // 2
-    disk = ((xx * xx + yy * yy) <= r * r).astype(np.float32)
+    disk = _kernel(radius, ellipse)
     inside = grey[mask > 0.5]
     bright, dark = np.quantile(inside, [0.9, 0.05])  # the sclera's and the pupil's grey levels
     # darker than the midpoint counts for the iris, brighter (the sclera) against it
@@ -82,6 +85,22 @@ def locate_iris(image: np.ndarray, eyelid: np.ndarray, radius: float | None = No
     covered = cv2.filter2D(mask, -1, disk, borderType=cv2.BORDER_CONSTANT)[row, col]
     contrast = float(score[row, col] / max(covered, 1.0) + 0.5 * (bright - dark))  # below the sclera
     return Iris(centre, contrast)
+
+
+def _kernel(radius: float, ellipse: np.ndarray | None) -> np.ndarray:
+    """The matched filter at the patch's scale: a disk of ``radius`` pixels, or the ``ellipse`` (2,2)
+    (semi-axes as columns; a degenerate one, seen edge on, falls back to the disk)."""
+    r = radius * _UPSAMPLE
+    axes = None if ellipse is None else np.asarray(ellipse, np.float64) * _UPSAMPLE
+    if axes is None or abs(np.linalg.det(axes)) < 1.0:
+        axes = None
+    extent = r if axes is None else float(np.linalg.norm(axes, axis=1).max())  # the half-width in x or y
+    size = 2 * int(np.ceil(extent)) + 1
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    if axes is None:
+        return ((xx * xx + yy * yy) <= r * r).astype(np.float32)
+    unit = np.linalg.solve(axes, np.stack([xx.ravel(), yy.ravel()]).astype(np.float64))
+    return ((unit**2).sum(axis=0) <= 1.0).reshape(xx.shape).astype(np.float32)
 
 
 def _eye_patch(image: np.ndarray, lid: np.ndarray, radius: float):

@@ -149,6 +149,15 @@ def gaze_from_image(iris_px: np.ndarray, pivot_px: np.ndarray, basis_px: np.ndar
     return gaze_angles(u)
 
 
+def iris_ellipse(gaze: np.ndarray, basis_px: np.ndarray, ratio: float) -> np.ndarray:
+    """(2,2) the iris outline seen in the image for an eye turned by ``gaze`` (2,) yaw/pitch degrees:
+    its two semi-axes as columns (weak perspective: the rim circle's image is this ellipse about the
+    iris centre). ``basis_px`` (2,3) as in :func:`gaze_from_image`; ``ratio`` = iris radius / iris
+    distance (``tan IRIS_DEGREES``)."""
+    turn = gaze_rotation(torch.as_tensor(np.asarray(gaze, np.float64))).numpy()
+    return ratio * np.asarray(basis_px, np.float64) @ turn[:, :2]
+
+
 def load_eyeballs(
     home: str | os.PathLike | None = None, source: str | os.PathLike | None = None
 ) -> Eyeballs | None:

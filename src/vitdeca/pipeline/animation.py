@@ -166,6 +166,8 @@ def eye_meshes(face) -> list[GltfMesh]:
     node (index 0): each mesh is centred on its pivot (node ``translation``) and turned by the
     measured gaze (node ``rotation``), so a rotation of the node turns the eye about its centre.
     [] for a head without eyeballs."""
+    from vitdeca.pipeline.eyes import eye_ranges
+
     eyes, topology = face.eyes, face.mesh.eyes
     if eyes is None or topology is None:
         return []
@@ -174,7 +176,7 @@ def eye_meshes(face) -> list[GltfMesh]:
     uv = np.asarray(topology.uv_coords, np.float32)
     meshes = []
     faces, all_uv_faces = np.asarray(topology.faces, np.int64), np.asarray(topology.uv_faces, np.int64)
-    for e, (name, first, last) in enumerate(_eye_ranges(topology)):
+    for e, (name, first, last) in enumerate(eye_ranges()):
         mine = (faces >= first).all(axis=1) & (faces < last).all(axis=1)
         own, uv_faces = faces[mine], all_uv_faces[mine]
         corners = np.stack([own.reshape(-1), uv_faces.reshape(-1)], 1)
@@ -188,14 +190,6 @@ def eye_meshes(face) -> list[GltfMesh]:
             translation=eyes.neutral_pivots[e] * metres, parent=0,
         ))  # fmt: skip
     return meshes
-
-
-def _eye_ranges(topology) -> list[tuple[str, int, int]]:
-    """(node name, first vertex, end vertex) of each eye in the eyeballs' vertex array."""
-    from vitdeca.head.eye_assets import EYES, SCLERA_VERTICES
-
-    starts = np.cumsum([0] + [b - a for a, b in SCLERA_VERTICES])
-    return [(f"eye_{eye}", int(starts[e]), int(starts[e + 1])) for e, eye in enumerate(EYES)]
 
 
 def gaze_quaternions(gaze: np.ndarray, rest: np.ndarray) -> np.ndarray:

@@ -458,19 +458,36 @@ def _write_meshes(result: FaceResult, folder: Path, stem: str, save: frozenset[s
     if "obj" in save:
         name = png if texture is not None else None
         obj = folder / f"{stem}.obj"
-        files += io.save_obj(obj, result.vertices, mesh.faces, **uvs, texture=texture, texture_name=name)
+        parts = _eye_parts(result, stem, texture is not None)
+        files += io.save_obj(obj, result.vertices, mesh.faces, **uvs, texture=texture, texture_name=name,
+                             name="head", parts=parts)  # fmt: skip
         if result.detail is not None:
             d, obj = result.detail, folder / f"{stem}_detail.obj"
             files += io.save_obj(obj, d.vertices, d.faces, uv_coords=d.uv_coords, texture_name=name)
     elif texture is not None:
         files.append(media.save_png(folder / png, texture))
     if "ply" in save:
-        files += io.save_ply(folder / f"{stem}.ply", result.vertices, mesh.faces)
+        from vitdeca.pipeline.eyes import with_eyeballs
+
+        vertices, faces = with_eyeballs(result.vertices, mesh.faces, result.eyes, mesh.eyes)
+        files += io.save_ply(folder / f"{stem}.ply", vertices, faces)
     if "glb" in save:
         files += io.save_glb(folder / f"{stem}.glb", result.vertices, mesh.faces, **uvs, texture=texture)
     if "now" in save:
         files += io.save_obj(folder / f"{stem}_neutral.obj", result.neutral_vertices, mesh.faces)
     return files
+
+
+def _eye_parts(result: FaceResult, stem: str, textured: bool) -> list:
+    """The posed eyeballs as OBJ objects after the head (textured with ``<stem>_eyes.png`` when the
+    head is), [] for a head without eyeballs."""
+    from vitdeca.pipeline.eyes import eye_obj_parts
+
+    if result.eyes is None or result.mesh.eyes is None:
+        return []
+    texture = result.mesh.eyes.texture if textured else None
+    name = f"{stem}_eyes.png" if textured else None
+    return eye_obj_parts(result.eyes, result.mesh.eyes, name, texture)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:

@@ -68,10 +68,13 @@ def decode_results(
     detail: bool = True,
     topology: MeshTopology | None = None,
     fit_nme: np.ndarray | None = None,
+    held_gaze: np.ndarray | None = None,
 ) -> list[FaceResult]:
     """Decode ``codes`` (batch B) of ``crops`` (B :class:`FaceCrop`) into results.
 
     The texture is the photo sampled into UV where the face is visible, the model's albedo elsewhere.
+    ``held_gaze`` (B,2,2): the gaze of closed or half-closed eyes
+    (:func:`~vitdeca.pipeline.eyes.measure_eyes`).
     """
     from vitdeca.faces import invert_similarity, transform_points
 
@@ -80,7 +83,7 @@ def decode_results(
     measures = [None] * len(crops)
     if topology.eyes is not None:
         eyes, size = model.head.eyeballs(), arrays["alpha"].shape[1]
-        measures = measure_eyes(eyes, codes, crops, arrays["crop_landmarks2d"], size)
+        measures = measure_eyes(eyes, codes, crops, arrays["crop_landmarks2d"], size, held_gaze)
         draw_eyes(arrays, eyes, topology.eyes, measures, codes)
     results = []
     for b, crop in enumerate(crops):

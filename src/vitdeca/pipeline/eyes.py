@@ -5,9 +5,11 @@ its blink weight and whether it is open (:mod:`vitdeca.faces.iris`); for an open
 located between the lids and turned into yaw/pitch with the fitted head's eyeball
 (:func:`vitdeca.head.eyes.gaze_from_image`: the eyeball's projected pivot, shifted by the mean offset
 between the detected and the fitted eye corners, and its projected axes scaled by the iris distance).
-A closed eye keeps the neutral gaze (0, 0). The eyeballs are then posed with that gaze and rendered
-with the head's camera and light; where they are nearer than the head they replace its pixels in the
-textured and shape renders (:func:`draw_eyes`).
+A closed eye keeps the neutral gaze (0, 0); in a video it holds the previous frame's gaze instead
+(``held``: also an eye the lids half close, blink ≥ 0.5, whose located iris would be noise). The
+eyeballs are then posed with that gaze and rendered with the head's camera and light; where they are
+nearer than the head they replace its pixels in the textured and shape renders (:func:`draw_eyes`).
+Mesh exports add them as objects after the head (:func:`eye_obj_parts`, :func:`with_eyeballs`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vitdeca.head.eye_assets import EYES
+from vitdeca.head.eye_assets import EYES, SCLERA_VERTICES
 from vitdeca.media import float_to_uint8
 
 CORNERS = {"left": (42, 45), "right": (36, 39)}  # iBUG-68 corners of the subject's left / right eye
@@ -55,11 +57,46 @@ def eye_topology(eyes) -> EyeTopology:
     return EyeTopology(eyes.faces.numpy(), eyes.uv_coords.numpy(), eyes.uv_faces.numpy(), texture)
 
 
-def measure_eyes(eyes, codes, crops, fitted_landmarks: np.ndarray, size: int) -> list[EyeMeasure]:
+def eye_ranges() -> list[tuple[str, int, int]]:
+    """("eye_left"/"eye_right", first vertex, end vertex) of each eye in the eyeballs' vertex array
+    (contiguous, left first, together all of it)."""
+    starts = np.cumsum([0] + [b - a for a, b in SCLERA_VERTICES])
+    return [(f"eye_{eye}", int(starts[e]), int(starts[e + 1])) for e, eye in enumerate(EYES)]
+
+
+def eye_obj_parts(measure: EyeMeasure, topology: EyeTopology, texture_name: str | None, texture=None):
+    """The posed eyeballs of ``measure`` as two :class:`vitdeca.io.ObjPart` ("eye_left", "eye_right")
+    with their UVs; ``texture_name`` the eyes' PNG (None: untextured) and ``texture`` to write it."""
+    from vitdeca.io import ObjPart
+
+    faces, uv_faces = np.asarray(topology.faces, np.int64), np.asarray(topology.uv_faces, np.int64)
+    parts = []
+    for name, first, end in eye_ranges():
+        mine = (faces >= first).all(axis=1) & (faces < end).all(axis=1)
+        used, own_uv_faces = np.unique(uv_faces[mine], return_inverse=True)
+        args = (measure.vertices[first:end], faces[mine] - first, topology.uv_coords[used])
+        parts.append(ObjPart(name, *args, own_uv_faces.reshape(-1, 3), texture, texture_name))
+    return parts
+
+
+def with_eyeballs(vertices: np.ndarray, faces: np.ndarray, measure: EyeMeasure | None, topology):
+    """The head's (V,3) vertices and (F,3) faces followed by the posed eyeballs' (their indices offset
+    by V): the head's indices are unchanged. Unchanged without eyes."""
+    if measure is None or topology is None:
+        return vertices, faces
+    eye_faces = np.asarray(topology.faces, np.int64) + len(vertices)
+    both = np.concatenate([np.asarray(vertices, np.float64), measure.vertices])
+    return both, np.concatenate([np.asarray(faces, np.int64), eye_faces])
+
+
+def measure_eyes(
+    eyes, codes, crops, fitted_landmarks: np.ndarray, size: int, held: np.ndarray | None = None
+) -> list[EyeMeasure]:
     """Gaze and blink of every face: ``codes`` (batch B), ``crops`` (B FaceCrop), ``fitted_landmarks``
-    (B,68,2) the fitted landmarks in crop pixels, ``size`` the crop's side."""
-    from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids, locate_iris
-    from vitdeca.head.eyes import gaze_from_image
+    (B,68,2) the fitted landmarks in crop pixels, ``size`` the crop's side. ``held`` (B,2,2) the gaze
+    an eye keeps when its iris is not located or its lids are half closed (blink ≥ 0.5; a video's
+    previous frame); None: a closed eye looks ahead and a half-closed one keeps its measured gaze."""
+    from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids
 
     rest = eyes(codes.shape, codes.pose)
     distance = eyes.iris_distance.numpy()
@@ -74,10 +111,12 @@ def measure_eyes(eyes, codes, crops, fitted_landmarks: np.ndarray, size: int) ->
             corners = list(CORNERS[eye])
             pivot = pivot + (detected[corners] - fitted_landmarks[b][corners]).mean(axis=0)
             blink[e] = blink_weight(eye_aspect_ratio(lids[eye]))
-            radius = float(np.linalg.norm(basis[:, 0])) * float(eyes.iris_radius[e]) / distance[e]
-            iris = locate_iris(crop.crop.image, lids[eye], radius)
-            if iris is not None:
-                gaze[e], is_open[e] = gaze_from_image(iris.centre, pivot, basis), True
+            ratio = float(eyes.iris_radius[e]) / distance[e]
+            found = _gaze_in_crop(crop.crop.image, lids[eye], pivot, basis, ratio)
+            if found is not None:
+                gaze[e], is_open[e] = found, True
+            if held is not None and (found is None or blink[e] >= 0.5):
+                gaze[e] = held[b, e]
         gazes.append(gaze)
         out.append((gaze, blink, is_open))
     posed = eyes(codes.shape, codes.pose, torch.from_numpy(np.stack(gazes)).float())
@@ -85,6 +124,23 @@ def measure_eyes(eyes, codes, crops, fitted_landmarks: np.ndarray, size: int) ->
     args = (posed.vertices, neutral.vertices, neutral.pivots)
     rest = eyes.rest.numpy()
     return [EyeMeasure(*out[b], *(a[b].numpy() for a in args), rest) for b in range(len(out))]
+
+
+def _gaze_in_crop(image, lid, pivot, basis, ratio: float) -> np.ndarray | None:
+    """(2,) yaw/pitch degrees of one eye from its iris in ``image`` between ``lid`` (6,2), with the
+    projected ``pivot`` (2,) and ``basis`` (2,3) (:func:`_projected_eye`) and ``ratio`` iris radius /
+    iris distance: the iris located with a disk of its radius, then again with the ellipse that
+    gaze makes it (:func:`vitdeca.head.eyes.iris_ellipse`). None when no iris is located."""
+    from vitdeca.faces.iris import locate_iris
+    from vitdeca.head.eyes import gaze_from_image, iris_ellipse
+
+    radius = float(np.linalg.norm(basis[:, 0])) * ratio
+    iris = locate_iris(image, lid, radius)
+    if iris is None:
+        return None
+    gaze = gaze_from_image(iris.centre, pivot, basis)
+    iris = locate_iris(image, lid, radius, iris_ellipse(gaze, basis, ratio))
+    return gaze if iris is None else gaze_from_image(iris.centre, pivot, basis)
 
 
 def _projected_eye(pivot, axes, distance: float, camera, size: int) -> tuple[np.ndarray, np.ndarray]:

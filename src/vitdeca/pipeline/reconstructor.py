@@ -245,13 +245,20 @@ class Reconstructor:
         """The encoder's codes of crops (B,3,S,S); without ``detail`` the detail encoder does not run."""
         return self.model.encode(images, detail=None if self.detail else False)
 
-    def decode(self, codes, crops: list[FaceCrop], fit_nme: np.ndarray | None = None) -> list[FaceResult]:
-        """Decode ``codes`` of ``crops`` into results (meshes, renders, texture) in original pixels."""
+    def decode(
+        self,
+        codes,
+        crops: list[FaceCrop],
+        fit_nme: np.ndarray | None = None,
+        held_gaze: np.ndarray | None = None,
+    ) -> list[FaceResult]:
+        """Decode ``codes`` of ``crops`` into results (meshes, renders, texture) in original pixels;
+        ``held_gaze`` (B,2,2): the gaze of eyes closed or half closed (a video's previous frame's)."""
         from vitdeca.pipeline.decode import decode_results, mesh_topology
 
         if self._topology is None:
             self._topology = mesh_topology(self.model)
-        return decode_results(self.model, codes, crops, self.detail, self._topology, fit_nme)
+        return decode_results(self.model, codes, crops, self.detail, self._topology, fit_nme, held_gaze)
 
     # ------------------------------------------------------------------------------------- videos
     def iter_video(

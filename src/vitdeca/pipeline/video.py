@@ -13,6 +13,8 @@ median of the regressed codes), then, with ``smooth``, zero-phase smoothing of t
 neither delayed nor advanced).
 
 Pass 2 reads the video again, rebuilds each crop from the stored landmarks and decodes the final codes.
+An eye closed or half closed in a frame (a blink: no iris to locate, or noise) holds the gaze of the
+previous frame with a face (:class:`GazeHold`), not the neutral one; a new track starts from neutral.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def _track_video(rec, video: media.Video, smooth: bool, max_frames: int | None) 
     errors: dict[int, str] = {}
     for track in _pass_one(rec, video, smooth, max_frames, errors):
         done.update((o.index, o) for o in finish_track(rec, track, smooth))
+    gaze = GazeHold()
     for index, frame in video.frames(max_frames):
         t = index / video.fps
         if index in errors or index not in done:
@@ -130,10 +133,29 @@ def _track_video(rec, video: media.Video, smooth: bool, max_frames: int | None) 
         try:
             crop = rec._recrop(frame, o.crop, o.steady)
             crop.landmarks = np.asarray(o.crop.landmarks)
-            yield VideoFrame(index, t, frame, rec.decode(o.codes, [crop], _nme(o))[0])
+            face = rec.decode(o.codes, [crop], _nme(o), held_gaze=gaze.held(t))[0]
+            gaze.update(face.eyes, t)
+            yield VideoFrame(index, t, frame, face)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the video
             log.warning("%s: frame %d failed (%s)", path, index, exc)
             yield VideoFrame(index, t, frame, None, error=str(exc) or type(exc).__name__)
+
+
+class GazeHold:
+    """The gaze a video's closed eyes keep: the last decoded frame's (measured, or itself held), for
+    :data:`TRACK_RESET_S` after it (a longer gap starts a new track: neutral gaze)."""
+
+    def __init__(self) -> None:
+        self._gaze, self._time = np.zeros((2, 2)), -np.inf
+
+    def held(self, t: float) -> np.ndarray:
+        """(1,2,2) yaw/pitch degrees for a frame at ``t`` seconds: ``measure_eyes``'s ``held``."""
+        return (self._gaze if t - self._time <= TRACK_RESET_S else np.zeros((2, 2)))[None]
+
+    def update(self, eyes, t: float) -> None:
+        """Remember the gaze of a decoded frame's ``eyes`` (an EyeMeasure, None: no eyeballs)."""
+        if eyes is not None:
+            self._gaze, self._time = np.asarray(eyes.gaze, np.float64).copy(), t
 
 
 def _nme(o: Observation) -> np.ndarray | None:

@@ -1,0 +1,84 @@
+"""Video tracking's eyes: a blink holds the previous frame's gaze (a photo, lids closed on known frames)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vitdeca import media
+from vitdeca.fit import FitConfig
+from vitdeca.pipeline import Reconstructor
+from vitdeca.pipeline.animation import live_link_row
+from vitdeca.pipeline.video import TRACK_RESET_S, GazeHold
+
+PHOTO = "deca_testsamples/examples/IMG_0392_inputs.jpg"
+QUICK = FitConfig(landmark_iterations=60, photometric_iterations=2)
+UPPER_LOWER = ((37, 38, 41, 40), (43, 44, 47, 46))  # per eye: upper lid pair, then the lower one below it
+
+
+def closed_lids(landmarks: np.ndarray) -> np.ndarray:
+    """(68,2) landmarks with both eyes' upper and lower lids on their midline (eye aspect ratio 0)."""
+    out = np.array(landmarks, np.float64)
+    for a, b, c, d in UPPER_LOWER:
+        for upper, lower in ((a, c), (b, d)):
+            out[[upper, lower]] = 0.5 * (out[upper] + out[lower])
+    return out
+
+
+class Blinking:
+    """``rec.prepare`` whose detected eyelids are closed on the frames in ``blinks`` (pass 1 prepares
+    every frame once, in order)."""
+
+    def __init__(self, prepare, blinks: set[int]) -> None:
+        self.prepare, self.blinks, self.count = prepare, blinks, 0
+
+    def __call__(self, image, *args, **kwargs):
+        prepared = self.prepare(image, *args, **kwargs)
+        if self.count in self.blinks:
+            for crop in prepared.crops:
+                crop.landmarks = closed_lids(crop.landmarks)
+        self.count += 1
+        return prepared
+
+
+def test_gaze_hold_keeps_the_last_frame_within_a_track():
+    hold = GazeHold()
+    assert np.array_equal(hold.held(0.0), np.zeros((1, 2, 2)))
+
+    class Eyes:
+        gaze = np.array([[10.0, -3.0], [8.0, -2.0]])
+
+    hold.update(Eyes(), 1.0)
+    assert np.array_equal(hold.held(1.0 + TRACK_RESET_S), Eyes.gaze[None])
+    assert np.array_equal(hold.held(1.01 + TRACK_RESET_S), np.zeros((1, 2, 2)))  # a new track
+    hold.update(None, 2.0)  # a head without eyeballs changes nothing
+    assert np.array_equal(hold.held(1.2), Eyes.gaze[None])
+
+
+def test_a_blink_holds_the_previous_gaze(fit_model, faces_dir, tmp_path, monkeypatch):
+    from PIL import Image
+
+    photo = media.fit_height(np.asarray(Image.open(faces_dir / PHOTO).convert("RGB")), 224)
+    with media.video_writer(tmp_path / "blink.mp4", fps=10) as write:
+        for _ in range(6):
+            write(photo)
+    rec = Reconstructor(fit_model, device="cpu", detail=False, fit=QUICK)
+    blinks = {0, 3, 4}
+    monkeypatch.setattr(rec, "prepare", Blinking(rec.prepare, blinks))
+    faces = [frame.face for frame in rec.iter_video(tmp_path / "blink.mp4")]
+    assert all(face is not None for face in faces)
+    for k, face in enumerate(faces):
+        assert face.eyes.open.all() != (k in blinks)  # no iris between closed lids
+        assert (face.eyes.blink == 1.0).all() == (k in blinks)
+    assert np.array_equal(faces[0].eyes.gaze, np.zeros((2, 2)))  # nothing before: looking ahead
+    measured = faces[2].eyes.gaze
+    assert np.abs(measured).max() > 0.5  # the photo's gaze is not the neutral one
+    for k in (3, 4):
+        assert np.array_equal(faces[k].eyes.gaze, measured)
+        row, expected = (
+            live_link_row(faces[k].arkit_weights, faces[k].codes.pose[0, :3]),
+            [*live_link_row(faces[2].arkit_weights, faces[2].codes.pose[0, :3])],
+        )
+        assert row[-6:] == pytest.approx(expected[-6:], abs=1e-9)  # the CSV's eye rotations
+    # the eyeballs are posed with the held gaze (rendered and exported like the measured one)
+    assert not np.allclose(faces[3].eyes.vertices, faces[0].eyes.vertices, atol=1e-4)
