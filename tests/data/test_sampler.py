@@ -82,3 +82,13 @@ def test_bad_arguments() -> None:
         IdentityBatchSampler(LABELS, 2, 2, rank=2, world_size=2)
     with pytest.raises(VitdecaError, match="at least 1"):
         IdentityBatchSampler(LABELS, 0, 2)
+
+
+def test_identities_with_many_images_do_not_crowd_the_end_of_the_epoch() -> None:
+    # 40 identities with one chunk each, 4 with eight (a small dataset repeated 8x): the late rounds hold
+    # only the big identities; they must be spread over the epoch, not left at its end
+    labels = np.concatenate([np.repeat(np.arange(40), 2), np.repeat(np.arange(40, 44), 16)])
+    for seed in range(5):
+        batches = IdentityBatchSampler(labels, 4, 2, seed=seed).batches()
+        only_big = [i for i, b in enumerate(batches) if all(labels[j] >= 40 for j in b)]
+        assert len(only_big) >= 7 and min(only_big) < len(batches) // 2, (seed, only_big, len(batches))

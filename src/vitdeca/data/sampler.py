@@ -5,7 +5,9 @@ loss needs several images of one person), reproducible from (seed, epoch), shard
 Per epoch: each identity's images are shuffled and cut into chunks of K (an identity with fewer than K,
 but at least ``min_images``, images is topped up by drawing from its own images again); then, round after
 round, the identities that still have chunks are shuffled and taken P at a time, each giving one chunk,
-until fewer than P identities are left. Every rank builds the same list and keeps every
+until fewer than P identities are left; last, the order of the batches is shuffled (otherwise the late
+rounds, made only of identities with many images — e.g. a small dataset listed several times in
+``data.extra_repeats`` — would crowd the end of every epoch). Every rank builds the same list and keeps every
 ``world_size``-th batch from ``rank`` (the list is cut to a multiple of ``world_size``).
 """
 
@@ -85,6 +87,7 @@ class IdentityBatchSampler(Sampler[list[int]]):
                 batch = [chunks[g].pop() for g in order[start : start + self.p]]
                 batches.append(np.concatenate(batch).tolist())
             active = np.array([g for g in active if chunks[g]], dtype=np.int64)
+        batches = [batches[i] for i in rng.permutation(len(batches))]
         self._cache = (epoch, batches)
         return batches
 
