@@ -6,8 +6,9 @@
   needs ``pkg_resources``, which new setuptools no longer provides).
 - ``dlib_cnn``: dlib's MMOD CNN face detector (``mmod_human_face_detector.dat``, same wheel) + the same
   predictor. Finds turned heads the HOG detector misses, but costs seconds per image on a CPU.
-- ``cascade``: the HOG detector, and on a miss MTCNN (if facenet-pytorch is installed): fast on
-  frontal faces, robust to yaw (measured in ``benchmarks/results/pose.md``).
+- ``cascade``: the HOG detector, on a miss MTCNN (if facenet-pytorch is installed), and on a miss of both
+  dlib's CNN: fast on frontal faces (HOG), robust to yaw; the CNN's ~1 s is paid only by images the first
+  two miss, mostly profiles (measured in ``benchmarks/results/pose.md``).
 - ``mtcnn``: facenet-pytorch's MTCNN (weights in its wheel) for boxes and 5 key points, then the same dlib
   68-point predictor, run in a dlib-style box derived from the 5 points (see :func:`box_from_five_points`).
 - ``fan``: the ``face-alignment`` package (S3FD detector + FAN 68 points). Its weights are downloaded on
@@ -34,7 +35,7 @@ from vitdeca.faces.detection import Detection, FaceBackend
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BACKEND = "cascade"  # HOG, then MTCNN on a miss (benchmarks/results/pose.md)
+DEFAULT_BACKEND = "cascade"  # HOG, then MTCNN, then dlib's CNN on a miss (benchmarks/results/pose.md)
 DLIB_LANDMARKS_FILE = "shape_predictor_68_face_landmarks.dat"
 DLIB_CNN_FILE = "mmod_human_face_detector.dat"
 
@@ -247,15 +248,15 @@ class FanBackend(FaceBackend):
 
 class CascadeBackend(FaceBackend):
     """Backends tried in order until one finds a face (``stages``: registered names; default the HOG
-    detector, then MTCNN). A stage that cannot load (MTCNN without facenet-pytorch) is left out with a
-    warning. Each face's landmarks come from the stage that found it."""
+    detector, then MTCNN, then dlib's CNN). A stage that cannot load (MTCNN without facenet-pytorch) is
+    left out with a warning. Each face's landmarks come from the stage that found it."""
 
     name = "cascade"
     # options of a stage inside the cascade: MTCNN stops at the HOG stage's smallest face (40 px), which
     # skips its slowest pyramid levels
     stage_options: ClassVar[dict[str, dict[str, Any]]] = {"mtcnn": {"min_face_size": 40}}
 
-    def __init__(self, stages: tuple[str, ...] = ("dlib", "mtcnn")) -> None:
+    def __init__(self, stages: tuple[str, ...] = ("dlib", "mtcnn", "dlib_cnn")) -> None:
         self.stages: dict[str, FaceBackend] = {}
         for stage in stages:
             try:
