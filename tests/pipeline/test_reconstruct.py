@@ -148,6 +148,7 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
         "person.obj",
         "person.mtl",
         "person_texture.png",
+        "person_eyes.png",  # the eyeballs' texture: the OBJ's eye_left / eye_right objects use it
         "person.ply",
         "person.glb",
         "person_landmarks2d.npy",
@@ -175,8 +176,10 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
     head = rec.model.head
     with torch.no_grad():
         expected = head(*(torch.from_numpy(codes[k])[None] for k in ("shape", "expression", "pose")))
-    assert obj_vertices.shape == (head.n_vertices, 3)
-    np.testing.assert_allclose(obj_vertices, expected.vertices[0].double().numpy(), atol=1e-4)
+    assert obj_vertices.shape[0] > head.n_vertices  # the head's vertices first, then the eyeballs'
+    np.testing.assert_allclose(
+        obj_vertices[: head.n_vertices], expected.vertices[0].double().numpy(), atol=1e-4
+    )
     now = np.load(folder / "person_now_landmarks.npy")
     neutral = trimesh.load(folder / "person_neutral.obj", process=False)
     assert (
