@@ -67,7 +67,9 @@ class FitConfig:
     the base learning rate, scaled per code by ``lr_scale``; ``refine_lr``: the factor for codes an
     earlier stage already fitted (a fresh Adam's first steps move every code by ~lr, whatever its
     gradient, which would throw a converged fit off); ``warm_iterations``: the fraction of the iterations
-    used when a fit starts from a close guess (the previous video frame); ``losses``: the enabled terms from
+    used when a fit starts from a close guess (the previous video frame); ``refine_*``: the fit that
+    follows a trained encoder (:meth:`refining`: landmark and photometric steps, and factors on
+    ``lr_scale``); ``losses``: the enabled terms from
     :data:`LOSSES` (``reg`` = every code regulariser); ``expression_range``: bounds for blend-shape
     expression weights ("auto": the head model's ``expression_bounds``, [0, 1] for ICT, none for PCA
     expressions); ``weighted_landmarks``: DECA's
@@ -96,6 +98,9 @@ class FitConfig:
     )
     refine_lr: float = 0.1
     warm_iterations: float = 0.3
+    refine_landmark_iterations: int = 100
+    refine_photometric_iterations: int = 0
+    refine_lr_boost: dict[str, float] = field(default_factory=lambda: {"shape": 2.0, "expression": 2.0})
     losses: list[str] = field(default_factory=lambda: list(LOSSES))
     weights: FitWeights = field(default_factory=FitWeights)
     weighted_landmarks: bool = False
@@ -116,6 +121,22 @@ class FitConfig:
             photometric_iterations=round(self.photometric_iterations * scale),
         )
 
+    def refining(self) -> FitConfig:
+        """The config of ``refine``, a fit from a trained encoder's codes: ``refine_landmark_iterations``
+        and ``refine_photometric_iterations`` steps, ``lr_scale`` times ``refine_lr_boost``.
+
+        Defaults measured in ``benchmarks/results/refine.md``: the encoder's
+        shape and expression are further from the photo's than its pose and camera, so those two move
+        faster; the photometric stage leaves the landmark error unchanged (albedo and light stay the
+        encoder's) and would cost most of the time."""
+        scale = {k: v * self.refine_lr_boost.get(k, 1.0) for k, v in self.lr_scale.items()}
+        return dataclasses.replace(
+            self,
+            landmark_iterations=self.refine_landmark_iterations,
+            photometric_iterations=self.refine_photometric_iterations,
+            lr_scale=scale,
+        )
+
     def with_iterations(self, text: str) -> FitConfig:
         """Set the iterations of the stages in order from ``"100,30"`` (one number per stage)."""
         try:
@@ -134,8 +155,10 @@ class FitConfig:
             unknown = [v for v in values if v not in known]
             if unknown:
                 raise VitdecaError(f"fit {label}: unknown {unknown[0]!r} (choose from {', '.join(known)})")
-        if self.landmark_iterations < 0 or self.photometric_iterations < 0 or self.lr <= 0:
-            raise VitdecaError("fit: iterations must be >= 0 and lr > 0")
+        counts = (self.landmark_iterations, self.photometric_iterations, self.refine_landmark_iterations,
+                  self.refine_photometric_iterations)  # fmt: skip
+        if min(counts) < 0 or self.lr <= 0 or min(self.refine_lr_boost.values(), default=1.0) <= 0:
+            raise VitdecaError("fit: iterations must be >= 0, lr and refine_lr_boost > 0")
         if not 0.0 <= self.occluded_weight <= 1.0 or self.visibility_every < 1 or self.robust < 0:
             raise VitdecaError("fit: occluded_weight in [0, 1], visibility_every >= 1 and robust >= 0")
         if self.expression_range not in ("auto", "none"):

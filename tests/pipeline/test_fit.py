@@ -163,6 +163,47 @@ def test_warm_start_uses_fewer_iterations():
     assert (warm.landmark_iterations, warm.photometric_iterations) == (30, 6)
 
 
+def _crop_of(model):
+    """A :class:`FaceCrop` of a black image whose landmarks are the head's (for the pipeline's plumbing)."""
+    from vitdeca.faces import crop_face
+    from vitdeca.pipeline.reconstructor import FaceCrop
+
+    size = int(model.config.image_size)
+    points = landmarks2d(model, _target_codes(model), size)[0].detach().numpy().astype(np.float64)
+    rgb = np.zeros((size, size, 3), np.uint8)
+    return FaceCrop(
+        0, np.array([0, 0, size, size]), 1.0, points, crop_face(rgb, points, size=size), (size, size)
+    )
+
+
+def test_refining_config_moves_shape_and_expression_faster():
+    base = FitConfig(refine_landmark_iterations=70, refine_photometric_iterations=3)
+    refine = base.refining()
+    assert (refine.landmark_iterations, refine.photometric_iterations) == (70, 3)
+    assert refine.lr_scale["shape"] == 2 * base.lr_scale["shape"]
+    assert refine.lr_scale["expression"] == 2 * base.lr_scale["expression"]
+    assert refine.lr_scale["camera"] == base.lr_scale["camera"]
+    with pytest.raises(VitdecaError, match="refine_lr_boost"):
+        FitConfig(refine_lr_boost={"shape": 0.0}).validated()
+
+
+def test_refine_uses_the_refining_config(monkeypatch, fit_model):
+    """``refine`` fits from the encoder's codes with :meth:`FitConfig.refining`, not the video warm start."""
+    import vitdeca.fit as fit_module
+    from vitdeca.pipeline.reconstructor import Reconstructor
+
+    seen = []
+    monkeypatch.setattr(fit_module, "fit_codes", lambda model, images, lmk, config, init=None: seen.append(
+        (config, init)) or fit_module.FitResult(init, np.zeros(1), {}, 0.0))  # fmt: skip
+    config = FitConfig(refine_landmark_iterations=7, refine_photometric_iterations=0)
+    rec = Reconstructor(fit_model, fit=config, refine=True, detail=False)
+    encoded = object()
+    monkeypatch.setattr(rec, "encode", lambda images: encoded)
+    crop = _crop_of(fit_model)
+    rec.estimate_codes([crop])
+    assert seen[0][1] is encoded and seen[0][0].landmark_iterations == 7
+
+
 def test_fit_is_deterministic(fit_model):
     truth = _target_codes(fit_model, seed=3)
     target = landmarks2d(fit_model, truth, 224)

@@ -161,8 +161,9 @@ class Reconstructor:
         path — or, with ``path=None``, per-image fitting (``fit``: a FitConfig, default settings when None).
 
         ``method`` (:data:`METHODS`): ``"regress"`` one forward pass; ``"refine"`` regression, then a short
-        fit (:meth:`FitConfig.warm`) from those codes; ``"fit"`` fitting from the template. When ``method``
-        is None: ``fit`` without a model, else ``refine`` if ``refine`` is set, else ``regress``."""
+        fit (:meth:`FitConfig.refining`) from those codes; ``"fit"`` fitting from the template. When
+        ``method`` is None: ``fit`` without a model, else ``refine`` if ``refine`` is set, else
+        ``regress``."""
         from vitdeca.fit import FitConfig
         from vitdeca.model import DecaModel, ModelConfig
 
@@ -237,7 +238,10 @@ class Reconstructor:
                 return encoded, None
             init = encoded
         landmarks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(self.device)
-        config = self.fit_config.warm() if init is not None else self.fit_config
+        if self.refine:
+            config = self.fit_config.refining()
+        else:
+            config = self.fit_config.warm() if init is not None else self.fit_config
         result = fit_codes(self.model, images, landmarks, config, init=init)
         return result.codes, result.nme
 
