@@ -108,6 +108,7 @@ def test_parse_save():
     every = "obj,ply,glb,texture,depth,landmarks,vis,codes,now,arkit,avatar"
     assert parse_save("all") == set(parse_save(every))
     assert parse_save("+now") == parse_save("default") | {"now"}
+    assert parse_save("+arkit,avatar") == parse_save("default") | {"arkit", "avatar"}  # the README
     with pytest.raises(VitdecaError, match="'objj'"):
         parse_save("objj")
 

@@ -59,7 +59,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--save",
         default=",".join(DEFAULT_SAVE),
         metavar="LIST",
-        help=f"comma list from {','.join(SAVE_CHOICES)} or 'all'; '+x' adds x to the defaults (%(default)s)",
+        help=f"comma list from {','.join(SAVE_CHOICES)} or 'all'; '+x,y' adds x and y to the defaults "
+        "(%(default)s)",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
     parser.add_argument("--detector", default=DEFAULT_BACKEND, help="face detector backend (%(default)s)")

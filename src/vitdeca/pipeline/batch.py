@@ -39,9 +39,10 @@ STATUSES = ("ok", "no_face", "failed")
 
 def parse_save(text: str | Sequence[str]) -> frozenset[str]:
     """``"obj,ply"`` (or a list) → the set of outputs; ``all`` means every choice, ``default`` the
-    defaults, and ``+x`` adds ``x`` to the defaults. Raises :class:`VitdecaError` on unknown names."""
+    defaults; a list with a ``+`` on any item adds all its items to the defaults (``+arkit,avatar``).
+    Raises :class:`VitdecaError` on unknown names."""
     items = [s.strip().lower() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
-    chosen: set[str] = set(DEFAULT_SAVE) if items and all(i.startswith("+") for i in items) else set()
+    chosen: set[str] = set(DEFAULT_SAVE) if any(i.startswith("+") for i in items) else set()
     for item in items:
         name = item.lstrip("+")
         if name == "all":
