@@ -161,15 +161,21 @@ def test_true_shape_error_on_a_synthetic_validation_set(ict_head, ict_home, tmp_
 def test_pseudo_labels_are_no_ground_truth_for_val_shape_mm(tmp_path):
     from types import SimpleNamespace
 
+    from vitdeca.data.faces import _read_truth
     from vitdeca.train.validation import read_shape_truth
 
-    dataset = SimpleNamespace(records=[{"image": "a.jpg"}, {"image": "b.jpg"}])
+    records = [{"image": "a.jpg"}, {"image": "b.jpg"}]
     head = {"head_model": np.array("ict"), "head_checksum": np.array("abc")}
     images, shapes = np.array(["a.jpg", "b.jpg"]), np.arange(8.0).reshape(2, 4)
-    np.savez(tmp_path / "codes.npz", image=images, shape=shapes, pseudo=np.array([True, False]), **head)
-    truth = read_shape_truth(dataset, tmp_path)
+    others = {"expression": np.zeros((2, 3)), "pose": np.zeros((2, 6))}
+
+    def truth_with(**marker):
+        np.savez(tmp_path / "codes.npz", image=images, shape=shapes, **others, **marker, **head)
+        return read_shape_truth(SimpleNamespace(truth=_read_truth(tmp_path, records)))
+
+    truth = truth_with(pseudo=np.array([True, False]))
     assert list(truth.shapes) == [1] and truth.shapes[1].tolist() == [4.0, 5.0, 6.0, 7.0]
-    np.savez(tmp_path / "codes.npz", image=images, shape=shapes, pseudo=np.ones(2, bool), **head)
-    assert read_shape_truth(dataset, tmp_path) is None
-    np.savez(tmp_path / "codes.npz", image=images, shape=shapes, **head)  # synthetic: no marker, all exact
-    assert sorted(read_shape_truth(dataset, tmp_path).shapes) == [0, 1]
+    assert (truth.head_name, truth.head_checksum) == ("ict", "abc")
+    assert truth_with(pseudo=np.ones(2, bool)) is None
+    assert sorted(truth_with().shapes) == [0, 1]  # synthetic: no marker, all exact
+    assert read_shape_truth(SimpleNamespace(truth=None)) is None  # photos

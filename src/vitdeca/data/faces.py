@@ -47,11 +47,20 @@ PSEUDO_KEY = "pseudo"
 
 class Truth(NamedTuple):
     """A dataset's codes in record order: ``codes`` {code: (N,n) float32}, ``pseudo`` (N,) bool (fitted
-    codes), ``present`` (N,) bool (the face has codes; a pseudo-labelled face whose fit failed has none)."""
+    codes), ``present`` (N,) bool (the face has codes; a pseudo-labelled face whose fit failed has none),
+    and the head model the codes belong to (``head_model``, ``head_checksum``; "" when the file does not
+    say)."""
 
     codes: dict[str, np.ndarray]
     pseudo: np.ndarray
     present: np.ndarray
+    head_model: str = ""
+    head_checksum: str = ""
+
+    @property
+    def exact(self) -> np.ndarray:
+        """(N,) bool: the faces with exact (not fitted) codes."""
+        return self.present & ~self.pseudo
 
 
 class FaceSample(NamedTuple):
@@ -192,6 +201,7 @@ def _read_truth(dataset_dir: Path, records: list[dict]) -> Truth | None:
             arrays = {key: np.asarray(data[key], dtype=np.float32) for key in TRUTH_CODES}
             fitted = PSEUDO_KEY in data.files
             pseudo = np.asarray(data[PSEUDO_KEY], dtype=bool) if fitted else np.zeros(len(keys), dtype=bool)
+            head = tuple(str(data[k]) if k in data.files else "" for k in ("head_model", "head_checksum"))
     except (OSError, KeyError, ValueError) as exc:
         raise VitdecaError(f"{path}: unreadable ground-truth codes ({exc})") from exc
     row = {key: k for k, key in enumerate(keys)}
@@ -205,7 +215,7 @@ def _read_truth(dataset_dir: Path, records: list[dict]) -> Truth | None:
         raise VitdecaError(f"{path}: no true codes for {len(missing)} images (e.g. {missing[0]})")
     order = np.where(present, order, 0)
     codes = {key: np.ascontiguousarray(value[order]) for key, value in arrays.items()}
-    return Truth(codes, pseudo[order] & present, present)
+    return Truth(codes, pseudo[order] & present, present, *head)
 
 
 def _row_keys(images, face_indices) -> list:

@@ -47,41 +47,20 @@ class ShapeTruth:
     head_checksum: str
 
 
-def read_shape_truth(dataset: Any, folder: str | Path) -> ShapeTruth | None:
-    """The true shape codes of a ``vitdeca synth`` dataset's images, matched to ``dataset.records`` by
-    image path; None when ``folder`` has no codes.npz (a real-photo dataset) or only pseudo-labels
-    (``vitdeca annotate --fit``: fitted codes are no ground truth)."""
-    from vitdeca.data.faces import PSEUDO_KEY
-    from vitdeca.data.synth import CODES_NAME
-
-    path = Path(folder) / CODES_NAME
-    if not path.is_file() or not hasattr(dataset, "records"):
+def read_shape_truth(dataset: Any) -> ShapeTruth | None:
+    """The exact shape codes of ``dataset``'s images (``FaceDataset.truth``, from a ``vitdeca synth``
+    dataset's codes.npz); None for a real-photo dataset or one with pseudo-labels only (``vitdeca annotate
+    --fit``: fitted codes are no ground truth)."""
+    truth = getattr(dataset, "truth", None)
+    if truth is None:
         return None
-    try:
-        codes = np.load(path, allow_pickle=False)
-        exact = (
-            ~codes[PSEUDO_KEY].astype(bool)
-            if PSEUDO_KEY in codes.files
-            else np.ones(len(codes["image"]), bool)
-        )
-        by_image = {
-            str(i): s for i, s, keep in zip(codes["image"], codes["shape"], exact, strict=True) if keep
-        }
-        head = (str(codes["head_model"]), str(codes["head_checksum"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise VitdecaError(f"{path}: not a 'vitdeca synth' codes file ({exc})") from exc
-    if not by_image:
-        log.info("%s: pseudo-labels only (fitted codes), no exact truth: no val_shape_mm", path)
+    exact = np.flatnonzero(truth.exact)
+    if exact.size == 0:
+        where = getattr(dataset, "dataset_dir", "the validation set")
+        log.info("%s: pseudo-labels only (fitted codes), no exact truth: no val_shape_mm", where)
         return None
-    shapes = {}
-    for index, record in enumerate(dataset.records):
-        key = Path(str(record["image"])).as_posix()
-        if key in by_image:
-            shapes[index] = by_image[key].astype(np.float32)
-    if not shapes:
-        log.warning("%s: no image of the validation manifest has true codes", path)
-        return None
-    return ShapeTruth(shapes, *head)
+    shapes = {int(i): truth.codes["shape"][i].astype(np.float32) for i in exact}
+    return ShapeTruth(shapes, truth.head_model, truth.head_checksum)
 
 
 class Validator:
@@ -199,6 +178,6 @@ def build_validator(config: Any) -> Validator | None:
     if not folder.is_dir():
         raise VitdecaError(f"data.val_manifest {data.val_manifest}: no such dataset folder")
     dataset = FaceDataset(folder, size=data.image_size, augmentation=None, seed=config.run.seed)
-    truth = read_shape_truth(dataset, folder)
+    truth = read_shape_truth(dataset)
     log.info("validation: %d images of %s%s", len(dataset), folder, " with true shapes" if truth else "")
     return Validator(dataset, config.run.val_every, data.batch_size, data.val_max_images, truth)
