@@ -142,3 +142,23 @@ def test_exports_without_eyes_hold_the_head_only(face_factory, fit_model, topolo
     text = (tmp_path / "img.obj").read_text()
     assert "\no " not in text and text.count("\nv ") == len(face.vertices)
     assert len(trimesh.load(tmp_path / "img.ply", process=False).vertices) == len(face.vertices)
+
+
+@pytest.mark.parametrize(("offset", "located"), [(3.0, True), (9.5, False)])
+def test_an_iris_beyond_the_eyes_range_is_not_located(offset, located):
+    """A dark disk 3.5 px from the pivot is an eye turned ~20°; at 10 px (~72°: an eye corner's shadow)
+    it is beyond :data:`MAX_GAZE_DEGREES`, and the eye counts as not located."""
+    import cv2
+
+    from vitdeca.pipeline.eyes import MAX_GAZE_DEGREES, _gaze_in_crop
+
+    image = np.full((64, 64, 3), 230, np.uint8)
+    pivot = np.array([32.0, 32.0])
+    lid = pivot + np.array([[-14, 0], [-6, -6], [6, -6], [14, 0], [6, 6], [-6, 6]], np.float64)
+    cv2.circle(image, (round((32 + offset) * 4), 32 * 4), 3 * 4, (40, 30, 20), -1, shift=2)
+    basis = np.array([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0]])  # pixels per unit of the rest axes
+    gaze = _gaze_in_crop(image, lid, pivot, basis, ratio=0.3)
+    if located:
+        assert gaze is not None and abs(gaze[0]) == pytest.approx(20.5, abs=3.0)
+    else:
+        assert gaze is None and MAX_GAZE_DEGREES < 72

@@ -22,6 +22,9 @@ import torch
 from vitdeca.head.eye_assets import EYES, SCLERA_VERTICES
 from vitdeca.media import float_to_uint8
 
+MAX_GAZE_DEGREES = 50.0
+"""A located iris that would turn the eye further than this (yaw or pitch, degrees; the human eye's range is
+about ±45–50°) is a lid shadow or an eye corner, not the iris: the eye counts as not located."""
 CORNERS = {"left": (42, 45), "right": (36, 39)}  # iBUG-68 corners of the subject's left / right eye
 
 
@@ -130,17 +133,24 @@ def _gaze_in_crop(image, lid, pivot, basis, ratio: float) -> np.ndarray | None:
     """(2,) yaw/pitch degrees of one eye from its iris in ``image`` between ``lid`` (6,2), with the
     projected ``pivot`` (2,) and ``basis`` (2,3) (:func:`_projected_eye`) and ``ratio`` iris radius /
     iris distance: the iris located with a disk of its radius, then again with the ellipse that
-    gaze makes it (:func:`vitdeca.head.eyes.iris_ellipse`). None when no iris is located."""
+    gaze makes it (:func:`vitdeca.head.eyes.iris_ellipse`). None when no iris is located, or only one
+    beyond :data:`MAX_GAZE_DEGREES`."""
     from vitdeca.faces.iris import locate_iris
     from vitdeca.head.eyes import gaze_from_image, iris_ellipse
+
+    def plausible(angles: np.ndarray) -> bool:
+        return bool(np.abs(angles).max() <= MAX_GAZE_DEGREES)
 
     radius = float(np.linalg.norm(basis[:, 0])) * ratio
     iris = locate_iris(image, lid, radius)
     if iris is None:
         return None
     gaze = gaze_from_image(iris.centre, pivot, basis)
+    if not plausible(gaze):
+        return None
     iris = locate_iris(image, lid, radius, iris_ellipse(gaze, basis, ratio))
-    return gaze if iris is None else gaze_from_image(iris.centre, pivot, basis)
+    refined = gaze if iris is None else gaze_from_image(iris.centre, pivot, basis)
+    return refined if plausible(refined) else gaze
 
 
 def _projected_eye(pivot, axes, distance: float, camera, size: int) -> tuple[np.ndarray, np.ndarray]:
