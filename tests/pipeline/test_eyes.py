@@ -162,3 +162,16 @@ def test_an_iris_beyond_the_eyes_range_is_not_located(offset, located):
         assert gaze is not None and abs(gaze[0]) == pytest.approx(20.5, abs=3.0)
     else:
         assert gaze is None and MAX_GAZE_DEGREES < 72
+
+
+def test_conjugate_gaze_averages_the_located_eyes():
+    from vitdeca.pipeline.eyes import conjugate_gaze
+
+    left, right, held = np.array([10.0, -4.0]), np.array([4.0, 2.0]), np.full((2, 2), 7.0)
+    both = conjugate_gaze([left, right], np.zeros(2), None)
+    assert np.allclose(both, [[7.0, -1.0], [7.0, -1.0]])
+    assert np.allclose(conjugate_gaze([None, right], np.zeros(2), None), [right, right])  # far eye hidden
+    assert np.array_equal(conjugate_gaze([None, None], np.zeros(2), None), np.zeros((2, 2)))
+    # in a video, an eye behind half-closed lids does not count; with none left both hold the last gaze
+    assert np.allclose(conjugate_gaze([left, right], np.array([0.7, 0.0]), held), [right, right])
+    assert np.array_equal(conjugate_gaze([left, None], np.array([0.7, 0.0]), held), held)

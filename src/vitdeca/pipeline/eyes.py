@@ -5,8 +5,12 @@ its blink weight and whether it is open (:mod:`vitdeca.faces.iris`); for an open
 located between the lids and turned into yaw/pitch with the fitted head's eyeball
 (:func:`vitdeca.head.eyes.gaze_from_image`: the eyeball's projected pivot, shifted by the mean offset
 between the detected and the fitted eye corners, and its projected axes scaled by the iris distance).
-A closed eye keeps the neutral gaze (0, 0); in a video it holds the previous frame's gaze instead
-(``held``: also an eye the lids half close, blink ≥ 0.5, whose located iris would be noise). The
+Both eyes then get the mean of the located eyes' directions (:func:`conjugate_gaze`: eyes move
+together; one eye's iris is seen through ±3–4° of noise, mostly from where the fitted head puts the
+eyeball, and the mean halves that, at the cost of vergence: half of 2–4° for a subject a metre or less
+from the camera). Without a located eye (both closed) the gaze is neutral (0, 0); in a video the
+previous frame's instead (``held``; an eye the lids half close, blink ≥ 0.5, does not count as
+located there, its iris would be noise). The
 eyeballs are then posed with that gaze and rendered with the head's camera and light; where they are
 nearer than the head they replace its pixels in the textured and shape renders (:func:`draw_eyes`).
 Mesh exports add them as objects after the head (:func:`eye_obj_parts`, :func:`with_eyeballs`).
@@ -97,8 +101,8 @@ def measure_eyes(
 ) -> list[EyeMeasure]:
     """Gaze and blink of every face: ``codes`` (batch B), ``crops`` (B FaceCrop), ``fitted_landmarks``
     (B,68,2) the fitted landmarks in crop pixels, ``size`` the crop's side. ``held`` (B,2,2) the gaze
-    an eye keeps when its iris is not located or its lids are half closed (blink ≥ 0.5; a video's
-    previous frame); None: a closed eye looks ahead and a half-closed one keeps its measured gaze."""
+    the eyes keep when no iris is located, or only behind half-closed lids (blink ≥ 0.5; a video's
+    previous frame); None: they look ahead when no iris is located (:func:`conjugate_gaze`)."""
     from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids
 
     rest = eyes(codes.shape, codes.pose)
@@ -108,18 +112,16 @@ def measure_eyes(
     for b, crop in enumerate(crops):
         detected = np.asarray(crop.crop_landmarks, np.float64)
         lids = eyelids(detected)
-        gaze, blink, is_open = np.zeros((2, 2)), np.zeros(2), np.zeros(2, bool)
+        blink, found = np.zeros(2), [None, None]
         for e, eye in enumerate(EYES):
             pivot, basis = _projected_eye(rest.pivots[b, e], rest.axes[b, e], distance[e], camera[b], size)
             corners = list(CORNERS[eye])
             pivot = pivot + (detected[corners] - fitted_landmarks[b][corners]).mean(axis=0)
             blink[e] = blink_weight(eye_aspect_ratio(lids[eye]))
             ratio = float(eyes.iris_radius[e]) / distance[e]
-            found = _gaze_in_crop(crop.crop.image, lids[eye], pivot, basis, ratio)
-            if found is not None:
-                gaze[e], is_open[e] = found, True
-            if held is not None and (found is None or blink[e] >= 0.5):
-                gaze[e] = held[b, e]
+            found[e] = _gaze_in_crop(crop.crop.image, lids[eye], pivot, basis, ratio)
+        gaze = conjugate_gaze(found, blink, None if held is None else held[b])
+        is_open = np.array([f is not None for f in found])
         gazes.append(gaze)
         out.append((gaze, blink, is_open))
     posed = eyes(codes.shape, codes.pose, torch.from_numpy(np.stack(gazes)).float())
@@ -127,6 +129,16 @@ def measure_eyes(
     args = (posed.vertices, neutral.vertices, neutral.pivots)
     rest = eyes.rest.numpy()
     return [EyeMeasure(*out[b], *(a[b].numpy() for a in args), rest) for b in range(len(out))]
+
+
+def conjugate_gaze(found: list, blink: np.ndarray, held: np.ndarray | None) -> np.ndarray:
+    """(2,2) yaw/pitch degrees of both eyes (left first): the mean of the eyes' located gazes ``found``
+    (2 × (2,) or None). With ``held`` (2,2) (a video's previous frame), an eye with ``blink`` ≥ 0.5 does
+    not count, and when no eye counts both keep ``held``; without it, both look ahead (0, 0)."""
+    usable = [g for g, b in zip(found, blink, strict=True) if g is not None and (held is None or b < 0.5)]
+    if usable:
+        return np.repeat(np.mean(usable, axis=0)[None], 2, axis=0)
+    return np.zeros((2, 2)) if held is None else np.array(held, np.float64)
 
 
 def _gaze_in_crop(image, lid, pivot, basis, ratio: float) -> np.ndarray | None:
