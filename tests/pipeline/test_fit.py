@@ -187,21 +187,42 @@ def test_refining_config_moves_shape_and_expression_faster():
         FitConfig(refine_lr_boost={"shape": 0.0}).validated()
 
 
-def test_refine_uses_the_refining_config(monkeypatch, fit_model):
-    """``refine`` fits from the encoder's codes with :meth:`FitConfig.refining`, not the video warm start."""
+def _refining_reconstructor(monkeypatch, fit_model, encoded):
+    """A refine :class:`Reconstructor` whose encoder returns ``encoded`` and whose fit is recorded."""
     import vitdeca.fit as fit_module
     from vitdeca.pipeline.reconstructor import Reconstructor
 
     seen = []
-    monkeypatch.setattr(fit_module, "fit_codes", lambda model, images, lmk, config, init=None: seen.append(
-        (config, init)) or fit_module.FitResult(init, np.zeros(1), {}, 0.0))  # fmt: skip
+
+    def fake_fit(model, images, lmk, config, init=None):
+        seen.append((config, init))
+        return fit_module.FitResult(init.replace(shape=init.shape + 1.0), np.zeros(len(lmk)), {}, 0.0)
+
+    monkeypatch.setattr(fit_module, "fit_codes", fake_fit)
     config = FitConfig(refine_landmark_iterations=7, refine_photometric_iterations=0)
     rec = Reconstructor(fit_model, fit=config, refine=True, detail=False)
-    encoded = object()
     monkeypatch.setattr(rec, "encode", lambda images: encoded)
-    crop = _crop_of(fit_model)
-    rec.estimate_codes([crop])
-    assert seen[0][1] is encoded and seen[0][0].landmark_iterations == 7
+    return rec, seen
+
+
+def test_refine_uses_the_refining_config(monkeypatch, fit_model):
+    """``refine`` fits from the encoder's codes with :meth:`FitConfig.refining`, not the video warm start."""
+    encoded = fit_model.neutral_codes(1)
+    rec, seen = _refining_reconstructor(monkeypatch, fit_model, encoded)
+    codes, _ = rec.estimate_codes([_crop_of(fit_model)])
+    assert seen[0][1] is not None and seen[0][0].landmark_iterations == 7
+    assert torch.equal(codes.shape, encoded.shape + 1.0)  # the fitted codes are returned
+
+
+def test_refine_leaves_profiles_as_regressed(monkeypatch, fit_model):
+    """A face the encoder turns past ``refine_max_yaw`` keeps its codes; the frontal one is fitted."""
+    encoded = fit_model.neutral_codes(2)
+    encoded.pose[0, 1] = math.radians(75.0)  # yaw about the vertical axis
+    rec, seen = _refining_reconstructor(monkeypatch, fit_model, encoded)
+    codes, nme = rec.estimate_codes([_crop_of(fit_model), _crop_of(fit_model)])
+    assert len(seen) == 1 and seen[0][1].batch_size == 1
+    assert torch.equal(codes.shape[0], encoded.shape[0]) and torch.equal(codes.shape[1], encoded.shape[1] + 1)
+    assert nme.shape == (2,) and nme[0] > 0 and nme[1] == 0
 
 
 def test_fit_is_deterministic(fit_model):

@@ -226,7 +226,8 @@ class Reconstructor:
 
     def estimate_codes(self, crops: list[FaceCrop], init=None):
         """Codes of ``crops`` and the fit's landmark NME per crop (None without fitting): regressed,
-        fitted, or regressed then refined (``init``: where a fit starts, e.g. the previous video frame)."""
+        fitted, or regressed then refined (``init``: where a fit starts, e.g. the previous video frame).
+        ``refine`` leaves a face the encoder turns ``FitConfig.refine_max_yaw`` or more as regressed."""
         from vitdeca.fit import fit_codes
         from vitdeca.pipeline.decode import crop_batch
 
@@ -238,12 +239,32 @@ class Reconstructor:
                 return encoded, None
             init = encoded
         landmarks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(self.device)
-        if self.refine:
-            config = self.fit_config.refining()
-        else:
+        if not self.refine:
             config = self.fit_config.warm() if init is not None else self.fit_config
-        result = fit_codes(self.model, images, landmarks, config, init=init)
-        return result.codes, result.nme
+            result = fit_codes(self.model, images, landmarks, config, init=init)
+            return result.codes, result.nme
+        return self._refine(images, landmarks, encoded)
+
+    def _refine(self, images: torch.Tensor, landmarks: torch.Tensor, encoded):
+        """``refine``'s codes and NME: the fit of :meth:`FitConfig.refining` from ``encoded``, except for
+        faces turned ``refine_max_yaw`` or more (profiles: the detector's points there are worse than
+        the encoder's, e.g. 25 % against 12 % box NME at 60–90° in ``benchmarks/results/pose.md``)."""
+        from vitdeca.arkit import head_angles
+        from vitdeca.codes import Codes
+        from vitdeca.fit import fit_codes, landmark_nme, landmarks2d
+
+        config = self.fit_config.refining()
+        yaw = np.array([abs(head_angles(p[:3])["yaw"]) for p in encoded.pose])
+        fitted = np.flatnonzero(yaw < config.refine_max_yaw).tolist()
+        with torch.no_grad():
+            nme = landmark_nme(landmarks2d(self.model, encoded, self.crop_size), landmarks).cpu().numpy()
+        if not fitted:
+            return encoded, nme
+        result = fit_codes(self.model, images[fitted], landmarks[fitted], config, init=encoded.index(fitted))
+        rows = {i: k for k, i in enumerate(fitted)}
+        parts = [result.codes.index(rows[i]) if i in rows else encoded.index(i) for i in range(len(yaw))]
+        nme[fitted] = result.nme
+        return Codes.concat(parts), nme
 
     def encode(self, images: torch.Tensor):
         """The encoder's codes of crops (B,3,S,S); without ``detail`` the detail encoder does not run."""
