@@ -267,6 +267,7 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     canvas = np.zeros((2 * half + 1, 2 * half + 1), np.uint8)
     cv2.line(canvas, ends[0], ends[1], 255, 1, cv2.LINE_AA, 4)
     kernel = canvas.astype(np.float32)
+    kernel = kernel + kernel[::-1, ::-1]  # exactly centred: the blur does not move the landmarks
     return kernel / kernel.sum()
 
 
