@@ -10,12 +10,15 @@ background), renders them with the head model and :mod:`vitdeca.render`, and wri
                                                  outer surface only (ICT: no eye/mouth sockets)
     OUT/scans_lmks_onlypp/SUBJECT/SUBJECT_picked_points.pp   its 7 NoW landmarks (iBUG 36,39,42,45,33,48,54)
     OUT/landmarks2d/SUBJECT/CATEGORY/IMAGE.npy   68×2 float32 landmarks, image pixels (pixel-centre frame)
-    OUT/masks/SUBJECT/CATEGORY/IMAGE.png         the visible face-mask pixels (head model's face_mask)
+    OUT/masks/SUBJECT/CATEGORY/IMAGE.png         the visible face-mask pixels (head model's face_mask),
+                                                 without those an occluder hides
     OUT/albedo/SUBJECT.png                       the subject's UV albedo
     OUT/manifest.jsonl + dataset.json            a `vitdeca annotate`-style dataset (FaceDataset reads it)
     OUT/codes.npz                                the true codes per image (:func:`write_synthetic_dataset`)
 
-Categories are ``neutral`` (expression zero) and ``expression``. Images are rendered ``supersample``
+Categories are ``neutral`` (expression zero) and ``expression``. A share of the images is blurred or
+carries an occluder (:func:`sample_blur`, :func:`sample_occluder`; streams of their own), and the neck
+fades into the background (:func:`vitdeca.data.synth_render.neck_fade`). Images are rendered ``supersample``
 times larger and area-averaged (anti-aliased edges); the face's landmark box (mean of width and height)
 spans ``face_fraction`` of the image, so DECA's 1.25 crop of the true landmarks is (nearly) the image.
 Everything is drawn from ``numpy.random.default_rng([seed, ...])`` streams per subject and per image, so

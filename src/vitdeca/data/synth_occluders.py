@@ -5,7 +5,8 @@ Each is drawn from its :class:`~vitdeca.data.synth_spec.Occluder`'s seed in a fr
 lands on the face whatever the pose, identity or placement:
 
 - ``hand``: a palm ellipse just outside a random jaw or lip landmark, four finger capsules and a thumb
-  reaching over the face, in a Monk skin tone, darker towards its outline and along a random gradient;
+  reaching over the face, in the subject's skin tone (a random Monk tone with a photo texture), darker
+  towards its outline and along a random gradient;
 - ``glasses``: two elliptical rims around the eye centres, a bridge and the temples, thin and dark; a
   third are sunglasses (dark lenses, 75–95 % opaque);
 - ``object``: a rotated rectangle or ellipse (a microphone, a cup, a phone) over a random landmark,
@@ -106,8 +107,11 @@ def _turn(vector: np.ndarray, degrees: float) -> np.ndarray:
     return np.array([c * vector[0] - s * vector[1], s * vector[0] + c * vector[1]])
 
 
-def hand_shape(rng: np.random.Generator, frame: FaceFrame, size: int) -> Shape:
-    """A palm just outside a jaw or lip landmark, fingers and thumb reaching towards the face centre."""
+def hand_shape(
+    rng: np.random.Generator, frame: FaceFrame, size: int, tone: np.ndarray | None = None
+) -> Shape:
+    """A palm just outside a jaw or lip landmark, fingers and thumb reaching towards the face centre, in
+    the skin ``tone`` (3,) (the subject's; None: a random Monk tone)."""
     d = frame.size
     anchor = frame.landmarks[JAW_AND_LIPS[int(rng.integers(0, len(JAW_AND_LIPS)))]]
     toward = frame.centre - anchor
@@ -125,7 +129,8 @@ def hand_shape(rng: np.random.Generator, frame: FaceFrame, size: int) -> Shape:
     thumb = palm + across * half[0] * 0.8
     reach = (up + across) / np.sqrt(2.0)  # the thumb points up and out, 45° from the fingers
     primitives.append(("line", thumb, thumb + reach * 0.3 * d, finger_width * 1.2, 1.0))
-    tone = draw_tone(rng) * rng.uniform(0.7, 1.0)
+    drawn = draw_tone(rng)  # drawn either way: the stream stays the same
+    tone = (drawn if tone is None else np.asarray(tone)) * rng.uniform(0.7, 1.0)
     ramp = _ramp(size, rng.uniform(0.0, 2 * np.pi))
 
     def paint(alpha: np.ndarray) -> np.ndarray:
@@ -193,14 +198,16 @@ def _ramp(size: int, angle: float, origin: np.ndarray | None = None) -> np.ndarr
 
 
 def draw_occluder(occluder: Occluder, image: np.ndarray, mask: np.ndarray, landmarks: np.ndarray,
-                  max_area: float, backgrounds=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                  max_area: float, backgrounds=None, tone=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Draw ``occluder`` over a float (S,S,3) ``image`` whose face mask is ``mask`` (S,S) bool and 68
-    ``landmarks`` (pixels). Returns (the new image, its occluded pixels (S,S) bool; all False, and the
-    image unchanged, when even the smallest shrink covers more than ``max_area`` of the face mask)."""
+    ``landmarks`` (pixels); a hand takes the skin ``tone`` (3,) (None: random), an object may take a
+    crop of ``backgrounds`` (:class:`~vitdeca.data.synth_appearance.PhotoBackgrounds`). Returns (the
+    new image, its occluded pixels (S,S) bool; all False, and the image unchanged, when even the
+    smallest shrink covers more than ``max_area`` of the face mask)."""
     rng = np.random.default_rng(occluder.seed)
     frame, size = FaceFrame.from_landmarks(landmarks), image.shape[0]
     if occluder.kind == "hand":
-        shape = hand_shape(rng, frame, size)
+        shape = hand_shape(rng, frame, size, tone)
     elif occluder.kind == "glasses":
         shape = glasses_shape(rng, frame, size)
     else:

@@ -233,8 +233,9 @@ class SynthRenderer:
 
     def _occlude(self, spec: ImageSpec, image, mask, landmarks, visible):
         """One image's occluder: (image, mask and visibility without the occluded pixels, drawn?)."""
+        tone = spec.subject.skin.tone if spec.subject.skin is not None else None
         image, hidden = draw_occluder(
-            spec.occluder, image, mask, landmarks, self.options.occluder_max_area, self.backgrounds
+            spec.occluder, image, mask, landmarks, self.options.occluder_max_area, self.backgrounds, tone
         )
         return image, mask & ~hidden, visible & ~covered_landmarks(hidden, landmarks), bool(hidden.any())
 
@@ -260,7 +261,7 @@ def _stack(values: list) -> torch.Tensor:
 
 def motion_kernel(length: float, angle: float) -> np.ndarray:
     """(K,K) float32 kernel summing to 1: an anti-aliased line of ``length`` pixels through the centre at
-    ``angle`` degrees (x right, y down)."""
+    ``angle`` degrees (x right, y down), made point-symmetric."""
     half = int(np.ceil(length / 2)) + 1
     reach = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))]) * length / 2
     ends = [tuple(int(v) for v in np.round((half + sign * reach) * 16)) for sign in (-1, 1)]
