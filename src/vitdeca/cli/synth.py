@@ -69,8 +69,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=15.0,
         help="with --eyes ict: std of the eyes' yaw/pitch in degrees (default 15)",
     )
+    _add_effect_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images rendered at once (default 8)")
     parser.set_defaults(func=run)
+
+
+EFFECT_FLAGS = {  # flag: (SynthOptions field, metavar, help); defaults are SynthOptions'
+    "--blur-fraction": (
+        "blur_fraction", "F", "share of blurred images: defocus (Gaussian) or motion, half each (default 0.3)"
+    ),
+    "--blur-max-px": (
+        "blur_max_px", "PX", "largest blur std in output pixels, drawn uniformly from 0.5 (default 2)"
+    ),
+    "--occluder-fraction": (
+        "occluder_fraction", "F", "share of images with a hand, glasses or an object over the face; the "
+        "masks and the landmarks' visibility exclude it (default 0.2)",
+    ),
+    "--occluder-max-area": (
+        "occluder_max_area", "F", "largest share of the face mask an occluder covers (default 0.4)"
+    ),
+    "--neck-fade": (
+        "neck_fade_mm", "MM", "the neck fades out over its last MM mm (default 25; 0: a hard cut)"
+    ),
+}  # fmt: skip
+
+
+def _add_effect_arguments(parser: argparse.ArgumentParser) -> None:
+    """The photo-like effects' flags (unset: :class:`~vitdeca.data.synth_spec.SynthOptions`' defaults)."""
+    for flag, (field, metavar, text) in EFFECT_FLAGS.items():
+        parser.add_argument(flag, dest=field, type=float, default=None, metavar=metavar, help=text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         backgrounds=args.backgrounds, textures=args.textures, batch_size=args.batch_size,
         eyes=args.eyes, gaze=args.gaze,
         background_detector=None if args.background_detector == "none" else args.background_detector,
+        **{f: getattr(args, f) for f, _, _ in EFFECT_FLAGS.values() if getattr(args, f) is not None},
     )  # fmt: skip
     summary = write_synthetic_dataset(args.out, options, progress=not args.quiet)
     print(f"synth: {summary['images']} images of {summary['subjects']} subjects -> {args.out}")

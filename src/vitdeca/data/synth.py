@@ -10,12 +10,15 @@ background), renders them with the head model and :mod:`vitdeca.render`, and wri
                                                  outer surface only (ICT: no eye/mouth sockets)
     OUT/scans_lmks_onlypp/SUBJECT/SUBJECT_picked_points.pp   its 7 NoW landmarks (iBUG 36,39,42,45,33,48,54)
     OUT/landmarks2d/SUBJECT/CATEGORY/IMAGE.npy   68×2 float32 landmarks, image pixels (pixel-centre frame)
-    OUT/masks/SUBJECT/CATEGORY/IMAGE.png         the visible face-mask pixels (head model's face_mask)
+    OUT/masks/SUBJECT/CATEGORY/IMAGE.png         the visible face-mask pixels (head model's face_mask),
+                                                 without those an occluder hides
     OUT/albedo/SUBJECT.png                       the subject's UV albedo
     OUT/manifest.jsonl + dataset.json            a `vitdeca annotate`-style dataset (FaceDataset reads it)
     OUT/codes.npz                                the true codes per image (:func:`write_synthetic_dataset`)
 
-Categories are ``neutral`` (expression zero) and ``expression``. Images are rendered ``supersample``
+Categories are ``neutral`` (expression zero) and ``expression``. A share of the images is blurred or
+carries an occluder (:func:`sample_blur`, :func:`sample_occluder`; streams of their own), and the neck
+fades into the background (:func:`vitdeca.data.synth_render.neck_fade`). Images are rendered ``supersample``
 times larger and area-averaged (anti-aliased edges); the face's landmark box (mean of width and height)
 spans ``face_fraction`` of the image, so DECA's 1.25 crop of the true landmarks is (nearly) the image.
 Everything is drawn from ``numpy.random.default_rng([seed, ...])`` streams per subject and per image, so
@@ -36,7 +39,15 @@ import torch
 
 from vitdeca.data.synth_appearance import list_textures, sample_skin, socket_weights
 from vitdeca.data.synth_render import SynthRenderer
-from vitdeca.data.synth_spec import ImageSpec, Subject, SynthOptions
+from vitdeca.data.synth_spec import (
+    BLUR_KINDS,
+    OCCLUDER_KINDS,
+    Blur,
+    ImageSpec,
+    Occluder,
+    Subject,
+    SynthOptions,
+)
 from vitdeca.errors import VitdecaError
 from vitdeca.storage import atomic_path, atomic_write_bytes
 
@@ -108,6 +119,29 @@ def sample_light(rng: np.random.Generator) -> np.ndarray:
     return (light * tint).astype(np.float32)
 
 
+def sample_blur(options: SynthOptions, index: int) -> Blur | None:
+    """Image ``index``'s blur (its own stream; none drawn when ``blur_fraction`` is 0): in a
+    ``blur_fraction`` share of images, defocus or motion (even odds), std U(0.5, ``blur_max_px``)."""
+    if options.blur_fraction <= 0:
+        return None
+    rng = np.random.default_rng([options.seed, 3, index])
+    if rng.uniform() >= options.blur_fraction:
+        return None
+    kind = BLUR_KINDS[int(rng.integers(0, len(BLUR_KINDS)))]
+    return Blur(kind, float(rng.uniform(0.5, options.blur_max_px)), float(rng.uniform(0.0, 180.0)))
+
+
+def sample_occluder(options: SynthOptions, index: int) -> Occluder | None:
+    """Image ``index``'s occluder (its own stream; none drawn when ``occluder_fraction`` is 0): in an
+    ``occluder_fraction`` share of images, a hand, glasses or an object (even odds)."""
+    if options.occluder_fraction <= 0:
+        return None
+    rng = np.random.default_rng([options.seed, 4, index])
+    if rng.uniform() >= options.occluder_fraction:
+        return None
+    return Occluder(OCCLUDER_KINDS[int(rng.integers(0, len(OCCLUDER_KINDS)))], int(rng.integers(0, 2**31)))
+
+
 def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: int) -> ImageSpec:
     """Image ``index`` (the subject's ``k``-th): deterministic in (seed, index)."""
     rng = np.random.default_rng([options.seed, 1, index])
@@ -134,6 +168,8 @@ def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: i
         jpeg_quality=int(rng.integers(quality[0], quality[1] + 1)),
         rng_seed=int(rng.integers(0, 2**31)),
         gaze=None if gaze is None else gaze.astype(np.float32),
+        blur=sample_blur(options, index),
+        occluder=sample_occluder(options, index),
     )
 
 
@@ -234,7 +270,9 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
     ``codes.npz`` holds, per image in list order: ``image`` (SUBJECT/CATEGORY/IMAGE.jpg), ``subject``,
     ``shape`` (N,n_shape), ``expression`` (N,n_expression), ``pose`` (N,n_pose), ``camera`` (N,3) weak
     perspective in the image frame, ``light`` (N,9,3), ``landmarks2d`` (N,68,2) pixels, ``visible``
-    (N,68) bool (not hidden by the head itself), ``skin_tone`` (N,3; NaN with a photo texture),
+    (N,68) bool (hidden neither by the head itself nor by an occluder), ``occluded`` (N,) bool (an
+    occluder was drawn), ``occluder`` (N,) its kind or "", ``blur`` (N,) the blur's std in pixels (0:
+    sharp), ``blur_kind`` (N,) "gaussian", "motion" or "", ``skin_tone`` (N,3; NaN with a photo texture),
     ``texture`` (N,) path or "", ``gaze`` (N,2,2) the eyes' yaw/pitch degrees (left eye first; only
     with ``eyes="ict"``); and ``head_model``, ``head_checksum``,
     ``units_per_mm``, ``image_size``. ``dataset.json`` (written last) records the options.
@@ -260,7 +298,7 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
             out / "albedo" / f"{subject.name}.png",
             float_to_uint8(renderer.albedo(subject).numpy().transpose(1, 2, 0)),
         )
-    records, landmarks, cameras, visible = [], [], [], []
+    records, landmarks, cameras, visible, occluded = [], [], [], [], []
     with tqdm(total=len(specs), desc="synth", unit="image", disable=not progress) as bar:
         for start in range(0, len(specs), options.batch_size):
             batch = specs[start : start + options.batch_size]
@@ -272,8 +310,10 @@ def write_synthetic_dataset(out: str | os.PathLike, options: SynthOptions | None
             landmarks.append(rendered.landmarks)
             cameras.append(rendered.cameras)
             visible.append(rendered.visible)
+            occluded.append(rendered.occluded)
             bar.update(len(batch))
-    arrays = {"landmarks2d": np.concatenate(landmarks), "visible": np.concatenate(visible)}
+    arrays = {name: np.concatenate(values) for name, values in
+              (("landmarks2d", landmarks), ("visible", visible), ("occluded", occluded))}  # fmt: skip
     _write_codes(out / CODES_NAME, specs, arrays, np.concatenate(cameras), head, options)
     atomic_write_bytes(out / IMAGE_LIST, "".join(s.relative_path + "\n" for s in specs).encode())
     atomic_write_bytes(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
@@ -307,6 +347,12 @@ def _write_codes(path: Path, specs: list[ImageSpec], points: dict[str, np.ndarra
         "light": np.stack([s.light for s in specs]),
         "landmarks2d": points["landmarks2d"].astype(np.float32),
         "visible": points["visible"].astype(bool),
+        "occluded": points["occluded"].astype(bool),
+        "occluder": np.array(
+            [s.occluder.kind if hit else "" for s, hit in zip(specs, points["occluded"], strict=True)]
+        ),
+        "blur": np.array([s.blur.sigma if s.blur else 0.0 for s in specs], dtype=np.float32),
+        "blur_kind": np.array([s.blur.kind if s.blur else "" for s in specs]),
         "skin_tone": np.array(tones, dtype=np.float32),
         "texture": np.array([str(s.subject.texture or "") for s in specs]),
         "head_model": np.array(head.name),

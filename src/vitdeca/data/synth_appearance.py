@@ -193,12 +193,21 @@ class SkinParams:
     noise_seed: int
 
 
-def sample_skin(rng: np.random.Generator) -> SkinParams:
-    """Draw a subject's tone (two neighbouring Monk swatches mixed), hair, eyes, lips and hairline."""
+def draw_tone(rng: np.random.Generator) -> np.ndarray:
+    """A skin tone (3,) RGB: two neighbouring Monk swatches mixed, darkened by 8–28 %."""
+    return _draw_tone(rng)[0]
+
+
+def _draw_tone(rng: np.random.Generator) -> tuple[np.ndarray, int]:
     k = int(rng.integers(0, len(SKIN_TONES) - 1))
     mix = float(rng.uniform())
     tone = (1 - mix) * np.array(SKIN_TONES[k]) + mix * np.array(SKIN_TONES[k + 1])
-    tone = tone * rng.uniform(0.72, 0.92)
+    return tone * rng.uniform(0.72, 0.92), k
+
+
+def sample_skin(rng: np.random.Generator) -> SkinParams:
+    """Draw a subject's tone (:func:`draw_tone`), hair, eyes, lips and hairline."""
+    tone, k = _draw_tone(rng)
     dark = k >= 5
     hair = HAIR_COLOURS[int(rng.choice(len(HAIR_COLOURS), p=_hair_probabilities(dark)))]
     iris = (

@@ -1,9 +1,11 @@
-"""Rendering for :mod:`vitdeca.data.synth`: camera placement, convex eyeballs, the batch renderer."""
+"""Rendering for :mod:`vitdeca.data.synth`: camera placement, convex eyeballs, the neck's fade, the batch
+renderer and the camera effects (blur, exposure, gamma, white balance, noise)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -13,23 +15,28 @@ from vitdeca.data.synth_appearance import (
     procedural_albedo,
     procedural_background,
     read_texture,
+    smoothstep,
     socket_weights,
 )
-from vitdeca.data.synth_spec import ImageSpec, Subject, SynthOptions
+from vitdeca.data.synth_occluders import covered_landmarks, draw_occluder
+from vitdeca.data.synth_spec import Blur, ImageSpec, Subject, SynthOptions
 from vitdeca.media import float_to_uint8
 
 
 @dataclass
 class Rendered:
-    """A batch's outputs: images (B,S,S,3) uint8, landmarks (B,68,2) pixels, masks (B,S,S) bool,
-    cameras (B,3) weak perspective in the image frame, visible (B,68) bool: landmarks not hidden by the
-    head itself (:func:`vitdeca.render.visibility.render_visibility`)."""
+    """A batch's outputs: images (B,S,S,3) uint8, landmarks (B,68,2) pixels, masks (B,S,S) bool (the
+    visible face-mask pixels, without occluders), cameras (B,3) weak perspective in the image frame,
+    visible (B,68) bool: landmarks neither hidden by the head itself
+    (:func:`vitdeca.render.visibility.render_visibility`) nor under an occluder, occluded (B,) bool:
+    images with an occluder drawn."""
 
     images: np.ndarray
     landmarks: np.ndarray
     masks: np.ndarray
     cameras: np.ndarray
     visible: np.ndarray
+    occluded: np.ndarray
 
 
 def fit_camera(landmarks3d: torch.Tensor, fraction: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -78,6 +85,36 @@ def eye_assignment(head) -> np.ndarray:
     return np.where(sockets, nearest, -1)
 
 
+def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
+    """The vertices of each open boundary (edges used by one triangle only) of a triangle list (F,3),
+    one array per connected boundary, the longest first."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    unique, counts = np.unique(edges, axis=0, return_counts=True)
+    border = unique[counts == 1]
+    vertices = np.unique(border)
+    ends = np.searchsorted(vertices, border)
+    graph = coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(len(vertices),) * 2)
+    count, labels = connected_components(graph, directed=False)
+    return sorted((vertices[labels == k] for k in range(count)), key=len, reverse=True)
+
+
+def neck_fade(head, fade_mm: float) -> np.ndarray | None:
+    """(V,) float32 per-vertex opacity: 0 on the mesh's longest open boundary (the cut at the neck; the
+    mouth and eye openings, if open, are shorter), rising smoothly to 1 at ``fade_mm`` from it (distance
+    to its nearest vertex on the template). None when ``fade_mm`` is 0 or the mesh has no boundary."""
+    from scipy.spatial import cKDTree
+
+    loops = boundary_loops(head.faces.numpy()) if fade_mm > 0 else []
+    if not loops:
+        return None
+    vertices = head.template_vertices.double().numpy() / head.units_per_mm
+    distance, _ = cKDTree(vertices[loops[0]]).query(vertices)
+    return smoothstep(0.0, fade_mm, distance).astype(np.float32)
+
+
 class SynthRenderer:
     """Renders batches of :class:`ImageSpec`: holds the head model, a renderer at ``size · supersample``,
     the texel geometry for procedural albedos, the backgrounds and the current subjects' albedos."""
@@ -99,6 +136,8 @@ class SynthRenderer:
 
             raise VitdecaError(f"synth --eyes ict: head model {head.name!r} has no eyeballs")
         self.face_triangles = head.face_mask[head.faces].all(dim=1)  # (F,) bool
+        fade = neck_fade(head, options.neck_fade_mm)
+        self.fade = None if fade is None else torch.from_numpy(fade)[None, :, None]  # (1,V,1)
         self.backgrounds = (
             PhotoBackgrounds(options.backgrounds, options.background_detector)
             if options.backgrounds
@@ -129,67 +168,123 @@ class SynthRenderer:
 
     @torch.no_grad()
     def render(self, specs: list[ImageSpec]) -> Rendered:
-        """Render a batch of images (see :class:`Rendered`)."""
-        from vitdeca.head.lbs import batch_rodrigues
+        """Render a batch of images (see :class:`Rendered`): the head over its background (the neck
+        fading out), eyes, occluders, then the camera effects."""
         from vitdeca.render import project_points
         from vitdeca.render.visibility import render_visibility
 
-        def stack(values: list) -> torch.Tensor:
-            return torch.from_numpy(np.stack(values).astype(np.float32))
+        pose = _stack([s.pose for s in specs])
+        out, vertices = self._posed(specs, pose)
+        camera = fit_camera(
+            out.landmarks3d, _stack([s.fraction for s in specs]), _stack([s.shift for s in specs])
+        )
+        rngs = [np.random.default_rng(s.rng_seed) for s in specs]
+        background = torch.stack([self.background(rng) for rng in rngs])
+        albedo = torch.stack([self.albedo(s.subject) for s in specs])
+        result = self.renderer(
+            vertices, camera, albedo, _stack([s.light for s in specs]), background=background
+        )
+        image = self._fade_neck(result, background)
+        face_index = result.fragments.face_index
+        on_face = (face_index >= 0) & self.face_triangles[face_index.clamp_min(0)]
+        if self.eyes is not None:
+            image, on_face = self._draw_eyes(specs, pose, camera, image, result, on_face)
+        ss, size = self.options.supersample, self.options.size
+        images = torch.nn.functional.avg_pool2d(image.clamp(0, 1), ss).permute(0, 2, 3, 1).numpy()
+        masks = torch.nn.functional.avg_pool2d(on_face[:, None].float(), ss)[:, 0].numpy() >= 0.5
+        landmarks = project_points(out.landmarks3d, camera, size, size).numpy().astype(np.float32)
+        visible = render_visibility(out.landmarks3d, camera, result.depth, result.alpha).numpy()
+        occluded = np.zeros(len(specs), bool)
+        for k, spec in enumerate(specs):
+            if spec.occluder is not None:
+                images[k], masks[k], visible[k], occluded[k] = self._occlude(
+                    spec, images[k], masks[k], landmarks[k], visible[k]
+                )
+        return Rendered(
+            images=np.stack([_finish(*args) for args in zip(images, masks, specs, rngs, strict=True)]),
+            landmarks=landmarks,
+            masks=masks,
+            cameras=camera.numpy(),
+            visible=visible,
+            occluded=occluded,
+        )
 
-        pose = stack([s.pose for s in specs])
-        out = self.head(stack([s.subject.shape for s in specs]), stack([s.expression for s in specs]), pose)
+    def _posed(self, specs: list[ImageSpec], pose: torch.Tensor):
+        """The head model's output for the specs and its vertices (with the convex eyeballs)."""
+        from vitdeca.head.lbs import batch_rodrigues
+
+        out = self.head(_stack([s.subject.shape for s in specs]), _stack([s.expression for s in specs]), pose)
         vertices = out.vertices
         if self.eye_ids is not None:
             forward = batch_rodrigues(pose[:, :3])[:, :, 2]
             radius = self.options.eyeball_mm * self.head.units_per_mm
             vertices = eyeballs(vertices, out.landmarks3d, self.eye_ids, forward, radius)
-        camera = fit_camera(
-            out.landmarks3d, stack([s.fraction for s in specs]), stack([s.shift for s in specs])
-        )
-        rngs = [np.random.default_rng(s.rng_seed) for s in specs]
-        result = self.renderer(
-            vertices,
-            camera,
-            torch.stack([self.albedo(s.subject) for s in specs]),
-            stack([s.light for s in specs]),
-            background=torch.stack([self.background(rng) for rng in rngs]),
-        )
-        image = result.image
-        face_index = result.fragments.face_index
-        on_face = (face_index >= 0) & self.face_triangles[face_index.clamp_min(0)]
-        if self.eyes is not None:
-            image, on_face = self._draw_eyes(specs, pose, camera, result, on_face)
-        ss = self.options.supersample
-        images = torch.nn.functional.avg_pool2d(image.clamp(0, 1), ss).permute(0, 2, 3, 1).numpy()
-        masks = torch.nn.functional.avg_pool2d(on_face[:, None].float(), ss)[:, 0].numpy() >= 0.5
-        size = self.options.size
-        return Rendered(
-            images=np.stack([_finish(*args) for args in zip(images, masks, specs, rngs, strict=True)]),
-            landmarks=project_points(out.landmarks3d, camera, size, size).numpy().astype(np.float32),
-            masks=masks,
-            cameras=camera.numpy(),
-            visible=render_visibility(out.landmarks3d, camera, result.depth, result.alpha).numpy(),
-        )
+        return out, vertices
 
-    def _draw_eyes(self, specs, pose, camera, result, on_face):
-        """The render with the eyeballs (turned by each spec's gaze) where they are in front, and the
-        face mask without them."""
+    def _fade_neck(self, result, background: torch.Tensor) -> torch.Tensor:
+        """The render with the neck blended into the background by the per-vertex fade weight:
+        alpha·fade·render + (1 − alpha·fade)·background."""
+        if self.fade is None:
+            return result.image
+        from vitdeca.render.rasterize import interpolate
+
+        clear = result.alpha * (1.0 - interpolate(result.fragments, self.renderer.faces, self.fade))
+        return result.image + clear * (background - result.image)
+
+    def _occlude(self, spec: ImageSpec, image, mask, landmarks, visible):
+        """One image's occluder: (image, mask and visibility without the occluded pixels, drawn?)."""
+        tone = spec.subject.skin.tone if spec.subject.skin is not None else None
+        image, hidden = draw_occluder(
+            spec.occluder, image, mask, landmarks, self.options.occluder_max_area, self.backgrounds, tone
+        )
+        return image, mask & ~hidden, visible & ~covered_landmarks(hidden, landmarks), bool(hidden.any())
+
+    def _draw_eyes(self, specs, pose, camera, image, result, on_face):
+        """``image`` with the eyeballs (turned by each spec's gaze) where they are in front of the head
+        render ``result``, and the face mask without them."""
         from vitdeca.pipeline.eyes import in_front, render_eyes
 
-        shape = torch.from_numpy(np.stack([s.subject.shape for s in specs]).astype(np.float32))
-        gaze = torch.from_numpy(np.stack([s.gaze for s in specs]).astype(np.float32))
-        vertices = self.eyes(shape, pose, gaze).vertices
+        vertices = self.eyes(
+            _stack([s.subject.shape for s in specs]), pose, _stack([s.gaze for s in specs])
+        ).vertices
         texture = float_to_uint8(self.eyes.texture())
-        light = torch.from_numpy(np.stack([s.light for s in specs]).astype(np.float32))
-        eyes = render_eyes(self.eyes, vertices, camera, light, self.render_size, texture)
+        eyes = render_eyes(
+            self.eyes, vertices, camera, _stack([s.light for s in specs]), self.render_size, texture
+        )
         nearer = in_front(eyes, result.alpha[:, 0], result.depth[:, 0])
-        return torch.where(nearer[:, None], eyes.image, result.image), on_face & ~nearer
+        return torch.where(nearer[:, None], eyes.image, image), on_face & ~nearer
+
+
+def _stack(values: list) -> torch.Tensor:
+    return torch.from_numpy(np.stack(values).astype(np.float32))
+
+
+def motion_kernel(length: float, angle: float) -> np.ndarray:
+    """(K,K) float32 kernel summing to 1: an anti-aliased line of ``length`` pixels through the centre at
+    ``angle`` degrees (x right, y down), made point-symmetric."""
+    half = int(np.ceil(length / 2)) + 1
+    reach = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))]) * length / 2
+    ends = [tuple(int(v) for v in np.round((half + sign * reach) * 16)) for sign in (-1, 1)]
+    canvas = np.zeros((2 * half + 1, 2 * half + 1), np.uint8)
+    cv2.line(canvas, ends[0], ends[1], 255, 1, cv2.LINE_AA, 4)
+    kernel = canvas.astype(np.float32)
+    kernel = kernel + kernel[::-1, ::-1]  # exactly centred: the blur does not move the landmarks
+    return kernel / kernel.sum()
+
+
+def blur_image(image: np.ndarray, blur: Blur) -> np.ndarray:
+    """A float (H,W,3) image blurred by ``blur`` (Gaussian defocus or linear motion; edges replicated)."""
+    if blur.kind == "gaussian":
+        return cv2.GaussianBlur(image, (0, 0), blur.sigma, borderType=cv2.BORDER_REPLICATE)
+    kernel = motion_kernel(blur.sigma * np.sqrt(12.0), blur.angle)
+    return cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REPLICATE)
 
 
 def _finish(image: np.ndarray, mask: np.ndarray, spec: ImageSpec, rng: np.random.Generator) -> np.ndarray:
-    """Camera effects on a float (H,W,3) image: auto exposure (the face's mean luma (face ``mask`` (H,W))
-    pulled part-way towards 0.42), gamma, white balance, sensor noise → uint8."""
+    """Camera effects on a float (H,W,3) image: the spec's blur, auto exposure (the face's mean luma (face
+    ``mask`` (H,W)) pulled part-way towards 0.42), gamma, white balance, sensor noise → uint8."""
+    if spec.blur is not None:
+        image = blur_image(image, spec.blur)
     luma = float((image[mask] @ np.array([0.299, 0.587, 0.114])).mean()) if mask.any() else 0.42
     exposure = float(np.clip((0.42 / max(luma, 1e-3)) ** 0.6, 0.8, 2.5))
     image = np.power(np.clip(image * exposure, 0.0, 1.0), spec.gamma) * spec.gain

@@ -13,6 +13,9 @@ import numpy as np
 from vitdeca.data.synth_appearance import SkinParams
 from vitdeca.errors import VitdecaError
 
+BLUR_KINDS = ("gaussian", "motion")
+OCCLUDER_KINDS = ("hand", "glasses", "object")
+
 
 @dataclass
 class SynthOptions:
@@ -38,6 +41,11 @@ class SynthOptions:
     eyes: str = "convex"  # "convex" (bulged sockets, above) or "ict": ICT's eyeballs turned by a gaze
     gaze: float = 15.0  # with eyes="ict": std (degrees) of the eyes' yaw and pitch (both eyes alike)
     noise: float = 0.015  # max std of the added pixel noise
+    blur_fraction: float = 0.3  # share of blurred images (defocus or motion, half each)
+    blur_max_px: float = 2.0  # largest blur std in output pixels (drawn uniformly from 0.5)
+    occluder_fraction: float = 0.2  # share of images with a hand, glasses or an object over the face
+    occluder_max_area: float = 0.4  # an occluder covers at most this share of the face mask
+    neck_fade_mm: float = 25.0  # the neck fades into the background over this length (0: hard cut)
     jpeg_quality: tuple[int, int] = (75, 95)
     backgrounds: str | None = None  # folder of photos (crops avoid their faces); None: procedural only
     photo_fraction: float = 0.8  # share of photo backgrounds when ``backgrounds`` is given
@@ -60,6 +68,11 @@ class SynthOptions:
             "eyes in ('convex', 'ict')": self.eyes in ("convex", "ict"),
             "0 < face_fraction[0] <= face_fraction[1] <= 1": 0 < low <= high <= 1,
             "10 <= jpeg_quality[0] <= jpeg_quality[1] <= 100": 10 <= q_low <= q_high <= 100,
+            "0 <= blur_fraction <= 1": 0 <= self.blur_fraction <= 1,
+            "0.5 <= blur_max_px <= 20": 0.5 <= self.blur_max_px <= 20,
+            "0 <= occluder_fraction <= 1": 0 <= self.occluder_fraction <= 1,
+            "0.05 <= occluder_max_area <= 1": 0.05 <= self.occluder_max_area <= 1,
+            "0 <= neck_fade_mm <= 100": 0 <= self.neck_fade_mm <= 100,
         }
         failed = [k for k, ok in checks.items() if not ok]
         if failed:
@@ -82,6 +95,26 @@ class Subject:
 
 
 @dataclass
+class Blur:
+    """A camera blur: ``kind`` in :data:`BLUR_KINDS`; ``sigma`` its std in output pixels (Gaussian
+    defocus, or a motion streak of length √12·sigma, which has that std along it) at ``angle`` degrees
+    (x right, y down; motion only)."""
+
+    kind: str
+    sigma: float
+    angle: float
+
+
+@dataclass
+class Occluder:
+    """Something in front of the face: ``kind`` in :data:`OCCLUDER_KINDS`; its shape, place and colours
+    are drawn from ``seed`` when it is drawn (:mod:`vitdeca.data.synth_occluders`)."""
+
+    kind: str
+    seed: int
+
+
+@dataclass
 class ImageSpec:
     """One image's draws: codes (expression, pose (n_pose,), light (9,3)), placement and image effects."""
 
@@ -100,6 +133,8 @@ class ImageSpec:
     jpeg_quality: int
     rng_seed: int
     gaze: np.ndarray | None = None  # (2,2) yaw/pitch degrees per eye (left first) with eyes="ict"
+    blur: Blur | None = None
+    occluder: Occluder | None = None
 
     @property
     def relative_path(self) -> str:
