@@ -40,7 +40,7 @@ from .test_eyes import with_eyes
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-THREE_NPM = 'npm install --no-save --prefix "$REPO/.cache/threejs" three@0.187.0'
+THREE_NPM = f"npm install --no-save --prefix {REPO / '.cache' / 'threejs'} three@0.187.0"
 PAGE = Path(__file__).with_name("avatar_three.html")
 SIZE = 256  # canvas and render side, pixels
 # orthographic views: centre (x, y) and half side, metres; eyesOnly: the eyeballs without the head
