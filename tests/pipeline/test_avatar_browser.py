@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from vitdeca.arkit import ARKIT_NAMES
+from vitdeca.media import float_to_uint8
 from vitdeca.pipeline.animation import write_avatar_glb
 from vitdeca.pipeline.eyes import in_front
 from vitdeca.render import rasterize, shade, weak_perspective_to_screen
@@ -144,12 +145,11 @@ def project_render(topology, texture: np.ndarray, vertices, view: dict) -> np.nd
     :data:`BACKGROUND`, the eyeballs where they are nearer than the head (or alone: ``eyesOnly``)."""
     head_out = _unlit(vertices[0], topology, texture, view)
     eye_out = _unlit(vertices[1], topology.eyes, topology.eyes.texture, view)
-    if view["eyesOnly"]:
-        head_out.alpha.zero_()
-    nearer = in_front(eye_out, head_out.alpha[:, 0], head_out.depth[:, 0])[0]
+    head_alpha = torch.zeros_like(head_out.alpha) if view["eyesOnly"] else head_out.alpha
+    nearer = in_front(eye_out, head_alpha[:, 0], head_out.depth[:, 0])[0]
     colour = torch.where(nearer, eye_out.albedo_image[0], head_out.albedo_image[0])
-    covered = nearer | (head_out.alpha[0, 0] > 0.5)
-    image = (colour.permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
+    covered = nearer | (head_alpha[0, 0] > 0.5)
+    image = float_to_uint8(colour.permute(1, 2, 0))
     return np.where(covered.numpy()[..., None], image, np.array(BACKGROUND, np.uint8))
 
 
@@ -173,6 +173,8 @@ def compare(browser_img: np.ndarray, project_img: np.ndarray) -> dict[str, float
     a = np.abs(browser_img.astype(int) - background).max(-1) > 20
     b = np.abs(project_img.astype(int) - background).max(-1) > 20
     both = a & b
+    if not both.any():
+        return {"iou": 0.0, "median": 255.0, "mismatch": 1.0}
     error = np.abs(browser_img.astype(int) - project_img.astype(int))[both]
     return {
         "iou": round(float(both.sum() / max(1, (a | b).sum())), 5),
