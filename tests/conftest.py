@@ -53,3 +53,27 @@ def ict_head(ict_archive: Path, ict_home: Path):
     from vitdeca.head import load_head_model
 
     return load_head_model("ict", source=ict_archive, home=ict_home)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a test leaves screenshots and timings: ``$VITDECA_ARTIFACTS``, else a temporary folder."""
+    folder = os.environ.get("VITDECA_ARTIFACTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium (:mod:`tests.browser`) through Playwright; skips without either."""
+    from .browser import CHROMIUM_ARGS, chromium_path
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip)")
+    path = chromium_path()
+    if not path:
+        pytest.skip("no Chromium here (apt-get install chromium, or set VITDECA_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

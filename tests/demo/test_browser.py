@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,44 +22,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..browser import local_only
+
 pytest.importorskip("gradio", reason="the demo needs the [demo] extra (gradio)")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip)")
+pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip)")
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--enable-unsafe-swiftshader",  # WebGL in software (the 3D viewer) without a GPU
-    "--use-fake-device-for-media-stream",  # a synthetic webcam (a test pattern, no face)
-    "--use-fake-ui-for-media-stream",
-]
 START_TIMEOUT_S = 900  # imports, the model and the warm-up reconstruction; slow on a loaded machine
 RESULT_TIMEOUT_S = 600  # fitting on a loaded 2-core machine
-
-
-def chromium_path() -> str | None:
-    """``$VITDECA_CHROMIUM``, else Debian's ``chromium`` (apt-get install chromium) on the PATH."""
-    return os.environ.get("VITDECA_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    folder = os.environ.get("VITDECA_ARTIFACTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("artifacts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -105,17 +81,6 @@ def server(ict_archive, ict_home, tmp_path_factory):
             process.kill()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    path = chromium_path()
-    if not path:
-        pytest.skip("no Chromium here (apt-get install chromium, or set VITDECA_CHROMIUM)")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser, server):
     """A fresh page on the demo, with every request to another host aborted and recorded."""
@@ -124,17 +89,7 @@ def page(browser, server):
         viewport={"width": 1400, "height": 1150}, accept_downloads=True, permissions=["camera"]
     )
     page = context.new_page()
-    page.external = []
-
-    def route(request_route):
-        target = request_route.request.url
-        if target.startswith((url, "data:", "blob:")):
-            request_route.continue_()
-        else:
-            page.external.append(target)
-            request_route.abort()
-
-    page.route("**/*", route)
+    page.external = local_only(page, url)
     page.goto(url)
     page.wait_for_selector("#run")
     yield page

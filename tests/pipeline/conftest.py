@@ -118,3 +118,11 @@ def fit_model(ict_archive, tmp_path_factory):
     from vitdeca.model import DecaModel, ModelConfig
 
     return DecaModel(ModelConfig(encoder=None, detail=False)).eval()
+
+
+@pytest.fixture(scope="session")
+def topology(fit_model):
+    """The ICT model's :class:`MeshTopology` (ARKit mapping, eyeballs): ``mesh_topology(fit_model)``."""
+    from vitdeca.pipeline.decode import mesh_topology
+
+    return mesh_topology(fit_model)

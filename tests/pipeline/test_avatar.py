@@ -14,7 +14,6 @@ from scipy.spatial.transform import Rotation
 from vitdeca.arkit import ARKIT_NAMES
 from vitdeca.pipeline.animation import write_avatar_glb
 from vitdeca.pipeline.batch import parse_save, write_face_outputs
-from vitdeca.pipeline.decode import mesh_topology
 
 COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
 
@@ -41,11 +40,6 @@ def read_glb(path):
         return values.reshape(acc["count"], width)
 
     return doc, accessor, blob
-
-
-@pytest.fixture(scope="module")
-def topology(fit_model):
-    return mesh_topology(fit_model)
 
 
 def ict_face(face_factory, fit_model, topology, arkit_weights, yaw_deg=0.0, seed=0):

@@ -10,15 +10,9 @@ from scipy.spatial.transform import Rotation
 from vitdeca.arkit import ARKIT_NAMES, eye_angles
 from vitdeca.pipeline.animation import write_avatar_glb
 from vitdeca.pipeline.batch import write_face_outputs
-from vitdeca.pipeline.decode import mesh_topology
 from vitdeca.pipeline.eyes import EyeMeasure
 
 from .test_avatar import ict_face, random_weights, read_glb
-
-
-@pytest.fixture(scope="module")
-def topology(fit_model):
-    return mesh_topology(fit_model)
 
 
 def with_eyes(face, eyes, gaze):
