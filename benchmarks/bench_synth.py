@@ -84,16 +84,20 @@ def main() -> None:
     ss1 = statistics.median(synth_render(head, specs, options, 1) for _ in range(args.repeats))
     ss2 = statistics.median(synth_render(head, specs, options, 2) for _ in range(args.repeats))
 
-    def end_to_end() -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            write_synthetic_dataset(Path(tmp) / "d", options, progress=False)
+    plain = dataclasses.replace(options, blur_fraction=0.0, occluder_fraction=0.0, neck_fade_mm=0.0)
 
-    full = median_seconds(end_to_end, args.repeats, warmup=False)
+    def end_to_end(chosen: SynthOptions) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_synthetic_dataset(Path(tmp) / "d", chosen, progress=False)
+
+    full = median_seconds(lambda: end_to_end(options), args.repeats, warmup=False)
+    full_plain = median_seconds(lambda: end_to_end(plain), args.repeats, warmup=False)
     rows = [
         (f"baseline: MeshRenderer alone, {size}², uniform albedo", base),
         ("SynthRenderer.render, supersample 1", ss1),
         ("SynthRenderer.render, supersample 2 (default)", ss2),
         (f"write_synthetic_dataset end to end ({n} images, setup and files included)", full),
+        ("same, without blur, occluders and neck fade", full_plain),
     ]
     lines = [
         f"Synthetic generator, {n} images of {size}×{size} (UV maps {args.uv_size}²) in batches of {batch}; "
