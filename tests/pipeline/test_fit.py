@@ -187,7 +187,7 @@ def test_refining_config_moves_shape_and_expression_faster():
         FitConfig(refine_lr_boost={"shape": 0.0}).validated()
 
 
-def _refining_reconstructor(monkeypatch, fit_model, encoded):
+def _refining_reconstructor(monkeypatch, fit_model, encoded, max_yaw=90.0):
     """A refine :class:`Reconstructor` whose encoder returns ``encoded`` and whose fit is recorded."""
     import vitdeca.fit as fit_module
     from vitdeca.pipeline.reconstructor import Reconstructor
@@ -199,7 +199,7 @@ def _refining_reconstructor(monkeypatch, fit_model, encoded):
         return fit_module.FitResult(init.replace(shape=init.shape + 1.0), np.zeros(len(lmk)), {}, 0.0)
 
     monkeypatch.setattr(fit_module, "fit_codes", fake_fit)
-    config = FitConfig(refine_landmark_iterations=7, refine_photometric_iterations=0)
+    config = FitConfig(refine_landmark_iterations=7, refine_photometric_iterations=0, refine_max_yaw=max_yaw)
     rec = Reconstructor(fit_model, fit=config, refine=True, detail=False)
     monkeypatch.setattr(rec, "encode", lambda images: encoded)
     return rec, seen
@@ -214,11 +214,15 @@ def test_refine_uses_the_refining_config(monkeypatch, fit_model):
     assert torch.equal(codes.shape, encoded.shape + 1.0)  # the fitted codes are returned
 
 
-def test_refine_leaves_profiles_as_regressed(monkeypatch, fit_model):
-    """A face the encoder turns past ``refine_max_yaw`` keeps its codes; the frontal one is fitted."""
+def test_refine_can_leave_profiles_as_regressed(monkeypatch, fit_model):
+    """With ``refine_max_yaw`` 60 a face the encoder turns 75° keeps its codes, the frontal one is fitted;
+    by default (90: off) both are fitted."""
     encoded = fit_model.neutral_codes(2)
     encoded.pose[0, 1] = math.radians(75.0)  # yaw about the vertical axis
     rec, seen = _refining_reconstructor(monkeypatch, fit_model, encoded)
+    rec.estimate_codes([_crop_of(fit_model), _crop_of(fit_model)])
+    assert seen[0][1].batch_size == 2
+    rec, seen = _refining_reconstructor(monkeypatch, fit_model, encoded, max_yaw=60.0)
     codes, nme = rec.estimate_codes([_crop_of(fit_model), _crop_of(fit_model)])
     assert len(seen) == 1 and seen[0][1].batch_size == 1
     assert torch.equal(codes.shape[0], encoded.shape[0]) and torch.equal(codes.shape[1], encoded.shape[1] + 1)

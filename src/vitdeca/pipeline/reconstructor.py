@@ -247,8 +247,7 @@ class Reconstructor:
 
     def _refine(self, images: torch.Tensor, landmarks: torch.Tensor, encoded):
         """``refine``'s codes and NME: the fit of :meth:`FitConfig.refining` from ``encoded``, except for
-        faces turned ``refine_max_yaw`` or more (profiles: the detector's points there are worse than
-        the encoder's, e.g. 25 % against 12 % box NME at 60–90° in ``benchmarks/results/pose.md``)."""
+        faces the encoder turns ``refine_max_yaw`` or more (off by default; docs/pose.md)."""
         from vitdeca.arkit import head_angles
         from vitdeca.codes import Codes
         from vitdeca.fit import fit_codes, landmark_nme, landmarks2d
