@@ -141,7 +141,8 @@ class FitConfig:
         )
 
     def with_iterations(self, text: str) -> FitConfig:
-        """Set the iterations of the stages in order from ``"100,30"`` (one number per stage)."""
+        """Set the iterations of the stages in order from ``"100,30"`` (one number per stage), for a fit
+        from the template and for ``refine`` alike."""
         try:
             counts = [int(v) for v in str(text).split(",") if v.strip()]
         except ValueError:
@@ -150,6 +151,7 @@ class FitConfig:
             raise VitdecaError(f"--iterations {text!r}: one count >= 0 per stage ({', '.join(self.stages)})")
         names = {"landmarks": "landmark_iterations", "photometric": "photometric_iterations"}
         changes = {names[stage]: n for stage, n in zip(self.stages, counts, strict=False)}
+        changes |= {f"refine_{name}": n for name, n in changes.items()}  # and refine's, when it runs
         return dataclasses.replace(self, **changes)
 
     def validated(self) -> FitConfig:

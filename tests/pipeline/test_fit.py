@@ -183,6 +183,8 @@ def test_refining_config_moves_shape_and_expression_faster():
     assert refine.lr_scale["shape"] == 2 * base.lr_scale["shape"]
     assert refine.lr_scale["expression"] == 2 * base.lr_scale["expression"]
     assert refine.lr_scale["camera"] == base.lr_scale["camera"]
+    chosen = FitConfig().with_iterations("40,5")
+    assert (chosen.refining().landmark_iterations, chosen.refining().photometric_iterations) == (40, 5)
     with pytest.raises(VitdecaError, match="refine_lr_boost"):
         FitConfig(refine_lr_boost={"shape": 0.0}).validated()
 
