@@ -22,7 +22,14 @@ def make_dataset(folder: Path, args: argparse.Namespace, **options) -> Path:
     in ``folder``; ``options``: more :class:`~vitdeca.data.synth.SynthOptions` fields."""
     from vitdeca.data.synth import SynthOptions, write_synthetic_dataset
 
-    synth = SynthOptions(n_images=args.images, images_per_subject=args.per_subject, seed=args.seed, **options)
+    # the published results predate the blur, occluders and neck fade: kept off so they reproduce
+    effects_off = {"blur_fraction": 0.0, "occluder_fraction": 0.0, "neck_fade_mm": 0.0}
+    synth = SynthOptions(
+        n_images=args.images,
+        images_per_subject=args.per_subject,
+        seed=args.seed,
+        **(effects_off | options),
+    )
     write_synthetic_dataset(folder, synth, progress=False)
     return folder
 
