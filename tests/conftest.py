@@ -14,6 +14,18 @@ def _shared_dir() -> Path:
     return Path(os.environ.get("VITDECA_SHARED") or REPO.parent / "shared")
 
 
+@pytest.fixture(scope="module")
+def module_single_thread():
+    """One torch intra-op thread for a module of tiny-tensor tests: on a busy 2-core machine a second
+    OpenMP thread mostly waits, and spinning barriers make such tests up to ~10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The read-only ../shared folder (real photos, ICT-FaceKit archive). Required in CI."""

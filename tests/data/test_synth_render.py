@@ -18,12 +18,7 @@ GOLDEN = Path(__file__).parent / "golden" / "synth_effects_off.npz"
 OFF = dict(blur_fraction=0.0, occluder_fraction=0.0, neck_fade_mm=0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("module_single_thread")
 
 
 def _render(head, specs, **options):

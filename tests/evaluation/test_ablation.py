@@ -29,15 +29,7 @@ def home(ict_head, ict_home, monkeypatch):
     return ict_home
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (a second one mostly waits, very slowly on a busy machine)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("module_single_thread")
 
 
 def test_ablation_trains_evaluates_and_reports_every_row(home, tmp_path, capsys):

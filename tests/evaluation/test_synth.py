@@ -30,13 +30,7 @@ def home(ict_head, ict_home):
         yield ict_home
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (a second one mostly waits, very slowly on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("module_single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -62,12 +62,8 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a busy shared CPU, spinning OpenMP threads make convolutions ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(module_single_thread):
+    """Every module here runs on one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
