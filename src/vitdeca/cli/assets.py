@@ -136,7 +136,7 @@ def summary(head, where: str) -> dict[str, str]:
     verts = head.template_vertices
     lo, hi = verts.min(0).values.tolist(), verts.max(0).values.tolist()
     unit = "cm" if head.units_per_mm == 0.1 else ("m" if head.units_per_mm == 0.001 else "model units")
-    regions = getattr(head, "regions", None)
+    regions = head.regions
     return {
         "model": head.name,
         "vertices": str(head.n_vertices),

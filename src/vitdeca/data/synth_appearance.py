@@ -136,7 +136,7 @@ class TexelGeometry:
 def socket_weights(head) -> np.ndarray:
     """(V,2) float: 1 for vertices of the eye sockets (column 0) and the mouth socket (column 1)."""
     weights = np.zeros((head.n_vertices, 2))
-    for name, (start, end) in getattr(head, "regions", {}).items():
+    for name, (start, end) in head.regions.items():
         if "socket" in name:
             weights[start:end, 0 if "eye" in name else 1] = 1.0
     return weights

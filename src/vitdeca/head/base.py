@@ -9,7 +9,9 @@ and :meth:`HeadModel.eyeballs` (separate eyeball meshes turned by gaze).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -72,6 +74,8 @@ class HeadModel(nn.Module):
     units_per_mm: float
     landmark_names: tuple[str, ...]
     expression_bounds: tuple[float, float] | None = None  # blend-shape weights' range; None: unbounded (PCA)
+    # named vertex ranges {name: (start, end)} (ICT: eye and mouth sockets, ...); none for a PCA head
+    regions: Mapping[str, tuple[int, int]] = MappingProxyType({})
     faces: torch.Tensor
     uv_coords: torch.Tensor
     uv_faces: torch.Tensor
