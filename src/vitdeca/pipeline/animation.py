@@ -166,7 +166,7 @@ def eye_meshes(face) -> list[GltfMesh]:
     node (index 0): each mesh is centred on its pivot (node ``translation``) and turned by the
     measured gaze (node ``rotation``), so a rotation of the node turns the eye about its centre.
     [] for a head without eyeballs."""
-    from vitdeca.pipeline.eyes import eye_ranges
+    from vitdeca.pipeline.eyes import eye_faces
 
     eyes, topology = face.eyes, face.mesh.eyes
     if eyes is None or topology is None:
@@ -175,10 +175,7 @@ def eye_meshes(face) -> list[GltfMesh]:
     png = _png(topology.texture)
     uv = np.asarray(topology.uv_coords, np.float32)
     meshes = []
-    faces, all_uv_faces = np.asarray(topology.faces, np.int64), np.asarray(topology.uv_faces, np.int64)
-    for e, (name, first, last) in enumerate(eye_ranges()):
-        mine = (faces >= first).all(axis=1) & (faces < last).all(axis=1)
-        own, uv_faces = faces[mine], all_uv_faces[mine]
+    for e, (name, _, _, own, uv_faces) in enumerate(eye_faces(topology)):
         corners = np.stack([own.reshape(-1), uv_faces.reshape(-1)], 1)
         pairs, corner_ids = np.unique(corners, axis=0, return_inverse=True)
         positions = (eyes.neutral_vertices[pairs[:, 0]] - eyes.neutral_pivots[e]) * metres

@@ -64,11 +64,18 @@ def eye_topology(eyes) -> EyeTopology:
     return EyeTopology(eyes.faces.numpy(), eyes.uv_coords.numpy(), eyes.uv_faces.numpy(), texture)
 
 
-def eye_ranges() -> list[tuple[str, int, int]]:
-    """("eye_left"/"eye_right", first vertex, end vertex) of each eye in the eyeballs' vertex array
-    (contiguous, left first, together all of it)."""
+def eye_faces(topology: EyeTopology) -> list[tuple[str, int, int, np.ndarray, np.ndarray]]:
+    """Per eye, left first: (``"eye_left"``/``"eye_right"``, first vertex, end vertex, its triangles (F_e,3)
+    in the eyeballs' vertex numbering, their uv_faces (F_e,3)). The eyes' vertices are contiguous and
+    together all of the eyeballs' array."""
     starts = np.cumsum([0] + [b - a for a, b in SCLERA_VERTICES])
-    return [(f"eye_{eye}", int(starts[e]), int(starts[e + 1])) for e, eye in enumerate(EYES)]
+    faces, uv_faces = np.asarray(topology.faces, np.int64), np.asarray(topology.uv_faces, np.int64)
+    out = []
+    for e, eye in enumerate(EYES):
+        first, end = int(starts[e]), int(starts[e + 1])
+        mine = (faces >= first).all(axis=1) & (faces < end).all(axis=1)
+        out.append((f"eye_{eye}", first, end, faces[mine], uv_faces[mine]))
+    return out
 
 
 def eye_obj_parts(measure: EyeMeasure, topology: EyeTopology, texture_name: str | None, texture=None):
@@ -76,12 +83,10 @@ def eye_obj_parts(measure: EyeMeasure, topology: EyeTopology, texture_name: str 
     with their UVs; ``texture_name`` the eyes' PNG (None: untextured) and ``texture`` to write it."""
     from vitdeca.io import ObjPart
 
-    faces, uv_faces = np.asarray(topology.faces, np.int64), np.asarray(topology.uv_faces, np.int64)
     parts = []
-    for name, first, end in eye_ranges():
-        mine = (faces >= first).all(axis=1) & (faces < end).all(axis=1)
-        used, own_uv_faces = np.unique(uv_faces[mine], return_inverse=True)
-        args = (measure.vertices[first:end], faces[mine] - first, topology.uv_coords[used])
+    for name, first, end, faces, uv_faces in eye_faces(topology):
+        used, own_uv_faces = np.unique(uv_faces, return_inverse=True)
+        args = (measure.vertices[first:end], faces - first, topology.uv_coords[used])
         parts.append(ObjPart(name, *args, own_uv_faces.reshape(-1, 3), texture, texture_name))
     return parts
 
