@@ -119,25 +119,30 @@ def sample_light(rng: np.random.Generator) -> np.ndarray:
     return (light * tint).astype(np.float32)
 
 
-def sample_blur(options: SynthOptions, index: int) -> Blur | None:
-    """Image ``index``'s blur (its own stream; none drawn when ``blur_fraction`` is 0): in a
-    ``blur_fraction`` share of images, defocus or motion (even odds), std U(0.5, ``blur_max_px``)."""
-    if options.blur_fraction <= 0:
+def _effect_stream(options: SynthOptions, stream: int, index: int, fraction: float):
+    """Image ``index``'s generator of effect ``stream`` when the image gets the effect (a ``fraction``
+    share of images), else None; nothing is drawn when ``fraction`` is 0."""
+    if fraction <= 0:
         return None
-    rng = np.random.default_rng([options.seed, 3, index])
-    if rng.uniform() >= options.blur_fraction:
+    rng = np.random.default_rng([options.seed, stream, index])
+    return rng if rng.uniform() < fraction else None
+
+
+def sample_blur(options: SynthOptions, index: int) -> Blur | None:
+    """Image ``index``'s blur (its own stream): in a ``blur_fraction`` share of images, defocus or
+    motion (even odds), std U(0.5, ``blur_max_px``)."""
+    rng = _effect_stream(options, 3, index, options.blur_fraction)
+    if rng is None:
         return None
     kind = BLUR_KINDS[int(rng.integers(0, len(BLUR_KINDS)))]
     return Blur(kind, float(rng.uniform(0.5, options.blur_max_px)), float(rng.uniform(0.0, 180.0)))
 
 
 def sample_occluder(options: SynthOptions, index: int) -> Occluder | None:
-    """Image ``index``'s occluder (its own stream; none drawn when ``occluder_fraction`` is 0): in an
-    ``occluder_fraction`` share of images, a hand, glasses or an object (even odds)."""
-    if options.occluder_fraction <= 0:
-        return None
-    rng = np.random.default_rng([options.seed, 4, index])
-    if rng.uniform() >= options.occluder_fraction:
+    """Image ``index``'s occluder (its own stream): in an ``occluder_fraction`` share of images, a hand,
+    glasses or an object (even odds)."""
+    rng = _effect_stream(options, 4, index, options.occluder_fraction)
+    if rng is None:
         return None
     return Occluder(OCCLUDER_KINDS[int(rng.integers(0, len(OCCLUDER_KINDS)))], int(rng.integers(0, 2**31)))
 
