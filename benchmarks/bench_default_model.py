@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stats import BOOTSTRAP, bootstrap_interval
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "default_model.md"
 METHODS = ("regress", "refine", "fit")
-BOOTSTRAP = 2000
 
 
 def reconstructors(model: str, baseline: str | None = None) -> dict:
@@ -141,18 +141,10 @@ def profile_report(rows: dict, dataset: str) -> list[str]:
             if not len(values):
                 cells.append("–")
                 continue
-            low, high = mean_interval(values)
+            low, high = bootstrap_interval(values, np.mean)
             cells.append(f"{100 * values.mean():.2f} % [{100 * low:.2f}, {100 * high:.2f}] ({len(values)})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
-
-
-def mean_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap 95 % interval of the mean of ``values`` (N,), resampling the items."""
-    rng = np.random.default_rng(seed)
-    draws = values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))].mean(axis=1)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def bootstrap_ratio(errors: dict, method: str, seed: int = 0) -> tuple[float, float, float]:
@@ -170,14 +162,6 @@ def bootstrap_ratio(errors: dict, method: str, seed: int = 0) -> tuple[float, fl
     ]
     low, high = np.percentile(draws, [2.5, 97.5])
     return ratio(subjects), float(low), float(high)
-
-
-def median_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap 95 % interval of the median of ``values`` (N,), resampling the items."""
-    rng = np.random.default_rng(seed)
-    draws = np.median(values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))], axis=1)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def throughput(rec, photos: list[Path], batch: int, detail: bool) -> float:
@@ -220,7 +204,7 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace, pro
             continue
         nme = [r[1][m] for r in photos]
         sec = [r[2][m] for r in photos]
-        low, high = median_interval(np.asarray(nme))
+        low, high = bootstrap_interval(np.asarray(nme), np.median)
         lines.append(
             f"| {m} | {100 * np.median(nme):.2f} % [{100 * low:.2f}, {100 * high:.2f}] "
             f"| {100 * np.mean(nme):.2f} % | {np.median(sec):.2f} |"

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stats import bootstrap_interval
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "refine.md"
-BOOTSTRAP = 2000
 ROWS = ("fit", "refine", "refine (previous rule)")
 
 
@@ -67,14 +67,6 @@ def measure(rec, crop, config) -> tuple[float, float]:
     return float(nme[0]), seconds
 
 
-def interval(values: np.ndarray, statistic, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap 95 % interval of ``statistic`` (np.median / np.mean along axis 1) over the items."""
-    rng = np.random.default_rng(seed)
-    draws = statistic(values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))], axis=1)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def folder_table(name: str, nme: dict, seconds: dict) -> list[str]:
     """Markdown rows for one photo folder (``nme``/``seconds``: row → (N,) per face)."""
     lines = [
@@ -88,8 +80,8 @@ def folder_table(name: str, nme: dict, seconds: dict) -> list[str]:
     for row in ROWS:
         values = 100 * nme[row]
         difference = values - 100 * nme["fit"]
-        med, mean = interval(values, np.median), interval(values, np.mean)
-        diff = interval(difference, np.median)
+        med, mean = bootstrap_interval(values, np.median), bootstrap_interval(values, np.mean)
+        diff = bootstrap_interval(difference, np.median)
         lines.append(
             f"| {row} | {np.median(values):.2f} % [{med[0]:.2f}, {med[1]:.2f}] "
             f"| {values.mean():.2f} % [{mean[0]:.2f}, {mean[1]:.2f}] "
