@@ -124,8 +124,8 @@ def read_state_dict(path: str | os.PathLike, what: str = "weights file") -> dict
 
 def _refused_global(message: str) -> str:
     """What torch's weights-only unpickler refused, from its error message ('' when it refused
-    nothing: the file is broken rather than hostile). torch's own advice in that message (to load with
-    ``weights_only=False``) is never shown."""
+    nothing: the file is broken rather than hostile). torch's own advice in that message (to turn the
+    weights-only unpickler off, which would run the file's code) is never shown."""
     for pattern in (
         r"GLOBAL ([\w.]+)",
         r"unrecognized function <?[`']?([\w.]+)",
