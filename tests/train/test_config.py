@@ -169,3 +169,21 @@ def test_uv_mirror_axis_of_a_layout_mirrored_about_the_middle():
     assert uv_mirror_axis(head) == pytest.approx(0.5)
     head.uv_coords = uv * torch.tensor([0.5, 1.0])  # the same layout squeezed into the map's left half
     assert uv_mirror_axis(head) == pytest.approx(0.25)
+
+
+def test_relative_data_and_init_paths_resolve_from_the_configs_folder(tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "data" / "faces").mkdir(parents=True)
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "first.pt").write_bytes(b"")
+    path = tmp_path / "configs" / "c.yaml"
+    path.write_text(
+        "data: {manifest: ../data/faces, extra_manifests: [../data/faces]}\n"
+        "run: {init: ../weights/first.pt}\n"
+    )
+    monkeypatch.chdir(tmp_path / "data")  # neither path exists from here
+    config = load_train_config(path)
+    assert config.data.manifest == str(tmp_path / "data" / "faces")
+    assert config.data.extra_manifests == [str(tmp_path / "data" / "faces")]
+    assert config.run.init == str(tmp_path / "weights" / "first.pt")
+    assert load_train_config(path, ["run.init="]).run.init == ""  # no init stays none

@@ -198,20 +198,21 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
 
 def load_train_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults, then the YAML file, then ``--set`` overrides; validated. ``data.manifest`` is resolved
-    against the config file's folder when relative (and so are ``data.val_manifest`` and
-    ``data.extra_manifests``)."""
+    against the config file's folder when relative (and so are ``data.val_manifest``,
+    ``data.extra_manifests`` and ``run.init``)."""
     config = load_config(TrainConfig, path, list(overrides))
     if path is not None:
         base = os.path.dirname(os.path.abspath(path))
         config.data.manifest = _beside(config.data.manifest, base)
         config.data.val_manifest = _beside(config.data.val_manifest, base)
         config.data.extra_manifests = [_beside(m, base) for m in config.data.extra_manifests]
+        config.run.init = _beside(config.run.init, base)
     return validate(config, str(path or "config"))
 
 
 def _beside(folder: str, base: str) -> str:
-    """A relative dataset path resolved against the config file's folder ``base`` when it exists there
-    (or nowhere else)."""
+    """A relative dataset or checkpoint path resolved against the config file's folder ``base`` when it
+    exists there (or nowhere else)."""
     if not folder or os.path.isabs(folder):
         return folder
     candidate = os.path.join(base, folder)
