@@ -8,11 +8,13 @@ from pathlib import Path
 
 
 def parse_arguments(description: str) -> argparse.Namespace:
-    """``--images``, ``--per-subject``, ``--seed`` of the synthetic set and ``--no-write``."""
+    """``--images``, ``--per-subject``, ``--seed``, ``--blink-fraction`` of the synthetic set and
+    ``--no-write``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--per-subject", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--blink-fraction", type=float, default=0.0, help="synth's --blink-fraction")
     parser.add_argument("--no-write", action="store_true", help="print only (for a quick check)")
     return parser.parse_args()
 
@@ -28,6 +30,7 @@ def make_dataset(folder: Path, args: argparse.Namespace, **options) -> Path:
         n_images=args.images,
         images_per_subject=args.per_subject,
         seed=args.seed,
+        blink_fraction=args.blink_fraction,
         **(effects_off | options),
     )
     write_synthetic_dataset(folder, synth, progress=False)

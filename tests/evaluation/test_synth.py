@@ -331,16 +331,32 @@ def test_visibility_truth_hides_the_far_eye_of_a_profile(home, tmp_path):
     assert codes["visible"][1].all()
 
 
-def test_ict_eyes_record_the_gaze_and_change_only_the_eye_pixels(dataset, home, tmp_path):
-    """--eyes ict: the same draws as the default (convex) set, plus a recorded gaze and eyeballs that
-    differ from the convex ones only around the eyes; the gaze is deterministic in the seed."""
+def test_ict_eyes_record_the_gaze_and_change_only_the_eye_pixels(dataset, home, ict_head, tmp_path):
+    """--eyes ict: the same draws as the default (convex) set, plus a recorded gaze, eyeballs that
+    differ from the convex ones only around the eyes, and eyelids that follow them (the expression's
+    eyeLook* weights are the gaze's); the gaze is deterministic in the seed."""
+    from vitdeca.arkit import EYE_LOOK_DEGREES, arkit_mapping, eye_angles
+
     out = tmp_path / "eyes"
     write_synthetic_dataset(out, SynthOptions(**{**TINY, "eyes": "ict", "gaze": 20.0}), progress=False)
     codes, base = np.load(out / "codes.npz"), np.load(dataset / "codes.npz")
     assert "gaze" not in base.files and codes["gaze"].shape == (4, 2, 2)
     assert np.all(codes["gaze"][:, 0] == codes["gaze"][:, 1]) and np.abs(codes["gaze"]).max() > 1.0
-    for key in ("expression", "pose", "camera", "landmarks2d"):
-        assert np.array_equal(codes[key], base[key])
+    assert np.array_equal(codes["pose"], base["pose"])
+    assert np.allclose(codes["camera"], base["camera"], atol=1e-2)  # framed on the lids' landmarks too
+    names = list(ict_head.blendshape_names)
+    look = np.array([n.startswith("eyeLook") for n in names])
+    assert np.array_equal(codes["expression"][:, ~look], base["expression"][:, ~look])
+    mapping = arkit_mapping(ict_head)
+    for expression, gaze in zip(codes["expression"], codes["gaze"], strict=True):
+        angles = eye_angles(mapping.weights(expression))
+        degrees = EYE_LOOK_DEGREES  # the eyeLook* weights' range
+        within = np.clip(
+            gaze[0], [-degrees["horizontal"], -degrees["up"]], [degrees["horizontal"], degrees["down"]]
+        )
+        assert [angles["left"]["yaw"], angles["left"]["pitch"]] == pytest.approx(within, abs=1e-3)
+    not_eyes = np.r_[0:36, 48:68]
+    assert np.abs(codes["landmarks2d"][:, not_eyes] - base["landmarks2d"][:, not_eyes]).max() < 0.05
     k = int(np.flatnonzero((base["blur"] == 0) & ~base["occluded"])[0])  # sharp, nothing over the eyes
     first = str(codes["image"][k])
     a = np.asarray(Image.open(out / "iphone_pictures" / first).convert("L"), np.float32)
@@ -350,3 +366,33 @@ def test_ict_eyes_record_the_gaze_and_change_only_the_eye_pixels(dataset, home, 
     assert len(changed) > 0
     near = np.linalg.norm(changed[:, None, ::-1] + 0.5 - eyes[None], axis=2).min(axis=1) < 8
     assert near.mean() > 0.9
+
+
+def test_blinks_close_both_eyes_on_their_own_stream(ict_head):
+    from vitdeca.data.synth import sample_image, sample_subject, with_blink
+    from vitdeca.errors import VitdecaError
+
+    names = list(ict_head.blendshape_names)
+    blinks = [names.index("eyeBlink_L"), names.index("eyeBlink_R")]
+    expression = np.full(len(names), 0.1, np.float32)
+    blinked = with_blink(expression, ict_head, np.random.default_rng(0))
+    assert np.all((blinked[blinks] >= 0.6) & (blinked[blinks] <= 1.0))
+    assert abs(blinked[blinks[0]] - blinked[blinks[1]]) <= 0.1
+    others = np.ones(len(names), bool)
+    others[blinks] = False
+    assert np.array_equal(blinked[others], expression[others]) and np.all(expression == np.float32(0.1))
+    assert with_blink(expression, ict_head, None) is expression
+
+    options = SynthOptions(n_images=40, images_per_subject=4, seed=3, blink_fraction=0.5)
+    plain = SynthOptions(n_images=40, images_per_subject=4, seed=3)
+    specs = []
+    for index in range(40):
+        subject = sample_subject(options, ict_head, index // 4, [])
+        specs.append((sample_image(options, ict_head, subject, index, index % 4),
+                      sample_image(plain, ict_head, subject, index, index % 4)))  # fmt: skip
+    blinking = [a.expression[blinks].min() >= 0.6 > b.expression[blinks].min() for a, b in specs]
+    assert 8 <= sum(blinking) <= 28  # about half of the expressive images
+    for a, b in specs:  # everything else drawn as without blinks
+        assert np.array_equal(a.pose, b.pose) and np.array_equal(a.expression[others], b.expression[others])
+    with pytest.raises(VitdecaError, match="blink_fraction"):
+        SynthOptions(blink_fraction=1.5).validated()

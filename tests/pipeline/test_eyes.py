@@ -169,3 +169,54 @@ def test_conjugate_gaze_averages_the_located_eyes():
     # in a video, an eye behind half-closed lids does not count; with none left both hold the last gaze
     assert np.allclose(conjugate_gaze([left, right], np.array([0.7, 0.0]), held), [right, right])
     assert np.array_equal(conjugate_gaze([left, None], np.array([0.7, 0.0]), held), held)
+
+
+def _arkit_codes(fit_model, topology, values: dict[str, float], shape_seed=0):
+    """Neutral codes of a random shape with the ARKit ``values`` as expression, turned 10° in yaw."""
+    weights = np.zeros(52, np.float32)
+    for name, value in values.items():
+        weights[ARKIT_NAMES.index(name)] = value
+    shape = torch.randn(1, fit_model.head.n_shape, generator=torch.Generator().manual_seed(shape_seed))
+    expression = torch.from_numpy(topology.arkit.expression(weights))[None]
+    pose = torch.tensor([[0.05, np.radians(10.0), 0.0]], dtype=torch.float32)
+    return fit_model.neutral_codes(1).replace(shape=shape * 0.8, expression=expression, pose=pose)
+
+
+@pytest.mark.parametrize("blink", [0.0, 0.45, 0.8])
+def test_settled_eyelids_give_the_lids_closure_to_the_blink(fit_model, topology, blink):
+    """The fit's failure mode: lids closed with eyeLookDown instead of eyeBlink. With the gaze measured
+    straight ahead, the settled codes hold eyeLookDown 0 and the true blink of each eye."""
+    from types import SimpleNamespace
+
+    from vitdeca.fit import landmarks2d
+    from vitdeca.pipeline.eyes import settle_eyelids
+
+    size = 224
+    truth = _arkit_codes(fit_model, topology, {"eyeBlinkLeft": blink, "jawOpen": 0.3})
+    detected = landmarks2d(fit_model, truth, size)[0].numpy()
+    fitted = _arkit_codes(fit_model, topology, {"eyeLookDownLeft": 0.5, "eyeBlinkRight": 0.3, "jawOpen": 0.3})
+    crops = [SimpleNamespace(crop_landmarks=detected)]
+    measures = [SimpleNamespace(gaze=np.zeros((2, 2)))]
+    settled = settle_eyelids(fit_model, fitted, crops, measures, topology.arkit, size)
+    weights = topology.arkit.weights(settled.expression)[0]
+    named = lambda name: float(weights[ARKIT_NAMES.index(name)])  # noqa: E731
+    assert named("eyeBlinkLeft") == pytest.approx(blink, abs=0.03)
+    assert named("eyeBlinkRight") == pytest.approx(0.0, abs=0.03)
+    assert named("eyeLookDownLeft") == 0.0 and named("jawOpen") == pytest.approx(0.3)
+    assert topology.arkit.weights(fitted.expression)[0][ARKIT_NAMES.index("eyeLookDownLeft")] == 0.5
+
+
+def test_settled_eyelids_take_the_eye_look_weights_from_the_gaze(fit_model, topology):
+    from types import SimpleNamespace
+
+    from vitdeca.fit import landmarks2d
+    from vitdeca.pipeline.eyes import settle_eyelids
+
+    size = 224
+    codes = _arkit_codes(fit_model, topology, {"eyeBlinkLeft": 0.6, "eyeBlinkRight": 0.6})
+    crops = [SimpleNamespace(crop_landmarks=landmarks2d(fit_model, codes, size)[0].numpy())]
+    measures = [SimpleNamespace(gaze=np.array([[12.0, -8.0], [12.0, -8.0]]))]
+    settled = settle_eyelids(fit_model, codes, crops, measures, topology.arkit, size)
+    angles = eye_angles(topology.arkit.weights(settled.expression)[0])
+    assert angles["left"] == pytest.approx({"yaw": 12.0, "pitch": -8.0}, abs=1e-3)
+    assert angles["right"] == pytest.approx({"yaw": 12.0, "pitch": -8.0}, abs=1e-3)

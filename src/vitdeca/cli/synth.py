@@ -91,6 +91,10 @@ EFFECT_FLAGS = {  # flag: (SynthOptions field, metavar, help); defaults are Synt
     "--neck-fade": (
         "neck_fade_mm", "MM", "the neck fades out over its last MM mm (default 25; 0: a hard cut)"
     ),
+    "--blink-fraction": (
+        "blink_fraction", "F", "share of expressive images whose eyes blink: both eyeBlink weights "
+        "0.6-1, ICT-FaceKit only (default 0: blinks only as the random expressions make them)",
+    ),
 }  # fmt: skip
 
 

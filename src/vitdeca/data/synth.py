@@ -86,6 +86,41 @@ def sample_expression(rng: np.random.Generator, head) -> np.ndarray:
     return np.clip(weights, 0.0, 1.0).astype(np.float32)
 
 
+BLINKS = ("eyeBlink_L", "eyeBlink_R")
+
+
+def with_blink(expression: np.ndarray, head, rng: np.random.Generator | None) -> np.ndarray:
+    """``expression`` (n,) with both eyes blinking when ``rng`` is given (the image's blink stream) and
+    the head has the shapes: a level U(0.65, 0.95), each eye's eyeBlink within ±0.05 of it (the other
+    shapes as drawn); else unchanged."""
+    names = list(head.blendshape_names or ())
+    if rng is None or not all(n in names for n in BLINKS):
+        return expression
+    out = expression.copy()
+    level = rng.uniform(0.65, 0.95)
+    for name in BLINKS:
+        out[names.index(name)] = level + rng.uniform(-0.05, 0.05)
+    return out
+
+
+def with_gaze_lids(expression: np.ndarray, head, gaze: np.ndarray) -> np.ndarray:
+    """``expression`` (n,) whose eyeLook* weights are those of ``gaze`` (2,2) yaw/pitch degrees (left eye
+    first; :func:`vitdeca.arkit.eye_look_weights`): the lids follow the turned eyeballs, and the
+    recorded expression's eyeLook* are the gaze, as ARKit defines them. Unchanged for a head without
+    those shapes."""
+    from vitdeca.arkit import eye_look_weights
+
+    names = list(head.blendshape_names or ())
+    out = expression.copy()
+    for (yaw, pitch), side in zip(gaze, ("L", "R"), strict=True):
+        arkit_side = {"L": "Left", "R": "Right"}[side]
+        for name, value in eye_look_weights(float(yaw), float(pitch), arkit_side).items():
+            own = f"{name[: -len(arkit_side)]}_{side}"
+            if own in names:
+                out[names.index(own)] = value
+    return out
+
+
 def sample_pose(rng: np.random.Generator, options: SynthOptions, n_pose: int) -> np.ndarray:
     """Global rotation (axis-angle of yaw/pitch/roll, degrees' normal draws clipped at 2.5 std; with
     ``yaw_max`` the yaw is uniform in ±yaw_max); a FLAME jaw (pose[3:6]) opens a little in a third of the
@@ -152,11 +187,14 @@ def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: i
     rng = np.random.default_rng([options.seed, 1, index])
     neutral = k == 0 or rng.uniform() < options.neutral_fraction
     expression = np.zeros(head.n_expression, np.float32) if neutral else sample_expression(rng, head)
+    if not neutral:
+        expression = with_blink(expression, head, _effect_stream(options, 5, index, options.blink_fraction))
     quality = options.jpeg_quality
     gaze = None
     if options.eyes == "ict":  # its own stream: the other draws stay those of eyes="convex"
         draw = np.random.default_rng([options.seed, 2, index])
         gaze = np.repeat(np.clip(draw.standard_normal((1, 2)), -2.0, 2.0) * options.gaze, 2, axis=0)
+        expression = with_gaze_lids(expression, head, gaze)
     return ImageSpec(
         index=index,
         subject=subject,

@@ -46,6 +46,7 @@ class SynthOptions:
     occluder_fraction: float = 0.2  # share of images with a hand, glasses or an object over the face
     occluder_max_area: float = 0.4  # an occluder covers at most this share of the face mask
     neck_fade_mm: float = 25.0  # the neck fades into the background over this length (0: hard cut)
+    blink_fraction: float = 0.0  # share of expressive images whose eyes blink (eyeBlink 0.6-1)
     jpeg_quality: tuple[int, int] = (75, 95)
     backgrounds: str | None = None  # folder of photos (crops avoid their faces); None: procedural only
     photo_fraction: float = 0.8  # share of photo backgrounds when ``backgrounds`` is given
@@ -73,6 +74,7 @@ class SynthOptions:
             "0 <= occluder_fraction <= 1": 0 <= self.occluder_fraction <= 1,
             "0.05 <= occluder_max_area <= 1": 0.05 <= self.occluder_max_area <= 1,
             "0 <= neck_fade_mm <= 100": 0 <= self.neck_fade_mm <= 100,
+            "0 <= blink_fraction <= 1": 0 <= self.blink_fraction <= 1,
         }
         failed = [k for k, ok in checks.items() if not ok]
         if failed:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from vitdeca import media
-from vitdeca.pipeline.eyes import draw_eyes, eye_topology, measure_eyes
+from vitdeca.pipeline.eyes import draw_eyes, eye_topology, measure_eyes, settle_eyelids
 from vitdeca.pipeline.results import DetailMesh, FaceResult, MeshTopology
 
 
@@ -77,13 +77,18 @@ def decode_results(
     (:func:`~vitdeca.pipeline.eyes.measure_eyes`).
     """
     from vitdeca.faces import invert_similarity, transform_points
+    from vitdeca.fit import landmarks2d as head_landmarks2d
 
-    recon, arrays = _decode_arrays(model, codes, crops, detail)
     topology = topology or mesh_topology(model)
     measures = [None] * len(crops)
     if topology.eyes is not None:
-        eyes, size = model.head.eyeballs(), arrays["alpha"].shape[1]
-        measures = measure_eyes(eyes, codes, crops, arrays["crop_landmarks2d"], size, held_gaze)
+        eyes, size = model.head.eyeballs(), crops[0].crop.image.shape[0]
+        fitted = head_landmarks2d(model, codes, size).cpu().numpy()
+        measures = measure_eyes(eyes, codes, crops, fitted, size, held_gaze)
+        if topology.arkit is not None:
+            codes = settle_eyelids(model, codes, crops, measures, topology.arkit, size)
+    recon, arrays = _decode_arrays(model, codes, crops, detail)
+    if topology.eyes is not None:
         draw_eyes(arrays, eyes, topology.eyes, measures, codes)
     results = []
     for b, crop in enumerate(crops):

@@ -136,6 +136,77 @@ def measure_eyes(
     return [EyeMeasure(*out[b], *(a[b].numpy() for a in args), rest) for b in range(len(out))]
 
 
+BLINK_GRID = 21
+"""eyeBlink values tried per eye (evenly over [0, 1]) by :func:`settle_eyelids`, then interpolated."""
+
+
+def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, size: int):
+    """``codes`` with the eyes' expression weights taken from the image: ``eyeLook*`` from the measured
+    gaze (``measures``, :func:`vitdeca.arkit.eye_look_weights`) and each eye's ``eyeBlink`` the value
+    (in [0, 1], other shapes as they are) at which the head's eye aspect ratio equals that of the
+    detector's eyelid landmarks (``crops``' ``crop_landmarks``).
+
+    Why: fitting matches the eyelid landmarks with whatever closes the lids, and on ICT-FaceKit
+    ``eyeLookDown`` lowers the upper lid as ``eyeBlink`` does, so a blink came out as eyeBlink ≈ 0.3
+    plus eyeLookDown ≈ 0.2, and the eyeLook* part was then replaced by the gaze. Solving the blink
+    after the gaze is fixed gives the lids' closure to eyeBlink. ``mapping``: the head's
+    :class:`~vitdeca.arkit.ArkitMapping`; ``size``: the crop side in pixels. Codes (batch B) in, new
+    codes out (the input is not changed)."""
+    from vitdeca.arkit import eye_look_weights
+    from vitdeca.faces.iris import eye_aspect_ratio, eyelids
+
+    expression = codes.expression.detach().clone()
+    for b, measure in enumerate(measures):
+        for (yaw, pitch), side in zip(measure.gaze, ("Left", "Right"), strict=True):
+            for name, value in eye_look_weights(float(yaw), float(pitch), side).items():
+                expression[b, _expression_index(mapping, name)] = value
+    blink_index = [_expression_index(mapping, f"eyeBlink{side}") for side in ("Left", "Right")]
+    target = np.array([[eye_aspect_ratio(eyelids(c.crop_landmarks)[eye]) for eye in EYES] for c in crops])
+    grid = torch.linspace(0.0, 1.0, BLINK_GRID, dtype=expression.dtype)
+    ratios = _blink_aspect_ratios(model, codes.replace(expression=expression), blink_index, grid, size)
+    for b in range(len(crops)):
+        for e, j in enumerate(blink_index):
+            expression[b, j] = float(_solve_decreasing(grid.numpy(), ratios[:, b, e], target[b, e]))
+    return codes.replace(expression=expression)
+
+
+def _blink_aspect_ratios(model, codes, blink_index: list[int], grid: torch.Tensor, size: int) -> np.ndarray:
+    """(K,B,2) eye aspect ratios of the head's eyelid landmarks with both eyeBlink weights at each of
+    the K ``grid`` values (the other codes as given)."""
+    from vitdeca.faces.iris import eye_aspect_ratio, eyelids
+    from vitdeca.fit import landmarks2d
+
+    batch = codes.batch_size
+    tiled = codes.index(torch.arange(batch).repeat(len(grid)))
+    expression = tiled.expression.clone()
+    expression[:, blink_index] = grid.repeat_interleave(batch)[:, None].to(expression)
+    with torch.no_grad():
+        points = landmarks2d(model, tiled.replace(expression=expression), size).cpu().numpy()
+    ears = [[eye_aspect_ratio(eyelids(p)[eye]) for eye in EYES] for p in points]
+    return np.asarray(ears).reshape(len(grid), batch, 2)
+
+
+def _solve_decreasing(xs: np.ndarray, ys: np.ndarray, target: float) -> float:
+    """The first x in [xs[0], xs[-1]] where the sampled ys (K,) fall to ``target``: linear interpolation
+    within the first bracketing interval of their running minimum (the aspect ratio rises again once
+    the lids pass each other), else where that minimum is nearest in y (the first such x)."""
+    ys = np.minimum.accumulate(np.asarray(ys, np.float64))
+    above = ys >= target
+    for k in range(len(xs) - 1):
+        if above[k] and not above[k + 1]:
+            t = (ys[k] - target) / max(ys[k] - ys[k + 1], 1e-12)
+            return float(xs[k] + t * (xs[k + 1] - xs[k]))
+    return float(xs[int(np.argmin(np.abs(ys - target)))])
+
+
+def _expression_index(mapping, arkit_name: str) -> int:
+    """The head's expression entry that drives the (unmerged) ARKit shape ``arkit_name``."""
+    from vitdeca.arkit import ARKIT_NAMES
+
+    (rows,) = np.nonzero(mapping.inverse[:, ARKIT_NAMES.index(arkit_name)] == 1.0)
+    return int(rows[0])
+
+
 def conjugate_gaze(found: list, blink: np.ndarray, held: np.ndarray | None) -> np.ndarray:
     """(2,2) yaw/pitch degrees of both eyes (left first): the mean of the eyes' located gazes ``found``
     (2 × (2,) or None). With ``held`` (2,2) (a video's previous frame), an eye with ``blink`` ≥ 0.5 does
