@@ -17,7 +17,8 @@ the same fit with the three priors switched off, in the same run (the baseline).
 
 Not measured here: shape from several images (``--same-person``, benchmarks/bench_same_person.py).
 Accuracy numbers do not depend on machine load; no timings are
-reported. Usage: ``python benchmarks/bench_arkit.py [--images 48] [--per-subject 4] [--seed 0]``.
+reported. Usage: ``python benchmarks/bench_arkit.py [--images 48] [--per-subject 4] [--seed 0]
+[--blink-fraction 0.25]`` (writes ``results/arkit.md``, or ``results/arkit_seed<N>.md`` for another seed).
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def main() -> None:
         f"{torch.__version__}. Default prior weights: "
         f"{weights}. Faces located from the true landmarks; accuracy only (no timings).\n\n{text}\n"
     )
-    publish(report, RESULTS, args)
+    publish(report, RESULTS if args.seed == 0 else RESULTS.with_name(f"arkit_seed{args.seed}.md"), args)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import torch
 
 from stats import BOOTSTRAP, bootstrap_interval
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
+from vitdeca.storage import atomic_write_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "default_model.md"
 METHODS = ("regress", "refine", "fit")
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=1, help="every k-th photo (sorted by path)")
     parser.add_argument("--baseline-model", default=None, help="a previous model, run as extra rows")
     parser.add_argument("--profiles", default=None, help="a `vitdeca synth` set at any yaw: NME by yaw bin")
+    parser.add_argument("--out", default=str(RESULTS), help=f"the report (default {RESULTS.name})")
     args = parser.parse_args()
     found = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     photos = found[:: args.stride][: args.limit]
@@ -253,7 +255,7 @@ def main() -> None:
              "detail": throughput(recs["regress"], photos, 8, True)}  # fmt: skip
     profiles = profile_rows(recs, Path(args.profiles)) if args.profiles else None
     text = report(photo_results, synth, speed, args, profiles)
-    RESULTS.write_text(text)
+    atomic_write_bytes(Path(args.out), text.encode())
     print(text)
 
 
