@@ -69,12 +69,14 @@ def decode_results(
     topology: MeshTopology | None = None,
     fit_nme: np.ndarray | None = None,
     held_gaze: np.ndarray | None = None,
+    settle_eyes: bool = True,
 ) -> list[FaceResult]:
     """Decode ``codes`` (batch B) of ``crops`` (B :class:`FaceCrop`) into results.
 
     The texture is the photo sampled into UV where the face is visible, the model's albedo elsewhere.
     ``held_gaze`` (B,2,2): the gaze of closed or half-closed eyes
-    (:func:`~vitdeca.pipeline.eyes.measure_eyes`).
+    (:func:`~vitdeca.pipeline.eyes.measure_eyes`). ``settle_eyes``: the eyeLook* and eyeBlink weights
+    from the crops' gaze and eyelids (:func:`~vitdeca.pipeline.eyes.settle_eyelids`).
     """
     from vitdeca.faces import invert_similarity, transform_points
     from vitdeca.fit import landmarks2d as head_landmarks2d
@@ -85,7 +87,7 @@ def decode_results(
         eyes, size = model.head.eyeballs(), crops[0].crop.image.shape[0]
         fitted = head_landmarks2d(model, codes, size).cpu().numpy()
         measures = measure_eyes(eyes, codes, crops, fitted, size, held_gaze)
-        if topology.arkit is not None:
+        if settle_eyes and topology.arkit is not None:
             codes = settle_eyelids(model, codes, crops, measures, topology.arkit, size)
     recon, arrays = _decode_arrays(model, codes, crops, detail)
     if topology.eyes is not None:

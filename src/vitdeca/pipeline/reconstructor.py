@@ -275,14 +275,18 @@ class Reconstructor:
         crops: list[FaceCrop],
         fit_nme: np.ndarray | None = None,
         held_gaze: np.ndarray | None = None,
+        settle_eyes: bool = True,
     ) -> list[FaceResult]:
         """Decode ``codes`` of ``crops`` into results (meshes, renders, texture) in original pixels;
-        ``held_gaze`` (B,2,2): the gaze of eyes closed or half closed (a video's previous frame's)."""
+        ``held_gaze`` (B,2,2): the gaze of eyes closed or half closed (a video's previous frame's);
+        ``settle_eyes``: the eyes' expression weights from the crops' gaze and lids
+        (:func:`~vitdeca.pipeline.eyes.settle_eyelids`; False keeps the codes', e.g. another photo's)."""
         from vitdeca.pipeline.decode import decode_results, mesh_topology
 
         if self._topology is None:
             self._topology = mesh_topology(self.model)
-        return decode_results(self.model, codes, crops, self.detail, self._topology, fit_nme, held_gaze)
+        args = (self.detail, self._topology, fit_nme, held_gaze, settle_eyes)
+        return decode_results(self.model, codes, crops, *args)
 
     # ------------------------------------------------------------------------------------- videos
     def iter_video(

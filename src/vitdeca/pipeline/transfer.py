@@ -34,7 +34,7 @@ def transfer(
             raise VitdecaError(f"{path}: {item.message or 'no face found'}")
     face_a, face_b = (faces[0] for faces in rec.reconstruct_crops(prepared))
     codes = transfer_codes(face_a.codes, face_b.codes).to(rec.device)
-    result = rec.decode(codes, [prepared[0].crops[0]])[0]
+    result = rec.decode(codes, [prepared[0].crops[0]], settle_eyes=False)[0]  # B's eyes, as settled in B
     result.texture = face_a.texture
     stem = safe_name(f"{Path(identity).stem}_as_{Path(expression).stem}")
     folder = out_dir / stem
