@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import torch
 
+from vitdeca.arkit import with_gaze_looks
 from vitdeca.data.synth_appearance import list_textures, sample_skin, socket_weights
 from vitdeca.data.synth_render import SynthRenderer
 from vitdeca.data.synth_spec import (
@@ -100,24 +101,6 @@ def with_blink(expression: np.ndarray, head, rng: np.random.Generator | None) ->
     level = rng.uniform(0.65, 0.95)
     for name in BLINKS:
         out[names.index(name)] = level + rng.uniform(-0.05, 0.05)
-    return out
-
-
-def with_gaze_lids(expression: np.ndarray, head, gaze: np.ndarray) -> np.ndarray:
-    """``expression`` (n,) whose eyeLook* weights are those of ``gaze`` (2,2) yaw/pitch degrees (left eye
-    first; :func:`vitdeca.arkit.eye_look_weights`): the lids follow the turned eyeballs, and the
-    recorded expression's eyeLook* are the gaze, as ARKit defines them. Unchanged for a head without
-    those shapes."""
-    from vitdeca.arkit import eye_look_weights
-
-    names = list(head.blendshape_names or ())
-    out = expression.copy()
-    for (yaw, pitch), side in zip(gaze, ("L", "R"), strict=True):
-        arkit_side = {"L": "Left", "R": "Right"}[side]
-        for name, value in eye_look_weights(float(yaw), float(pitch), arkit_side).items():
-            own = f"{name[: -len(arkit_side)]}_{side}"
-            if own in names:
-                out[names.index(own)] = value
     return out
 
 
@@ -194,7 +177,8 @@ def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: i
     if options.eyes == "ict":  # its own stream: the other draws stay those of eyes="convex"
         draw = np.random.default_rng([options.seed, 2, index])
         gaze = np.repeat(np.clip(draw.standard_normal((1, 2)), -2.0, 2.0) * options.gaze, 2, axis=0)
-        expression = with_gaze_lids(expression, head, gaze)
+        # the lids follow the turned eyeballs: eyeLook* are the gaze's, as ARKit defines them
+        expression = with_gaze_looks(expression, head.blendshape_names or (), gaze)
     return ImageSpec(
         index=index,
         subject=subject,

@@ -142,7 +142,7 @@ BLINK_GRID = 21
 
 def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, size: int):
     """``codes`` with the eyes' expression weights taken from the image: ``eyeLook*`` from the measured
-    gaze (``measures``, :func:`vitdeca.arkit.eye_look_weights`) and each eye's ``eyeBlink`` the value
+    gaze (``measures``, :func:`vitdeca.arkit.with_gaze_looks`) and each eye's ``eyeBlink`` the value
     (in [0, 1], other shapes as they are) at which the head's eye aspect ratio equals that of the
     detector's eyelid landmarks (``crops``' ``crop_landmarks``).
 
@@ -152,14 +152,13 @@ def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, siz
     after the gaze is fixed gives the lids' closure to eyeBlink. ``mapping``: the head's
     :class:`~vitdeca.arkit.ArkitMapping`; ``size``: the crop side in pixels. Codes (batch B) in, new
     codes out (the input is not changed)."""
-    from vitdeca.arkit import eye_look_weights
+    from vitdeca.arkit import with_gaze_looks
     from vitdeca.faces.iris import eye_aspect_ratio, eyelids
 
     expression = codes.expression.detach().clone()
     for b, measure in enumerate(measures):
-        for (yaw, pitch), side in zip(measure.gaze, ("Left", "Right"), strict=True):
-            for name, value in eye_look_weights(float(yaw), float(pitch), side).items():
-                expression[b, _expression_index(mapping, name)] = value
+        looks = with_gaze_looks(expression[b].cpu().numpy(), mapping.expression_names, measure.gaze)
+        expression[b] = torch.from_numpy(looks).to(expression)
     blink_index = [_expression_index(mapping, f"eyeBlink{side}") for side in ("Left", "Right")]
     target = np.array([[eye_aspect_ratio(eyelids(c.crop_landmarks)[eye]) for eye in EYES] for c in crops])
     grid = torch.linspace(0.0, 1.0, BLINK_GRID, dtype=expression.dtype)
