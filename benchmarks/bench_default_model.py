@@ -69,10 +69,10 @@ def photo_rows(recs: dict, photos: list[Path]) -> list[tuple[str, dict, dict]]:
             prepared = rec.prepare(path)  # each method in its own model's crop (detection not timed)
             if not prepared.crops:
                 break
-            target = torch.from_numpy(prepared.crops[0].crop_landmarks[None]).float()
             start = time.perf_counter()
-            codes, _ = rec.estimate_codes(prepared.crops[:1])
+            crops, codes, _ = rec.estimate_prepared([prepared])
             seconds[method] = time.perf_counter() - start
+            target = torch.from_numpy(crops[0].crop_landmarks[None]).float()
             with torch.no_grad():
                 pred = landmarks2d(rec.model, codes, rec.crop_size)
             nme[method] = float(landmark_nme(pred, target)[0])
@@ -167,19 +167,20 @@ def bootstrap_ratio(errors: dict, method: str, seed: int = 0) -> tuple[float, fl
 
 def throughput(rec, photos: list[Path], batch: int, detail: bool) -> float:
     """Images per second of regress + decode for ``batch`` crops (after detection), median of 5."""
-    crops = []
+    prepared = []
     for path in photos:
-        crops += rec.prepare(path).crops[:1]
-        if len(crops) == batch:
+        item = rec.prepare(path)
+        if item.crops:
+            prepared.append(item)
+        if len(prepared) == batch:
             break
-    crops = (crops * batch)[:batch]
+    prepared = (prepared * batch)[:batch]
     rec.detail = detail
     times = []
     for _ in range(6):
         start = time.perf_counter()
         with torch.no_grad():
-            codes, _ = rec.estimate_codes(crops)
-            rec.decode(codes, crops)
+            rec.reconstruct_crops(prepared)
         times.append(time.perf_counter() - start)
     return batch / float(np.median(times[1:]))
 

@@ -160,9 +160,9 @@ def predict(rec, rgb: np.ndarray, faces: list) -> tuple[np.ndarray, np.ndarray]:
     """``rec``'s 68 points (K,68,2) (original pixels) and yaws (K,) for ``faces`` (vitdeca.faces.Face)."""
     from vitdeca.faces import invert_similarity, transform_points
     from vitdeca.fit import landmarks2d
+    from vitdeca.pipeline.reconstructor import Prepared
 
-    crops = rec.crop_faces(rgb, faces)
-    codes, _ = rec.estimate_codes(crops)
+    crops, codes, _ = rec.estimate_prepared([Prepared("", rgb, rec.crop_faces(rgb, faces))])
     with torch.no_grad():
         points = landmarks2d(rec.model, codes, rec.crop_size).double().cpu().numpy()
     pred = np.stack(

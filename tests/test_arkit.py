@@ -12,6 +12,7 @@ from vitdeca.arkit import (
     eye_angles,
     eye_look_weights,
     head_angles,
+    without_contradictions,
 )
 from vitdeca.errors import VitdecaError
 from vitdeca.head.base import HeadModel
@@ -122,3 +123,30 @@ def test_eye_angles_invert_eye_look_weights():
     eyes = eye_angles(np.array([weights[n] for n in ARKIT_NAMES]))
     assert eyes["left"] == pytest.approx({"yaw": 12.0, "pitch": -8.0})
     assert eyes["right"] == pytest.approx({"yaw": -6.0, "pitch": 9.0})
+
+
+def test_without_contradictions_drops_the_smaller_of_each_pair(ict_head):
+    names = list(ict_head.blendshape_names)
+    at = names.index
+    expression = np.zeros(len(names), np.float32)
+    expression[[at("eyeBlink_L"), at("eyeWide_L"), at("mouthSmile_R"), at("mouthFrown_R")]] = [
+        0.9,
+        0.3,
+        0.2,
+        0.5,
+    ]
+    expression[[at("browDown_L"), at("browInnerUp_L"), at("browInnerUp_R"), at("jawOpen")]] = [
+        0.4,
+        0.6,
+        0.7,
+        0.5,
+    ]
+    out = without_contradictions(expression, names)
+    assert out[at("eyeWide_L")] == 0 and out[at("eyeBlink_L")] == np.float32(0.9)
+    assert out[at("mouthSmile_R")] == 0 and out[at("mouthFrown_R")] == np.float32(0.5)
+    assert out[at("browDown_L")] == 0 and out[at("browInnerUp_R")] == np.float32(0.7)  # merged halves
+    assert out[at("jawOpen")] == np.float32(0.5) and expression[at("eyeWide_L")] == np.float32(0.3)
+    expression[at("eyeWide_L")] = 0.95  # larger than the blink, but the blink is kept
+    kept = without_contradictions(expression, names, keep=("eyeBlinkLeft",))
+    assert kept[at("eyeWide_L")] == 0 and kept[at("eyeBlink_L")] == np.float32(0.9)
+    assert without_contradictions(expression, names)[at("eyeBlink_L")] == 0

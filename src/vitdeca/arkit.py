@@ -236,6 +236,24 @@ def eye_look_weights(yaw: float, pitch: float, side: str) -> dict[str, float]:
     return {k: float(np.clip(v, 0.0, 1.0)) for k, v in values.items()}
 
 
+def without_contradictions(expression: np.ndarray, names, keep=()) -> np.ndarray:
+    """A copy of one expression code (n,) of a blend-shape head (``names``: its ``blendshape_names``)
+    in which, of each :data:`EXCLUSIVE` pair with both weights above 0, the smaller is set to 0 (a tie:
+    the second); a weight whose ARKit name is in ``keep`` always wins (e.g. an imposed blink)."""
+    index: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        index.setdefault(arkit_name(name), []).append(j)
+    out = np.array(expression, copy=True)
+    for a, b in EXCLUSIVE:
+        for i in index.get(a, []):
+            for j in index.get(b, []):
+                if out[i] <= 0 or out[j] <= 0:
+                    continue
+                loser = j if a in keep or (b not in keep and out[i] >= out[j]) else i
+                out[loser] = 0.0
+    return out
+
+
 def with_gaze_looks(expression: np.ndarray, names, gaze: np.ndarray) -> np.ndarray:
     """A copy of one expression code (n,) of a blend-shape head (``names``: its ``blendshape_names``)
     whose eyeLook* entries are those of ``gaze`` (2,2) yaw/pitch degrees, left eye first

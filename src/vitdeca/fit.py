@@ -70,11 +70,10 @@ class FitConfig:
     used when a fit starts from a close guess (the previous video frame); ``refine_*``: the fit that
     follows a trained encoder (:meth:`refining`: landmark and photometric steps, and factors on
     ``lr_scale``; ``refine_max_yaw``: a face the encoder turns this many degrees or more keeps the
-    encoder's codes, for data where the detector's 68 points fail on profiles; 90 = off, see
-    docs/pose.md); ``losses``: the enabled terms from
-    :data:`LOSSES` (``reg`` = every code regulariser); ``expression_range``: bounds for blend-shape
-    expression weights ("auto": the head model's ``expression_bounds``, [0, 1] for ICT, none for PCA
-    expressions); ``weighted_landmarks``: DECA's
+    encoder's codes: the detector's 68 points fail on profiles, see docs/pose.md; 90 = off);
+    ``losses``: the enabled terms from :data:`LOSSES` (``reg`` = every code regulariser);
+    ``expression_range``: bounds for blend-shape expression weights ("auto": the head model's
+    ``expression_bounds``, [0, 1] for ICT, none for PCA expressions); ``weighted_landmarks``: DECA's
     per-landmark weights (nose and mouth count more) instead of uniform ones (the uniform NME is lower);
     ``occluded_weight``: the landmark weight of points the current fit hides behind the head itself (1:
     no visibility weighting), re-tested every ``visibility_every`` landmark steps and at every
@@ -103,7 +102,7 @@ class FitConfig:
     refine_landmark_iterations: int = 100
     refine_photometric_iterations: int = 0
     refine_lr_boost: dict[str, float] = field(default_factory=lambda: {"shape": 2.0, "expression": 2.0})
-    refine_max_yaw: float = 90.0
+    refine_max_yaw: float = 45.0
     losses: list[str] = field(default_factory=lambda: list(LOSSES))
     weights: FitWeights = field(default_factory=FitWeights)
     weighted_landmarks: bool = False

@@ -392,7 +392,33 @@ def test_blinks_close_both_eyes_on_their_own_stream(ict_head):
                       sample_image(plain, ict_head, subject, index, index % 4)))  # fmt: skip
     blinking = [a.expression[blinks].min() >= 0.6 > b.expression[blinks].min() for a, b in specs]
     assert 8 <= sum(blinking) <= 28  # about half of the expressive images
+    others[[names.index("eyeWide_L"), names.index("eyeWide_R")]] = False  # a blink's contradiction
     for a, b in specs:  # everything else drawn as without blinks
         assert np.array_equal(a.pose, b.pose) and np.array_equal(a.expression[others], b.expression[others])
     with pytest.raises(VitdecaError, match="blink_fraction"):
         SynthOptions(blink_fraction=1.5).validated()
+
+
+def test_drawn_expressions_have_no_contradicting_pairs(ict_head):
+    """By default no image holds both shapes of a :data:`vitdeca.arkit.EXCLUSIVE` pair (imposed blinks
+    win over eyeWide); ``consistent_expressions=False`` draws them independently, as before, and then
+    such pairs occur; every other weight is the same."""
+    from vitdeca.arkit import EXCLUSIVE, arkit_name
+    from vitdeca.data.synth import sample_image, sample_subject
+
+    names = [arkit_name(n) for n in ict_head.blendshape_names]
+    pairs = [(i, j) for a, b in EXCLUSIVE for i, n in enumerate(names) if n == a
+             for j, m in enumerate(names) if m == b]  # fmt: skip
+
+    def draws(**changes):
+        options = SynthOptions(n_images=120, images_per_subject=4, seed=4, blink_fraction=0.3, **changes)
+        return [sample_image(options, ict_head, sample_subject(options, ict_head, i // 4, []), i, i % 4)
+                for i in range(120)]  # fmt: skip
+
+    clashes = lambda e: sum(e[i] > 0 and e[j] > 0 for i, j in pairs)  # noqa: E731
+    consistent, independent = draws(), draws(consistent_expressions=False)
+    assert sum(clashes(s.expression) for s in consistent) == 0
+    assert sum(clashes(s.expression) for s in independent) >= 5
+    for a, b in zip(consistent, independent, strict=True):
+        kept = a.expression > 0
+        assert np.array_equal(a.expression[kept], b.expression[kept])  # only zeros were written

@@ -10,6 +10,7 @@ import torch
 
 from vitdeca import losses as L
 from vitdeca.cli import build_parser
+from vitdeca.codes import Codes
 from vitdeca.errors import VitdecaError
 from vitdeca.fit import (
     FitConfig,
@@ -217,10 +218,11 @@ def test_refine_uses_the_refining_config(monkeypatch, fit_model):
 
 
 def test_refine_can_leave_profiles_as_regressed(monkeypatch, fit_model):
-    """With ``refine_max_yaw`` 60 a face the encoder turns 75° keeps its codes, the frontal one is fitted;
-    by default (90: off) both are fitted."""
+    """With ``refine_max_yaw`` 60 (default 45) a face the encoder turns 75° keeps its codes, the frontal
+    one is fitted; at 90 (off) both are fitted."""
     encoded = fit_model.neutral_codes(2)
     encoded.pose[0, 1] = math.radians(75.0)  # yaw about the vertical axis
+    assert FitConfig().refine_max_yaw == 45.0
     rec, seen = _refining_reconstructor(monkeypatch, fit_model, encoded)
     rec.estimate_codes([_crop_of(fit_model), _crop_of(fit_model)])
     assert seen[0][1].batch_size == 2
@@ -229,6 +231,40 @@ def test_refine_can_leave_profiles_as_regressed(monkeypatch, fit_model):
     assert len(seen) == 1 and seen[0][1].batch_size == 1
     assert torch.equal(codes.shape[0], encoded.shape[0]) and torch.equal(codes.shape[1], encoded.shape[1] + 1)
     assert nme.shape == (2,) and nme[0] > 0 and nme[1] == 0
+
+
+def test_turned_faces_are_reframed_around_the_encoders_landmarks(fit_model):
+    """A face the encoder turns 75° is re-cropped around the encoder's own landmarks (mapped back to the
+    original image) once per pass; the frontal face keeps the detector's crop; the codes returned are the
+    encoder's of the final crops, so :meth:`estimate_codes` does not encode again."""
+    from vitdeca.faces import crop_face, invert_similarity, transform_points
+    from vitdeca.pipeline.reconstructor import Reconstructor
+
+    size = int(fit_model.config.image_size)
+    turned = fit_model.neutral_codes(1)
+    turned.pose[0, 1] = math.radians(75.0)
+    turned.camera[0] += torch.tensor([0.0, 0.2, -0.1])  # off-centre: the crop must move
+    calls = []
+
+    def fake_encode(images):
+        calls.append(len(images))
+        return Codes.concat([turned.index(0), fit_model.neutral_codes(1)][: len(images)])
+
+    rec = Reconstructor(fit_model, detail=False)
+    rec.encode = fake_encode
+    image = np.random.default_rng(0).integers(0, 255, (3 * size, 2 * size, 3), dtype=np.uint8)
+    crops = [_crop_of(fit_model), _crop_of(fit_model)]
+    own = landmarks2d(fit_model, turned, size)[0].double().numpy()
+    reframed, encoded = rec.reframe_turned([image, image], crops)
+    assert calls == [2, 1, 1, 1] and encoded.pose[0, 1] == turned.pose[0, 1]
+    expected = crops[0].crop.matrix
+    for _ in range(3):  # each pass: the encoder's points in the current crop, back in the image
+        expected = crop_face(image, transform_points(own, invert_similarity(expected)), size=size).matrix
+    assert not np.allclose(expected, crops[0].crop.matrix)
+    assert np.allclose(reframed[0].crop.matrix, expected) and reframed[1] is crops[1]
+    assert np.array_equal(reframed[0].landmarks, crops[0].landmarks)  # targets: still the detector's
+    rec.reframe_min_yaw, calls[:] = 90.0, []
+    assert rec.reframe_turned([image, image], crops)[0] == crops and calls == [2]
 
 
 def test_fit_is_deterministic(fit_model):

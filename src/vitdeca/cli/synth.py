@@ -69,6 +69,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=15.0,
         help="with --eyes ict: std of the eyes' yaw/pitch in degrees (default 15)",
     )
+    parser.add_argument(
+        "--independent-expressions", dest="consistent_expressions", action="store_false",
+        help="draw every blend shape independently, contradicting pairs included (eyeBlink with "
+        "eyeWide, mouthSmile with mouthFrown: vitdeca.arkit.EXCLUSIVE); default: the smaller of such "
+        "a pair is 0",
+    )  # fmt: skip
     _add_effect_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="images rendered at once (default 8)")
     parser.set_defaults(func=run)
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         supersample=args.supersample, uv_size=args.uv_size, head_model=args.head, head_path=args.head_path,
         yaw=args.yaw, yaw_max=args.yaw_max, face_fraction=tuple(args.face_fraction),
         backgrounds=args.backgrounds, textures=args.textures, batch_size=args.batch_size,
-        eyes=args.eyes, gaze=args.gaze,
+        eyes=args.eyes, gaze=args.gaze, consistent_expressions=args.consistent_expressions,
         background_detector=None if args.background_detector == "none" else args.background_detector,
         **{f: getattr(args, f) for f, _, _ in EFFECT_FLAGS.values() if getattr(args, f) is not None},
     )  # fmt: skip

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import torch
 
-from vitdeca.arkit import with_gaze_looks
+from vitdeca.arkit import arkit_name, with_gaze_looks, without_contradictions
 from vitdeca.data.synth_appearance import list_textures, sample_skin, socket_weights
 from vitdeca.data.synth_render import SynthRenderer
 from vitdeca.data.synth_spec import (
@@ -88,6 +88,7 @@ def sample_expression(rng: np.random.Generator, head) -> np.ndarray:
 
 
 BLINKS = ("eyeBlink_L", "eyeBlink_R")
+BLINKS_ARKIT = tuple(arkit_name(n) for n in BLINKS)
 
 
 def with_blink(expression: np.ndarray, head, rng: np.random.Generator | None) -> np.ndarray:
@@ -172,6 +173,8 @@ def sample_image(options: SynthOptions, head, subject: Subject, index: int, k: i
     expression = np.zeros(head.n_expression, np.float32) if neutral else sample_expression(rng, head)
     if not neutral:
         expression = with_blink(expression, head, _effect_stream(options, 5, index, options.blink_fraction))
+        if options.consistent_expressions:
+            expression = without_contradictions(expression, head.blendshape_names or (), keep=BLINKS_ARKIT)
     quality = options.jpeg_quality
     gaze = None
     if options.eyes == "ict":  # its own stream: the other draws stay those of eyes="convex"

@@ -47,6 +47,7 @@ class SynthOptions:
     occluder_max_area: float = 0.4  # an occluder covers at most this share of the face mask
     neck_fade_mm: float = 25.0  # the neck fades into the background over this length (0: hard cut)
     blink_fraction: float = 0.0  # share of expressive images whose eyes blink (eyeBlink 0.6-1)
+    consistent_expressions: bool = True  # no two shapes of a vitdeca.arkit.EXCLUSIVE pair in one face
     jpeg_quality: tuple[int, int] = (75, 95)
     backgrounds: str | None = None  # folder of photos (crops avoid their faces); None: procedural only
     photo_fraction: float = 0.8  # share of photo backgrounds when ``backgrounds`` is given

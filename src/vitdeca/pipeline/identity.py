@@ -73,10 +73,10 @@ def reconstruct_same_person(rec, prepared: list) -> list[list]:
     the results grouped per image ([] for an image without a face), like ``reconstruct_crops``."""
     from vitdeca.pipeline.decode import crop_batch
 
-    crops = [p.crops[0] for p in prepared if p.crops]
-    if not crops:
+    largest = [dataclasses.replace(p, crops=p.crops[:1]) for p in prepared if p.crops]
+    if not largest:
         return [[] for _ in prepared]
-    codes, nme = rec.estimate_codes(crops)
+    crops, codes, nme = rec.estimate_prepared(largest)
     images = crop_batch(crops, rec.device)
     marks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(rec.device)
     codes, joint_nme = shared_identity(rec, codes, marks, images if rec.fit_config is not None else None)

@@ -8,6 +8,7 @@ track, smoothed codes).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ import numpy as np
 import torch
 
 from vitdeca import media
+from vitdeca.codes import Codes
 from vitdeca.errors import VitdecaError
+from vitdeca.faces import crop_face
 from vitdeca.faces.backends import DEFAULT_BACKEND
 from vitdeca.pipeline.results import FaceResult, VideoFrame
 from vitdeca.pipeline.video import SMOOTHING, iter_video
@@ -26,6 +29,8 @@ from vitdeca.pipeline.video import SMOOTHING, iter_video
 log = logging.getLogger(__name__)
 
 METHODS = ("regress", "refine", "fit")
+REFRAME_MIN_YAW = 45.0  # degrees: a face the encoder turns this far is re-cropped around its own landmarks
+REFRAME_PASSES = 3  # at most this many re-crops per face
 
 
 class CodeSmoother:
@@ -84,6 +89,13 @@ class Prepared:
     message: str = ""
 
 
+def encoder_yaws(codes) -> np.ndarray:
+    """(B,) |yaw| in degrees of the codes' head rotations (:func:`vitdeca.arkit.head_angles`)."""
+    from vitdeca.arkit import head_angles
+
+    return np.array([abs(head_angles(p[:3])["yaw"]) for p in codes.pose.detach().cpu()])
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; an unavailable CUDA is a :class:`VitdecaError`."""
     if str(device) == "auto":
@@ -131,6 +143,8 @@ class Reconstructor:
         detail: bool = True,
         fit=None,
         refine: bool = False,
+        reframe_min_yaw: float = REFRAME_MIN_YAW,
+        reframe_passes: int = REFRAME_PASSES,
     ) -> None:
         from vitdeca.faces.backends import check_backend
 
@@ -141,6 +155,8 @@ class Reconstructor:
         self.detail = detail
         self.fit_config = fit
         self.refine = refine
+        self.reframe_min_yaw = reframe_min_yaw
+        self.reframe_passes = reframe_passes
         self.crop_size = int(model.config.image_size)
         self._topology = None
 
@@ -202,8 +218,6 @@ class Reconstructor:
     def crop_faces(self, rgb: np.ndarray, faces: list) -> list[FaceCrop]:
         """The model's crops of detected ``faces`` (:class:`~vitdeca.faces.Face`, numbered in order) of
         ``rgb`` (H,W,3) uint8."""
-        from vitdeca.faces import crop_face
-
         crops = []
         for k, face in enumerate(faces):
             crop = crop_face(rgb, face.landmarks, size=self.crop_size)
@@ -213,28 +227,71 @@ class Reconstructor:
 
     def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
         """Codes and outputs for every crop of ``prepared`` at once; results grouped per image."""
-        crops = [c for p in prepared for c in p.crops]
-        results: list[FaceResult] = []
-        if crops:
-            codes, nme = self.estimate_codes(crops)
-            results = self.decode(codes, crops, nme)
+        crops, codes, nme = self.estimate_prepared(prepared)
+        results = self.decode(codes, crops, nme) if crops else []
         grouped, i = [], 0
         for p in prepared:
             grouped.append(results[i : i + len(p.crops)])
             i += len(p.crops)
         return grouped
 
-    def estimate_codes(self, crops: list[FaceCrop], init=None):
+    def estimate_prepared(self, prepared: list[Prepared]):
+        """(crops, codes, fit NME per crop or None) of every crop of ``prepared``, in order: the faces the
+        encoder turns far re-framed first (:meth:`reframe_turned`), then :meth:`estimate_codes`."""
+        pairs = [(p.image, c) for p in prepared for c in p.crops]
+        if not pairs:
+            return [], None, None
+        crops, encoded = self.reframe_turned([im for im, _ in pairs], [c for _, c in pairs])
+        codes, nme = self.estimate_codes(crops, encoded=encoded)
+        return crops, codes, nme
+
+    def reframe_turned(self, images: list[np.ndarray], crops: list[FaceCrop]):
+        """(crops, the encoder's codes of them): each face the encoder turns ``reframe_min_yaw``° or more
+        re-cropped around the encoder's own 68 landmarks, up to ``reframe_passes`` times. On a profile
+        the detector's 68 points, and so the crop made from them, are far off (docs/pose.md); each pass
+        brings the crop closer to the one the encoder was trained on. ``images``: each crop's original
+        image (H,W,3) uint8. Fitting without an encoder: the crops unchanged and None."""
+        from vitdeca.faces import invert_similarity, transform_points
+        from vitdeca.fit import landmarks2d
+
+        crops = list(crops)
+        if self.fit_config is not None and not self.refine:
+            return crops, None
+        encoded = self._encode_crops(crops)
+        for _ in range(self.reframe_passes):
+            turned = np.flatnonzero(encoder_yaws(encoded) >= self.reframe_min_yaw).tolist()
+            if not turned:
+                break
+            with torch.no_grad():
+                points = landmarks2d(self.model, encoded.index(turned), self.crop_size).double().cpu().numpy()
+            for i, own in zip(turned, points, strict=True):
+                own = transform_points(own, invert_similarity(crops[i].crop.matrix))
+                crops[i] = dataclasses.replace(crops[i], crop=crop_face(images[i], own, size=self.crop_size))
+            again, rows = self._encode_crops([crops[i] for i in turned]), {i: k for k, i in enumerate(turned)}
+            encoded = Codes.concat(
+                [again.index(rows[i]) if i in rows else encoded.index(i) for i in range(len(crops))]
+            )
+        return crops, encoded
+
+    def _encode_crops(self, crops: list[FaceCrop]):
+        from vitdeca.pipeline.decode import crop_batch
+
+        with torch.no_grad():
+            return self.encode(crop_batch(crops, self.device))
+
+    def estimate_codes(self, crops: list[FaceCrop], init=None, encoded=None):
         """Codes of ``crops`` and the fit's landmark NME per crop (None without fitting): regressed,
-        fitted, or regressed then refined (``init``: where a fit starts, e.g. the previous video frame).
+        fitted, or regressed then refined (``init``: where a fit starts, e.g. the previous video frame;
+        ``encoded``: the encoder's codes of ``crops`` when already computed).
         ``refine`` leaves a face the encoder turns ``FitConfig.refine_max_yaw`` or more as regressed."""
         from vitdeca.fit import fit_codes
         from vitdeca.pipeline.decode import crop_batch
 
         images = crop_batch(crops, self.device)
         if self.fit_config is None or self.refine:
-            with torch.no_grad():
-                encoded = self.encode(images)
+            if encoded is None:
+                with torch.no_grad():
+                    encoded = self.encode(images)
             if self.fit_config is None:
                 return encoded, None
             init = encoded
@@ -248,12 +305,10 @@ class Reconstructor:
     def _refine(self, images: torch.Tensor, landmarks: torch.Tensor, encoded):
         """``refine``'s codes and NME: the fit of :meth:`FitConfig.refining` from ``encoded``, except for
         faces the encoder turns ``refine_max_yaw`` or more (off by default; docs/pose.md)."""
-        from vitdeca.arkit import head_angles
-        from vitdeca.codes import Codes
         from vitdeca.fit import fit_codes, landmark_nme, landmarks2d
 
         config = self.fit_config.refining()
-        yaw = np.array([abs(head_angles(p[:3])["yaw"]) for p in encoded.pose])
+        yaw = encoder_yaws(encoded)
         fitted = np.flatnonzero(yaw < config.refine_max_yaw).tolist()
         with torch.no_grad():
             nme = landmark_nme(landmarks2d(self.model, encoded, self.crop_size), landmarks).cpu().numpy()
@@ -304,8 +359,6 @@ class Reconstructor:
 
     def _recrop(self, frame: np.ndarray, crop: FaceCrop, landmarks: np.ndarray) -> FaceCrop:
         """``crop`` redone around smoothed ``landmarks`` (68,2) (original pixels)."""
-        from vitdeca.faces import crop_face
-
         landmarks = np.asarray(landmarks, dtype=np.float64)
         new = crop_face(frame, landmarks, size=self.crop_size)
         return FaceCrop(crop.face_index, crop.box, crop.score, landmarks, new, frame.shape[:2])
