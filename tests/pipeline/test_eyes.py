@@ -171,30 +171,34 @@ def test_conjugate_gaze_averages_the_located_eyes():
     assert np.array_equal(conjugate_gaze([left, None], np.array([0.7, 0.0]), held), held)
 
 
-def _arkit_codes(fit_model, topology, values: dict[str, float], shape_seed=0):
-    """Neutral codes of a random shape with the ARKit ``values`` as expression, turned 10° in yaw."""
+def _arkit_codes(fit_model, topology, values: dict[str, float], shape_seed=0, shape_scale=0.8):
+    """Neutral codes of a random shape (N(0, shape_scale²)) with the ARKit ``values`` as expression,
+    turned 10° in yaw."""
     weights = np.zeros(52, np.float32)
     for name, value in values.items():
         weights[ARKIT_NAMES.index(name)] = value
     shape = torch.randn(1, fit_model.head.n_shape, generator=torch.Generator().manual_seed(shape_seed))
     expression = torch.from_numpy(topology.arkit.expression(weights))[None]
     pose = torch.tensor([[0.05, np.radians(10.0), 0.0]], dtype=torch.float32)
-    return fit_model.neutral_codes(1).replace(shape=shape * 0.8, expression=expression, pose=pose)
+    return fit_model.neutral_codes(1).replace(shape=shape * shape_scale, expression=expression, pose=pose)
 
 
 @pytest.mark.parametrize("blink", [0.0, 0.45, 0.8])
 def test_settled_eyelids_give_the_lids_closure_to_the_blink(fit_model, topology, blink):
-    """The fit's failure mode: lids closed with eyeLookDown instead of eyeBlink. With the gaze measured
-    straight ahead, the settled codes hold eyeLookDown 0 and the true blink of each eye."""
+    """The fit's failure modes: lids closed with eyeLookDown instead of eyeBlink, and an identity (shape
+    code) whose eyes are narrower than the face's. With the gaze measured straight ahead, the settled
+    codes hold eyeLookDown 0 and the true blink of each eye of a mean-identity face, whatever the
+    fitted shape."""
     from types import SimpleNamespace
 
     from vitdeca.fit import landmarks2d
     from vitdeca.pipeline.eyes import settle_eyelids
 
     size = 224
-    truth = _arkit_codes(fit_model, topology, {"eyeBlinkLeft": blink, "jawOpen": 0.3})
+    truth = _arkit_codes(fit_model, topology, {"eyeBlinkLeft": blink, "jawOpen": 0.3}, shape_scale=0.0)
     detected = landmarks2d(fit_model, truth, size)[0].numpy()
     fitted = _arkit_codes(fit_model, topology, {"eyeLookDownLeft": 0.5, "eyeBlinkRight": 0.3, "jawOpen": 0.3})
+    assert fitted.shape.abs().max() > 0.5  # the fit's identity differs from the face's
     crops = [SimpleNamespace(crop_landmarks=detected)]
     measures = [SimpleNamespace(gaze=np.zeros((2, 2)))]
     settled = settle_eyelids(fit_model, fitted, crops, measures, topology.arkit, size)

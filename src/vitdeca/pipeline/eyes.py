@@ -144,12 +144,14 @@ def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, siz
     """``codes`` with the eyes' expression weights taken from the image: ``eyeLook*`` from the measured
     gaze (``measures``, :func:`vitdeca.arkit.with_gaze_looks`) and each eye's ``eyeBlink`` the value
     (in [0, 1], other shapes as they are) at which the head's eye aspect ratio equals that of the
-    detector's eyelid landmarks (``crops``' ``crop_landmarks``).
+    detector's eyelid landmarks (``crops``' ``crop_landmarks``), read on the mean identity (shape code 0).
 
     Why: fitting matches the eyelid landmarks with whatever closes the lids, and on ICT-FaceKit
     ``eyeLookDown`` lowers the upper lid as ``eyeBlink`` does, so a blink came out as eyeBlink ≈ 0.3
     plus eyeLookDown ≈ 0.2, and the eyeLook* part was then replaced by the gaze. Solving the blink
-    after the gaze is fixed gives the lids' closure to eyeBlink. ``mapping``: the head's
+    after the gaze is fixed gives the lids' closure to eyeBlink. The mean identity: a fit to one image
+    splits a closed eye between eyeBlink and a shape code with narrower eyes (docs/arkit.md), so the
+    lids are measured against the average eye. ``mapping``: the head's
     :class:`~vitdeca.arkit.ArkitMapping`; ``size``: the crop side in pixels. Codes (batch B) in, new
     codes out (the input is not changed)."""
     from vitdeca.arkit import with_gaze_looks
@@ -162,7 +164,8 @@ def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, siz
     blink_index = [_expression_index(mapping, f"eyeBlink{side}") for side in ("Left", "Right")]
     target = np.array([[eye_aspect_ratio(eyelids(c.crop_landmarks)[eye]) for eye in EYES] for c in crops])
     grid = torch.linspace(0.0, 1.0, BLINK_GRID, dtype=expression.dtype)
-    ratios = _blink_aspect_ratios(model, codes.replace(expression=expression), blink_index, grid, size)
+    mean_identity = codes.replace(expression=expression, shape=torch.zeros_like(codes.shape))
+    ratios = _blink_aspect_ratios(model, mean_identity, blink_index, grid, size)
     for b in range(len(crops)):
         for e, j in enumerate(blink_index):
             expression[b, j] = float(_solve_decreasing(grid.numpy(), ratios[:, b, e], target[b, e]))
