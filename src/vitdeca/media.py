@@ -48,10 +48,13 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
     A file is taken as given (whatever its suffix: an unreadable file is reported per item later); a
     folder contributes its image and video files, recursively and sorted; a pattern with ``* ? [``
-    (``**`` recursive) contributes the image and video files it matches. Raises :class:`VitdecaError`
-    when an input neither exists nor matches anything, or when nothing at all is found.
+    (``**`` recursive) contributes the image and video files it matches. An input that neither exists
+    nor matches anything does not stop the others: a missing path stays in the list (the batch reports
+    it as a failed item, one line), a pattern without matches is logged. Raises :class:`VitdecaError`
+    when no input exists at all (naming them).
     """
     found: list[Path] = []
+    missing: list[str] = []
     for item in inputs:
         text = os.fspath(item)
         path = Path(text).expanduser()
@@ -62,11 +65,17 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         elif _GLOB_CHARS & set(text):
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
             files = [m for m in matches if is_media_file(m)]
-            if not files:
-                raise VitdecaError(f"{text}: the pattern matches no image or video file")
             found += files
+            if not files:
+                missing.append(f"{text}: the pattern matches no image or video file")
         else:
-            raise VitdecaError(f"{text}: no such file or folder")
+            missing.append(f"{text}: no such file or folder")
+            found.append(path)
+    existing = [p for p in found if p.exists()]
+    if missing and not existing:
+        raise VitdecaError("; ".join(missing))
+    for message in missing:
+        log.warning("%s", message)
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         shown = ", ".join(os.fspath(i) for i in inputs) or "(none)"

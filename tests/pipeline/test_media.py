@@ -38,6 +38,23 @@ def test_expand_inputs_errors_name_the_input(tmp_path, bad):
         media.expand_inputs([str(tmp_path / bad)])
 
 
+def test_a_missing_input_does_not_stop_the_others(tmp_path, caplog):
+    """A mistyped path stays in the list (the batch fails that item alone, one line); a pattern without
+    matches is logged; only when nothing exists at all is it an error, naming every input."""
+    good = _touch(tmp_path / "a.jpg")
+    missing, pattern = tmp_path / "typo.jpg", str(tmp_path / "nothing-*.png")
+    with caplog.at_level("WARNING", logger="vitdeca.media"):
+        got = media.expand_inputs([good, missing, pattern])
+    assert got == [good.resolve(), missing.resolve()]
+    assert "typo.jpg: no such file or folder" in caplog.text and "nothing-*.png: the pattern" in caplog.text
+    with pytest.raises(VitdecaError, match=r"typo\.jpg: no such .*; .*nothing-\*\.png: the pattern"):
+        media.expand_inputs([missing, pattern])
+    from vitdeca.faces.image_io import read_image
+
+    with pytest.raises(VitdecaError, match=r"typo\.jpg: cannot read \(No such file"):
+        read_image(missing)  # what the batch records for that item
+
+
 def test_expand_inputs_empty_folder(tmp_path):
     with pytest.raises(VitdecaError, match="no image or video"):
         media.expand_inputs([tmp_path])
