@@ -186,15 +186,13 @@ def expression_priors(head) -> ExpressionPriors | None:
     names = head.blendshape_names
     if not names:
         return None
-    by_arkit: dict[str, list[int]] = {}
-    for j, name in enumerate(names):
-        by_arkit.setdefault(arkit_name(name), []).append(j)
+    by_arkit = indices_by_arkit_name(names)
     l1 = np.array([1.0 if arkit_name(n) in ARKIT_NAMES else 4.0 for n in names], np.float32)
     symmetric = sorted(
         {tuple(sorted((j, names.index(n[:-2] + "_R")))) for j, n in enumerate(names)
          if n.endswith("_L") and n[:-2] + "_R" in names}
     )  # fmt: skip
-    exclusive = [(i, j) for a, b in EXCLUSIVE for i in by_arkit.get(a, []) for j in by_arkit.get(b, [])]
+    exclusive = exclusive_pairs(by_arkit)
     as_pairs = lambda p: np.asarray(p, np.int64).reshape(-1, 2)  # noqa: E731
     return ExpressionPriors(l1, as_pairs(symmetric), as_pairs(exclusive))
 
@@ -240,18 +238,27 @@ def without_contradictions(expression: np.ndarray, names, keep=()) -> np.ndarray
     """A copy of one expression code (n,) of a blend-shape head (``names``: its ``blendshape_names``)
     in which, of each :data:`EXCLUSIVE` pair with both weights above 0, the smaller is set to 0 (a tie:
     the second); a weight whose ARKit name is in ``keep`` always wins (e.g. an imposed blink)."""
-    index: dict[str, list[int]] = {}
-    for j, name in enumerate(names):
-        index.setdefault(arkit_name(name), []).append(j)
     out = np.array(expression, copy=True)
-    for a, b in EXCLUSIVE:
-        for i in index.get(a, []):
-            for j in index.get(b, []):
-                if out[i] <= 0 or out[j] <= 0:
-                    continue
-                loser = j if a in keep or (b not in keep and out[i] >= out[j]) else i
-                out[loser] = 0.0
+    kept = {j for j, name in enumerate(names) if arkit_name(name) in keep}
+    for i, j in exclusive_pairs(indices_by_arkit_name(names)):
+        if out[i] > 0 and out[j] > 0:
+            out[j if i in kept or (j not in kept and out[i] >= out[j]) else i] = 0.0
     return out
+
+
+def indices_by_arkit_name(names) -> dict[str, list[int]]:
+    """{ARKit name: the indices of ``names`` (a head's ``blendshape_names``) that drive it} (merged
+    halves: two indices)."""
+    by_arkit: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        by_arkit.setdefault(arkit_name(name), []).append(j)
+    return by_arkit
+
+
+def exclusive_pairs(by_arkit: dict[str, list[int]]) -> list[tuple[int, int]]:
+    """The (i, j) index pairs of the :data:`EXCLUSIVE` shapes (``by_arkit``: :func:`indices_by_arkit_name`),
+    in its order."""
+    return [(i, j) for a, b in EXCLUSIVE for i in by_arkit.get(a, []) for j in by_arkit.get(b, [])]
 
 
 def with_gaze_looks(expression: np.ndarray, names, gaze: np.ndarray) -> np.ndarray:

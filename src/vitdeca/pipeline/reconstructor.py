@@ -255,7 +255,7 @@ class Reconstructor:
         from vitdeca.fit import landmarks2d
 
         crops = list(crops)
-        if self.fit_config is not None and not self.refine:
+        if not self.uses_encoder:
             return crops, None
         encoded = self._encode_crops(crops)
         for _ in range(self.reframe_passes):
@@ -273,6 +273,11 @@ class Reconstructor:
             )
         return crops, encoded
 
+    @property
+    def uses_encoder(self) -> bool:
+        """True for ``regress`` and ``refine`` (the trained encoder runs), False for fitting alone."""
+        return self.fit_config is None or self.refine
+
     def _encode_crops(self, crops: list[FaceCrop]):
         from vitdeca.pipeline.decode import crop_batch
 
@@ -287,14 +292,12 @@ class Reconstructor:
         from vitdeca.fit import fit_codes
         from vitdeca.pipeline.decode import crop_batch
 
-        images = crop_batch(crops, self.device)
-        if self.fit_config is None or self.refine:
-            if encoded is None:
-                with torch.no_grad():
-                    encoded = self.encode(images)
+        if self.uses_encoder:
+            encoded = self._encode_crops(crops) if encoded is None else encoded
             if self.fit_config is None:
                 return encoded, None
             init = encoded
+        images = crop_batch(crops, self.device)
         landmarks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(self.device)
         if not self.refine:
             config = self.fit_config.warm() if init is not None else self.fit_config
@@ -304,7 +307,7 @@ class Reconstructor:
 
     def _refine(self, images: torch.Tensor, landmarks: torch.Tensor, encoded):
         """``refine``'s codes and NME: the fit of :meth:`FitConfig.refining` from ``encoded``, except for
-        faces the encoder turns ``refine_max_yaw`` or more (off by default; docs/pose.md)."""
+        faces the encoder turns ``refine_max_yaw`` or more (45° by default; docs/pose.md)."""
         from vitdeca.fit import fit_codes, landmark_nme, landmarks2d
 
         config = self.fit_config.refining()
