@@ -20,10 +20,13 @@ Claims measured, all in one run on this machine:
    the given landmarks, which would be the truth (``benchmarks/bench_pose.py`` measures them after detection).
 
 With ``--baseline-model PATH`` a previous model's ``regress`` and ``refine`` run in the same run as extra rows
-(labelled ``regress (baseline)``, ...), so a retrained model is compared under identical conditions.
+(labelled ``regress (baseline)``, ...), so a retrained model is compared under identical conditions. With
+``--flip-rows`` the same model with the other test-time flip setting runs too (``regress (no flip)``,
+``refine (flip)``: by default regress flips and refine does not). Each such row gets a paired difference to
+its method over the photos.
 
 Usage: ``python benchmarks/bench_default_model.py --model vitdeca-vits14 --synth DIR [--photos DIR]
-[--baseline-model PATH]``. Writes ``benchmarks/results/default_model.md``.
+[--baseline-model PATH] [--flip-rows]``. Writes ``benchmarks/results/default_model.md``.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "default_model.md"
 METHODS = ("regress", "refine", "fit")
 
 
-def reconstructors(model: str, baseline: str | None = None) -> dict:
-    """{row label: Reconstructor}: regress / refine / fit, plus the baseline model's regress / refine."""
+def reconstructors(model: str, baseline: str | None = None, other_flip: bool = False) -> dict:
+    """{row label: Reconstructor}: regress / refine / fit, plus the baseline model's regress / refine
+    (``baseline``) and the same model's with the other test-time flip setting (``other_flip``)."""
     from vitdeca.pipeline import Reconstructor
 
     recs = {m: Reconstructor.from_pretrained(model, device="cpu", detail=False, method=m) for m in METHODS}
@@ -55,7 +59,31 @@ def reconstructors(model: str, baseline: str | None = None) -> dict:
     for m in METHODS[:2] if baseline else ():
         rec = Reconstructor.from_pretrained(baseline, device="cpu", detail=False, method=m)
         recs[f"{m} (baseline)"] = rec
+    for m in METHODS[:2] if other_flip else ():
+        flip = not recs[m].flip
+        recs[f"{m} ({'flip' if flip else 'no flip'})"] = Reconstructor.from_pretrained(
+            model, device="cpu", detail=False, method=m, flip=flip
+        )
     return recs
+
+
+def paired_rows(photos: list) -> list[str]:
+    """A Markdown table: each variant row ``"m (…)"`` against its method ``m``, per photo (points)."""
+    lines = [
+        "| | median difference, points [95 % CI over photos] | mean difference [95 % CI] | photos better |",
+        "|---|---|---|---|",
+    ]
+    for variant in photos[0][1]:
+        method = variant.split(" (")[0]
+        if variant == method:
+            continue
+        diff = 100 * np.array([r[1][method] - r[1][variant] for r in photos])
+        (mlo, mhi), (alo, ahi) = bootstrap_interval(diff, np.median), bootstrap_interval(diff, np.mean)
+        lines.append(
+            f"| {method} − {variant} | {np.median(diff):+.2f} [{mlo:+.2f}, {mhi:+.2f}] "
+            f"| {diff.mean():+.2f} [{alo:+.2f}, {ahi:+.2f}] | {int((diff < 0).sum())} of {len(diff)} |"
+        )
+    return lines
 
 
 def photo_rows(recs: dict, photos: list[Path]) -> list[tuple[str, dict, dict]]:
@@ -194,6 +222,7 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace, pro
         f"Command: `python benchmarks/bench_default_model.py --model {args.model} --synth {args.synth} "
         f"--photos {args.photos} --stride {args.stride}"
         + (f" --baseline-model {args.baseline_model}" if args.baseline_model else "")
+        + (" --flip-rows" if args.flip_rows else "")
         + (f" --profiles {args.profiles}`." if args.profiles else "`."),
         "",
         f"## Held-out real photos ({len(photos)} faces of `{Path(args.photos).name}`), NME vs the detector",
@@ -211,6 +240,8 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace, pro
             f"| {m} | {100 * np.median(nme):.2f} % [{100 * low:.2f}, {100 * high:.2f}] "
             f"| {100 * np.mean(nme):.2f} % | {np.median(sec):.2f} |"
         )
+    lines += ["", "## Paired differences on the photos (negative: the first row is better)", ""]
+    lines += paired_rows(photos)
     lines += [
         "",
         f"## Held-out synthetic set `{args.synth}` (neutral shape, NoW protocol, mm)",
@@ -242,12 +273,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos")
     parser.add_argument("--stride", type=int, default=1, help="every k-th photo (sorted by path)")
     parser.add_argument("--baseline-model", default=None, help="a previous model, run as extra rows")
+    parser.add_argument(
+        "--flip-rows", action="store_true", help="also regress / refine with the other --flip setting"
+    )
     parser.add_argument("--profiles", default=None, help="a `vitdeca synth` set at any yaw: NME by yaw bin")
     parser.add_argument("--out", default=str(RESULTS), help=f"the report (default {RESULTS.name})")
     args = parser.parse_args()
     found = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     photos = found[:: args.stride][: args.limit]
-    recs = reconstructors(args.model, args.baseline_model)
+    recs = reconstructors(args.model, args.baseline_model, args.flip_rows)
     recs["regress"](photos[0])  # warm-up: numba kernels, detector
     photo_results = photo_rows(recs, photos)
     with tempfile.TemporaryDirectory() as tmp:

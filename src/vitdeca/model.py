@@ -131,6 +131,7 @@ class DecaModel(nn.Module):
         self.head = head if head is not None else build_head(config)
         self.layout = CodeLayout(self.head.n_shape, self.head.n_expression, self.head.n_pose, config.n_albedo)
         self._mirror_texels: torch.Tensor | None = None  # photo_texture's mirror map, made on first use
+        self._code_mirror = None  # encode(flip=True)'s CodeMirror, made on first use
         enc = dict(
             dropkey=config.dropkey,
             dropkey_schedule=config.dropkey_schedule,
@@ -199,11 +200,13 @@ class DecaModel(nn.Module):
         detail = torch.zeros(batch_size, N_DETAIL, device=device) if self.config.detail else None
         return self.codes_from_vector(torch.zeros(batch_size, self.layout.n_coarse, device=device), detail)
 
-    def encode(self, images: torch.Tensor, detail: bool | None = None) -> Codes:
+    def encode(self, images: torch.Tensor, detail: bool | None = None, flip: bool = False) -> Codes:
         """images (B,3,H,W) float RGB in [0,1] (H = W = config.image_size) → :class:`Codes`.
 
         ``detail``: run the detail encoder (default: when the model has one); ``False`` skips it (e.g. in the
-        coarse training stage), leaving ``Codes.detail`` None."""
+        coarse training stage), leaving ``Codes.detail`` None. ``flip``: test-time augmentation, the coarse
+        encoder also reads the mirrored images and the geometry codes are the mean of both estimates
+        (:func:`vitdeca.head.mirror.flip_averaged`; needs :attr:`supports_flip`)."""
         if self.encoder is None:
             raise ValueError("encode: this model has no encoder (ModelConfig.encoder=None, for fitting)")
         if images.ndim != 4 or images.shape[1] != 3:
@@ -212,7 +215,27 @@ class DecaModel(nn.Module):
         if run_detail and self.detail_encoder is None:
             raise ValueError("encode(detail=True) needs a model with the detail branch (config.detail)")
         detail = self.detail_encoder(images) if run_detail else None
-        return self.codes_from_vector(self.encoder(images), detail)
+        if not flip:
+            return self.codes_from_vector(self.encoder(images), detail)
+        from vitdeca.head.mirror import flip_averaged
+
+        both = self.encoder(torch.cat([images, images.flip(-1)]))  # one batch: (2B, n_coarse)
+        codes, flipped = (self.codes_from_vector(half, detail) for half in both.chunk(2))
+        return flip_averaged(codes, flipped, self.code_mirror)
+
+    @property
+    def supports_flip(self) -> bool:
+        """True when the head model's codes have a mirror map (a rigid linear basis, e.g. ICT-FaceKit)."""
+        return self.head.linear_basis() is not None
+
+    @property
+    def code_mirror(self):
+        """The head model's :class:`~vitdeca.head.mirror.CodeMirror`, built on first use (~0.5 s)."""
+        from vitdeca.head.mirror import CodeMirror
+
+        if self._code_mirror is None:
+            self._code_mirror = CodeMirror.of_head(self.head)
+        return self._code_mirror
 
     # ---- geometry and appearance ---------------------------------------------------------------------
     def decode(

@@ -35,3 +35,20 @@ def _group_indices() -> dict[str, tuple[int, ...]]:
 
 IBUG68_GROUPS: dict[str, tuple[int, ...]] = _group_indices()
 """Group name → landmark indices (e.g. ``IBUG68_GROUPS["right_eye"] == (36, …, 41)``)."""
+
+
+def _mirror_order() -> tuple[int, ...]:
+    pairs = [(i, 16 - i) for i in range(8)]  # jaw
+    pairs += [(17 + i, 26 - i) for i in range(5)] + [(31, 35), (32, 34)]  # brows, nostrils
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
+    pairs += [(48 + i, 54 - i) for i in range(3)] + [(55, 59), (56, 58)]  # outer lip
+    pairs += [(60, 64), (61, 63), (65, 67)]  # inner lip
+    order = list(range(N_LANDMARKS))
+    for a, b in pairs:
+        order[a], order[b] = b, a
+    return tuple(order)
+
+
+IBUG68_MIRROR: tuple[int, ...] = _mirror_order()
+"""The landmark each landmark becomes in the mirror image (``points[IBUG68_MIRROR]`` with x → −x is the
+mirrored face's markup): ``jaw_00`` ↔ ``jaw_16``, ``right_eye`` ↔ ``left_eye``, the midline fixed."""

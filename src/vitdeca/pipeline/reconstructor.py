@@ -131,7 +131,11 @@ class Reconstructor:
 
     ``model``: a :class:`vitdeca.model.DecaModel`; ``fit``: a :class:`vitdeca.fit.FitConfig` to fit the
     codes per image (starting from the encoder's codes when ``refine``, from neutral codes otherwise), or
-    None to use the encoder's codes as they are.
+    None to use the encoder's codes as they are. ``flip``: the encoder also reads each crop mirrored and
+    averages the two estimates (``DecaModel.encode(flip=True)``; twice the encoder's work); None: for
+    ``regress`` (``fit`` None) when the model's head supports it (ICT-FaceKit does, FLAME does not). It
+    lowers regress's landmark error; refine's fit ends at the same error with or without it
+    (benchmarks/results/default_model.md), so there it is off unless asked for.
     """
 
     def __init__(
@@ -145,6 +149,7 @@ class Reconstructor:
         refine: bool = False,
         reframe_min_yaw: float = REFRAME_MIN_YAW,
         reframe_passes: int = REFRAME_PASSES,
+        flip: bool | None = None,
     ) -> None:
         from vitdeca.faces.backends import check_backend
 
@@ -158,6 +163,9 @@ class Reconstructor:
         self.reframe_min_yaw = reframe_min_yaw
         self.reframe_passes = reframe_passes
         self.crop_size = int(model.config.image_size)
+        self.flip = (self.model.supports_flip and fit is None) if flip is None else flip
+        if self.flip and not self.model.supports_flip:
+            raise VitdecaError(f"--flip: the {self.model.head.name} head has no mirror map (use --no-flip)")
         self._topology = None
 
     @classmethod
@@ -172,6 +180,7 @@ class Reconstructor:
         refine: bool = False,
         method: str | None = None,
         head: str = "ict",
+        flip: bool | None = None,
     ) -> Reconstructor:
         """A trained model — a zoo name (:mod:`vitdeca.zoo`, e.g. ``"vitdeca-vits14"``) or a checkpoint
         path — or, with ``path=None``, per-image fitting (``fit``: a FitConfig, default settings when None).
@@ -179,7 +188,7 @@ class Reconstructor:
         ``method`` (:data:`METHODS`): ``"regress"`` one forward pass; ``"refine"`` regression, then a short
         fit (:meth:`FitConfig.refining`) from those codes; ``"fit"`` fitting from the template. When
         ``method`` is None: ``fit`` without a model, else ``refine`` if ``refine`` is set, else
-        ``regress``."""
+        ``regress``. ``flip``: test-time flip averaging of the encoder (see the class)."""
         from vitdeca.fit import FitConfig
         from vitdeca.model import DecaModel, ModelConfig
 
@@ -198,7 +207,8 @@ class Reconstructor:
 
         model = DecaModel.load(resolve_model(path), map_location=dev)
         fit = None if method == "regress" else (fit or FitConfig())
-        return cls(model, device=dev, detector=detector, detail=detail, fit=fit, refine=method == "refine")
+        refine = method == "refine"
+        return cls(model, device=dev, detector=detector, detail=detail, fit=fit, refine=refine, flip=flip)
 
     # ------------------------------------------------------------------------------------- images
     def __call__(self, image: Any, all_faces: bool = False) -> list[FaceResult]:
@@ -325,7 +335,7 @@ class Reconstructor:
 
     def encode(self, images: torch.Tensor):
         """The encoder's codes of crops (B,3,S,S); without ``detail`` the detail encoder does not run."""
-        return self.model.encode(images, detail=None if self.detail else False)
+        return self.model.encode(images, detail=None if self.detail else False, flip=self.flip)
 
     def decode(
         self,
