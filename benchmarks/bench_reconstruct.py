@@ -125,6 +125,7 @@ def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str
     nme = np.array([r[2] for r in rows])
     start = np.array([r[1] for r in rows])
     seconds = np.array([r[4] for r in rows])
+    fit_seconds = np.array([r[3] for r in rows])
     ms = {k: 1000 * v for k, v in timing.items()}
     detail_ratio, coarse_ratio = ms["whole"] / ms["encoder"], ms["coarse_whole"] / ms["coarse_encoder"]
     lines = [
@@ -153,6 +154,8 @@ def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str
         f"| ratio median NME fitted / rigid start | {np.median(nme) / np.median(start):.2f} | |",
         f"| max NME fitted | {nme.max():.4f} | |",
         f"| seconds per photo: median / max | {np.median(seconds):.2f} / {seconds.max():.2f} | <= 10 |",
+        f"| of which the fit: median / max | {np.median(fit_seconds):.2f} / {fit_seconds.max():.2f} "
+        "| <= 0.5 (issue 15) |",
         "",
         f"## With a checkpoint (untrained default model: {encoder} + detail branch), after detection",
         "",
