@@ -43,13 +43,13 @@ def fitted(rec, dataset: Path, config) -> dict[str, np.ndarray]:
     :func:`vitdeca.pipeline.eyes.settle_eyelids`), ``gaze`` (N,2,2) measured yaw/pitch degrees,
     ``blink`` (N,2) the lids' blink weights, ``open`` (N,2) whether the iris was located."""
     from vitdeca.evaluation.now_dataset import read_image_list
-    from vitdeca.evaluation.synthetic import _face_crop
+    from vitdeca.evaluation.synthetic import listed_face_crop
 
     rec.fit_config = config
     out: dict[str, list] = {"fitted": [], "expression": [], "gaze": [], "blink": [], "open": []}
     items = read_image_list(dataset, "val")
     for start in range(0, len(items), 8):
-        crops = [_face_crop(rec, dataset, item, use_gt=True) for item in items[start : start + 8]]
+        crops = [listed_face_crop(rec, dataset, item, use_gt=True)[1] for item in items[start : start + 8]]
         codes, _ = rec.estimate_codes(crops)
         out["fitted"].append(codes.expression.detach().cpu().numpy())
         for face in rec.decode(codes, crops):

@@ -31,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "same_person.md"
 def subject_shapes(rec, dataset: Path) -> tuple[list, np.ndarray, np.ndarray]:
     """(items, per-image fitted shapes (N,n), jointly fitted shapes per image (N,n)), list order."""
     from vitdeca.evaluation.now_dataset import read_image_list
-    from vitdeca.evaluation.synthetic import _face_crop
+    from vitdeca.evaluation.synthetic import listed_face_crop
     from vitdeca.pipeline.decode import crop_batch
     from vitdeca.pipeline.identity import shared_identity
 
@@ -39,7 +39,7 @@ def subject_shapes(rec, dataset: Path) -> tuple[list, np.ndarray, np.ndarray]:
     alone, joint = {}, {}
     for subject in dict.fromkeys(i.subject for i in items):
         group = [i for i in items if i.subject == subject]
-        crops = [_face_crop(rec, dataset, item, use_gt=True) for item in group]
+        crops = [listed_face_crop(rec, dataset, item, use_gt=True)[1] for item in group]
         codes, _ = rec.estimate_codes(crops)
         marks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float()
         shared, _ = shared_identity(rec, codes, marks, crop_batch(crops))

@@ -422,3 +422,32 @@ def test_drawn_expressions_have_no_contradicting_pairs(ict_head):
     for a, b in zip(consistent, independent, strict=True):
         kept = a.expression > 0
         assert np.array_equal(a.expression[kept], b.expression[kept])  # only zeros were written
+
+
+def test_predictions_re_frame_turned_faces_as_the_pipeline_does(dataset, home, tmp_path):
+    """predict_dataset hands every image and crop to Reconstructor.reframe_turned and encodes nothing
+    twice: estimate_codes gets the re-framed crops with their codes."""
+    from vitdeca.evaluation.synthetic import predict_dataset
+    from vitdeca.model import DecaModel, ModelConfig
+    from vitdeca.pipeline import Reconstructor
+
+    model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False, image_size=32, uv_size=32))
+    rec = Reconstructor(model, detector="dlib", reframe_min_yaw=0.0)  # every face counts as turned
+    seen: dict = {}
+    reframe, estimate = rec.reframe_turned, rec.estimate_codes
+
+    def spy_reframe(images, crops):
+        seen["images"], seen["before"] = [im.shape for im in images], [c.crop.matrix for c in crops]
+        seen["crops"], seen["encoded"] = reframe(images, crops)
+        return seen["crops"], seen["encoded"]
+
+    def spy_estimate(crops, init=None, encoded=None):
+        seen["estimated"] = (crops, encoded)
+        return estimate(crops, init=init, encoded=encoded)
+
+    rec.reframe_turned, rec.estimate_codes = spy_reframe, spy_estimate
+    assert predict_dataset(rec, dataset, tmp_path / "pred", progress=False) == {}
+    assert seen["images"] == [(64, 64, 3)] * 4
+    assert seen["estimated"][0] is seen["crops"] and seen["estimated"][1] is seen["encoded"]
+    moved = [not np.allclose(a, c.crop.matrix) for a, c in zip(seen["before"], seen["crops"], strict=True)]
+    assert all(moved)  # re-made around the (untrained) encoder's own landmarks

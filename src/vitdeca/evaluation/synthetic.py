@@ -77,8 +77,10 @@ def write_oracle_predictions(dataset: str | os.PathLike, predictions: str | os.P
     return head
 
 
-def _face_crop(reconstructor, dataset: Path, item: NowItem, use_gt: bool):
-    """The :class:`~vitdeca.pipeline.reconstructor.FaceCrop` of an image, or a reason (str) for none."""
+def listed_face_crop(reconstructor, dataset: Path, item: NowItem, use_gt: bool):
+    """(the image (H,W,3) uint8, the :class:`~vitdeca.pipeline.reconstructor.FaceCrop` of its face) of a
+    listed image, its crop made from the dataset's landmarks (``use_gt``) or the detector's; or a reason
+    (str) for none."""
     from vitdeca.faces import crop_face, read_image
     from vitdeca.pipeline.reconstructor import FaceCrop
 
@@ -86,13 +88,13 @@ def _face_crop(reconstructor, dataset: Path, item: NowItem, use_gt: bool):
     try:
         if not use_gt:
             prepared = reconstructor.prepare(path)
-            return prepared.crops[0] if prepared.crops else "no face detected"
+            return (prepared.image, prepared.crops[0]) if prepared.crops else "no face detected"
         image = read_image(path)
         landmarks = np.load(landmark_path(dataset, item)).astype(np.float64)[..., :2].reshape(68, 2)
     except (VitdecaError, OSError, ValueError) as exc:
         return str(exc)
     box = np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)])
-    return FaceCrop(0, box, 1.0, landmarks, crop_face(image, landmarks, size=reconstructor.crop_size))
+    return image, FaceCrop(0, box, 1.0, landmarks, crop_face(image, landmarks, size=reconstructor.crop_size))
 
 
 def predict_dataset(reconstructor, dataset: str | os.PathLike, predictions: str | os.PathLike,
@@ -111,17 +113,19 @@ def predict_dataset(reconstructor, dataset: str | os.PathLike, predictions: str 
     failed: dict[str, str] = {}
     with tqdm(total=len(items), desc="predict", unit="image", disable=not progress) as bar:
         for start in range(0, len(items), batch_size):
-            batch, crops = [], []
+            batch, images, crops = [], [], []
             for item in items[start : start + batch_size]:
                 use_gt = landmarks == "gt" or (landmarks == "auto" and landmark_path(dataset, item).is_file())
-                crop = _face_crop(reconstructor, dataset, item, use_gt)
-                if isinstance(crop, str):
-                    failed[item.image] = crop
+                found = listed_face_crop(reconstructor, dataset, item, use_gt)
+                if isinstance(found, str):
+                    failed[item.image] = found
                     continue
                 batch.append(item)
-                crops.append(crop)
-            if crops:
-                codes, _ = reconstructor.estimate_codes(crops)
+                images.append(found[0])
+                crops.append(found[1])
+            if crops:  # turned faces re-framed as in the pipeline (Reconstructor.reframe_turned)
+                crops, encoded = reconstructor.reframe_turned(images, crops)
+                codes, _ = reconstructor.estimate_codes(crops, encoded=encoded)
                 vertices, lmk7 = neutral_meshes(head, codes.shape.detach())
                 for k, item in enumerate(batch):
                     write_prediction(predictions, item, vertices[k], faces, lmk7[k])
