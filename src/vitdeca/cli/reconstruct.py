@@ -86,7 +86,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_flip_argument(parser: argparse.ArgumentParser) -> None:
-    """``--flip/--no-flip``: the encoder's test-time flip averaging (default: when the head supports it)."""
+    """``--flip/--no-flip``: the encoder's test-time flip averaging (default: ``regress`` flips when the
+    head supports it, ``refine`` does not)."""
     parser.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,

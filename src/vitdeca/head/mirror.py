@@ -31,12 +31,19 @@ GEOMETRY_CODES = ("shape", "expression", "pose", "camera")  # what a mirror map 
 MIRROR = (-1.0, 1.0, 1.0)  # x → −x: the head model's left-right mirror (model space: x right, y up)
 
 
-def vertex_mirror_index(vertices: np.ndarray) -> np.ndarray:
-    """(V,) int: for each vertex of ``vertices`` (V,3), the vertex nearest to its mirror image."""
+def nearest_mirror_images(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``points`` (N,3), the distance (N,) to the point nearest to its mirror image (x → −x)
+    and that point's index (N,) int64 (a symmetric cloud pairs left with right, the midline with itself)."""
     from scipy.spatial import cKDTree
 
-    points = np.asarray(vertices, dtype=np.float64)
-    return cKDTree(points).query(points * MIRROR, k=1)[1].astype(np.int64)
+    points = np.asarray(points, dtype=np.float64)
+    distance, index = cKDTree(points).query(points * MIRROR, k=1)
+    return distance, index.astype(np.int64)
+
+
+def vertex_mirror_index(vertices: np.ndarray) -> np.ndarray:
+    """(V,) int: for each vertex of ``vertices`` (V,3), the vertex nearest to its mirror image."""
+    return nearest_mirror_images(vertices)[1]
 
 
 @dataclass(frozen=True)

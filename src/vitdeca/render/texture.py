@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from scipy.spatial import cKDTree
 
+from vitdeca.head.mirror import nearest_mirror_images
 from vitdeca.render.shading import vertex_normals
 from vitdeca.render.uv import UVSpace
 
@@ -36,9 +36,7 @@ def mirror_texels(uv: UVSpace, template_vertices: torch.Tensor, tolerance: float
     positions = uv.world_to_uv(template[None].to(uv.mask.device))[0].reshape(3, -1).T.cpu().numpy()
     covered = (uv.mask.reshape(-1) > 0).cpu().numpy()
     index = covered.nonzero()[0]
-    tree = cKDTree(positions[index])
-    mirrored = positions[index] * [-1.0, 1.0, 1.0]
-    distance, nearest = tree.query(mirrored, k=1)
+    distance, nearest = nearest_mirror_images(positions[index])
     extent = float((template.amax(0) - template.amin(0)).max())
     result = torch.full((positions.shape[0],), -1, dtype=torch.long)
     good = distance <= tolerance * extent
