@@ -151,3 +151,24 @@ def test_same_person_images_share_the_shape(fit_model, photo, tmp_path):
     assert all(np.array_equal(c["shape"], codes[0]["shape"]) for c in codes)
     assert all(np.array_equal(c["albedo"], codes[0]["albedo"]) for c in codes)
     assert not np.array_equal(codes[0]["camera"], codes[1]["camera"])  # pose and camera stay per image
+
+
+def test_refine_shares_the_identity_but_leaves_a_far_turned_face_to_the_encoder(fit_model):
+    """refine's rule for profiles (refine_max_yaw) holds in the joint refit of a video or --same-person:
+    a face the encoder turns far keeps its own codes and only takes the shared shape and albedo."""
+    from vitdeca.pipeline.identity import shared_identity
+
+    truth, target = _person(fit_model, n=3)
+    turned = truth.pose.clone()
+    turned[2, 1] = math.radians(70.0)  # the encoder reads face 2 as a near-profile
+    codes = truth.replace(pose=turned, shape=torch.zeros_like(truth.shape))
+    rec = Reconstructor(fit_model, device="cpu", detail=False, fit=QUICK, refine=True)
+    assert rec.fits(codes).tolist() == [True, True, False]
+    joint, nme = shared_identity(rec, codes, target)
+    assert torch.equal(joint.pose[2], codes.pose[2]) and torch.equal(joint.expression[2], codes.expression[2])
+    assert torch.equal(joint.shape, joint.shape[:1].expand_as(joint.shape))  # one identity for all three
+    assert float(joint.shape.abs().max()) > 0.1  # fitted from faces 0 and 1
+    assert not torch.equal(joint.pose[:2], codes.pose[:2])  # those two were refitted
+    assert nme.shape == (3,) and float(nme[:2].max()) < 0.05 and float(nme[2]) > float(nme[:2].max())
+    fitting = Reconstructor(fit_model, device="cpu", detail=False, fit=QUICK)
+    assert fitting.fits(codes).all()  # plain fitting refits every face, as before

@@ -82,3 +82,35 @@ def test_a_blink_holds_the_previous_gaze(fit_model, faces_dir, tmp_path, monkeyp
         assert row[-6:] == pytest.approx(expected[-6:], abs=1e-9)  # the CSV's eye rotations
     # the eyeballs are posed with the held gaze (rendered and exported like the measured one)
     assert not np.allclose(faces[3].eyes.vertices, faces[0].eyes.vertices, atol=1e-4)
+
+
+def test_a_turned_face_is_placed_from_the_encoders_points_from_the_next_frame_on(faces_dir, tmp_path):
+    """Once the encoder reads a face as turned (Reconstructor.turned), the next frames' crops come from
+    the encoder's own landmarks (read in the previous frame's crop), as reframe_turned does for photos."""
+    from PIL import Image
+
+    from vitdeca.faces import crop_face
+    from vitdeca.model import DecaModel, ModelConfig
+
+    photo = media.fit_height(np.asarray(Image.open(faces_dir / PHOTO).convert("RGB")), 224)
+    with media.video_writer(tmp_path / "clip.mp4", fps=10) as write:
+        for _ in range(4):
+            write(photo)
+    model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False, image_size=64, uv_size=32))
+    rec = Reconstructor(model, device="cpu", detail=False, reframe_min_yaw=0.0)  # every face is turned
+    read = []
+    points = rec.encoder_points
+
+    def spy(crops, encoded):
+        read.append(points(crops, encoded))
+        return read[-1]
+
+    rec.encoder_points = spy
+    frames = list(rec.iter_video(tmp_path / "clip.mp4", smooth=False))
+    assert [f.face is not None for f in frames] == [True] * 4
+    assert len(read) == 3  # frames 1-3: the encoder's points of the previous frame's turn decided
+    for frame, own in zip(frames[1:], read, strict=True):
+        expected = crop_face(frame.image, own[0], size=64).matrix
+        assert np.allclose(frame.face.crop_matrix, expected)
+    detector = crop_face(frames[0].image, frames[0].face.detected_landmarks, size=64).matrix
+    assert np.allclose(frames[0].face.crop_matrix, detector)  # the first frame: the detector's points

@@ -56,15 +56,38 @@ def shared_identity(rec, codes: Codes, landmarks: torch.Tensor, images: torch.Te
     """
     if codes.batch_size < 2:
         return codes, None
-    if rec.fit_config is None:
+    fitted = np.flatnonzero(rec.fits(codes)).tolist()
+    if not fitted:
         return median_identity(codes), None
     from vitdeca.fit import fit_codes
 
     config = rec.fit_config
     if images is None:
         config = dataclasses.replace(config, stages=["landmarks"])
-    result = fit_codes(rec.model, images, landmarks, config, init=codes.detach(), shared=IDENTITY_CODES)
-    return result.codes, result.nme
+    chosen = None if images is None else images[fitted]
+    init = codes.detach().index(fitted)
+    result = fit_codes(rec.model, chosen, landmarks[fitted], config, init=init, shared=IDENTITY_CODES)
+    if len(fitted) == codes.batch_size:
+        return result.codes, result.nme
+    return _with_shared_identity(rec, codes, result, fitted, landmarks)
+
+
+def _with_shared_identity(rec, codes: Codes, result, fitted: list[int], landmarks: torch.Tensor):
+    """(codes, NME per face): the jointly fitted faces ``fitted`` from ``result``, the others (faces
+    refine leaves as regressed: turned far) with their own codes and the shared shape and albedo."""
+    from vitdeca.fit import landmark_nme, landmarks2d
+
+    identity = {name: getattr(result.codes.index([0]), name) for name in IDENTITY_CODES}
+    rows = {i: k for k, i in enumerate(fitted)}
+    parts = [
+        result.codes.index(rows[i]) if i in rows else codes.detach().index(i).replace(**identity)
+        for i in range(codes.batch_size)
+    ]
+    joined = Codes.concat(parts)
+    with torch.no_grad():
+        nme = landmark_nme(landmarks2d(rec.model, joined, rec.crop_size), landmarks).cpu().numpy()
+    nme[fitted] = result.nme
+    return joined, nme
 
 
 def reconstruct_same_person(rec, prepared: list) -> list[list]:

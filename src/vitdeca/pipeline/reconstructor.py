@@ -261,27 +261,37 @@ class Reconstructor:
         the detector's 68 points, and so the crop made from them, are far off (docs/pose.md); each pass
         brings the crop closer to the one the encoder was trained on. ``images``: each crop's original
         image (H,W,3) uint8. Fitting without an encoder: the crops unchanged and None."""
-        from vitdeca.faces import invert_similarity, transform_points
-        from vitdeca.fit import landmarks2d
-
         crops = list(crops)
         if not self.uses_encoder:
             return crops, None
         encoded = self._encode_crops(crops)
         for _ in range(self.reframe_passes):
-            turned = np.flatnonzero(encoder_yaws(encoded) >= self.reframe_min_yaw).tolist()
+            turned = np.flatnonzero(self.turned(encoded)).tolist()
             if not turned:
                 break
-            with torch.no_grad():
-                points = landmarks2d(self.model, encoded.index(turned), self.crop_size).double().cpu().numpy()
+            points = self.encoder_points([crops[i] for i in turned], encoded.index(turned))
             for i, own in zip(turned, points, strict=True):
-                own = transform_points(own, invert_similarity(crops[i].crop.matrix))
                 crops[i] = dataclasses.replace(crops[i], crop=crop_face(images[i], own, size=self.crop_size))
             again, rows = self._encode_crops([crops[i] for i in turned]), {i: k for k, i in enumerate(turned)}
             encoded = Codes.concat(
                 [again.index(rows[i]) if i in rows else encoded.index(i) for i in range(len(crops))]
             )
         return crops, encoded
+
+    def turned(self, codes) -> np.ndarray:
+        """(B,) bool: the faces whose head rotation in ``codes`` turns ``reframe_min_yaw``° or more."""
+        return encoder_yaws(codes) >= self.reframe_min_yaw
+
+    def encoder_points(self, crops: list[FaceCrop], encoded) -> np.ndarray:
+        """(B,68,2) float64: the landmarks of the encoder's codes ``encoded`` of ``crops``, in the original
+        images' pixels (where :meth:`reframe_turned` and a video's turned faces re-crop)."""
+        from vitdeca.faces import invert_similarity, transform_points
+        from vitdeca.fit import landmarks2d
+
+        with torch.no_grad():
+            points = landmarks2d(self.model, encoded, self.crop_size).double().cpu().numpy()
+        pairs = zip(points, crops, strict=True)
+        return np.stack([transform_points(p, invert_similarity(c.crop.matrix)) for p, c in pairs])
 
     @property
     def uses_encoder(self) -> bool:
@@ -321,17 +331,26 @@ class Reconstructor:
         from vitdeca.fit import fit_codes, landmark_nme, landmarks2d
 
         config = self.fit_config.refining()
-        yaw = encoder_yaws(encoded)
-        fitted = np.flatnonzero(yaw < config.refine_max_yaw).tolist()
+        fitted = np.flatnonzero(self.fits(encoded)).tolist()
         with torch.no_grad():
             nme = landmark_nme(landmarks2d(self.model, encoded, self.crop_size), landmarks).cpu().numpy()
         if not fitted:
             return encoded, nme
         result = fit_codes(self.model, images[fitted], landmarks[fitted], config, init=encoded.index(fitted))
         rows = {i: k for k, i in enumerate(fitted)}
-        parts = [result.codes.index(rows[i]) if i in rows else encoded.index(i) for i in range(len(yaw))]
+        parts = [result.codes.index(rows[i]) if i in rows else encoded.index(i) for i in range(len(nme))]
         nme[fitted] = result.nme
         return Codes.concat(parts), nme
+
+    def fits(self, codes) -> np.ndarray:
+        """(B,) bool: the faces of ``codes`` that fitting refines to the detector's landmarks: all of them
+        for ``fit``, none for ``regress``, and for ``refine`` those the encoder turns less than
+        ``FitConfig.refine_max_yaw`` (on a profile the detector's points are worse than the encoder)."""
+        if self.fit_config is None:
+            return np.zeros(codes.batch_size, dtype=bool)
+        if not self.refine:
+            return np.ones(codes.batch_size, dtype=bool)
+        return encoder_yaws(codes) < self.fit_config.refine_max_yaw
 
     def encode(self, images: torch.Tensor):
         """The encoder's codes of crops (B,3,S,S); without ``detail`` the detail encoder does not run."""

@@ -163,27 +163,34 @@ def _nme(o: Observation) -> np.ndarray | None:
 
 
 def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[int, str]):
-    """Pass 1: yields each finished track (a list of :class:`Observation`); failures go to ``errors``."""
+    """Pass 1: yields each finished track (a list of :class:`Observation`); failures go to ``errors``.
+
+    A face that the encoder turned ``rec.reframe_min_yaw`` or more in the previous frame is placed from
+    the encoder's own landmarks instead of the detector's (read in the crop of the previous frame's
+    steady points), through the same One-Euro filter: the crop follows a profile as
+    :meth:`Reconstructor.reframe_turned` does for photos, without jumping when the face turns back."""
     marks = media.OneEuroFilter(*LANDMARK_SMOOTHING)
     track: list[Observation] = []
-    previous, last_seen = None, -np.inf
+    previous, last_seen, turned = None, -np.inf, False
     for index, frame in video.frames(max_frames):
         t = index / video.fps
         if t - last_seen > TRACK_RESET_S:
             if track:
                 yield track
-            track, previous = [], None
+            track, previous, turned = [], None, False
             marks.reset()
         try:
             prepared = rec.prepare(frame)
             if not prepared.crops:
                 continue
-            crop = prepared.crops[0]
-            steady = marks(crop.landmarks, t) if smooth else np.asarray(crop.landmarks, np.float64)
-            crop = rec._recrop(frame, crop, steady)
-            crop.landmarks = np.asarray(prepared.crops[0].landmarks, np.float64)  # targets: this frame's
+            detected = np.asarray(prepared.crops[0].landmarks, np.float64)
+            source = _encoder_source(rec, frame, prepared.crops[0], track[-1].steady) if turned else detected
+            steady = marks(source, t) if smooth else source
+            crop = rec._recrop(frame, prepared.crops[0], steady)
+            crop.landmarks = detected  # targets: this frame's
             codes, nme = rec.estimate_codes([crop], init=previous)
             previous = codes.detach() if rec.fit_config is not None and not rec.refine else None
+            turned = rec.uses_encoder and bool(rec.turned(codes)[0])
             stored = dataclasses.replace(crop, crop=None)  # pass 2 rebuilds the crop from ``steady``
             track.append(Observation(index, t, stored, steady, crop.crop_landmarks, codes.detach(),
                                      None if nme is None else float(nme[0])))  # fmt: skip
@@ -193,3 +200,10 @@ def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[in
             errors[index] = str(exc) or type(exc).__name__
     if track:
         yield track
+
+
+def _encoder_source(rec, frame: np.ndarray, face, steady: np.ndarray) -> np.ndarray:
+    """(68,2) original pixels: the encoder's landmarks of ``face`` (a FaceCrop) read in the crop around
+    the previous frame's ``steady`` points."""
+    probe = rec._recrop(frame, face, steady)
+    return rec.encoder_points([probe], rec._encode_crops([probe]))[0]
