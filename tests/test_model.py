@@ -78,6 +78,19 @@ def test_codes_round_trip_through_flat_vector(head):
     assert Codes.concat([codes.index(0), codes.index(slice(1, 3))]).cat().equal(flat)
 
 
+def test_with_rows_puts_a_subset_back_in_order():
+    from vitdeca.codes import CodeLayout
+
+    layout = CodeLayout(n_shape=4, n_expression=3, n_pose=3, n_albedo=2, n_detail=5)
+    codes = Codes.zeros(layout, batch_size=4)
+    other = Codes.zeros(layout, batch_size=2)
+    other.shape[:] = torch.tensor([[1.0], [2.0]])
+    merged = codes.with_rows([3, 1], other)
+    assert merged.shape[:, 0].tolist() == [0.0, 2.0, 0.0, 1.0]
+    assert codes.shape.abs().sum() == 0  # a copy: the original is untouched
+    assert merged.with_rows([0], other.index(0).replace(detail=None)).detail is None  # as Codes.concat
+
+
 def test_gradients_reach_encoder(head):
     torch.manual_seed(0)
     model = DecaModel(ModelConfig(detail=False, **SMALL), head=head).train()

@@ -84,6 +84,19 @@ class Codes:
             idx = slice(idx, idx + 1)
         return self._map(lambda t: t[idx])
 
+    def with_rows(self, rows: list[int], other: Codes) -> Codes:
+        """A copy whose images ``rows`` (in order) are ``other``'s (a batch of ``len(rows)``), e.g. the codes
+        of the faces that were fitted again; a code that either side lacks (None) is None, as in
+        :meth:`concat`."""
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.shape.device)
+
+        def put(mine: torch.Tensor | None, theirs: torch.Tensor | None) -> torch.Tensor | None:
+            if mine is None or theirs is None:
+                return None
+            return mine.index_copy(0, index, theirs.to(mine))
+
+        return Codes(**{name: put(value, getattr(other, name)) for name, value in self.as_dict().items()})
+
     def replace(self, **changes: torch.Tensor | None) -> Codes:
         """A copy with some codes replaced (e.g. ``codes.replace(shape=other.shape)``)."""
         return dataclasses.replace(self, **changes)

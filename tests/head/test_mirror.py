@@ -66,10 +66,10 @@ def test_mirrored_codes_draw_the_mirror_image_of_the_landmarks(model):
 
 
 def test_mirrored_codes_give_the_mirrored_mesh(model):
-    from vitdeca.head.mirror import vertex_mirror_index
+    from vitdeca.head.mirror import nearest_mirror_images
 
     codes = random_codes(model, seed=1)
-    index = torch.from_numpy(vertex_mirror_index(model.head.template_vertices.numpy()))
+    index = torch.from_numpy(nearest_mirror_images(model.head.template_vertices.numpy())[1])
     with torch.no_grad():
         vertices = model.head(codes.shape, codes.expression, codes.pose).vertices
         back = model.code_mirror(codes)

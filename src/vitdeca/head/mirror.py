@@ -8,7 +8,7 @@ For a rigid linear blend-shape head (:class:`~vitdeca.head.base.LinearBasis`, e.
 mirroring is exact in vertex space and linear in code space:
 
 * vertices: ``mirror(V)[i] = F · V[m(i)]`` with ``F = diag(−1, 1, 1)`` and ``m`` the vertex nearest to
-  the mirror image of each template vertex (:func:`vertex_mirror_index`);
+  the mirror image of each template vertex (:func:`nearest_mirror_images`);
 * shape and expression coefficients ``c`` (K,) → ``c' = offset + c · matrix``: the least-squares
   coefficients of the mirrored mesh (``matrix`` (K,K) is close to a signed permutation on a symmetric
   basis: ``eyeBlinkLeft`` ↔ ``eyeBlinkRight``);
@@ -41,11 +41,6 @@ def nearest_mirror_images(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distance, index.astype(np.int64)
 
 
-def vertex_mirror_index(vertices: np.ndarray) -> np.ndarray:
-    """(V,) int: for each vertex of ``vertices`` (V,3), the vertex nearest to its mirror image."""
-    return nearest_mirror_images(vertices)[1]
-
-
 @dataclass(frozen=True)
 class CodeMirror:
     """The mirror map of a rigid linear blend-shape head's codes (see the module docstring).
@@ -67,7 +62,7 @@ class CodeMirror:
             raise ValueError(f"{head.name}: no rigid linear basis, so its codes have no linear mirror map")
         template = linear.template.detach().double().cpu()
         basis = linear.basis.detach().double().cpu()  # (K, V*3)
-        index = torch.from_numpy(vertex_mirror_index(template.numpy()))
+        index = torch.from_numpy(nearest_mirror_images(template.numpy())[1])
         flip = template.new_tensor(MIRROR)
         mirrored_basis = (basis.view(basis.shape[0], -1, 3)[:, index] * flip).reshape(basis.shape)
         mirrored_template = template[index] * flip

@@ -77,13 +77,9 @@ def _with_shared_identity(rec, codes: Codes, result, fitted: list[int], landmark
     refine leaves as regressed: turned far) with their own codes and the shared shape and albedo."""
     from vitdeca.fit import landmark_nme, landmarks2d
 
-    identity = {name: getattr(result.codes.index([0]), name) for name in IDENTITY_CODES}
-    rows = {i: k for k, i in enumerate(fitted)}
-    parts = [
-        result.codes.index(rows[i]) if i in rows else codes.detach().index(i).replace(**identity)
-        for i in range(codes.batch_size)
-    ]
-    joined = Codes.concat(parts)
+    first = result.codes.index(0)  # every fitted face holds the shared identity
+    shared = {name: getattr(first, name).expand_as(getattr(codes, name)) for name in IDENTITY_CODES}
+    joined = codes.detach().replace(**shared).with_rows(fitted, result.codes)
     with torch.no_grad():
         nme = landmark_nme(landmarks2d(rec.model, joined, rec.crop_size), landmarks).cpu().numpy()
     nme[fitted] = result.nme

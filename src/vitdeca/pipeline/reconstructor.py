@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from vitdeca import media
-from vitdeca.codes import Codes
 from vitdeca.errors import VitdecaError
 from vitdeca.faces import crop_face
 from vitdeca.faces.backends import DEFAULT_BACKEND
@@ -272,10 +271,7 @@ class Reconstructor:
             points = self.encoder_points([crops[i] for i in turned], encoded.index(turned))
             for i, own in zip(turned, points, strict=True):
                 crops[i] = dataclasses.replace(crops[i], crop=crop_face(images[i], own, size=self.crop_size))
-            again, rows = self._encode_crops([crops[i] for i in turned]), {i: k for k, i in enumerate(turned)}
-            encoded = Codes.concat(
-                [again.index(rows[i]) if i in rows else encoded.index(i) for i in range(len(crops))]
-            )
+            encoded = encoded.with_rows(turned, self._encode_crops([crops[i] for i in turned]))
         return crops, encoded
 
     def turned(self, codes) -> np.ndarray:
@@ -337,10 +333,8 @@ class Reconstructor:
         if not fitted:
             return encoded, nme
         result = fit_codes(self.model, images[fitted], landmarks[fitted], config, init=encoded.index(fitted))
-        rows = {i: k for k, i in enumerate(fitted)}
-        parts = [result.codes.index(rows[i]) if i in rows else encoded.index(i) for i in range(len(nme))]
         nme[fitted] = result.nme
-        return Codes.concat(parts), nme
+        return encoded.with_rows(fitted, result.codes), nme
 
     def fits(self, codes) -> np.ndarray:
         """(B,) bool: the faces of ``codes`` that fitting refines to the detector's landmarks: all of them
