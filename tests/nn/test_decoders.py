@@ -38,6 +38,32 @@ def test_detail_decoder_matches_deca_layout() -> None:
     assert dec.conv_blocks[3].eps == 0.8 and dec.conv_blocks[0].eps == 1e-5
 
 
+def test_detail_decoder_runs_channels_last_with_the_nchw_result(tmp_path: Path) -> None:
+    """The convolutions run channels-last (for speed); the displacement and its gradients are those of the
+    same weights in the default layout, and the weights survive a save/load into a fresh decoder."""
+    torch.manual_seed(0)
+    dec = DetailDecoder(n_detail=8, n_expression=4, n_pose=3, uv_size=64, out_scale=1.0)
+    convs = [m for m in dec.conv_blocks if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    reference = DetailDecoder(n_detail=8, n_expression=4, n_pose=3, uv_size=64, out_scale=1.0)
+    reference.conv_blocks.to(memory_format=torch.contiguous_format)
+    reference.load_state_dict(dec.state_dict())
+    assert not convs[-2].weight.is_contiguous() and reference.conv_blocks[2].weight.is_contiguous()
+    codes = [torch.randn(3, n, requires_grad=True) for n in (8, 4, 3)]
+    out, expected = dec(*codes), reference(*codes)
+    assert out.shape == (3, 1, 64, 64) and out.is_contiguous()
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+    grads = torch.autograd.grad(out.square().sum(), codes)
+    expected_grads = torch.autograd.grad(expected.square().sum(), codes)
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+    torch.save(dec.state_dict(), tmp_path / "d.pt")
+    fresh = DetailDecoder(n_detail=8, n_expression=4, n_pose=3, uv_size=64, out_scale=1.0)
+    fresh.load_state_dict(torch.load(tmp_path / "d.pt", weights_only=True))
+    dec.eval(), fresh.eval()
+    torch.testing.assert_close(fresh(*codes), dec(*codes), atol=0, rtol=0)
+
+
 def test_detail_decoder_without_pose_and_bad_inputs() -> None:
     dec = DetailDecoder(n_detail=16, n_expression=4, n_pose=0, uv_size=32)
     assert dec(torch.randn(2, 16), torch.randn(2, 4)).shape == (2, 1, 32, 32)

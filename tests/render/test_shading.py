@@ -18,7 +18,7 @@ from vitdeca.render import (
     shape_shading_packed,
     vertex_normals,
 )
-from vitdeca.render.shading import SH_CONSTANTS, sh_shading_packed_torch, vertex_normals_torch
+from vitdeca.render.shading import SH_CONSTANTS, sh_shading_packed_torch, unit_vectors, vertex_normals_torch
 
 
 def test_sh_constants_are_decas():
@@ -142,3 +142,20 @@ def test_packed_sh_kernel_matches_reference_and_gradcheck():
     )
     expected = (normals @ directions.t().double()).clamp(0, 1).mean(-1, keepdim=True) * 1.7 * 180 / 255
     torch.testing.assert_close(shape_shading_packed(normals), expected)
+
+
+@pytest.mark.parametrize(("shape", "dim"), [((2, 3, 16, 16), 1), ((2, 50, 3), -1)])
+def test_unit_vectors_is_f_normalize(shape, dim):
+    """Values and gradients of F.normalize, zero vectors included (length clamped to eps)."""
+    torch.manual_seed(0)
+    vectors = torch.randn(*shape, dtype=torch.float64)
+    vectors.select(dim, 0).zero_(), vectors.select(dim, 1).zero_(), vectors.select(dim, 2).zero_()
+    vectors[0, 1:] = torch.randn_like(vectors[0, 1:])  # some zero vectors, the rest random
+    vectors.requires_grad_(True)
+    upstream = torch.randn(*shape, dtype=torch.float64)
+    got = unit_vectors(vectors, dim=dim)
+    want = F.normalize(vectors, dim=dim, eps=1e-12)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    (grad_got,) = torch.autograd.grad((got * upstream).sum(), vectors)
+    (grad_want,) = torch.autograd.grad((want * upstream).sum(), vectors)
+    torch.testing.assert_close(grad_got, grad_want, atol=1e-9, rtol=1e-9)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from vitdeca.render import shading_kernels
 from vitdeca.render.kernels import tensor_max
@@ -39,6 +38,15 @@ SHAPE_LIGHT_INTENSITY = 1.7
 SHAPE_GREY = 180.0 / 255.0
 
 
+def unit_vectors(vectors: torch.Tensor, dim: int = -1, eps: float = 1e-12) -> torch.Tensor:
+    """``vectors`` divided by their length along ``dim`` (at least ``eps``): ``F.normalize``'s result.
+
+    Written as a sum of squares and ``rsqrt``: on CPU, torch's vector norm along a dimension that is not
+    the last (the channels of a (B,3,H,W) map) is ~60x slower (20 ms against 0.3 ms for a 4×3×256×256
+    normal map, torch 2.14, 2 threads), and its backward is ~2x slower along the last."""
+    return vectors * torch.rsqrt((vectors * vectors).sum(dim, keepdim=True).clamp_min(eps * eps))
+
+
 def face_normals(vertices: torch.Tensor, faces: torch.Tensor, unit: bool = True) -> torch.Tensor:
     """(B,V,3), faces (F,3) → (B,F,3) normals cross(v1-v0, v2-v0) (length = 2·area unless ``unit``).
 
@@ -48,7 +56,7 @@ def face_normals(vertices: torch.Tensor, faces: torch.Tensor, unit: bool = True)
     normals = torch.linalg.cross(
         corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1
     )
-    return F.normalize(normals, dim=-1, eps=1e-12) if unit else normals
+    return unit_vectors(normals) if unit else normals
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -75,7 +83,7 @@ def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.T
     weighted = torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], 1).view(n_faces, -1)
     normals = weighted.new_zeros(n_verts, 3 * batch).index_add(0, corners, weighted.repeat(3, 1))
     normals = normals.view(n_verts, 3, batch)
-    normals = normals / (normals * normals).sum(1, keepdim=True).sqrt().clamp_min(1e-12)
+    normals = unit_vectors(normals, dim=1)
     return normals.permute(2, 0, 1)
 
 
@@ -141,7 +149,7 @@ def directional_shading_image(
     normal_image (B,3,H,W); directions (L,3) (normalised here); intensities (L,C) → (B,C,H,W).
     """
     batch, _, height, width = normal_image.shape
-    directions = F.normalize(directions.to(normal_image.dtype), dim=-1)
+    directions = unit_vectors(directions.to(normal_image.dtype))
     cosine = torch.matmul(directions, normal_image.reshape(batch, 3, -1)).clamp(0.0, 1.0)  # (B,L,HW)
     shading = torch.matmul(intensities.to(cosine.dtype).t(), cosine) / directions.shape[0]
     return shading.view(batch, intensities.shape[-1], height, width)
@@ -160,7 +168,7 @@ def shape_shading_image(normal_image: torch.Tensor) -> torch.Tensor:
 def shape_shading_packed(normals: torch.Tensor) -> torch.Tensor:
     """DECA's grey shape render for packed normals (N,3) → (N,1) (five fixed white lights, grey 180/255).
     numba kernel on CPU."""
-    directions = F.normalize(normals.new_tensor(SHAPE_LIGHT_DIRECTIONS), dim=-1)
+    directions = unit_vectors(normals.new_tensor(SHAPE_LIGHT_DIRECTIONS))
     scale = SHAPE_LIGHT_INTENSITY * SHAPE_GREY
     if normals.device.type == "cpu":
         return shading_kernels.DirectionalShadingFunction.apply(normals.t(), directions, scale)[:, None]

@@ -16,7 +16,7 @@ from torch import nn
 from vitdeca.render import shading_kernels
 from vitdeca.render.kernels import tensor_max
 from vitdeca.render.rasterize import Fragments, interpolate, rasterize
-from vitdeca.render.shading import vertex_normals
+from vitdeca.render.shading import unit_vectors, vertex_normals
 
 
 def uv_to_grid(uv: torch.Tensor) -> torch.Tensor:
@@ -153,11 +153,13 @@ class UVSpace(nn.Module):
         normals (B,V,3) default to :func:`vertex_normals` of ``vertices``.
         """
         self._check_map(displacement, "displacement")
+        return self.world_to_uv(vertices) + displacement * self._uv_unit_normals(vertices, normals)
+
+    def _uv_unit_normals(self, vertices: torch.Tensor, normals: torch.Tensor | None) -> torch.Tensor:
+        """(B,3,S,S) unit normal map of ``normals`` (B,V,3) (default: :func:`vertex_normals`)."""
         if normals is None:
             normals = vertex_normals(vertices, self.faces)
-        uv_positions = self.world_to_uv(vertices)
-        uv_normals = F.normalize(self.world_to_uv(normals), dim=1, eps=1e-12)
-        return uv_positions + displacement * uv_normals
+        return unit_vectors(self.world_to_uv(normals), dim=1)
 
     def displacement_to_normals(
         self,
@@ -172,11 +174,10 @@ class UVSpace(nn.Module):
         vertex normals of the texel grid mesh. Outside ``mask`` (B or 1,1,S,S; default the layout mask)
         and at texels without a grid triangle, the coarse (interpolated) normals are kept.
         """
-        if normals is None:
-            normals = vertex_normals(vertices, self.faces)
+        self._check_map(displacement, "displacement")
         batch = vertices.shape[0]
-        coarse = F.normalize(self.world_to_uv(normals), dim=1, eps=1e-12)
-        dense = self.detail_positions(vertices, displacement, normals)
+        coarse = self._uv_unit_normals(vertices, normals)
+        dense = self.world_to_uv(vertices) + displacement * coarse  # detail_positions, normals computed once
         dense = dense.permute(0, 2, 3, 1).reshape(batch, -1, 3)
         detail = vertex_normals(dense, self.grid_faces)
         detail = detail.reshape(batch, self.uv_size, self.uv_size, 3).permute(0, 3, 1, 2)
