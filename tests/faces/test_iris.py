@@ -99,3 +99,18 @@ def test_real_photos_iris_inside_the_eye(xml_faces):
             assert 0.15 < t < 0.85, (face.file.name, eye, t)
             checked += 1
     assert checked >= 15
+
+
+def test_window_sum_is_filter2d_at_one_pixel():
+    """The lids' coverage under the iris filter is read at the winning pixel only, as filter2D gives it
+    (zero border; asymmetric ellipse kernels, pixels at the edges)."""
+    from vitdeca.faces.iris import _kernel, _window_sum
+
+    rng = np.random.default_rng(0)
+    kernels = [_kernel(1.7, None), _kernel(2.0, np.array([[2.5, 0.3], [0.1, 1.2]]))]
+    for trial in range(100):
+        values = rng.random(tuple(rng.integers(5, 40, 2))).astype(np.float32)
+        kernel = kernels[trial % 2]
+        full = cv2.filter2D(values, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+        for row, col in [(0, 0), (values.shape[0] - 1, values.shape[1] - 1), tuple(rng.integers(0, 5, 2))]:
+            assert _window_sum(values, kernel, int(row), int(col)) == pytest.approx(full[row, col], abs=1e-4)

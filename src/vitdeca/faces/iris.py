@@ -82,9 +82,20 @@ def locate_iris(
     row, col = np.unravel_index(np.argmax(score), score.shape)
     dy, dx = _parabola(-score, row, col)
     centre = origin + (np.array([col + dx, row + dy]) + 0.5) / _UPSAMPLE  # pixel-centre frame
-    covered = cv2.filter2D(mask, -1, disk, borderType=cv2.BORDER_CONSTANT)[row, col]
+    covered = _window_sum(mask, disk, row, col)
     contrast = float(score[row, col] / max(covered, 1.0) + 0.5 * (bright - dark))  # below the sclera
     return Iris(centre, contrast)
+
+
+def _window_sum(values: np.ndarray, kernel: np.ndarray, row: int, col: int) -> float:
+    """``cv2.filter2D(values, -1, kernel, borderType=BORDER_CONSTANT)[row, col]`` for an odd-sized
+    ``kernel``, computed at that one pixel only."""
+    half_h, half_w = kernel.shape[0] // 2, kernel.shape[1] // 2
+    top, left = row - half_h, col - half_w
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(row + half_h + 1, values.shape[0]), min(col + half_w + 1, values.shape[1])
+    window = kernel[r0 - top : r1 - top, c0 - left : c1 - left]
+    return float((values[r0:r1, c0:c1] * window).sum())
 
 
 def _kernel(radius: float, ellipse: np.ndarray | None) -> np.ndarray:
