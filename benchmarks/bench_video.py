@@ -10,7 +10,10 @@ Measured per method, interleaved in one process: the whole ``BatchRunner`` run o
 track, smoothing, decoding, eyes), its frames per second, and frames per second after detection: the
 run's time minus the detector's own time on the same frames (``detect_faces`` of the default backend,
 timed separately on every frame). Target: ≥ 5 frames/s after detection with the learned model. ``fit``
-(no weights, warm-started from the previous frame) is the reference; ratios are to it.
+(no weights, warm-started from the previous frame) is the reference; ratios are to it. Accuracy, in an
+untimed pass of ``Reconstructor.iter_video`` per method: each frame's final 2D landmarks against the
+detector's 68 points of that frame (the points refine and fit fit), outer-eye NME, mean and median over the
+frames.
 
 Usage: ``python benchmarks/bench_video.py [--frames 60] [--model vitdeca-vits14]``. Writes
 ``benchmarks/results/video.md``. Run it on a quiet machine.
@@ -83,6 +86,14 @@ def run_seconds(rec, clip: Path) -> tuple[float, str]:
     return seconds, record.message
 
 
+def frame_errors(rec, clip: Path) -> np.ndarray:
+    """(frames with a face,) outer-eye NME of each frame's final landmarks against its detected ones."""
+    from vitdeca.evaluation.landmarks import nme
+
+    faces = [frame.face for frame in rec.iter_video(clip) if frame.face is not None]
+    return np.array([nme(face.landmarks2d, face.detected_landmarks) for face in faces])
+
+
 def main() -> None:
     from vitdeca.faces.backends import DEFAULT_BACKEND
     from vitdeca.pipeline import Reconstructor
@@ -111,13 +122,14 @@ def main() -> None:
             for method, rec in recs.items():  # interleaved: load changes hit every method alike
                 seconds, messages[method] = run_seconds(rec, clip)
                 runs[method].append(seconds)
+        errors = {method: frame_errors(rec, clip) for method, rec in recs.items()}
     medians = {m: float(np.median(v)) for m, v in runs.items()}
-    report = render(args, frames[0].shape, detect, medians, messages)
+    report = render(args, frames[0].shape, detect, medians, messages, errors)
     print(report)
     atomic_write_bytes(RESULTS, report.encode())
 
 
-def render(args, shape, detect: float, seconds: dict, messages: dict) -> str:
+def render(args, shape, detect: float, seconds: dict, messages: dict, errors: dict) -> str:
     n = args.frames
     lines = [
         "# Video with `--save arkit`: frames per second (issue 14)",
@@ -129,14 +141,16 @@ def render(args, shape, detect: float, seconds: dict, messages: dict) -> str:
         f"the same frames: {detect:.2f} s ({n / detect:.1f} frames/s). Median of {args.repeats} runs per "
         "method, interleaved.",
         "",
-        "| method | run s | frames/s | frames/s after detection | time ÷ fit's | summary |",
-        "|---|---:|---:|---:|---:|---|",
+        "| method | run s | frames/s | frames/s after detection | time ÷ fit's | NME vs detector, mean "
+        "(median) | summary |",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
     for method, total in seconds.items():
         after = max(total - detect, 1e-9)
+        error = errors[method]
         lines.append(
             f"| {method} | {total:.1f} | {n / total:.1f} | {n / after:.1f} | {total / seconds['fit']:.2f} "
-            f"| {messages[method]} |"
+            f"| {100 * error.mean():.2f} % ({100 * np.median(error):.2f} %) | {messages[method]} |"
         )
     return "\n".join(lines) + "\n"
 

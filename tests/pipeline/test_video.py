@@ -114,3 +114,39 @@ def test_a_turned_face_is_placed_from_the_encoders_points_from_the_next_frame_on
         assert np.allclose(frame.face.crop_matrix, expected)
     detector = crop_face(frames[0].image, frames[0].face.detected_landmarks, size=64).matrix
     assert np.allclose(frames[0].face.crop_matrix, detector)  # the first frame: the detector's points
+
+
+@pytest.mark.parametrize("frames", [4, 1])
+def test_refine_fits_a_track_once_with_every_frame(faces_dir, tmp_path, monkeypatch, frames):
+    """Under refine, pass one only runs the encoder and the track's joint fit, with refine's settings,
+    is the one refinement of every frame (no fit per frame before it); a one-frame track is refined
+    alone. The fitted landmarks end nearer the detector's than the encoder's."""
+    from PIL import Image
+
+    import vitdeca.fit
+    from vitdeca.model import DecaModel, ModelConfig
+    from vitdeca.pipeline.identity import IDENTITY_CODES
+
+    photo = media.fit_height(np.asarray(Image.open(faces_dir / PHOTO).convert("RGB")), 224)
+    with media.video_writer(tmp_path / "clip.mp4", fps=10) as write:
+        for _ in range(frames):
+            write(photo)
+    model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False, image_size=64, uv_size=32))
+    config = FitConfig(refine_landmark_iterations=40)
+    rec = Reconstructor(model, device="cpu", detail=False, fit=config, refine=True)
+    calls, fit_codes = [], vitdeca.fit.fit_codes
+
+    def spy(model, images, landmarks, config, init=None, masks=None, shared=()):
+        calls.append((landmarks.shape[0], config.landmark_iterations, config.stages, tuple(shared)))
+        return fit_codes(model, images, landmarks, config, init=init, masks=masks, shared=shared)
+
+    monkeypatch.setattr(vitdeca.fit, "fit_codes", spy)
+    faces = [frame.face for frame in rec.iter_video(tmp_path / "clip.mp4", smooth=False)]
+    assert all(face is not None for face in faces) and len(faces) == frames
+    shared = IDENTITY_CODES if frames > 1 else ()
+    assert calls == [(frames, 40, ["landmarks"], shared)]
+    encoder = Reconstructor(model, device="cpu", detail=False)
+    regressed = [frame.face for frame in encoder.iter_video(tmp_path / "clip.mp4", smooth=False)]
+    for face, alone in zip(faces, regressed, strict=True):
+        error = np.abs(face.landmarks2d - face.detected_landmarks).mean()
+        assert error < 0.5 * np.abs(alone.landmarks2d - alone.detected_landmarks).mean()

@@ -9,7 +9,9 @@ Faces are first estimated one by one (regressed or fitted). Then, for the images
   per-coordinate median of the per-image codes, are fitted to every image at once, while expression,
   pose, camera and light stay per image (:func:`vitdeca.fit.fit_codes`, ``shared``). Without the crops
   (video tracks, where the frames are not kept) only the landmark stage runs, so the albedo is the
-  median;
+  median. A video under ``refine`` keeps the encoder's codes per frame and this joint fit, with
+  :meth:`~vitdeca.fit.FitConfig.refining`'s settings, is their refinement
+  (:mod:`vitdeca.pipeline.video`);
 - without fitting (a trained encoder alone): shape and albedo become the per-coordinate median of the
   regressed ones (a robust average: one bad frame or photo does not pull it).
 """
@@ -46,13 +48,16 @@ def median_identity(codes: Codes) -> Codes:
     return codes.replace(**changes)
 
 
-def shared_identity(rec, codes: Codes, landmarks: torch.Tensor, images: torch.Tensor | None = None):
+def shared_identity(
+    rec, codes: Codes, landmarks: torch.Tensor, images: torch.Tensor | None = None, config=None
+):
     """One shape and albedo for all of ``codes`` (B faces of one person); returns (codes, landmark NME
     per face or None without fitting).
 
     ``rec``: the :class:`~vitdeca.pipeline.Reconstructor` (its model and fit settings); ``landmarks``
     (B,68,2) crop pixels, the fit's targets; ``images`` (B,3,S,S) the crops, or None (landmark stage
-    only). A single face is returned as it is.
+    only); ``config``: the joint fit's :class:`~vitdeca.fit.FitConfig` (default ``rec.fit_config``). A
+    single face is returned as it is.
     """
     if codes.batch_size < 2:
         return codes, None
@@ -61,7 +66,7 @@ def shared_identity(rec, codes: Codes, landmarks: torch.Tensor, images: torch.Te
         return median_identity(codes), None
     from vitdeca.fit import fit_codes
 
-    config = rec.fit_config
+    config = config or rec.fit_config
     if images is None:
         config = dataclasses.replace(config, stages=["landmarks"])
     chosen = None if images is None else images[fitted]

@@ -319,20 +319,24 @@ class Reconstructor:
             config = self.fit_config.warm() if init is not None else self.fit_config
             result = fit_codes(self.model, images, landmarks, config, init=init)
             return result.codes, result.nme
-        return self._refine(images, landmarks, encoded)
+        return self.refine_codes(images, landmarks, encoded)
 
-    def _refine(self, images: torch.Tensor, landmarks: torch.Tensor, encoded):
-        """``refine``'s codes and NME: the fit of :meth:`FitConfig.refining` from ``encoded``, except for
-        faces the encoder turns ``refine_max_yaw`` or more (45° by default; docs/pose.md)."""
+    def refine_codes(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded):
+        """``refine``'s codes and NME: the fit of :meth:`FitConfig.refining` from ``encoded`` to
+        ``landmarks`` (B,68,2) crop pixels, except for faces the encoder turns ``refine_max_yaw`` or more
+        (45° by default; docs/pose.md). ``images`` (B,3,S,S) None: the landmark stage only."""
         from vitdeca.fit import fit_codes, landmark_nme, landmarks2d
 
         config = self.fit_config.refining()
+        if images is None:
+            config = dataclasses.replace(config, stages=["landmarks"])
         fitted = np.flatnonzero(self.fits(encoded)).tolist()
         with torch.no_grad():
             nme = landmark_nme(landmarks2d(self.model, encoded, self.crop_size), landmarks).cpu().numpy()
         if not fitted:
             return encoded, nme
-        result = fit_codes(self.model, images[fitted], landmarks[fitted], config, init=encoded.index(fitted))
+        chosen = images[fitted] if images is not None else None
+        result = fit_codes(self.model, chosen, landmarks[fitted], config, init=encoded.index(fitted))
         nme[fitted] = result.nme
         return encoded.with_rows(fitted, result.codes), nme
 

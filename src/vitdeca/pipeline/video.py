@@ -2,13 +2,15 @@
 
 Pass 1 reads the video and, per frame, detects the largest face, places the crop around One-Euro
 smoothed landmarks (a steady crop) and estimates the codes against the frame's own detected landmarks
-(fitting warm-starts from the previous frame). A face lost for more than
+(fitting warm-starts from the previous frame; ``refine`` only runs the encoder here, the track's joint
+fit below is its refinement). A face lost for more than
 :data:`TRACK_RESET_S` starts a new track. Only codes and landmarks are
 kept, never the frames.
 
 At the end of each track: one shape and albedo for the whole track
-(:func:`vitdeca.pipeline.identity.shared_identity`: a joint landmark refit with a shared shape, or the
-median of the regressed codes), then, with ``smooth``, zero-phase smoothing of the other codes
+(:func:`vitdeca.pipeline.identity.shared_identity`: a joint landmark refit with a shared shape, with
+``refine``'s settings (:meth:`vitdeca.fit.FitConfig.refining`) from the encoder's codes under ``refine``,
+or the median of the regressed codes), then, with ``smooth``, zero-phase smoothing of the other codes
 (:func:`smooth_track`: the One-Euro filter run forwards and backwards and averaged, so a blink is
 neither delayed nor advanced).
 
@@ -93,7 +95,7 @@ def finish_track(rec, track: list[Observation], smooth: bool) -> list[Observatio
     """One identity for ``track``, then (``smooth``) zero-phase smoothing; new observations."""
     codes = cat_codes([o.codes for o in track])
     marks = torch.from_numpy(np.stack([o.crop_landmarks for o in track])).float().to(codes.shape.device)
-    codes, nme = shared_identity(rec, codes, marks)
+    codes, nme = _track_identity(rec, codes, marks)
     if smooth:
         codes = smooth_codes(codes, np.array([o.time for o in track]))
     out = []
@@ -101,6 +103,17 @@ def finish_track(rec, track: list[Observation], smooth: bool) -> list[Observatio
         fit_nme = float(nme[k]) if nme is not None else o.nme
         out.append(Observation(o.index, o.time, o.crop, o.steady, o.crop_landmarks, codes.index(k), fit_nme))
     return out
+
+
+def _track_identity(rec, codes: Codes, marks: torch.Tensor):
+    """(codes, NME per frame or None) of a track with one identity. Under ``refine`` the codes are the
+    encoder's and this joint fit is the refinement, run on every frame at once: one batched fit instead
+    of a fit per frame and a joint refit after it (benchmarks/results/video.md)."""
+    if not rec.refine:
+        return shared_identity(rec, codes, marks)
+    if codes.batch_size < 2:  # nothing to share: the one frame is refined alone
+        return rec.refine_codes(None, marks, codes)
+    return shared_identity(rec, codes, marks, config=rec.fit_config.refining())
 
 
 def iter_video(
@@ -188,7 +201,10 @@ def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[in
             steady = marks(source, t) if smooth else source
             crop = rec._recrop(frame, prepared.crops[0], steady)
             crop.landmarks = detected  # targets: this frame's
-            codes, nme = rec.estimate_codes([crop], init=previous)
+            if rec.refine:  # refined with the whole track in finish_track
+                codes, nme = rec._encode_crops([crop]), None
+            else:
+                codes, nme = rec.estimate_codes([crop], init=previous)
             previous = codes.detach() if rec.fit_config is not None and not rec.refine else None
             turned = rec.uses_encoder and bool(rec.turned(codes)[0])
             stored = dataclasses.replace(crop, crop=None)  # pass 2 rebuilds the crop from ``steady``
