@@ -150,3 +150,17 @@ def test_without_contradictions_drops_the_smaller_of_each_pair(ict_head):
     kept = without_contradictions(expression, names, keep=("eyeBlinkLeft",))
     assert kept[at("eyeWide_L")] == 0 and kept[at("eyeBlink_L")] == np.float32(0.9)
     assert without_contradictions(expression, names)[at("eyeBlink_L")] == 0
+
+
+def test_with_gaze_looks_sets_only_the_eye_look_shapes_the_head_has():
+    from vitdeca.arkit import eye_look_weights, with_gaze_looks
+
+    names = ["eyeLookOut_L", "jawOpen", "eyeLookIn_R", "eyeLookDown_L", "browInnerUp_L", "browInnerUp_R"]
+    expression = np.full(len(names), 0.3)
+    gaze = np.array([[10.0, 8.0], [-12.0, 0.0]])  # left eye out and down; right eye (yaw -12) out
+    out = with_gaze_looks(expression, names, gaze)
+    left = eye_look_weights(10.0, 8.0, "Left")
+    assert out[0] == pytest.approx(left["eyeLookOutLeft"]) and out[0] > 0
+    assert out[3] == pytest.approx(left["eyeLookDownLeft"]) and out[3] > 0
+    assert out[2] == pytest.approx(eye_look_weights(-12.0, 0.0, "Right")["eyeLookInRight"]) == 0.0
+    assert out[[1, 4, 5]].tolist() == [0.3, 0.3, 0.3] and expression.tolist() == [0.3] * 6  # a copy

@@ -265,10 +265,9 @@ def with_gaze_looks(expression: np.ndarray, names, gaze: np.ndarray) -> np.ndarr
     """A copy of one expression code (n,) of a blend-shape head (``names``: its ``blendshape_names``)
     whose eyeLook* entries are those of ``gaze`` (2,2) yaw/pitch degrees, left eye first
     (:func:`eye_look_weights`); entries the head lacks are skipped."""
-    index = {arkit_name(name): j for j, name in enumerate(names)}
+    by_arkit = indices_by_arkit_name(names)
     out = np.array(expression, copy=True)
     for (yaw, pitch), side in zip(np.asarray(gaze, np.float64), ("Left", "Right"), strict=True):
         for name, value in eye_look_weights(float(yaw), float(pitch), side).items():
-            if name in index:
-                out[index[name]] = value
+            out[by_arkit.get(name, [])] = value
     return out
