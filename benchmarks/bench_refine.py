@@ -8,14 +8,16 @@ same faces:
 - ``fit``: fitting from the template with the default :class:`~vitdeca.fit.FitConfig` (the reference);
 - ``refine``: the current rule (``FitConfig.refining``);
 - ``refine (previous rule)``: the rule before it, ``FitConfig.warm`` (30 % of fit's steps in both
-  stages, fit's learning rates), as a baseline for the change.
+  stages, fit's learning rates), as a baseline for the change;
+- with ``--steps N ...``: ``refine (N steps)``, the current rule with ``refine_landmark_iterations`` N (the
+  accuracy / time trade-off of the step count).
 
 Per photo folder: median and mean NME with bootstrap 95 % intervals, the paired difference to ``fit`` (its
 median over faces, with a bootstrap interval) and the median seconds per face ÷ fit's. Every face of each
 photo is used (the largest only with ``--largest``); a face the two crops disagree on is skipped.
 
-Usage: ``python benchmarks/bench_refine.py [--model vitdeca-vits14] [--photos DIR ...]``. Writes
-``benchmarks/results/refine.md``. Run it on a quiet machine: the time ratio is only meaningful then.
+Usage: ``python benchmarks/bench_refine.py [--model vitdeca-vits14] [--photos DIR ...] [--steps N ...]``.
+Writes ``benchmarks/results/refine.md``. Run it on a quiet machine: the time ratio is only meaningful then.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,6 @@ from stats import bootstrap_interval
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "refine.md"
-ROWS = ("fit", "refine", "refine (previous rule)")
 
 
 def faces_of(folder: Path, recs: dict, largest: bool) -> list[tuple[str, dict]]:
@@ -68,7 +70,7 @@ def measure(rec, crop, config) -> tuple[float, float]:
 
 
 def folder_table(name: str, nme: dict, seconds: dict) -> list[str]:
-    """Markdown rows for one photo folder (``nme``/``seconds``: row → (N,) per face)."""
+    """Markdown rows for one photo folder (``nme``/``seconds``: row → (N,) per face, ``fit`` first)."""
     lines = [
         f"## {name} ({len(nme['fit'])} faces)",
         "",
@@ -77,7 +79,7 @@ def folder_table(name: str, nme: dict, seconds: dict) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     reference = float(np.median(seconds["fit"]))
-    for row in ROWS:
+    for row in nme:
         values = 100 * nme[row]
         difference = values - 100 * nme["fit"]
         med, mean = bootstrap_interval(values, np.median), bootstrap_interval(values, np.mean)
@@ -104,6 +106,7 @@ def main() -> None:
     )
     parser.add_argument("--largest", action="store_true", help="only the largest face of each photo")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--steps", type=int, nargs="*", default=[], help="extra rows: refine with N steps")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -112,15 +115,21 @@ def main() -> None:
     recs = {"fit": fit, "refine": refine, "refine (previous rule)": refine}
     base = fit.fit_config
     configs = {"fit": base, "refine": refine.fit_config.refining(), "refine (previous rule)": base.warm()}
+    for steps in args.steps:
+        recs[f"refine ({steps} steps)"] = refine
+        configs[f"refine ({steps} steps)"] = replace(
+            refine.fit_config, refine_landmark_iterations=steps
+        ).refining()
+    rows = list(recs)
     tables = []
     for folder in map(Path, args.photos):
         faces = faces_of(folder, recs, args.largest)
-        nme = {row: np.zeros(len(faces)) for row in ROWS}
-        seconds = {row: np.zeros(len(faces)) for row in ROWS}
+        nme = {row: np.zeros(len(faces)) for row in rows}
+        seconds = {row: np.zeros(len(faces)) for row in rows}
         for i, (label, crops) in enumerate(faces):
-            for row in ROWS:  # interleaved, so load changes hit every row alike
+            for row in rows:  # interleaved, so load changes hit every row alike
                 nme[row][i], seconds[row][i] = measure(recs[row], crops[row], configs[row])
-            print(label, {row: f"{100 * nme[row][i]:.2f} %" for row in ROWS}, flush=True)
+            print(label, {row: f"{100 * nme[row][i]:.2f} %" for row in rows}, flush=True)
         tables += folder_table(folder.name, nme, seconds)
     refining = configs["refine"]
     head = [
@@ -128,7 +137,8 @@ def main() -> None:
         "",
         f"Model `{args.model}`; {platform.machine()} CPU, torch {torch.__version__}, 2 threads, load average "
         f"{os.getloadavg()[0]:.1f} at the end. Command: `python benchmarks/bench_refine.py "
-        f"--photos {' '.join(args.photos)}{' --largest' if args.largest else ''}`.",
+        f"--photos {' '.join(args.photos)}{' --largest' if args.largest else ''}"
+        f"{' --steps ' + ' '.join(map(str, args.steps)) if args.steps else ''}`.",
         "",
         f"`refine`: {refining.landmark_iterations} landmark steps, {refining.photometric_iterations} "
         f"photometric, lr_scale {refining.lr_scale}; `fit`: {base.landmark_iterations} + "
