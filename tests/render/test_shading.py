@@ -159,3 +159,10 @@ def test_unit_vectors_is_f_normalize(shape, dim):
     (grad_got,) = torch.autograd.grad((got * upstream).sum(), vectors)
     (grad_want,) = torch.autograd.grad((want * upstream).sum(), vectors)
     torch.testing.assert_close(grad_got, grad_want, atol=1e-9, rtol=1e-9)
+
+
+def test_unit_vectors_of_small_float16_vectors_stay_finite():
+    vectors = torch.tensor([[1e-4, 2e-4, 0.0], [3.0, 4.0, 0.0]], dtype=torch.float16)
+    out = unit_vectors(vectors)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), F.normalize(vectors.float(), dim=-1), atol=1e-3, rtol=1e-3)

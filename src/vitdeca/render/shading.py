@@ -43,7 +43,10 @@ def unit_vectors(vectors: torch.Tensor, dim: int = -1, eps: float = 1e-12) -> to
 
     Written as a sum of squares and ``rsqrt``: on CPU, torch's vector norm along a dimension that is not
     the last (the channels of a (B,3,H,W) map) is ~60x slower (20 ms against 0.3 ms for a 4×3×256×256
-    normal map, torch 2.14, 2 threads), and its backward is ~2x slower along the last."""
+    normal map, torch 2.14, 2 threads), and its backward is ~2x slower along the last. float16 input is
+    normalised in float32 (its squares underflow) and returned as float16."""
+    if vectors.dtype == torch.float16:
+        return unit_vectors(vectors.float(), dim, eps).half()
     return vectors * torch.rsqrt((vectors * vectors).sum(dim, keepdim=True).clamp_min(eps * eps))
 
 
