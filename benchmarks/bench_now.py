@@ -132,8 +132,8 @@ def main() -> None:
         f"agree to {agree:.1e} mm (max abs difference).",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, numpy {np.__version__}. Shared with other engineers' jobs while "
-        f"measured: load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; wall times "
+        f"{platform.python_version()}, numpy {np.__version__}. 1-minute load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (other jobs count); wall times "
         "include waiting for the CPU, CPU seconds do not (they include both KD-tree threads).",
         "",
     ]
