@@ -84,3 +84,24 @@ def test_model_and_head_mismatches_are_clear_errors(tmp_path):
         ckpt.check_head_model("x.pt", saved, {"name": "flame", "checksum": "aaaa"})
     with pytest.raises(VitdecaError, match="data differ"):
         ckpt.check_head_model("x.pt", saved, {"name": "ict", "checksum": "bbbb"})
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_linked_checkpoint_keeps_its_state_when_the_other_name_is_saved_again(
+    tmp_path, monkeypatch, hard_links
+):
+    """link_checkpoint: one file on disk for two names (or a copy without hard links); saving last.pt
+    again replaces that name only, so the stage's checkpoint keeps the state it had."""
+    import os
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    last = ckpt.save_checkpoint(tmp_path / "last.pt", _state(model, optimizer))
+    if not hard_links:
+        monkeypatch.setattr(os, "link", lambda *_: (_ for _ in ()).throw(OSError("no hard links")))
+    stage = ckpt.link_checkpoint(last, tmp_path / "coarse.pt")
+    assert stage.samefile(last) == hard_links
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coarse.pt", "last.pt"]  # no temporary left
+    later = dict(_state(model, optimizer), step=99)
+    ckpt.save_checkpoint(last, later)
+    assert ckpt.load_checkpoint(stage)["step"] == 7 and ckpt.load_checkpoint(last)["step"] == 99

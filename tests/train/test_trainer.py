@@ -61,6 +61,11 @@ def test_run_folder_holds_config_csv_checkpoints_and_events(full_run):
     assert (full_run / "config.yaml").read_text().startswith("data:")
     for name in ("last.pt", "coarse.pt", "detail.pt"):
         assert (full_run / "checkpoints" / name).is_file()
+    # a stage's checkpoint is last.pt at its end, one file on disk; later saves leave it as it was
+    assert (full_run / "checkpoints" / "detail.pt").samefile(full_run / "checkpoints" / "last.pt")
+    assert not (full_run / "checkpoints" / "coarse.pt").samefile(full_run / "checkpoints" / "last.pt")
+    assert ckpt.load_checkpoint(full_run / "checkpoints" / "coarse.pt")["step"] == 6
+    assert ckpt.load_checkpoint(full_run / "checkpoints" / "last.pt")["step"] == 10
     rows = _rows(full_run / "losses.csv")
     assert rows[0][:4] == ["step", "total", "landmark", "eye"]
     assert [int(r[0]) for r in rows[1:]] == list(range(1, 11))

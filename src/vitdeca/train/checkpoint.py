@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,21 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     payload["format"] = FORMAT
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+    return Path(path)
+
+
+def link_checkpoint(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Give the finished checkpoint ``source`` a second name ``path``, replaced atomically: a hard link,
+    so the two names share one file on disk (a stage's checkpoint and ``last.pt`` at the stage's end: a
+    ResNet50 checkpoint with its Adam state is ~300 MB); a copy where the filesystem has no hard links.
+    Safe because checkpoints are only ever replaced by renaming a new file onto the name
+    (:func:`save_checkpoint`), never rewritten in place."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
     return Path(path)
 
 

@@ -377,7 +377,9 @@ class Trainer:
             if self.step % self.config.run.checkpoint_every == 0 and self.step < end:
                 self.save()
         self.save()
-        self.save(self.run_dir / "checkpoints" / f"{stage}.pt")
+        if self.info.is_main:  # the stage's checkpoint: the same file as last.pt, one copy on disk
+            last = self.run_dir / "checkpoints" / "last.pt"
+            ckpt.link_checkpoint(last, self.run_dir / "checkpoints" / f"{stage}.pt")
         return "done"
 
     def _available(self, weights: dict[str, float]) -> dict[str, float]:
