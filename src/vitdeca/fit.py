@@ -139,6 +139,11 @@ class FitConfig:
             lr_scale=scale,
         )
 
+    def landmarks_only(self) -> FitConfig:
+        """This config with the landmark stage alone: the fit of faces whose crops are not at hand
+        (:func:`fit_codes` with ``images=None``)."""
+        return dataclasses.replace(self, stages=["landmarks"])
+
     def with_iterations(self, text: str) -> FitConfig:
         """Set the iterations of the stages in order from ``"100,30"`` (one number per stage), for a fit
         from the template and for ``refine`` alike."""

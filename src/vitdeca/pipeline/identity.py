@@ -68,7 +68,7 @@ def shared_identity(
 
     config = config or rec.fit_config
     if images is None:
-        config = dataclasses.replace(config, stages=["landmarks"])
+        config = config.landmarks_only()
     chosen = None if images is None else images[fitted]
     init = codes.detach().index(fitted)
     result = fit_codes(rec.model, chosen, landmarks[fitted], config, init=init, shared=IDENTITY_CODES)

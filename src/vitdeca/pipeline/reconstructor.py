@@ -329,7 +329,7 @@ class Reconstructor:
 
         config = self.fit_config.refining()
         if images is None:
-            config = dataclasses.replace(config, stages=["landmarks"])
+            config = config.landmarks_only()
         fitted = np.flatnonzero(self.fits(encoded)).tolist()
         with torch.no_grad():
             nme = landmark_nme(landmarks2d(self.model, encoded, self.crop_size), landmarks).cpu().numpy()

@@ -153,7 +153,11 @@ class UVSpace(nn.Module):
         normals (B,V,3) default to :func:`vertex_normals` of ``vertices``.
         """
         self._check_map(displacement, "displacement")
-        return self.world_to_uv(vertices) + displacement * self._uv_unit_normals(vertices, normals)
+        return self._displaced(vertices, displacement, self._uv_unit_normals(vertices, normals))
+
+    def _displaced(self, vertices: torch.Tensor, displacement: torch.Tensor, uv_normals: torch.Tensor):
+        """:meth:`detail_positions` from the unit normal map ``uv_normals`` (B,3,S,S) already made."""
+        return self.world_to_uv(vertices) + displacement * uv_normals
 
     def _uv_unit_normals(self, vertices: torch.Tensor, normals: torch.Tensor | None) -> torch.Tensor:
         """(B,3,S,S) unit normal map of ``normals`` (B,V,3) (default: :func:`vertex_normals`)."""
@@ -177,7 +181,7 @@ class UVSpace(nn.Module):
         self._check_map(displacement, "displacement")
         batch = vertices.shape[0]
         coarse = self._uv_unit_normals(vertices, normals)
-        dense = self.world_to_uv(vertices) + displacement * coarse  # detail_positions, normals computed once
+        dense = self._displaced(vertices, displacement, coarse)  # detail_positions, normals made once
         dense = dense.permute(0, 2, 3, 1).reshape(batch, -1, 3)
         detail = vertex_normals(dense, self.grid_faces)
         detail = detail.reshape(batch, self.uv_size, self.uv_size, 3).permute(0, 3, 1, 2)

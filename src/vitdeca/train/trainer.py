@@ -376,10 +376,9 @@ class Trainer:
                 return "interrupted"
             if self.step % self.config.run.checkpoint_every == 0 and self.step < end:
                 self.save()
-        self.save()
-        if self.info.is_main:  # the stage's checkpoint: the same file as last.pt, one copy on disk
-            last = self.run_dir / "checkpoints" / "last.pt"
-            ckpt.link_checkpoint(last, self.run_dir / "checkpoints" / f"{stage}.pt")
+        last = self.save()
+        if last is not None:  # the stage's checkpoint: the same file as last.pt, one copy on disk
+            ckpt.link_checkpoint(last, last.with_name(f"{stage}.pt"))
         return "done"
 
     def _available(self, weights: dict[str, float]) -> dict[str, float]:
@@ -490,10 +489,11 @@ class Trainer:
     def _resume_step(self) -> int | None:
         return self.step if self.step > 0 else None
 
-    def save(self, path: str | Path | None = None) -> None:
-        """Write the checkpoint (rank 0 only; every process waits for nothing)."""
+    def save(self, path: str | Path | None = None) -> Path | None:
+        """Write the checkpoint (rank 0 only; every process waits for nothing): its path, None on the
+        other ranks."""
         if not self.info.is_main:
-            return
+            return None
         path = Path(path or self.run_dir / "checkpoints" / "last.pt")
         state = {
             **unwrap(self.model).checkpoint_payload(),  # model, model_config, head_model, vitdeca_version
@@ -507,3 +507,4 @@ class Trainer:
         }
         ckpt.save_checkpoint(path, state)
         log.debug("saved %s at step %d", path, self.step)
+        return path
