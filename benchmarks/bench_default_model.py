@@ -22,8 +22,9 @@ Claims measured, all in one run on this machine:
 With ``--baseline-model PATH`` a previous model's ``regress`` and ``refine`` run in the same run as extra rows
 (labelled ``regress (baseline)``, ...), so a retrained model is compared under identical conditions. With
 ``--flip-rows`` the same model with the other test-time flip setting runs too (``regress (no flip)``,
-``refine (flip)``: by default regress flips and refine does not). Each such row gets a paired difference to
-its method over the photos.
+``refine (flip)``: by default regress flips and refine does not); with ``--bf16-rows`` the same model under
+``--precision bf16`` (``regress (bf16)``, ``refine (bf16)``, and regress's throughput). Each such row gets a
+paired difference to its method over the photos.
 
 Usage: ``python benchmarks/bench_default_model.py --model vitdeca-vits14 --synth DIR [--photos DIR]
 [--baseline-model PATH] [--flip-rows]``. Writes ``benchmarks/results/default_model.md``.
@@ -49,9 +50,12 @@ RESULTS = Path(__file__).resolve().parent / "results" / "default_model.md"
 METHODS = ("regress", "refine", "fit")
 
 
-def reconstructors(model: str, baseline: str | None = None, other_flip: bool = False) -> dict:
+def reconstructors(
+    model: str, baseline: str | None = None, other_flip: bool = False, bf16: bool = False
+) -> dict:
     """{row label: Reconstructor}: regress / refine / fit, plus the baseline model's regress / refine
-    (``baseline``) and the same model's with the other test-time flip setting (``other_flip``)."""
+    (``baseline``), the same model's with the other test-time flip setting (``other_flip``) and under
+    bfloat16 inference (``bf16``)."""
     from vitdeca.pipeline import Reconstructor
 
     recs = {m: Reconstructor.from_pretrained(model, device="cpu", detail=False, method=m) for m in METHODS}
@@ -64,6 +68,9 @@ def reconstructors(model: str, baseline: str | None = None, other_flip: bool = F
         recs[f"{m} ({'flip' if flip else 'no flip'})"] = Reconstructor.from_pretrained(
             model, device="cpu", detail=False, method=m, flip=flip
         )
+    for m in METHODS[:2] if bf16 else ():
+        rec = Reconstructor.from_pretrained(model, device="cpu", detail=False, method=m, precision="bf16")
+        recs[f"{m} (bf16)"] = rec
     return recs
 
 
@@ -223,6 +230,7 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace, pro
         f"--photos {args.photos} --stride {args.stride}"
         + (f" --baseline-model {args.baseline_model}" if args.baseline_model else "")
         + (" --flip-rows" if args.flip_rows else "")
+        + (" --bf16-rows" if args.bf16_rows else "")
         + (f" --profiles {args.profiles}`." if args.profiles else "`."),
         "",
         f"## Held-out real photos ({len(photos)} faces of `{Path(args.photos).name}`), NME vs the detector",
@@ -259,6 +267,13 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace, pro
         "",
         f"- without detail: {speed['coarse']:.1f} img/s; with detail: {speed['detail']:.1f} img/s",
     ]
+    if "coarse_bf16" in speed:
+        lines.append(
+            f"- `--precision bf16`: without detail {speed['coarse_bf16']:.1f} img/s "
+            f"({speed['coarse_bf16'] / speed['coarse']:.2f}× float32); with detail "
+            f"{speed['detail_bf16']:.1f} img/s ({speed['detail_bf16'] / speed['detail']:.2f}× float32); "
+            "measured in turn after the float32 rows"
+        )
     if profiles is not None:
         lines += profile_report(profiles, args.profiles)
     return "\n".join(lines) + "\n"
@@ -276,18 +291,24 @@ def main() -> None:
     parser.add_argument(
         "--flip-rows", action="store_true", help="also regress / refine with the other --flip setting"
     )
+    parser.add_argument(
+        "--bf16-rows", action="store_true", help="also regress / refine with --precision bf16 (and its speed)"
+    )
     parser.add_argument("--profiles", default=None, help="a `vitdeca synth` set at any yaw: NME by yaw bin")
     parser.add_argument("--out", default=str(RESULTS), help=f"the report (default {RESULTS.name})")
     args = parser.parse_args()
     found = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     photos = found[:: args.stride][: args.limit]
-    recs = reconstructors(args.model, args.baseline_model, args.flip_rows)
+    recs = reconstructors(args.model, args.baseline_model, args.flip_rows, args.bf16_rows)
     recs["regress"](photos[0])  # warm-up: numba kernels, detector
     photo_results = photo_rows(recs, photos)
     with tempfile.TemporaryDirectory() as tmp:
         synth = synthetic_errors(recs, Path(args.synth), Path(tmp))
     speed = {"coarse": throughput(recs["regress"], photos, 8, False),
              "detail": throughput(recs["regress"], photos, 8, True)}  # fmt: skip
+    if args.bf16_rows:
+        speed["coarse_bf16"] = throughput(recs["regress (bf16)"], photos, 8, False)
+        speed["detail_bf16"] = throughput(recs["regress (bf16)"], photos, 8, True)
     profiles = profile_rows(recs, Path(args.profiles)) if args.profiles else None
     text = report(photo_results, synth, speed, args, profiles)
     atomic_write_bytes(Path(args.out), text.encode())

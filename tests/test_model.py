@@ -154,3 +154,20 @@ def test_decode_under_bf16_autocast_renders_in_float32(head):
     torch.testing.assert_close(mixed.landmarks2d, rounded.landmarks2d)
     assert torch.equal(mixed.render.fragments.face_index, rounded.render.fragments.face_index)
     assert (mixed.image - reference.image).abs().mean() < 0.02  # only the decoders ran in bf16
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_encode_under_bf16_autocast_returns_float32_codes(head, flip):
+    """Under bfloat16 autocast (:func:`inference_autocast`) the encoders compute in bf16 but the codes are
+    float32 (a bf16 camera translation would move the face by a fraction of a pixel)."""
+    from vitdeca.model import inference_autocast
+
+    torch.manual_seed(0)
+    model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", image_size=64, **SMALL), head=head).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad(), inference_autocast("cpu", "bf16"):
+        assert model.encoder(images).dtype == torch.bfloat16
+        codes = model.encode(images, flip=flip)
+    assert all(getattr(codes, name).dtype == torch.float32 for name in ("shape", "camera", "light", "detail"))
+    with pytest.raises(VitdecaError, match="unknown precision"):
+        inference_autocast("cpu", "half")

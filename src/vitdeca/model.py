@@ -31,6 +31,7 @@ from vitdeca.storage import atomic_path
 
 DECA_CROP_SCALE = 1.25
 DETAIL_MAX_MM = 10.0  # DECA's displacement bound (tanh · 0.01 m)
+PRECISIONS = ("fp32", "bf16")  # inference precision of the networks (the geometry is always float32)
 
 
 @dataclass
@@ -100,6 +101,17 @@ class _AutocastState:
 
     def restored(self):
         return torch.autocast(self.device, dtype=self.dtype, enabled=self.enabled)
+
+
+def inference_autocast(device: torch.device | str, precision: str = "fp32"):
+    """The context in which inference runs the networks at ``precision`` (:data:`PRECISIONS`): "bf16" is
+    bfloat16 autocast on ``device``'s type (CPU or CUDA), "fp32" leaves autocast off. Only the encoders
+    and the albedo / detail decoders follow it: :meth:`DecaModel.decode` keeps the head model, the
+    camera and the renderer in float32, and :meth:`DecaModel.encode` returns float32 codes."""
+    if precision not in PRECISIONS:
+        raise VitdecaError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def build_head(config: ModelConfig) -> HeadModel:
@@ -206,7 +218,8 @@ class DecaModel(nn.Module):
         ``detail``: run the detail encoder (default: when the model has one); ``False`` skips it (e.g. in the
         coarse training stage), leaving ``Codes.detail`` None. ``flip``: test-time augmentation, the coarse
         encoder also reads the mirrored images and the geometry codes are the mean of both estimates
-        (:func:`vitdeca.head.mirror.flip_averaged`; needs :attr:`supports_flip`)."""
+        (:func:`vitdeca.head.mirror.flip_averaged`; needs :attr:`supports_flip`). The codes are float32,
+        also under autocast (:func:`inference_autocast`)."""
         if self.encoder is None:
             raise ValueError("encode: this model has no encoder (ModelConfig.encoder=None, for fitting)")
         if images.ndim != 4 or images.shape[1] != 3:
@@ -214,12 +227,13 @@ class DecaModel(nn.Module):
         run_detail = self.detail_encoder is not None if detail is None else detail
         if run_detail and self.detail_encoder is None:
             raise ValueError("encode(detail=True) needs a model with the detail branch (config.detail)")
-        detail = self.detail_encoder(images) if run_detail else None
+        # float32 codes under autocast too: a bf16 camera would move the face by a fraction of a pixel
+        detail = self.detail_encoder(images).float() if run_detail else None
         if not flip:
-            return self.codes_from_vector(self.encoder(images), detail)
+            return self.codes_from_vector(self.encoder(images).float(), detail)
         from vitdeca.head.mirror import flip_averaged
 
-        both = self.encoder(torch.cat([images, images.flip(-1)]))  # one batch: (2B, n_coarse)
+        both = self.encoder(torch.cat([images, images.flip(-1)])).float()  # one batch: (2B, n_coarse)
         codes, flipped = (self.codes_from_vector(half, detail) for half in both.chunk(2))
         return flip_averaged(codes, flipped, self.code_mirror)
 

@@ -182,3 +182,13 @@ def test_checkpoint_methods_match_reconstruct(ict_archive, ict_home, faces_dir, 
     with zipfile.ZipFile(result.zip) as zf:
         assert set(zf.namelist()) == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
         assert np.allclose(np.load(zf.open(name)), np.load(out / name), atol=1e-4)
+
+
+def test_engine_builds_its_reconstructors_at_its_precision(tmp_path, monkeypatch):
+    """``vitdeca demo --precision bf16`` → every reconstructor the engine builds runs at bf16."""
+    from vitdeca.pipeline import Reconstructor
+
+    seen = []
+    monkeypatch.setattr(Reconstructor, "from_pretrained", lambda *a, **k: seen.append(k["precision"]))
+    DemoEngine(workdir=tmp_path, precision="bf16").reconstructor("fit")
+    assert seen == ["bf16"]

@@ -134,3 +134,19 @@ def test_threads_option_sets_the_process_policy(monkeypatch, command):
     assert calls == []  # default: torch's own thread count (all it allows)
     apply_threads(build_parser().parse_args([*command, "--threads", "3"]))
     assert calls == [3]
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "fit"])
+def test_precision_option_reaches_the_reconstructor(tmp_path, monkeypatch, fake_rec, command):
+    """``--precision bf16`` is passed to ``Reconstructor.from_pretrained`` (default fp32)."""
+    from vitdeca.pipeline import Reconstructor
+
+    (tmp_path / "a.jpg").write_bytes(b"good")
+    seen = []
+    monkeypatch.setattr(
+        Reconstructor, "from_pretrained", lambda *a, **k: seen.append(k["precision"]) or fake_rec
+    )
+    for extra in ([], ["--precision", "bf16"]):
+        out = tmp_path / f"out{len(seen)}"
+        assert main([command, str(tmp_path / "a.jpg"), "--out", str(out), "--no-progress", *extra]) == 0
+    assert seen == ["fp32", "bf16"]

@@ -311,3 +311,26 @@ def test_reconstruction_includes_the_eyes(face, fit_model):
 
     angles = eye_angles(weights)
     assert abs(angles["left"]["yaw"] - np.clip(eyes.gaze[0, 0], -30, 30)) < 1e-3
+
+
+def test_bf16_precision_runs_the_networks_in_bf16_and_the_geometry_in_float32(ict_archive, faces_dir):
+    """``precision="bf16"``: the encoders and the detail decoder compute in bfloat16, the codes, mesh and
+    landmarks stay float32 and within a pixel of float32 inference; an unknown precision is one clear line."""
+    from vitdeca.model import DecaModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=True))
+    seen: dict[str, list[torch.dtype]] = {"encoder": [], "detail_encoder": [], "detail_decoder": []}
+    for name, values in seen.items():
+        getattr(model, name).register_forward_hook(lambda m, i, out, values=values: values.append(out.dtype))
+    (full,) = Reconstructor(model, device="cpu", precision="fp32")(faces_dir / PHOTO)
+    assert {d for values in seen.values() for d in values} == {torch.float32}
+    for values in seen.values():
+        values.clear()
+    (half,) = Reconstructor(model, device="cpu", precision="bf16")(faces_dir / PHOTO)
+    assert all(values == [torch.bfloat16] for values in seen.values()), seen
+    assert half.codes.shape.dtype == half.codes.camera.dtype == torch.float32
+    assert half.vertices.dtype == np.float32 and half.detail is not None
+    assert np.abs(half.landmarks2d - full.landmarks2d).max() < 1.0  # original-image pixels
+    with pytest.raises(VitdecaError, match="unknown precision 'fp16'"):
+        Reconstructor(model, device="cpu", precision="fp16")

@@ -18,7 +18,7 @@ import os
 import socket
 import tempfile
 
-from vitdeca.cli.reconstruct import _positive_int
+from vitdeca.cli.reconstruct import _positive_int, add_precision_argument
 
 log = logging.getLogger("vitdeca")
 
@@ -42,6 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
     parser.add_argument("--detector", default="dlib", help="face detector backend (%(default)s)")
+    add_precision_argument(parser)
     parser.add_argument(
         "--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB", help="(%(default)s)"
     )
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint,
             device=args.device,
             detector=args.detector,
+            precision=args.precision,
             workdir=workdir,
             max_upload_mb=args.max_upload_mb,
             max_frames=args.max_frames,

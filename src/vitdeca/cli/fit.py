@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from vitdeca.cli.reconstruct import add_flip_argument, add_run_arguments, execute
+from vitdeca.cli.reconstruct import add_flip_argument, add_precision_argument, add_run_arguments, execute
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_run_arguments(parser)
     parser.add_argument("--checkpoint", metavar="PATH", help="start from a trained model's codes")
     add_flip_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--head", default="ict", help="head model without --checkpoint (%(default)s)")
     parser.add_argument("--config", metavar="YAML", help="a FitConfig YAML file")
     parser.add_argument(
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             refine=args.checkpoint is not None,
             head=args.head,
             flip=args.flip,
+            precision=args.precision,
         )
 
     return execute(args, make)

@@ -37,6 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "template (default: refine with a model, fit without one)",
     )
     add_flip_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--refine", action="store_true", help=argparse.SUPPRESS)  # old spelling
     parser.set_defaults(func=run)
     return parser
@@ -95,6 +96,20 @@ def add_flip_argument(parser: argparse.ArgumentParser) -> None:
         help="the model also reads each face mirrored and averages both estimates: about twice the "
         "encoder's time, lower landmark error for regress (default: on for --method regress when the head "
         "model supports it)",
+    )
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: the networks' inference precision (:func:`vitdeca.model.inference_autocast`)."""
+    from vitdeca.model import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="bf16: the model's networks under bfloat16 autocast (fitting, geometry and renderer stay "
+        "float32); about 2.7x faster encoders on CPUs with native bf16 (AVX512-BF16, AMX) and on GPUs "
+        "(%(default)s)",
     )
 
 
@@ -230,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
             detail=args.detail,
             method=method,
             flip=args.flip,
+            precision=args.precision,
         )
 
     return execute(args, make)

@@ -81,7 +81,8 @@ class DemoEngine:
 
     ``checkpoint``: a trained model (zoo name or path) or None (fitting only). Reconstructors are built
     on first use per (method, detail) by :meth:`Reconstructor.from_pretrained`, as ``vitdeca reconstruct
-    --method`` builds them; ``factory(method, detail)`` replaces that (tests).
+    --method`` builds them, at ``precision`` (``--precision``); ``factory(method, detail)`` replaces that
+    (tests).
     """
 
     def __init__(
@@ -90,13 +91,14 @@ class DemoEngine:
         *,
         device: str = "auto",
         detector: str = "dlib",
+        precision: str = "fp32",
         workdir: str | os.PathLike | None = None,
         max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         max_frames: int = DEFAULT_MAX_FRAMES,
         factory: Callable[[str, bool], object] | None = None,
     ) -> None:
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
-        self.device, self.detector = device, detector
+        self.device, self.detector, self.precision = device, detector, precision
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vitdeca-demo-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.max_upload_mb, self.max_frames = float(max_upload_mb), int(max_frames)
@@ -137,7 +139,12 @@ class DemoEngine:
         from vitdeca.pipeline import Reconstructor
 
         return Reconstructor.from_pretrained(
-            self.checkpoint, device=self.device, detector=self.detector, detail=detail, method=method
+            self.checkpoint,
+            device=self.device,
+            detector=self.detector,
+            detail=detail,
+            method=method,
+            precision=self.precision,
         )
 
     def warm_up(self, sample: str | os.PathLike | None = None) -> None:

@@ -70,13 +70,15 @@ def decode_results(
     fit_nme: np.ndarray | None = None,
     held_gaze: np.ndarray | None = None,
     settle_eyes: bool = True,
+    precision: str = "fp32",
 ) -> list[FaceResult]:
     """Decode ``codes`` (batch B) of ``crops`` (B :class:`FaceCrop`) into results.
 
     The texture is the photo sampled into UV where the face is visible, the model's albedo elsewhere.
     ``held_gaze`` (B,2,2): the gaze of closed or half-closed eyes
     (:func:`~vitdeca.pipeline.eyes.measure_eyes`). ``settle_eyes``: the eyeLook* and eyeBlink weights
-    from the crops' gaze and eyelids (:func:`~vitdeca.pipeline.eyes.settle_eyelids`).
+    from the crops' gaze and eyelids (:func:`~vitdeca.pipeline.eyes.settle_eyelids`). ``precision``: of the
+    albedo and detail decoders (:func:`vitdeca.model.inference_autocast`); everything else is float32.
     """
     from vitdeca.faces import invert_similarity, transform_points
     from vitdeca.fit import landmarks2d as head_landmarks2d
@@ -89,7 +91,7 @@ def decode_results(
         measures = measure_eyes(eyes, codes, crops, fitted, size, held_gaze)
         if settle_eyes and topology.arkit is not None:
             codes = settle_eyelids(model, codes, crops, measures, topology.arkit, size)
-    recon, arrays = _decode_arrays(model, codes, crops, detail)
+    recon, arrays = _decode_arrays(model, codes, crops, detail, precision)
     if topology.eyes is not None:
         draw_eyes(arrays, eyes, topology.eyes, measures, codes)
     results = []
@@ -133,12 +135,14 @@ def inside_image(points: np.ndarray, image_shape: tuple[int, int] | None) -> np.
     return (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (points[:, 1] <= height)
 
 
-def _decode_arrays(model, codes, crops, detail: bool):
+def _decode_arrays(model, codes, crops, detail: bool, precision: str = "fp32"):
     """One decode of the batch (with the detail branch when ``detail`` and the model and codes have it):
     (the Reconstruction, per-batch numpy arrays keyed by FaceResult field)."""
+    from vitdeca.model import inference_autocast
     from vitdeca.render.visibility import render_visibility
 
-    recon = model.decode(codes, detail=None if detail else False)
+    with inference_autocast(codes.shape.device, precision):
+        recon = model.decode(codes, detail=None if detail else False)
     use_detail = recon.displacement_uv is not None
     texture = model.photo_texture(crop_batch(crops, codes.shape.device), recon)
     zeros = [torch.zeros_like(codes.expression), torch.zeros_like(codes.pose)]
