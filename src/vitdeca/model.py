@@ -253,26 +253,38 @@ class DecaModel(nn.Module):
 
     # ---- geometry and appearance ---------------------------------------------------------------------
     def decode(
-        self, codes: Codes, detail: bool | None = None, background: torch.Tensor | None = None
+        self,
+        codes: Codes,
+        detail: bool | None = None,
+        background: torch.Tensor | None = None,
+        image_size: int | None = None,
     ) -> Reconstruction:
         """:class:`Codes` → :class:`Reconstruction`; ``detail`` defaults to "detail branch on and a code
-        given". ``background`` (B,3,H,W) is composited behind the renders (default black).
+        given". ``background`` (B,3,H,W) is composited behind the renders (default black). ``image_size``:
+        render at this size instead of ``config.image_size`` (the camera's NDC span the image either way).
 
         Under autocast (bf16 training) the geometry and the renderer still run in float32 (bf16 cannot
         hold pixel coordinates or barycentrics); the albedo and detail decoders keep autocast."""
         amp = _AutocastState.capture(self.camera_scale0.device.type)
         with torch.autocast(amp.device, enabled=False):
             codes = codes._map(lambda t: t.float() if t.is_floating_point() else t)
-            return self._decode(codes, detail, background, amp)
+            return self._decode(codes, detail, background, amp, image_size)
 
     def _decode(
-        self, codes: Codes, detail: bool | None, background: torch.Tensor | None, amp: _AutocastState
+        self,
+        codes: Codes,
+        detail: bool | None,
+        background: torch.Tensor | None,
+        amp: _AutocastState,
+        image_size: int | None = None,
     ) -> Reconstruction:
         head = self.head(codes.shape, codes.expression, codes.pose)
-        size = self.renderer.image_size
+        size = self.renderer.image_size if image_size is None else (image_size, image_size)
         with amp.restored():
             albedo = self.albedo(codes.albedo).float()
-        out = self.renderer(head.vertices, codes.camera, albedo, codes.light, background=background)
+        out = self.renderer(
+            head.vertices, codes.camera, albedo, codes.light, background=background, image_size=size
+        )
         recon = Reconstruction(
             codes=codes,
             vertices=head.vertices,

@@ -76,6 +76,9 @@ class FakeReconstructor:
             raise RuntimeError("decode exploded")
         return [[make_face(k) for k in range(len(p.crops))] for p in prepared]
 
+    def render_in_image(self, face, image_shape, scale=1.0):
+        return None  # the crop-space renders warped back (FaceResult.vis_in_image)
+
     def iter_video(self, video, smooth=True, max_frames=None):
         for index, frame in video.frames(max_frames):
             if index % 3 == 2:

@@ -334,3 +334,22 @@ def test_bf16_precision_runs_the_networks_in_bf16_and_the_geometry_in_float32(ic
     assert np.abs(half.landmarks2d - full.landmarks2d).max() < 1.0  # original-image pixels
     with pytest.raises(VitdecaError, match="unknown precision 'fp16'"):
         Reconstructor(model, device="cpu", precision="fp16")
+
+
+def test_render_in_image_draws_the_whole_head_beyond_the_crop(rec, faces_dir):
+    """A video's vis renders (``Reconstructor.render_in_image``) agree with the crop renders warped back
+    inside the crop and go on beyond its edge, where the warped crop renders stop (the head is larger than
+    the crop: skull and neck)."""
+    image = read_image(faces_dir / "deca_testsamples" / "exp" / "7.jpg")
+    (face,) = rec(image)
+    size = (image.shape[1], image.shape[0])
+    render, shape, alpha = rec.render_in_image(face, image.shape[:2])
+    assert render.shape == shape.shape == image.shape and alpha.shape == image.shape[:2]
+    in_crop = media.warp_to_image(np.ones(face.alpha.shape, np.float32), face.crop_matrix, size) > 0.5
+    warped = media.warp_to_image(face.alpha.astype(np.float32), face.crop_matrix, size) > 0.5
+    whole = alpha > 0.5
+    agree = (whole & warped & in_crop).sum() / max((whole | warped)[in_crop].sum(), 1)
+    assert agree > 0.97, agree
+    assert not (warped & ~in_crop).any() and (whole & ~in_crop).sum() > 0.1 * whole.sum()
+    grey = np.abs(shape.astype(float) - media.warp_to_image(face.shape_render, face.crop_matrix, size))
+    assert np.median(grey[whole & warped & in_crop]) < 12  # the same shading, rendered at another size

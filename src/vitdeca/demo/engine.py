@@ -252,7 +252,7 @@ class DemoEngine:
 
 class _Reporting:
     """A reconstructor that reports progress: the batch runner's protocol (``prepare``,
-    ``reconstruct_crops``, ``iter_video``) passed through to ``rec``."""
+    ``reconstruct_crops``, ``iter_video``, ``render_in_image``) passed through to ``rec``."""
 
     def __init__(self, rec, report: Progress) -> None:
         self.rec, self.report = rec, report
@@ -276,6 +276,9 @@ class _Reporting:
             fraction = 0.95 * done / total if total else 0.5
             self.report(min(fraction, 0.95), f"frame {done}" + (f"/{total}" if total else ""))
             yield frame
+
+    def render_in_image(self, face, image_shape, scale: float = 1.0):
+        return self.rec.render_in_image(face, image_shape, scale)
 
 
 def _shown(message: str, upload: Path) -> str:

@@ -23,7 +23,7 @@ from vitdeca import media
 from vitdeca.errors import VitdecaError, first_line
 from vitdeca.pipeline import animation
 from vitdeca.pipeline.outdir import OutputFolder, exclude_output_folder, output_names
-from vitdeca.pipeline.results import FaceResult, VideoFrame
+from vitdeca.pipeline.results import VIDEO_VIS_HEIGHT, FaceResult, VideoFrame
 from vitdeca.pipeline.shard import Shard, rank_summary_name
 from vitdeca.storage import atomic_path, atomic_write_bytes
 
@@ -203,9 +203,10 @@ class BatchRunner:
     """Run a reconstructor over files and write outputs + ``summary.json`` (the CLI's engine).
 
     ``reconstructor`` needs ``prepare(path, all_faces)``, ``reconstruct_crops(prepared)`` and
-    ``iter_video(video, smooth, max_frames)`` with an open :class:`~vitdeca.media.Video` (see
-    :class:`Reconstructor`); ``writer(result, folder, stem, save)`` writes one face's files and returns
-    their paths: the runner decides what to write, :mod:`vitdeca.io` and :mod:`vitdeca.media` how.
+    ``iter_video(video, smooth, max_frames)`` with an open :class:`~vitdeca.media.Video` and, for a
+    video's vis, ``render_in_image(face, image_shape, scale)`` (see :class:`Reconstructor`);
+    ``writer(result, folder, stem, save)`` writes one face's files and returns their paths: the runner
+    decides what to write, :mod:`vitdeca.io` and :mod:`vitdeca.media` how.
     ``shard`` (torchrun ranks) makes the runner do only its share of the inputs and write
     ``summary.rank<R>.json`` (:mod:`.shard`).
     """
@@ -536,7 +537,7 @@ def write_video_outputs(
                     name = f"{stem}_{frame.index:06d}"
                     outputs += writer(frame.face, folder / "frames", name, per_frame_save)
             if write is not None:
-                write(_frame_vis(frame))
+                write(_frame_vis(rec, frame))
         if write is not None and n_frames:
             outputs.insert(0, vis_path)
     if n_frames == 0:
@@ -563,9 +564,13 @@ def _video_avatar(path: Path, track: list[VideoFrame]) -> Path:
     return animation.write_avatar_glb(path, base, [(f.time, f.face) for f in track])
 
 
-def _frame_vis(frame: VideoFrame, max_height: int = 360) -> np.ndarray:
+def _frame_vis(rec, frame: VideoFrame, max_height: int = VIDEO_VIS_HEIGHT) -> np.ndarray:
+    """A video frame's vis grid, panels ``max_height`` high, with the whole head rendered over the frame
+    (:meth:`Reconstructor.render_in_image`)."""
     if frame.face is not None:
-        return frame.face.vis_in_image(frame.image, max_height)
+        scale = min(1.0, max_height / frame.image.shape[0])
+        renders = rec.render_in_image(frame.face, frame.image.shape[:2], scale)
+        return frame.face.vis_in_image(frame.image, max_height, renders)
     image = media.fit_height(frame.image, max_height)
     return media.vis_grid([image] * 4)
 

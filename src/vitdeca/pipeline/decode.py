@@ -126,6 +126,56 @@ def decode_results(
     return results
 
 
+PANEL_MARGIN_PX = 4  # crop pixels of canvas beyond the posed head's projection
+MAX_CANVAS_PX = 768  # the largest render of :func:`render_in_image`
+
+
+@torch.no_grad()
+def render_in_image(
+    model, face: FaceResult, image_shape: tuple[int, int], scale: float = 1.0, precision: str = "fp32"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``face``'s textured and grey shape renders and alpha, (H,W,3) uint8, (H,W,3) uint8, (H,W) float,
+    over a whole image of ``image_shape`` (H,W): the head is rendered on a square canvas around the crop
+    that holds all of its projection, so it is not cut at the crop's edge as the crop-space renders
+    warped back are. ``scale``: output pixels per image pixel the renders are meant for (e.g. a panel
+    height ÷ H); the canvas is rendered at about that resolution (at most :data:`MAX_CANVAS_PX`).
+
+    Canvas of ``k`` crop sides at ``u`` canvas pixels per crop pixel: the camera (s, tx, ty) becomes
+    (s/k, tx, ty), so canvas pixel = u·(crop pixel + (k−1)·S/2), and image → canvas is u·(crop matrix)
+    shifted by that."""
+    from vitdeca.model import inference_autocast
+    from vitdeca.pipeline.eyes import draw_eyes
+    from vitdeca.render.camera import project_points
+
+    device = model.camera_scale0.device
+    codes, size = face.codes.to(device), face.crop.shape[0]
+    vertices = torch.from_numpy(face.vertices).to(device)[None]
+    projected = project_points(vertices, codes.camera, size, size)[0].cpu().numpy()
+    k = max(1.0, 2.0 * (float(np.abs(projected - size / 2).max()) + PANEL_MARGIN_PX) / size)
+    crop_to_image = float(np.sqrt(abs(np.linalg.det(face.crop_matrix[:, :2]))))  # crop px per image px
+    u = min(max(scale / crop_to_image, 0.5), 4.0, MAX_CANVAS_PX / (k * size))
+    canvas = max(int(round(k * size * u)), 8)
+    u = canvas / (k * size)
+    codes = codes.replace(camera=codes.camera * codes.camera.new_tensor([1.0 / k, 1.0, 1.0]))
+    with inference_autocast(device, precision):
+        recon = model.decode(codes, image_size=canvas)
+    detailed = recon.displacement_uv is not None
+    arrays = {
+        "render": _uint8(recon.detail_image if detailed else recon.image),
+        "shape_render": _uint8(recon.detail_shape_image if detailed else recon.shape_image),
+        "alpha": recon.alpha[:, 0].cpu().numpy(),
+        "depth": recon.depth[:, 0].cpu().numpy(),
+    }
+    if face.eyes is not None and face.mesh.eyes is not None:
+        draw_eyes(arrays, model.head.eyeballs(), face.mesh.eyes, [face.eyes], codes.to("cpu"))
+    matrix = u * np.asarray(face.crop_matrix, dtype=np.float64)
+    matrix[:, 2] += u * (k - 1.0) * size / 2.0
+    out_size = (image_shape[1], image_shape[0])
+    render, shape, alpha = (media.warp_to_image(arrays[name][0], matrix, out_size) for name in
+                            ("render", "shape_render", "alpha"))  # fmt: skip
+    return render, shape, alpha
+
+
 def inside_image(points: np.ndarray, image_shape: tuple[int, int] | None) -> np.ndarray:
     """(N,) bool: pixel-centre-frame points (N,2) within an image of ``image_shape`` (H, W) (all True
     when the shape is unknown)."""

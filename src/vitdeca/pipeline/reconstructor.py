@@ -395,6 +395,14 @@ class Reconstructor:
         args = (self.detail, self._topology, fit_nme, held_gaze, settle_eyes, self.precision)
         return decode_results(self.model, codes, crops, *args)
 
+    def render_in_image(self, face: FaceResult, image_shape: tuple[int, int], scale: float = 1.0):
+        """``face``'s (textured render, grey shape render, alpha) over a whole image of ``image_shape``
+        (H,W), not cut at the crop's edge (:func:`vitdeca.pipeline.decode.render_in_image`; a video's vis
+        panels). ``scale``: output pixels per image pixel."""
+        from vitdeca.pipeline.decode import render_in_image
+
+        return render_in_image(self.model, face, image_shape, scale, self.precision)
+
     # ------------------------------------------------------------------------------------- videos
     def iter_video(
         self, video: media.Video | str | os.PathLike, smooth: bool = True, max_frames: int | None = None

@@ -11,6 +11,8 @@ import numpy as np
 
 from vitdeca import media
 
+VIDEO_VIS_HEIGHT = 360  # pixels: the height of a video's vis panels
+
 
 @dataclass
 class MeshTopology:
@@ -104,12 +106,15 @@ class FaceResult:
             face_panels(self.crop, detected, fitted, self.shape_render, self.render, self.alpha)
         )
 
-    def vis_in_image(self, image: np.ndarray, max_height: int = 360) -> np.ndarray:
-        """The vis grid in the original image's frame (the crop renders warped back), for videos."""
-        size = (image.shape[1], image.shape[0])
-        shape = media.warp_to_image(self.shape_render, self.crop_matrix, size)
-        render = media.warp_to_image(self.render, self.crop_matrix, size)
-        alpha = media.warp_to_image(self.alpha.astype(np.float32), self.crop_matrix, size)
+    def vis_in_image(self, image: np.ndarray, max_height: int = VIDEO_VIS_HEIGHT, renders=None) -> np.ndarray:
+        """The vis grid in the original image's frame, for videos. ``renders``: (render, shape render,
+        alpha) in the image's pixels (:meth:`Reconstructor.render_in_image`: the whole head); None: the
+        crop-space renders warped back (cut at the crop's edge)."""
+        if renders is None:
+            size = (image.shape[1], image.shape[0])
+            renders = [media.warp_to_image(a, self.crop_matrix, size) for a in
+                       (self.render, self.shape_render, self.alpha.astype(np.float32))]  # fmt: skip
+        render, shape, alpha = renders
         panels = face_panels(image, self.detected_landmarks, self.landmarks2d, shape, render, alpha)
         return media.vis_grid([media.fit_height(p, max_height) for p in panels])
 
