@@ -282,7 +282,7 @@ class Reconstructor:
         crops = list(crops)
         if not self.uses_encoder:
             return crops, None
-        encoded = self._encode_crops(crops)
+        encoded = self.encode_crops(crops)
         for _ in range(self.reframe_passes):
             turned = np.flatnonzero(self.turned(encoded)).tolist()
             if not turned:
@@ -290,7 +290,7 @@ class Reconstructor:
             points = self.encoder_points([crops[i] for i in turned], encoded.index(turned))
             for i, own in zip(turned, points, strict=True):
                 crops[i] = dataclasses.replace(crops[i], crop=crop_face(images[i], own, size=self.crop_size))
-            encoded = encoded.with_rows(turned, self._encode_crops([crops[i] for i in turned]))
+            encoded = encoded.with_rows(turned, self.encode_crops([crops[i] for i in turned]))
         return crops, encoded
 
     def turned(self, codes) -> np.ndarray:
@@ -313,7 +313,8 @@ class Reconstructor:
         """True for ``regress`` and ``refine`` (the trained encoder runs), False for fitting alone."""
         return self.fit_config is None or self.refine
 
-    def _encode_crops(self, crops: list[FaceCrop]):
+    def encode_crops(self, crops: list[FaceCrop]):
+        """The encoder's :class:`~vitdeca.codes.Codes` of ``crops`` (no gradients; :meth:`encode`)."""
         from vitdeca.pipeline.decode import crop_batch
 
         with torch.no_grad():
@@ -328,7 +329,7 @@ class Reconstructor:
         from vitdeca.pipeline.decode import crop_batch
 
         if self.uses_encoder:
-            encoded = self._encode_crops(crops) if encoded is None else encoded
+            encoded = self.encode_crops(crops) if encoded is None else encoded
             if self.fit_config is None:
                 return encoded, None
             init = encoded
@@ -417,8 +418,9 @@ class Reconstructor:
         """
         return iter_video(self, video, smooth=smooth, max_frames=max_frames)
 
-    def _recrop(self, frame: np.ndarray, crop: FaceCrop, landmarks: np.ndarray) -> FaceCrop:
-        """``crop`` redone around smoothed ``landmarks`` (68,2) (original pixels)."""
+    def recrop(self, frame: np.ndarray, crop: FaceCrop, landmarks: np.ndarray) -> FaceCrop:
+        """``crop`` redone around ``landmarks`` (68,2) (original pixels of ``frame`` (H,W,3) uint8), e.g. a
+        video's smoothed landmarks."""
         landmarks = np.asarray(landmarks, dtype=np.float64)
         new = crop_face(frame, landmarks, size=self.crop_size)
         return FaceCrop(crop.face_index, crop.box, crop.score, landmarks, new, frame.shape[:2])

@@ -144,7 +144,7 @@ def _track_video(rec, video: media.Video, smooth: bool, max_frames: int | None) 
             continue
         o = done[index]
         try:
-            crop = rec._recrop(frame, o.crop, o.steady)
+            crop = rec.recrop(frame, o.crop, o.steady)
             crop.landmarks = np.asarray(o.crop.landmarks)
             face = rec.decode(o.codes, [crop], _nme(o), held_gaze=gaze.held(t))[0]
             gaze.update(face.eyes, t)
@@ -199,10 +199,10 @@ def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[in
             detected = np.asarray(prepared.crops[0].landmarks, np.float64)
             source = _encoder_source(rec, frame, prepared.crops[0], track[-1].steady) if turned else detected
             steady = marks(source, t) if smooth else source
-            crop = rec._recrop(frame, prepared.crops[0], steady)
+            crop = rec.recrop(frame, prepared.crops[0], steady)
             crop.landmarks = detected  # targets: this frame's
             if rec.refine:  # refined with the whole track in finish_track
-                codes, nme = rec._encode_crops([crop]), None
+                codes, nme = rec.encode_crops([crop]), None
             else:
                 codes, nme = rec.estimate_codes([crop], init=previous)
             previous = codes.detach() if rec.fit_config is not None and not rec.refine else None
@@ -221,5 +221,5 @@ def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[in
 def _encoder_source(rec, frame: np.ndarray, face, steady: np.ndarray) -> np.ndarray:
     """(68,2) original pixels: the encoder's landmarks of ``face`` (a FaceCrop) read in the crop around
     the previous frame's ``steady`` points."""
-    probe = rec._recrop(frame, face, steady)
-    return rec.encoder_points([probe], rec._encode_crops([probe]))[0]
+    probe = rec.recrop(frame, face, steady)
+    return rec.encoder_points([probe], rec.encode_crops([probe]))[0]
