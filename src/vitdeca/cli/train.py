@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from vitdeca.errors import VitdecaError
-    from vitdeca.train.run import checkpoint_path, run_training
+    from vitdeca.train.checkpoint import checkpoint_path
+    from vitdeca.train.run import run_training
 
     if args.config is None and not (args.resume and checkpoint_path(args.out).exists()):
         raise VitdecaError("--config FILE is required to start a new run")

@@ -231,7 +231,7 @@ def evaluate_run(options: AblationOptions, run: Run, mean_face: list) -> Ablatio
     """Evaluate a run's ``checkpoints/last.pt`` into its eval folder, against the mean face's results."""
     from vitdeca.evaluation.baseline import BootstrapOptions
     from vitdeca.evaluation.synthetic import evaluate_model
-    from vitdeca.train.run import checkpoint_path
+    from vitdeca.train.checkpoint import checkpoint_path
 
     checkpoint = checkpoint_path(run.run_dir)
     if not checkpoint.is_file():

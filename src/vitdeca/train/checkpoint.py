@@ -25,6 +25,11 @@ FORMAT = 1
 REQUIRED = ("model", "optimizer", "scheduler", "step", "stage", "rng", "data", "config", "head_model")
 
 
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """A run folder's resumable checkpoint, ``checkpoints/last.pt`` (a stage's end links it to its name)."""
+    return Path(run_dir) / "checkpoints" / "last.pt"
+
+
 def rng_state() -> dict[str, Any]:
     """The random states of python, numpy, torch and (when present) every CUDA device, as plain data."""
     version, internal, gauss = random.getstate()

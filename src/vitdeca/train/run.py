@@ -21,6 +21,7 @@ from torch import nn
 from vitdeca.config import from_dict, save_config, to_dict
 from vitdeca.errors import VitdecaError
 from vitdeca.train import checkpoint as ckpt
+from vitdeca.train.checkpoint import checkpoint_path
 from vitdeca.train.config import TrainConfig, load_train_config, validate
 from vitdeca.train.data import mix_seed
 from vitdeca.train.distributed import cleanup, init_distributed
@@ -34,10 +35,6 @@ ModelFactory = Callable[[TrainConfig], nn.Module]
 DataFactory = Callable[[TrainConfig], tuple[Any, list[Any]]]
 # Keys that may change when resuming (budget, cadence, numerics, loader); anything else must match.
 RESUMABLE_CHANGES = ("run.", "data.num_workers", "losses.vgg19_weights")
-
-
-def checkpoint_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "last.pt"
 
 
 def resolve_config(

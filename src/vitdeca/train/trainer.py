@@ -494,7 +494,7 @@ class Trainer:
         other ranks."""
         if not self.info.is_main:
             return None
-        path = Path(path or self.run_dir / "checkpoints" / "last.pt")
+        path = Path(path or ckpt.checkpoint_path(self.run_dir))
         state = {
             **unwrap(self.model).checkpoint_payload(),  # model, model_config, head_model, vitdeca_version
             "optimizer": self.optimizer.state_dict(),
