@@ -65,26 +65,35 @@ class Reconstruction:
     shape_image (B,3,H,W) grey shape render; depth (B,1,H,W); render: the coarse :class:`RenderOutput`
     (fragments, screen vertices, uv grid). Detail branch (else None): displacement_uv (B,1,S,S) in model
     units, uv_detail_normals (B,3,S,S), detail_normal_image (B,3,H,W), detail_image (B,3,H,W),
-    detail_shape_image (B,3,H,W).
+    detail_shape_image (B,3,H,W), from ``detail_render``. The images are read from the renders, which make
+    each on first access: what nobody reads (the coarse images when the detail branch runs, the shape
+    render in a training step) is never computed.
     """
 
     codes: Codes
     vertices: torch.Tensor
     landmarks3d: torch.Tensor
     landmarks2d: torch.Tensor
-    image: torch.Tensor
-    alpha: torch.Tensor
     albedo_uv: torch.Tensor
-    shading: torch.Tensor
-    normal_image: torch.Tensor
-    shape_image: torch.Tensor
-    depth: torch.Tensor
     render: RenderOutput = field(repr=False)
     displacement_uv: torch.Tensor | None = None
     uv_detail_normals: torch.Tensor | None = None
-    detail_normal_image: torch.Tensor | None = None
-    detail_image: torch.Tensor | None = None
-    detail_shape_image: torch.Tensor | None = None
+    detail_render: RenderOutput | None = field(default=None, repr=False)
+
+    # the images are the renders', made when first read (:class:`RenderOutput`)
+    image = property(lambda self: self.render.image)
+    alpha = property(lambda self: self.render.alpha)
+    shading = property(lambda self: self.render.shading)
+    normal_image = property(lambda self: self.render.normal_image)
+    shape_image = property(lambda self: self.render.shape_image)
+    depth = property(lambda self: self.render.depth)
+    detail_normal_image = property(lambda self: _read(self.detail_render, "normal_image"))
+    detail_image = property(lambda self: _read(self.detail_render, "image"))
+    detail_shape_image = property(lambda self: _read(self.detail_render, "shape_image"))
+
+
+def _read(render: RenderOutput | None, name: str) -> torch.Tensor | None:
+    return None if render is None else getattr(render, name)
 
 
 @dataclass
@@ -290,13 +299,7 @@ class DecaModel(nn.Module):
             vertices=head.vertices,
             landmarks3d=head.landmarks3d,
             landmarks2d=project_points(head.landmarks3d, codes.camera, *size),
-            image=out.image,
-            alpha=out.alpha,
             albedo_uv=albedo,
-            shading=out.shading,
-            normal_image=out.normal_image,
-            shape_image=out.shape_image,
-            depth=out.depth,
             render=out,
         )
         use_detail = (
@@ -333,8 +336,7 @@ class DecaModel(nn.Module):
             uv_detail_normals=recon.uv_detail_normals,
             background=background,
         )
-        recon.detail_normal_image, recon.detail_image = detail.normal_image, detail.image
-        recon.detail_shape_image = detail.shape_image
+        recon.detail_render = detail
 
     def extract_texture(
         self, images: torch.Tensor, recon: Reconstruction

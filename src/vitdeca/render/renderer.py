@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -14,9 +15,21 @@ from vitdeca.render.shading_kernels import UnitFunction
 from vitdeca.render.uv import UVSpace, sample_uv_packed, uv_to_grid
 
 
-@dataclass
+def _as_created(method):
+    """A lazily made image is made under the grad mode the render was made under, autocast off (the
+    renderer runs in float32), whatever the context that first reads it."""
+
+    @functools.wraps(method)
+    def made(self):
+        with torch.set_grad_enabled(self._grad), torch.autocast(self.alpha.device.type, enabled=False):
+            return method(self)
+
+    return made
+
+
 class RenderOutput:
-    """Everything one render produces; images are (B,C,H,W).
+    """Everything one render produces; images are (B,C,H,W), computed from the packed per-pixel values
+    on first access and kept (a training step that reads ``image`` pays for no other image).
 
     image (B,3): albedo · SH shading over the background with ``alpha`` (B,1) (hard coverage mask).
     depth (B,1): screen depth (weak perspective: -s·Z; pinhole: view distance), 0 at background.
@@ -27,16 +40,83 @@ class RenderOutput:
     :func:`vitdeca.render.uv.sample_uv_map`). screen_vertices (B,V,3): (x_pix, y_pix, depth).
     """
 
-    image: torch.Tensor
-    alpha: torch.Tensor
-    depth: torch.Tensor
-    normal_image: torch.Tensor
-    shading: torch.Tensor
-    albedo_image: torch.Tensor
-    shape_image: torch.Tensor
-    uv_grid: torch.Tensor
-    screen_vertices: torch.Tensor
-    fragments: Fragments
+    def __init__(self, fragments: Fragments, screen_vertices: torch.Tensor, packed: _Packed, background):
+        self.fragments, self.screen_vertices = fragments, screen_vertices
+        self.alpha = fragments.alpha.to(packed.dtype)
+        self.depth = fragments.depth[:, None].to(packed.dtype)
+        self._packed, self._background = packed, background
+        self._grad = torch.is_grad_enabled()
+
+    def _image(self, values: torch.Tensor) -> torch.Tensor:
+        return scatter_packed(values, self.fragments, channels_last=False)
+
+    @cached_property
+    @_as_created
+    def image(self) -> torch.Tensor:
+        packed = self._packed
+        return _over(self._image(packed.albedo_values * packed.shading), self.alpha, self._background)
+
+    @cached_property
+    @_as_created
+    def normal_image(self) -> torch.Tensor:
+        return self._image(self._packed.normals)
+
+    @cached_property
+    @_as_created
+    def shading(self) -> torch.Tensor:
+        return self._image(self._packed.shading)
+
+    @cached_property
+    @_as_created
+    def albedo_image(self) -> torch.Tensor:
+        return self._image(self._packed.albedo_values)
+
+    @cached_property
+    @_as_created
+    def shape_image(self) -> torch.Tensor:
+        grey = self._image(shape_shading_packed(self._packed.normals)).expand(-1, 3, -1, -1)
+        return _over(grey, self.alpha, self._background)
+
+    @cached_property
+    @_as_created
+    def uv_grid(self) -> torch.Tensor:
+        return scatter_packed(self._packed.grid, self.fragments, channels_last=True)
+
+
+class _Packed:
+    """The per-pixel values of the covered pixels (packed, :class:`Fragments` order) that the images of
+    :class:`RenderOutput` are made of, each computed on first use: UV grid (N,2), unit normals (N,3),
+    albedo samples and SH shading (3,N)-like per :mod:`vitdeca.render.shading`."""
+
+    def __init__(self, fragments, vertices, faces, face_uvs, albedo, light, detail_normal_image, uv_detail):
+        self.fragments, self.vertices, self.faces, self.face_uvs = fragments, vertices, faces, face_uvs
+        self.albedo, self.light, self.dtype = albedo, light, vertices.dtype
+        self.detail_normal_image, self.uv_detail_normals = detail_normal_image, uv_detail
+
+    @cached_property
+    def grid(self) -> torch.Tensor:
+        face_grid = uv_to_grid(self.face_uvs.to(self.dtype))[None]  # (1,F,3,2): interpolation is linear
+        return interpolate_packed(self.fragments, None, face_grid)
+
+    @cached_property
+    def batch(self) -> torch.Tensor:
+        plane = self.fragments.face_index.shape[1] * self.fragments.face_index.shape[2]
+        return torch.div(self.fragments.pixel_index, plane, rounding_mode="floor")
+
+    @cached_property
+    def normals(self) -> torch.Tensor:
+        return _packed_normals(
+            self.fragments, self.vertices, self.faces, self.grid, self.detail_normal_image,
+            self.uv_detail_normals,
+        )  # fmt: skip
+
+    @cached_property
+    def albedo_values(self) -> torch.Tensor:
+        return sample_uv_packed(self.albedo, self.grid, self.batch)
+
+    @cached_property
+    def shading(self) -> torch.Tensor:
+        return sh_shading_packed(self.normals, self.light, self.batch)
 
 
 def render_mesh(
@@ -88,31 +168,12 @@ def shade(
     uv_detail_normals: torch.Tensor | None = None,
     background: torch.Tensor | None = None,
 ) -> RenderOutput:
-    """Derive all :class:`RenderOutput` images from ``fragments`` (arguments as :func:`render_mesh`)."""
-    alpha = fragments.alpha.to(vertices.dtype)
-    face_grid = uv_to_grid(face_uvs.to(vertices.dtype))[None]  # (1,F,3,2): interpolation is linear
-    grid = interpolate_packed(fragments, None, face_grid)  # (N,2)
-    normals = _packed_normals(fragments, vertices, faces, grid, detail_normal_image, uv_detail_normals)
-    plane = fragments.face_index.shape[1] * fragments.face_index.shape[2]
-    batch = torch.div(fragments.pixel_index, plane, rounding_mode="floor")
-    albedo_values = sample_uv_packed(albedo, grid, batch)
-    shading = sh_shading_packed(normals, light, batch)
-
-    def image(values: torch.Tensor) -> torch.Tensor:
-        return scatter_packed(values, fragments, channels_last=False)
-
-    return RenderOutput(
-        image=_over(image(albedo_values * shading), alpha, background),
-        alpha=alpha,
-        depth=fragments.depth[:, None].to(vertices.dtype),
-        normal_image=image(normals),
-        shading=image(shading),
-        albedo_image=image(albedo_values),
-        shape_image=_over(image(shape_shading_packed(normals)).expand(-1, 3, -1, -1), alpha, background),
-        uv_grid=scatter_packed(grid, fragments, channels_last=True),
-        screen_vertices=screen_vertices,
-        fragments=fragments,
+    """The :class:`RenderOutput` of ``fragments`` (arguments as :func:`render_mesh`); its images are made
+    when first read."""
+    packed = _Packed(
+        fragments, vertices, faces, face_uvs, albedo, light, detail_normal_image, uv_detail_normals
     )
+    return RenderOutput(fragments, screen_vertices, packed, background)
 
 
 def _over(premultiplied: torch.Tensor, alpha: torch.Tensor, background: torch.Tensor | None) -> torch.Tensor:
