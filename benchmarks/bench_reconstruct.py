@@ -105,8 +105,8 @@ def checkpoint_timing(photos: list[Path], repeats: int, batch: int) -> dict[str,
         "coarse_encoder": lambda i, chunk: coarse.encode(images[i]),
         "coarse_whole": lambda i, chunk: coarse.reconstruct_crops(chunk),
         # the render makes its images when read: read the two the results keep (render, shape render)
-        "decode_coarse": lambda i, chunk: _read(model.decode(coarse_codes[i], detail=False), ""),
-        "decode_detail": lambda i, chunk: _read(model.decode(codes[i], detail=True), "detail_"),
+        "decode_coarse": lambda i, chunk: model.decode(coarse_codes[i], detail=False).renders(),
+        "decode_detail": lambda i, chunk: model.decode(codes[i], detail=True).renders(),
     }
     with torch.no_grad():
         codes = [model.encode(x) for x in images]
@@ -120,11 +120,6 @@ def checkpoint_timing(photos: list[Path], repeats: int, batch: int) -> dict[str,
     out = {name: statistics.median(values) for name, values in runs.items()}
     out["images"] = n_images
     return out
-
-
-def _read(recon, prefix: str) -> tuple:
-    """The textured and grey shape renders of ``recon`` (``prefix`` "detail_" for the detail pass's)."""
-    return getattr(recon, f"{prefix}image"), getattr(recon, f"{prefix}shape_image")
 
 
 def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str) -> str:

@@ -171,3 +171,17 @@ def test_encode_under_bf16_autocast_returns_float32_codes(head, flip):
     assert all(getattr(codes, name).dtype == torch.float32 for name in ("shape", "camera", "light", "detail"))
     with pytest.raises(VitdecaError, match="unknown precision"):
         inference_autocast("cpu", "half")
+
+
+def test_renders_are_the_detail_pass_when_it_ran(head):
+    """``Reconstruction.renders()``: the (textured, shape) renders reconstruct keeps: the detail pass's
+    when the detail branch ran, else the coarse pass's (each made once, when first read)."""
+    torch.manual_seed(0)
+    model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", image_size=64, **SMALL), head=head).eval()
+    with torch.no_grad():
+        codes = model.encode(torch.rand(1, 3, 64, 64))
+        coarse, full = model.decode(codes, detail=False), model.decode(codes)
+    assert coarse.detail_render is None and coarse.detail_image is None
+    assert coarse.renders()[0] is coarse.image and coarse.renders()[1] is coarse.shape_image
+    assert full.renders()[0] is full.detail_image and full.renders()[1] is full.detail_shape_image
+    assert "image" not in vars(full.render)  # the coarse pass's textured image was never needed

@@ -212,7 +212,7 @@ def reconstruct_section(head, head_name: str, sizes: Sizes) -> list[str]:
         with torch.no_grad(), torch.autocast(torch.device(sizes.device).type, dtype=torch.bfloat16):
             codes = model.encode(images)
             if decode:
-                model.decode(codes)
+                model.decode(codes).renders()  # the images are made when read
 
     whole = median_time(lambda: run(True), sizes.reconstruct_repeats, sizes.device)
     encoder = median_time(lambda: run(False), sizes.reconstruct_repeats, sizes.device)

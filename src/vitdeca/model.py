@@ -91,6 +91,12 @@ class Reconstruction:
     detail_image = property(lambda self: _read(self.detail_render, "image"))
     detail_shape_image = property(lambda self: _read(self.detail_render, "shape_image"))
 
+    def renders(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(textured render, grey shape render), (B,3,H,W) each: the detail pass's when it ran, else the
+        coarse pass's (what reconstruct's results keep)."""
+        final = self.detail_render if self.detail_render is not None else self.render
+        return final.image, final.shape_image
+
 
 def _read(render: RenderOutput | None, name: str) -> torch.Tensor | None:
     return None if render is None else getattr(render, name)

@@ -159,10 +159,10 @@ def render_in_image(
     codes = codes.replace(camera=codes.camera * codes.camera.new_tensor([1.0 / k, 1.0, 1.0]))
     with inference_autocast(device, precision):
         recon = model.decode(codes, image_size=canvas)
-    detailed = recon.displacement_uv is not None
+    render, shape = recon.renders()
     arrays = {
-        "render": _uint8(recon.detail_image if detailed else recon.image),
-        "shape_render": _uint8(recon.detail_shape_image if detailed else recon.shape_image),
+        "render": _uint8(render),
+        "shape_render": _uint8(shape),
         "alpha": recon.alpha[:, 0].cpu().numpy(),
         "depth": recon.depth[:, 0].cpu().numpy(),
     }
@@ -193,7 +193,6 @@ def _decode_arrays(model, codes, crops, detail: bool, precision: str = "fp32"):
 
     with inference_autocast(codes.shape.device, precision):
         recon = model.decode(codes, detail=None if detail else False)
-    use_detail = recon.displacement_uv is not None
     texture = model.photo_texture(crop_batch(crops, codes.shape.device), recon)
     zeros = [torch.zeros_like(codes.expression), torch.zeros_like(codes.pose)]
     neutral = model.head(codes.shape, *zeros)
@@ -208,7 +207,7 @@ def _decode_arrays(model, codes, crops, detail: bool, precision: str = "fp32"):
         "landmarks_visible": render_visibility(recon.landmarks3d, codes.camera, recon.depth, recon.alpha),
     }
     arrays = {name: value.cpu().numpy() for name, value in arrays.items()}
-    arrays["render"] = _uint8(recon.detail_image if use_detail else recon.image)
-    arrays["shape_render"] = _uint8(recon.detail_shape_image if use_detail else recon.shape_image)
+    render, shape = recon.renders()
+    arrays["render"], arrays["shape_render"] = _uint8(render), _uint8(shape)
     arrays["texture"] = _uint8(texture)
     return recon, arrays
