@@ -185,3 +185,25 @@ def test_renders_are_the_detail_pass_when_it_ran(head):
     assert coarse.renders()[0] is coarse.image and coarse.renders()[1] is coarse.shape_image
     assert full.renders()[0] is full.detail_image and full.renders()[1] is full.detail_shape_image
     assert "image" not in vars(full.render)  # the coarse pass's textured image was never needed
+
+
+def test_the_ict_head_is_rendered_with_back_faces_culled(head):
+    """ICT-FaceKit's faces point outward, so the model's renderer culls back faces; on posed, expressive
+    heads that changes almost no pixel (a face seen from behind is hidden by a nearer one)."""
+    from vitdeca.render.rasterize import rasterize
+
+    model = DecaModel(ModelConfig(encoder=None, image_size=96, **SMALL), head=head)
+    assert model.renderer.cull_backfaces
+    torch.manual_seed(0)
+    codes = model.neutral_codes(4)
+    codes = codes.replace(
+        shape=torch.randn(4, head.n_shape),
+        expression=torch.rand(4, head.n_expression) * 0.6,
+        pose=torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.6, 0.0], [-0.2, -1.2, 0.1], [0.3, 0.3, 0.0]]),
+    )
+    with torch.no_grad():
+        vertices = model.head(codes.shape, codes.expression, codes.pose).vertices
+        screen = model.renderer.to_screen(vertices, codes.camera, 96, 96)
+    both, culled = (rasterize(screen, head.faces, 96, 96, cull_backfaces=c).face_index for c in (False, True))
+    covered = (both >= 0).sum()
+    assert covered > 4 * 96 * 96 * 0.2 and (both != culled).sum() <= 1e-3 * covered

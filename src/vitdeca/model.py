@@ -26,6 +26,7 @@ from vitdeca.config import from_dict, to_dict
 from vitdeca.errors import VitdecaError, first_line
 from vitdeca.head.base import HeadModel
 from vitdeca.render import MeshRenderer, RenderOutput, project_points, shade
+from vitdeca.render.rasterize import faces_point_outward
 from vitdeca.render.shading import SH_CONSTANTS
 from vitdeca.storage import atomic_path
 
@@ -182,6 +183,7 @@ class DecaModel(nn.Module):
             self.head.uv_faces,
             image_size=config.image_size,
             uv_size=config.uv_size,
+            cull_backfaces=faces_point_outward(self.head.template_vertices, self.head.faces),
         )
         self.detail_encoder = self.detail_decoder = None
         if config.detail:

@@ -47,3 +47,25 @@ def test_images_read_late_equal_images_read_at_once(uv_sphere):
             assert image.dtype == torch.float32 and torch.equal(image, first[name]), name
             assert image.requires_grad == first[name].requires_grad, name  # made under the render's grad mode
     assert first["image"].requires_grad
+
+
+def test_faces_point_outward_tells_the_winding(uv_sphere):
+    from vitdeca.render.rasterize import faces_point_outward
+
+    vertices, faces, _ = uv_sphere(8, 12)
+    assert faces_point_outward(vertices, faces)
+    assert not faces_point_outward(vertices, faces.flip(1))  # reversed winding: culling would hide it
+
+
+def test_culling_back_faces_keeps_an_outward_mesh_s_image(uv_sphere):
+    """On a closed outward mesh the nearest face is never seen from behind: the culled render is the same."""
+    vertices, faces, uv = uv_sphere(8, 12)
+    camera = torch.tensor([[0.8, 0.1, 0.0]])
+    albedo, light = torch.rand(1, 3, 16, 16), torch.zeros(1, 9, 3)
+    light[:, 0] = 2.0
+    images = [
+        MeshRenderer(faces, uv, faces, 32, 16, cull_backfaces=cull)(vertices[None], camera, albedo, light)
+        for cull in (False, True)
+    ]
+    assert torch.equal(images[0].fragments.face_index, images[1].fragments.face_index)
+    assert torch.equal(images[0].image, images[1].image)

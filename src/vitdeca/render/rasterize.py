@@ -114,6 +114,21 @@ def rasterize(
     return _fragments_from_face_index(vertices, faces, face_index, perspective_correct, kernels_ok)
 
 
+OUTWARD_VOLUME_SHARE = 0.25  # signed ÷ unsigned volume above which a mesh's faces point outward
+
+
+def faces_point_outward(vertices: torch.Tensor, faces: torch.Tensor) -> bool:
+    """True when the faces (F,3) of the mesh ``vertices`` (V,3) are wound counter-clockwise seen from
+    outside (the orientation :func:`rasterize` calls front-facing), judged by the signed volume of the
+    tetrahedra from the centroid: positive and above :data:`OUTWARD_VOLUME_SHARE` of their unsigned
+    volume. An open mesh (a head cut at the neck) passes when most of it is outward; a reversed or
+    mixed winding does not. Back-face culling is safe only for a mesh that passes."""
+    points = vertices.detach().double().cpu()
+    corners = points[faces.long().cpu()] - points.mean(0)  # (F,3,3)
+    volumes = (corners[:, 0] * torch.cross(corners[:, 1], corners[:, 2], dim=1)).sum(1)
+    return bool(volumes.sum() > OUTWARD_VOLUME_SHARE * volumes.abs().sum())
+
+
 def _use_torch_backend(backend: str, device: torch.device) -> bool:
     """Whether ``backend`` (one of :data:`BACKENDS`) means the torch visibility pass on ``device``."""
     if backend not in BACKENDS:

@@ -130,6 +130,7 @@ def render_mesh(
     width: int,
     *,
     perspective_correct: bool = False,
+    cull_backfaces: bool = False,
     detail_normal_image: torch.Tensor | None = None,
     uv_detail_normals: torch.Tensor | None = None,
     background: torch.Tensor | None = None,
@@ -138,9 +139,16 @@ def render_mesh(
 
     faces (F,3); face_uvs (F,3,2) uv of each face corner (v up); albedo (B or 1,3,Hu,Wu) UV map;
     light (B,9,3) SH coefficients; detail normals either per pixel (B,3,H,W) or as a UV map (B,3,Hu,Wu)
-    in model space; background (B,3,H,W) or None (black).
+    in model space; background (B,3,H,W) or None (black); ``cull_backfaces``: see :func:`rasterize`.
     """
-    fragments = rasterize(screen_vertices, faces, height, width, perspective_correct=perspective_correct)
+    fragments = rasterize(
+        screen_vertices,
+        faces,
+        height,
+        width,
+        perspective_correct=perspective_correct,
+        cull_backfaces=cull_backfaces,
+    )
     return shade(
         fragments,
         vertices,
@@ -209,7 +217,10 @@ class MeshRenderer(nn.Module):
     """Renders one mesh topology: holds faces, face uvs and the :class:`UVSpace` as buffers.
 
     faces (F,3) long, uv_coords (T,2) in [0,1] (v up), uv_faces (F,3); image_size int or (H,W);
-    uv_size for the UV maps (displacement, detail normals, texture extraction).
+    uv_size for the UV maps (displacement, detail normals, texture extraction); ``cull_backfaces``: skip
+    faces seen from behind in the visibility pass (:func:`rasterize`), for a mesh whose faces point
+    outward (:func:`~vitdeca.render.rasterize.faces_point_outward`), where a face seen from behind is
+    hidden by a nearer one anyway.
     """
 
     def __init__(
@@ -219,9 +230,11 @@ class MeshRenderer(nn.Module):
         uv_faces: torch.Tensor,
         image_size: int | tuple[int, int] = 224,
         uv_size: int = 256,
+        cull_backfaces: bool = False,
     ):
         super().__init__()
         self.image_size = _size(image_size)
+        self.cull_backfaces = cull_backfaces
         self.register_buffer("faces", faces.long(), persistent=False)
         self.register_buffer("face_uvs", uv_coords.float()[uv_faces.long()], persistent=False)
         self.uv = UVSpace(faces, uv_coords.float(), uv_faces, uv_size)
@@ -252,6 +265,7 @@ class MeshRenderer(nn.Module):
             height,
             width,
             perspective_correct=isinstance(camera, PinholeCamera),
+            cull_backfaces=self.cull_backfaces,
             detail_normal_image=detail_normal_image,
             uv_detail_normals=uv_detail_normals,
             background=background,
