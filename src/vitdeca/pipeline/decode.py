@@ -81,19 +81,14 @@ def decode_results(
     albedo and detail decoders (:func:`vitdeca.model.inference_autocast`); everything else is float32.
     """
     from vitdeca.faces import invert_similarity, transform_points
-    from vitdeca.fit import landmarks2d as head_landmarks2d
 
     topology = topology or mesh_topology(model)
     measures = [None] * len(crops)
     if topology.eyes is not None:
-        eyes, size = model.head.eyeballs(), crops[0].crop.image.shape[0]
-        fitted = head_landmarks2d(model, codes, size).cpu().numpy()
-        measures = measure_eyes(eyes, codes, crops, fitted, size, held_gaze)
-        if settle_eyes and topology.arkit is not None:
-            codes = settle_eyelids(model, codes, crops, measures, topology.arkit, size)
+        codes, measures = _eyes_of_each_face(model, codes, crops, topology, held_gaze, settle_eyes)
     recon, arrays = _decode_arrays(model, codes, crops, detail, precision)
     if topology.eyes is not None:
-        draw_eyes(arrays, eyes, topology.eyes, measures, codes)
+        draw_eyes(arrays, model.head.eyeballs(), topology.eyes, measures, codes)
     results = []
     for b, crop in enumerate(crops):
         loader = None
@@ -183,6 +178,28 @@ def inside_image(points: np.ndarray, image_shape: tuple[int, int] | None) -> np.
         return np.ones(len(points), dtype=bool)
     height, width = image_shape
     return (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (points[:, 1] <= height)
+
+
+def _eyes_of_each_face(model, codes, crops, topology: MeshTopology, held_gaze, settle: bool):
+    """(codes, measures): each face's gaze and blink (:func:`~vitdeca.pipeline.eyes.measure_eyes`) and,
+    with ``settle`` and ARKit semantics, its codes with the eyes' weights settled
+    (:func:`~vitdeca.pipeline.eyes.settle_eyelids`). One face at a time, so a face's eyes never depend
+    on the other faces of the batch (batched head evaluations round differently, ~1e-7)."""
+    from vitdeca.codes import Codes
+    from vitdeca.fit import landmarks2d
+
+    eyes, size = model.head.eyeballs(), crops[0].crop.image.shape[0]
+    settled, measures = [], []
+    for b, crop in enumerate(crops):
+        one = codes.index(slice(b, b + 1))
+        fitted = landmarks2d(model, one, size).cpu().numpy()
+        held = None if held_gaze is None else held_gaze[b : b + 1]
+        measure = measure_eyes(eyes, one, [crop], fitted, size, held)
+        if settle and topology.arkit is not None:
+            one = settle_eyelids(model, one, [crop], measure, topology.arkit, size)
+        settled.append(one)
+        measures += measure
+    return Codes.concat(settled), measures
 
 
 def _decode_arrays(model, codes, crops, detail: bool, precision: str = "fp32"):
