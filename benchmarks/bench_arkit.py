@@ -18,11 +18,13 @@ the same fit with the three priors switched off, in the same run (the baseline).
 Not measured here: shape from several images (``--same-person``, benchmarks/bench_same_person.py).
 Accuracy numbers do not depend on machine load; no timings are
 reported. Usage: ``python benchmarks/bench_arkit.py [--images 48] [--per-subject 4] [--seed 0]
-[--blink-fraction 0.25]`` (writes ``results/arkit.md``, or ``results/arkit_seed<N>.md`` for another seed).
+[--blink-fraction 0.25] [--seeds 0,1,2]`` (writes ``results/arkit.md``, or ``results/arkit_seed<N>.md`` for
+another seed; with several seeds also ``results/arkit_pooled.md``, the blink and gaze pooled).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import platform
 import tempfile
@@ -80,6 +82,8 @@ def eye_measures(true_weights: np.ndarray, true_gaze: np.ndarray, found: dict[st
     errors = gaze_errors(true_gaze, found["gaze"])[~blink]
     baseline = gaze_errors(true_gaze, np.zeros_like(true_gaze))[~blink]
     return {
+        "errors": errors,
+        "baseline_errors": baseline,
         "gaze_median": float(np.median(errors)),
         "gaze_p90": float(np.quantile(errors, 0.9)),
         "gaze_baseline": float(np.median(baseline)),
@@ -101,6 +105,7 @@ def measures(mapping, true_expr: np.ndarray, fitted_expr: np.ndarray) -> dict[st
         "mae": float(np.abs(truth - fitted)[:, avail].mean()),
         "mae_expressive": float(np.abs(truth - fitted)[:, avail][truth.max(axis=1) > 0].mean()),
         "blink_agreement": float(((truth[:, blink] > 0.5) == (fitted[:, blink] > 0.5)).mean()),
+        "blink_per_image": ((truth[:, blink] > 0.5) == (fitted[:, blink] > 0.5)).mean(axis=1),
         "blinks_true": int((truth[:, blink] > 0.5).sum()),
         "blinks_found": int(((truth[:, blink] > 0.5) & (fitted[:, blink] > 0.5)).sum()),
         "blinks_false": int(((truth[:, blink] <= 0.5) & (fitted[:, blink] > 0.5)).sum()),
@@ -135,15 +140,21 @@ def table(rows: dict[str, dict[str, float]], n: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    args = parse_arguments(__doc__.splitlines()[0])
+def measure_seed(args, seed: int) -> tuple[str, dict]:
+    """One synthetic set of seed ``seed``: its report (Markdown) and its measures (:func:`measures` per
+    row, :func:`eye_measures` under ``"eyes"``)."""
     from vitdeca.arkit import arkit_mapping
     from vitdeca.evaluation.synthetic import build_reconstructor
     from vitdeca.fit import FitConfig
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = make_dataset(Path(tmp) / "synth", args, neutral_fraction=0.2, eyes="ict")
+        dataset = make_dataset(
+            Path(tmp) / "synth",
+            argparse.Namespace(**(vars(args) | {"seed": seed})),
+            neutral_fraction=0.2,
+            eyes="ict",
+        )
         truth = np.load(dataset / "codes.npz")
         true_expr, true_gaze = truth["expression"], truth["gaze"]
         rec = build_reconstructor(None)
@@ -162,13 +173,66 @@ def main() -> None:
     text = table(rows, len(true_expr)) + "\n\n" + eye_table(eyes)
     weights = ", ".join(f"{p} {getattr(FitConfig().weights, p):g}" for p in PRIORS)
     report = (
-        f"# ARKit weights from per-image fitting (synthetic, seed {args.seed})\n\n"
+        f"# ARKit weights from per-image fitting (synthetic, seed {seed})\n\n"
         f"`python benchmarks/bench_arkit.py --images {args.images} --per-subject {args.per_subject} "
-        f"--seed {args.seed} --blink-fraction {args.blink_fraction:g}`; {platform.machine()}, torch "
+        f"--seed {seed} --blink-fraction {args.blink_fraction:g}`; {platform.machine()}, torch "
         f"{torch.__version__}. Default prior weights: "
         f"{weights}. Faces located from the true landmarks; accuracy only (no timings).\n\n{text}\n"
     )
-    publish(report, RESULTS if args.seed == 0 else RESULTS.with_name(f"arkit_seed{args.seed}.md"), args)
+    return report, rows | {"eyes": eyes}
+
+
+def pooled_report(args, results: list[dict]) -> str:
+    """The seeds' blink agreement and gaze error pooled, with bootstrap 95 % intervals: agreement
+    resampling images (both eyes of a face together), the gaze median resampling open eyes."""
+    from stats import bootstrap_interval
+
+    seeds = ",".join(map(str, args.seeds))
+    lines = [
+        f"# ARKit blink and gaze, pooled over seeds {seeds} (synthetic)\n",
+        f"`python benchmarks/bench_arkit.py --images {args.images} --per-subject {args.per_subject} "
+        f"--seeds {seeds} --blink-fraction {args.blink_fraction:g}`; {platform.machine()}, torch "
+        f"{torch.__version__}. Per seed: `results/arkit.md` (seed 0), `results/arkit_seed<N>.md`. "
+        "Intervals: bootstrap 95 %, over images for agreement (both eyes of a face resampled together), "
+        "over open eyes for the gaze (one gaze per face in these sets, so it is somewhat narrow).\n",
+        "| measure (default fit) | pooled [95 % interval] | per seed | target |",
+        "|---|---|---|---|",
+    ]
+    for row, label in (
+        ("default (ARKit priors), eyelids settled (results)", "blink agreement, results"),
+        ("default (ARKit priors), the fit's codes", "blink agreement, the fit's codes"),
+        ("priors off (baseline), eyelids settled (results)", "blink agreement, priors off"),
+    ):
+        per_image = np.concatenate([r[row]["blink_per_image"] for r in results])
+        low, high = bootstrap_interval(per_image, np.mean)
+        each = " / ".join(f"{100 * r[row]['blink_agreement']:.1f}" for r in results)
+        lines.append(
+            f"| {label} ({2 * len(per_image)} eyes) | {100 * per_image.mean():.1f} % "
+            f"[{100 * low:.1f}, {100 * high:.1f}] | {each} % | >= 95 % |"
+        )
+    for key, label, target in (
+        ("errors", "gaze error, median", "<= 5°"),
+        ("baseline_errors", "baseline: gaze 0", ""),
+    ):
+        errors = np.concatenate([r["eyes"][key] for r in results])
+        low, high = bootstrap_interval(errors, np.median)
+        each = " / ".join(f"{np.median(r['eyes'][key]):.1f}" for r in results)
+        lines.append(
+            f"| {label} ({len(errors)} open eyes) | {np.median(errors):.1f}° [{low:.1f}, {high:.1f}] "
+            f"| {each}° | {target} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    args = parse_arguments(__doc__.splitlines()[0], several_seeds=True)
+    results = []
+    for seed in args.seeds:
+        report, measured = measure_seed(args, seed)
+        publish(report, RESULTS if seed == 0 else RESULTS.with_name(f"arkit_seed{seed}.md"), args)
+        results.append(measured)
+    if len(results) > 1:
+        publish(pooled_report(args, results), RESULTS.with_name("arkit_pooled.md"), args)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,21 @@ import argparse
 from pathlib import Path
 
 
-def parse_arguments(description: str) -> argparse.Namespace:
+def parse_arguments(description: str, several_seeds: bool = False) -> argparse.Namespace:
     """``--images``, ``--per-subject``, ``--seed``, ``--blink-fraction`` of the synthetic set and
-    ``--no-write``."""
+    ``--no-write``; with ``several_seeds``, ``--seeds`` (comma-separated, e.g. ``0,1,2``: one set each,
+    results pooled) in place of ``--seed``, as ``args.seeds`` (a list; ``[args.seed]`` otherwise)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--per-subject", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    if several_seeds:
+        parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=None)
     parser.add_argument("--blink-fraction", type=float, default=0.0, help="synth's --blink-fraction")
     parser.add_argument("--no-write", action="store_true", help="print only (for a quick check)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.seeds = getattr(args, "seeds", None) or [args.seed]
+    return args
 
 
 def make_dataset(folder: Path, args: argparse.Namespace, **options) -> Path:

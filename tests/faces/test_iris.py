@@ -78,6 +78,29 @@ def test_closed_eye_has_no_iris_and_blinks():
     assert eye_aspect_ratio(LID) == pytest.approx(1 / 3)
 
 
+def test_crossed_lids_read_as_closed_at_any_roll():
+    """An upper lid drawn below the lower one (a closed eye looking down) has a negative aspect ratio, not
+    the open eye its unsigned distances would make; an open eye reads the same rolled by any angle."""
+    crossed = LID.copy()
+    crossed[[1, 2], 1] = 44.0
+    crossed[[4, 5], 1] = 36.0  # 8 px apart, the wrong way round
+    assert eye_aspect_ratio(crossed) == pytest.approx(-eye_aspect_ratio(_with_gap(LID, 8.0)))
+    assert blink_weight(eye_aspect_ratio(crossed)) == 1.0
+    for degrees in (30.0, 90.0, 180.0, 250.0):
+        angle = np.radians(degrees)
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        assert eye_aspect_ratio(LID @ rotation.T) == pytest.approx(1 / 3)
+        assert eye_aspect_ratio(crossed @ rotation.T) < 0
+
+
+def _with_gap(lid: np.ndarray, gap: float) -> np.ndarray:
+    """``lid`` with its upper points ``gap`` pixels above its lower points, about the same middle."""
+    out = lid.copy()
+    middle = lid[[1, 2, 4, 5], 1].mean()
+    out[[1, 2], 1], out[[4, 5], 1] = middle - gap / 2, middle + gap / 2
+    return out
+
+
 def test_eye_off_the_image():
     assert locate_iris(drawn_eye((50.0, 40.0)), LID + 500.0) is None
 

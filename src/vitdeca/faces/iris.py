@@ -39,10 +39,19 @@ class Iris:
 
 
 def eye_aspect_ratio(eyelid: np.ndarray) -> float:
-    """(6,2) eyelid points → (|p1-p5| + |p2-p4|) / (2 |p0-p3|): lid opening over eye width."""
+    """(6,2) eyelid points → (±|p1-p5| ± |p2-p4|) / (2 |p0-p3|): lid opening over eye width. Each
+    distance is negative when its upper-lid point lies below its lower-lid one (the lids cross, as on a
+    closed eye looking down), where unsigned distances would rise again and read as an open eye;
+    "below" is along the normal of the corner axis p0→p3 (the points run p0, upper lid, p3, lower lid).
+    """
     p = np.asarray(eyelid, np.float64)
-    width = np.linalg.norm(p[0] - p[3])
-    return float((np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])) / (2.0 * max(width, 1e-9)))
+    axis = p[3] - p[0]
+    upward = np.array([axis[1], -axis[0]])  # image y points down: the upper lid's side of p0→p3
+    opening = 0.0
+    for upper, lower in ((1, 5), (2, 4)):
+        gap = p[upper] - p[lower]
+        opening += np.copysign(np.linalg.norm(gap), gap @ upward)
+    return float(opening / (2.0 * max(float(np.linalg.norm(axis)), 1e-9)))
 
 
 def blink_weight(ear: float) -> float:
