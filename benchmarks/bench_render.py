@@ -11,12 +11,15 @@ same process with the runs interleaved. Target: forward+backward <= 0.10 x ResNe
 Peak memory: increase of the peak resident set size (Linux VmHWM, reset through /proc/self/clear_refs) during
 one forward+backward, measured in a fresh subprocess per mesh after a small warm-up. Target <= 300 MB.
 
-The visibility pass runs on the numba backend (the CPU default) and, for comparison, on the torch backend
+Back faces are culled where the model culls them (``--culling auto``: meshes whose faces point outward,
+:func:`vitdeca.render.rasterize.faces_point_outward`; ``off`` for the comparison). The visibility
+pass runs on the numba backend (the CPU default) and, for comparison, on the torch backend
 (``--backends numba,torch``: what CUDA uses, here on the CPU); with ``--threads 1,2`` one table per thread
 count, the numba kernels following torch's thread count (issue 15's target row: full ICT head, 2 threads).
 
 Usage: ``python benchmarks/bench_render.py [--repeats 7] [--batch 8] [--no-ict] [--threads 1,2]
-[--backends numba,torch]`` (ICT needs ``$VITDECA_ICT_FACEKIT`` or a converted model in ``$VITDECA_HOME``).
+[--backends numba,torch] [--culling auto,off]`` (ICT needs ``$VITDECA_ICT_FACEKIT`` or a converted
+model in ``$VITDECA_HOME``).
 Check that it runs: ``--repeats 1 --batch 1 --no-ict --backends numba,torch --no-memory --dry-run``.
 """
 
@@ -82,15 +85,26 @@ def ict_meshes() -> dict[str, dict[str, torch.Tensor]]:
     }
 
 
-def make_step(mesh: dict[str, torch.Tensor], batch: int, backend: str = "auto"):
+def culls(mesh: dict[str, torch.Tensor], culling: str) -> bool:
+    """Whether the render of ``mesh`` culls back faces: ``culling`` "auto" as :class:`vitdeca.model.DecaModel`
+    decides it (:func:`~vitdeca.render.rasterize.faces_point_outward`), "off" never."""
+    from vitdeca.render.rasterize import faces_point_outward
+
+    return culling == "auto" and faces_point_outward(mesh["vertices"], mesh["faces"])
+
+
+def make_step(mesh: dict[str, torch.Tensor], batch: int, backend: str = "auto", culling: str = "auto"):
     """Closures of one render of ``batch`` copies of ``mesh``: forward (reading the image), forward (reading
-    every image) and forward+backward, with the rasteriser's visibility ``backend``."""
+    every image) and forward+backward, with the rasteriser's visibility ``backend`` and back faces culled
+    as ``culling`` says (:func:`culls`)."""
     from vitdeca.render import MeshRenderer
     from vitdeca.render import renderer as renderer_module
     from vitdeca.render.rasterize import rasterize
 
     torch.manual_seed(0)
-    renderer = MeshRenderer(mesh["faces"], mesh["uv_coords"], mesh["uv_faces"], SIZE, UV_SIZE)
+    renderer = MeshRenderer(
+        mesh["faces"], mesh["uv_coords"], mesh["uv_faces"], SIZE, UV_SIZE, cull_backfaces=culls(mesh, culling)
+    )
     vertices = mesh["vertices"][None].repeat(batch, 1, 1).requires_grad_(True)
     camera = mesh["camera"][None].repeat(batch, 1).requires_grad_(True)
     albedo = torch.rand(batch, 3, UV_SIZE, UV_SIZE, requires_grad=True)
@@ -171,6 +185,9 @@ def main() -> None:
     parser.add_argument(
         "--backends", default="numba", help="comma-separated visibility backends (numba,torch)"
     )
+    parser.add_argument(
+        "--culling", default="auto", help="comma-separated back-face culling (auto: as the model; off)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--dry-run", action="store_true", help="print only, do not write the results file")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -208,15 +225,17 @@ def main() -> None:
     ]
     for threads in [int(t) or default_threads for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
-        sections += ["", *_time_section(meshes, memory, args.batch, args.repeats, backends)]
+        rows = [(n, b, c) for n in meshes for b in backends for c in args.culling.split(",")]
+        sections += ["", *_time_section(meshes, memory, args.batch, args.repeats, rows)]
     table = "\n".join(sections) + "\n"
     print(table)
     if not args.dry_run:
         atomic_write_bytes(RESULTS, table.encode())
 
 
-def _time_section(meshes, memory, batch: int, repeats: int, backends: list[str]) -> list[str]:
-    """Interleaved timing of ResNet50 and every mesh; a Markdown section."""
+def _time_section(meshes, memory, batch: int, repeats: int, rows: list[tuple[str, str, str]]) -> list[str]:
+    """Interleaved timing of ResNet50 and each (mesh, visibility backend, culling) of ``rows``; a Markdown
+    section."""
     import torchvision
 
     resnet = torchvision.models.resnet50(weights=None).eval()
@@ -227,10 +246,9 @@ def _time_section(meshes, memory, batch: int, repeats: int, backends: list[str])
             resnet(images)
 
     tasks = {"resnet50": resnet_forward}
-    rows = [(name, backend) for name in meshes for backend in backends]
-    for name, backend in rows:
-        keys = [f"{name}|{backend}|{part}" for part in ("fwd", "all", "step")]
-        for key, fn in zip(keys, make_step(meshes[name], batch, backend), strict=True):
+    for name, backend, culling in rows:
+        keys = [f"{name}|{backend}|{culling}|{part}" for part in ("fwd", "all", "step")]
+        for key, fn in zip(keys, make_step(meshes[name], batch, backend, culling), strict=True):
             tasks[key] = fn
     load_before = os.getloadavg()[0]
     times = {key: [] for key in tasks}
@@ -254,13 +272,14 @@ def _time_section(meshes, memory, batch: int, repeats: int, backends: list[str])
         "| target (≤ 0.10, ≤ 300 MB) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, backend in rows:
+    for name, backend, culling in rows:
         mesh = meshes[name]
-        fwd, every, step = (median[f"{name}|{backend}|{part}"] for part in ("fwd", "all", "step"))
+        fwd, every, step = (median[f"{name}|{backend}|{culling}|{part}"] for part in ("fwd", "all", "step"))
+        visibility = backend + (", back faces culled" if culls(mesh, culling) else "")
         verdict = "met" if step / base <= 0.10 and not memory[name] > 300 else "MISSED"
         size = f"{mesh['vertices'].shape[0]} | {mesh['faces'].shape[0]}"
         lines.append(
-            f"| {name} | {backend} | {size} | {1000 * fwd:.1f} | {1000 * every:.1f} | {1000 * step:.1f} "
+            f"| {name} | {visibility} | {size} | {1000 * fwd:.1f} | {1000 * every:.1f} | {1000 * step:.1f} "
             f"| {fwd / base:.3f} | {step / base:.3f} | {memory[name]:.0f} | {verdict} |"
         )
     return lines
