@@ -150,3 +150,21 @@ def test_precision_option_reaches_the_reconstructor(tmp_path, monkeypatch, fake_
         out = tmp_path / f"out{len(seen)}"
         assert main([command, str(tmp_path / "a.jpg"), "--out", str(out), "--no-progress", *extra]) == 0
     assert seen == ["fp32", "bf16"]
+
+
+def test_transfer_passes_its_precision(tmp_path, monkeypatch, fake_rec):
+    """``vitdeca transfer --precision bf16`` reaches ``Reconstructor.from_pretrained`` (default fp32)."""
+    import vitdeca.pipeline.transfer as transfer_module
+    from vitdeca.pipeline import Reconstructor
+
+    (tmp_path / "a.jpg").write_bytes(b"good")
+    seen = []
+    monkeypatch.setattr(
+        Reconstructor, "from_pretrained", lambda *a, **k: seen.append(k["precision"]) or fake_rec
+    )
+    monkeypatch.setattr(transfer_module, "transfer", lambda *a, **k: [])
+    photo = str(tmp_path / "a.jpg")
+    for extra in ([], ["--precision", "bf16"]):
+        command = ["transfer", "--identity", photo, "--expression", photo, "--out", str(tmp_path / "out")]
+        assert main([*command, *extra]) == 0
+    assert seen == ["fp32", "bf16"]

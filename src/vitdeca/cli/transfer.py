@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from vitdeca.cli.reconstruct import add_threads_argument, apply_threads
+from vitdeca.cli.reconstruct import add_precision_argument, add_threads_argument, apply_threads
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
     parser.add_argument("--detector", default=DEFAULT_BACKEND, help="face detector backend (%(default)s)")
     parser.add_argument("--save", default="obj,texture,vis", metavar="LIST", help="outputs (%(default)s)")
+    add_precision_argument(parser)
     add_threads_argument(parser)
     parser.set_defaults(func=run)
     return parser
@@ -45,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     check_backend(args.detector)
     resolve_device(args.device)
     out = prepare_output_dir(args.out)
-    rec = Reconstructor.from_pretrained(args.checkpoint, device=args.device, detector=args.detector)
+    rec = Reconstructor.from_pretrained(
+        args.checkpoint, device=args.device, detector=args.detector, precision=args.precision
+    )
     written = transfer(rec, args.identity, args.expression, out, save)
     for path in written:
         print(path)
