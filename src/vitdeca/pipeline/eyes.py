@@ -190,8 +190,9 @@ def _blink_aspect_ratios(model, codes, blink_index: list[int], grid: torch.Tenso
 
 def _solve_decreasing(xs: np.ndarray, ys: np.ndarray, target: float) -> float:
     """The first x in [xs[0], xs[-1]] where the sampled ys (K,) fall to ``target``: linear interpolation
-    within the first bracketing interval of their running minimum (the aspect ratio rises again once
-    the lids pass each other), else where that minimum is nearest in y (the first such x)."""
+    within the first bracketing interval of their running minimum (a guard: with signed lid distances the
+    aspect ratio keeps falling once the lids cross, but a head's curve need not be monotone), else where
+    that minimum is nearest in y (the first such x)."""
     ys = np.minimum.accumulate(np.asarray(ys, np.float64))
     above = ys >= target
     for k in range(len(xs) - 1):
