@@ -19,6 +19,10 @@ from vitdeca.errors import VitdecaError
 
 T = TypeVar("T")
 
+PRECISIONS = ("fp32", "bf16")
+"""Inference precisions of the networks (:func:`vitdeca.model.inference_autocast`; the geometry is always
+float32). Here, not in :mod:`vitdeca.model`, so the command line can offer them without importing torch."""
+
 
 def to_dict(config: Any) -> dict[str, Any]:
     """A nested dataclass as nested plain dicts (YAML- and pickle-safe)."""

@@ -22,7 +22,7 @@ from torch import nn
 
 from vitdeca import __version__
 from vitdeca.codes import N_DETAIL, CodeLayout, Codes
-from vitdeca.config import from_dict, to_dict
+from vitdeca.config import PRECISIONS, from_dict, to_dict
 from vitdeca.errors import VitdecaError, first_line
 from vitdeca.head.base import HeadModel
 from vitdeca.render import MeshRenderer, RenderOutput, project_points, shade
@@ -32,7 +32,6 @@ from vitdeca.storage import atomic_path
 
 DECA_CROP_SCALE = 1.25
 DETAIL_MAX_MM = 10.0  # DECA's displacement bound (tanh · 0.01 m)
-PRECISIONS = ("fp32", "bf16")  # inference precision of the networks (the geometry is always float32)
 
 
 @dataclass

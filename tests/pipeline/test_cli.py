@@ -65,6 +65,15 @@ class _NoModel:
         raise AssertionError("the model was built before the options were checked")
 
 
+def test_the_command_line_is_built_without_torch():
+    """``vitdeca --help`` (any parser) stays quick: building the parser imports no torch (~1.5 s)."""
+    import subprocess
+
+    code = "import sys, vitdeca.cli; vitdeca.cli.build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -101,7 +101,7 @@ def add_flip_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     """``--precision``: the networks' inference precision (:func:`vitdeca.model.inference_autocast`)."""
-    from vitdeca.model import PRECISIONS
+    from vitdeca.config import PRECISIONS
 
     parser.add_argument(
         "--precision",

@@ -135,7 +135,7 @@ class Reconstructor:
     ``regress`` (``fit`` None) when the model's head supports it (ICT-FaceKit does, FLAME does not). It
     lowers regress's landmark error; refine's fit ends at the same error with or without it
     (benchmarks/results/default_model.md), so there it is off unless asked for. ``precision``
-    (:data:`vitdeca.model.PRECISIONS`): "bf16" runs the encoders and decoders under bfloat16 autocast
+    (:data:`vitdeca.config.PRECISIONS`): "bf16" runs the encoders and decoders under bfloat16 autocast
     (:func:`vitdeca.model.inference_autocast`; fitting, the head model and the renderer stay float32):
     about 2.7× faster encoders on a CPU with native bf16 (AVX512-BF16 / AMX), within noise of "fp32"
     on landmarks and shape (docs/reconstruct.md).
