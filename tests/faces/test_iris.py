@@ -137,3 +137,16 @@ def test_window_sum_is_filter2d_at_one_pixel():
         full = cv2.filter2D(values, -1, kernel, borderType=cv2.BORDER_CONSTANT)
         for row, col in [(0, 0), (values.shape[0] - 1, values.shape[1] - 1), tuple(rng.integers(0, 5, 2))]:
             assert _window_sum(values, kernel, int(row), int(col)) == pytest.approx(full[row, col], abs=1e-4)
+
+
+def test_an_iris_raised_under_a_lowered_lid_is_located_above_the_lid():
+    """An eye looking up under a half-closed lid shows only the lower part of its iris, whose centre is
+    above the upper lid: it is located there (up to IRIS_ABOVE_LID radii above), not pulled inside."""
+    lowered = LID.copy()
+    lowered[[1, 2], 1] = 38.0  # the upper lid 8 px lower than LID's
+    centre = np.array([50.0, 35.0])  # 3 px above the lid, within 0.4 × 11 px
+    iris = locate_iris(drawn_eye(tuple(centre), lid=lowered), lowered, radius=11.0)
+    assert iris is not None and np.linalg.norm(iris.centre - centre) < 1.0
+    below = np.array([50.0, 53.0])  # below the lower lid: the centre stays inside the lids
+    iris = locate_iris(drawn_eye(tuple(below)), LID, radius=11.0)
+    assert iris is not None and iris.centre[1] <= 50.5

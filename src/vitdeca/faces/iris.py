@@ -9,10 +9,11 @@ The eye box is upsampled (sub-pixel precision); each pixel inside the lids gets 
 darker than the midpoint between the sclera and the pupil, the lids' 90th and 5th grey percentiles;
 negative for the sclera), pixels outside the lids none; the disk that holds the most darkness (a
 matched filter: an iris partly hidden by a lid is still found at its centre) wins, refined by a
-parabola through its neighbours. No model, nothing to download. An eye turned away from the camera
-shows its iris as an ellipse, and a disk as wide as the iris slides along the ellipse's short axis
-with no change of score; given the expected ellipse (``ellipse``: from a first estimate of the gaze,
-:func:`vitdeca.head.eyes.iris_ellipse`) the filter takes its shape instead.
+parabola through its neighbours. Its centre lies inside the lids or, for an eye looking up under a
+lowered lid, a little above the upper lid (:data:`IRIS_ABOVE_LID`). No model, nothing to download.
+An eye turned away from the camera shows its iris as an ellipse, and a disk as wide as the iris slides
+along the ellipse's short axis with no change of score; given the expected ellipse (``ellipse``: from a
+first estimate of the gaze, :func:`vitdeca.head.eyes.iris_ellipse`) the filter takes its shape instead.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ EYELIDS = {"left": tuple(range(42, 48)), "right": tuple(range(36, 42))}  # subje
 CLOSED_EAR = 0.12  # eye aspect ratio below which the eye counts as closed (open eyes: about 0.25-0.35)
 OPEN_EAR = 0.25  # at or above: blink 0
 IRIS_WIDTH_RATIO = 0.21  # iris radius / eye width (corner to corner) when no model gives it
+IRIS_ABOVE_LID = 0.4  # how far (iris radii) above the upper lid the iris centre may be located
 _UPSAMPLE = 4
 
 
@@ -87,13 +89,28 @@ def locate_iris(
     # darker than the midpoint counts for the iris, brighter (the sclera) against it
     darkness = (bright - grey - 0.5 * (bright - dark)) * mask
     score = cv2.filter2D(darkness, -1, disk, borderType=cv2.BORDER_CONSTANT)  # dark mass under the disk
-    score[mask < 0.5] = -np.inf  # the centre itself must be inside the lids
+    score[~_centre_allowed(mask, lid, origin, radius)] = -np.inf
     row, col = np.unravel_index(np.argmax(score), score.shape)
     dy, dx = _parabola(-score, row, col)
     centre = origin + (np.array([col + dx, row + dy]) + 0.5) / _UPSAMPLE  # pixel-centre frame
     covered = _window_sum(mask, disk, row, col)
     contrast = float(score[row, col] / max(covered, 1.0) + 0.5 * (bright - dark))  # below the sclera
     return Iris(centre, contrast)
+
+
+def _centre_allowed(mask: np.ndarray, lid: np.ndarray, origin: np.ndarray, radius: float) -> np.ndarray:
+    """(h,w) bool over the eye patch: where the iris centre may lie. Inside the lids (``mask``), or above
+    the upper lid between its two points (along the normal of the corner axis) by at most
+    :data:`IRIS_ABOVE_LID` × ``radius`` pixels: a gaze raised under a lowered lid hides the centre
+    there, and only the lower part of the iris shows. Never below the lower lid or beyond the corners."""
+    upper = (lid[[1, 2]] - origin) * _UPSAMPLE - 0.5  # the upper lid's points in the patch's index frame
+    axis = lid[3] - lid[0]
+    upward = np.array([axis[1], -axis[0]]) / max(float(np.linalg.norm(axis)), 1e-9)  # as eye_aspect_ratio's
+    raised = upper + upward * IRIS_ABOVE_LID * radius * _UPSAMPLE
+    band = np.zeros(mask.shape, np.uint8)
+    polygon = np.round(np.concatenate([upper, raised[::-1]]) * 16).astype(np.int32)
+    cv2.fillPoly(band, [polygon], 1, lineType=cv2.LINE_8, shift=4)
+    return (mask > 0.5) | (band > 0)
 
 
 def _window_sum(values: np.ndarray, kernel: np.ndarray, row: int, col: int) -> float:
