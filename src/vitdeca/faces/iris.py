@@ -47,13 +47,20 @@ def eye_aspect_ratio(eyelid: np.ndarray) -> float:
     "below" is along the normal of the corner axis p0→p3 (the points run p0, upper lid, p3, lower lid).
     """
     p = np.asarray(eyelid, np.float64)
-    axis = p[3] - p[0]
-    upward = np.array([axis[1], -axis[0]])  # image y points down: the upper lid's side of p0→p3
+    upward, width = _upward(p)
     opening = 0.0
     for upper, lower in ((1, 5), (2, 4)):
         gap = p[upper] - p[lower]
         opening += np.copysign(np.linalg.norm(gap), gap @ upward)
-    return float(opening / (2.0 * max(float(np.linalg.norm(axis)), 1e-9)))
+    return float(opening / (2.0 * max(width, 1e-9)))
+
+
+def _upward(eyelid: np.ndarray) -> tuple[np.ndarray, float]:
+    """(unit normal (2,) of the corner axis p0→p3 on the upper lid's side, eye width |p0-p3|) of an
+    eyelid (6,2) running p0, upper lid, p3, lower lid (image y points down)."""
+    axis = eyelid[3] - eyelid[0]
+    width = float(np.linalg.norm(axis))
+    return np.array([axis[1], -axis[0]]) / max(width, 1e-9), width
 
 
 def blink_weight(ear: float) -> float:
@@ -104,9 +111,7 @@ def _centre_allowed(mask: np.ndarray, lid: np.ndarray, origin: np.ndarray, radiu
     :data:`IRIS_ABOVE_LID` × ``radius`` pixels: a gaze raised under a lowered lid hides the centre
     there, and only the lower part of the iris shows. Never below the lower lid or beyond the corners."""
     upper = (lid[[1, 2]] - origin) * _UPSAMPLE - 0.5  # the upper lid's points in the patch's index frame
-    axis = lid[3] - lid[0]
-    upward = np.array([axis[1], -axis[0]]) / max(float(np.linalg.norm(axis)), 1e-9)  # as eye_aspect_ratio's
-    raised = upper + upward * IRIS_ABOVE_LID * radius * _UPSAMPLE
+    raised = upper + _upward(lid)[0] * IRIS_ABOVE_LID * radius * _UPSAMPLE
     band = np.zeros(mask.shape, np.uint8)
     polygon = np.round(np.concatenate([upper, raised[::-1]]) * 16).astype(np.int32)
     cv2.fillPoly(band, [polygon], 1, lineType=cv2.LINE_8, shift=4)
