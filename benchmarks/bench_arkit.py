@@ -101,14 +101,16 @@ def measures(mapping, true_expr: np.ndarray, fitted_expr: np.ndarray) -> dict[st
     blink = [ARKIT_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight")]
     look = [i for i, n in enumerate(ARKIT_NAMES) if n.startswith("eyeLook")]
     no_look = truth[:, look] == 0
+    true_blink, found_blink = truth[:, blink] > 0.5, fitted[:, blink] > 0.5  # (N,2) per eye
+    per_image = (true_blink == found_blink).mean(axis=1)  # (N,): both eyes of an image weigh alike
     return {
         "mae": float(np.abs(truth - fitted)[:, avail].mean()),
         "mae_expressive": float(np.abs(truth - fitted)[:, avail][truth.max(axis=1) > 0].mean()),
-        "blink_agreement": float(((truth[:, blink] > 0.5) == (fitted[:, blink] > 0.5)).mean()),
-        "blink_per_image": ((truth[:, blink] > 0.5) == (fitted[:, blink] > 0.5)).mean(axis=1),
-        "blinks_true": int((truth[:, blink] > 0.5).sum()),
-        "blinks_found": int(((truth[:, blink] > 0.5) & (fitted[:, blink] > 0.5)).sum()),
-        "blinks_false": int(((truth[:, blink] <= 0.5) & (fitted[:, blink] > 0.5)).sum()),
+        "blink_agreement": float(per_image.mean()),
+        "blink_per_image": per_image,
+        "blinks_true": int(true_blink.sum()),
+        "blinks_found": int((true_blink & found_blink).sum()),
+        "blinks_false": int((~true_blink & found_blink).sum()),
         "eyelook_spread": float(fitted[:, look][no_look].mean()),
         "active_true": float((truth[:, avail] > 0.05).sum(axis=1).mean()),
         "active_fitted": float((fitted[:, avail] > 0.05).sum(axis=1).mean()),
