@@ -18,7 +18,7 @@ Mesh exports add them as objects after the head (:func:`eye_obj_parts`, :func:`w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,7 +47,9 @@ class EyeMeasure:
     """One face's eyes: ``gaze`` (2,2) yaw/pitch degrees (left eye first), ``blink`` (2,) eyeBlink
     weights from the lids, ``open`` (2,) bool (the iris was located), ``vertices`` (E,3) the eyeballs
     posed by the head pose and gaze, ``neutral_vertices`` (E,3) and ``neutral_pivots`` (2,3) with zero
-    pose and gaze (the avatar's rest), ``rest`` (2,3,3) each eye's rest axes; model units."""
+    pose and gaze (the avatar's rest), ``rest`` (2,3,3) each eye's rest axes; model units. ``hidden``
+    (2,) bool: the fitted head hides that eye from the camera (:func:`hidden_eyes`), so it was not read
+    from the image."""
 
     gaze: np.ndarray
     blink: np.ndarray
@@ -56,6 +58,7 @@ class EyeMeasure:
     neutral_vertices: np.ndarray
     neutral_pivots: np.ndarray
     rest: np.ndarray
+    hidden: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=bool))
 
 
 def eye_topology(eyes) -> EyeTopology:
@@ -102,12 +105,21 @@ def with_eyeballs(vertices: np.ndarray, faces: np.ndarray, measure: EyeMeasure |
 
 
 def measure_eyes(
-    eyes, codes, crops, fitted_landmarks: np.ndarray, size: int, held: np.ndarray | None = None
+    eyes,
+    codes,
+    crops,
+    fitted_landmarks: np.ndarray,
+    size: int,
+    held: np.ndarray | None = None,
+    hidden: np.ndarray | None = None,
 ) -> list[EyeMeasure]:
     """Gaze and blink of every face: ``codes`` (batch B), ``crops`` (B FaceCrop), ``fitted_landmarks``
     (B,68,2) the fitted landmarks in crop pixels, ``size`` the crop's side. ``held`` (B,2,2) the gaze
     the eyes keep when no iris is located, or only behind half-closed lids (blink ≥ 0.5; a video's
-    previous frame); None: they look ahead when no iris is located (:func:`conjugate_gaze`)."""
+    previous frame); None: they look ahead when no iris is located (:func:`conjugate_gaze`).
+    ``hidden`` (B,2) bool (:func:`hidden_eyes`; None: none): an eye the head hides (a profile's far eye)
+    is not searched for an iris, and its blink is the other eye's: its detected lids and any iris found
+    there are guesses (on a profile they moved the gaze by 10° for a sub-pixel change of the crop)."""
     from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids
 
     rest = eyes(codes.shape, codes.pose)
@@ -118,22 +130,47 @@ def measure_eyes(
         detected = np.asarray(crop.crop_landmarks, np.float64)
         lids = eyelids(detected)
         blink, found = np.zeros(2), [None, None]
+        face_hidden = np.zeros(2, dtype=bool) if hidden is None else np.asarray(hidden[b], dtype=bool)
         for e, eye in enumerate(EYES):
+            blink[e] = blink_weight(eye_aspect_ratio(lids[eye]))
+            if face_hidden[e]:
+                continue
             pivot, basis = _projected_eye(rest.pivots[b, e], rest.axes[b, e], distance[e], camera[b], size)
             corners = list(CORNERS[eye])
             pivot = pivot + (detected[corners] - fitted_landmarks[b][corners]).mean(axis=0)
-            blink[e] = blink_weight(eye_aspect_ratio(lids[eye]))
             ratio = float(eyes.iris_radius[e]) / distance[e]
             found[e] = _gaze_in_crop(crop.crop.image, lids[eye], pivot, basis, ratio)
+        blink = blink_of_seen_eyes(blink, face_hidden)
         gaze = conjugate_gaze(found, blink, None if held is None else held[b])
         is_open = np.array([f is not None for f in found])
         gazes.append(gaze)
-        out.append((gaze, blink, is_open))
+        out.append((gaze, blink, is_open, face_hidden))
     posed = eyes(codes.shape, codes.pose, torch.from_numpy(np.stack(gazes)).float())
     neutral = eyes(codes.shape, torch.zeros_like(codes.pose))
     args = (posed.vertices, neutral.vertices, neutral.pivots)
     rest = eyes.rest.numpy()
-    return [EyeMeasure(*out[b], *(a[b].numpy() for a in args), rest) for b in range(len(out))]
+    return [
+        EyeMeasure(*out[b][:3], *(a[b].numpy() for a in args), rest, hidden=out[b][3])
+        for b in range(len(out))
+    ]
+
+
+def hidden_eyes(visible: np.ndarray) -> np.ndarray:
+    """(B,2) bool, left eye first: the eyes of which the head hides more than half of the six landmarks,
+    from landmark visibility (B,68) bool (:func:`vitdeca.fit.landmark_visibility`)."""
+    from vitdeca.faces.iris import EYELIDS
+
+    visible = np.asarray(visible, dtype=bool)
+    return np.stack([visible[:, list(EYELIDS[eye])].sum(axis=1) < 3 for eye in EYES], axis=1)
+
+
+def blink_of_seen_eyes(blink: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """One face's eye weights (2,) with each ``hidden`` (2,) eye given the other eye's value when that one
+    is seen (eyes blink together; a hidden eye's lids are a guess)."""
+    out = np.array(blink, copy=True)
+    for e in np.flatnonzero(hidden & ~hidden[::-1]):
+        out[e] = out[1 - e]
+    return out
 
 
 BLINK_GRID = 21
@@ -144,7 +181,8 @@ def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, siz
     """``codes`` with the eyes' expression weights taken from the image: ``eyeLook*`` from the measured
     gaze (``measures``, :func:`vitdeca.arkit.with_gaze_looks`) and each eye's ``eyeBlink`` the value
     (in [0, 1], other shapes as they are) at which the head's eye aspect ratio equals that of the
-    detector's eyelid landmarks (``crops``' ``crop_landmarks``), read on the mean identity (shape code 0).
+    detector's eyelid landmarks (``crops``' ``crop_landmarks``), read on the mean identity (shape code 0);
+    an eye the head hides (``EyeMeasure.hidden``) takes the other eye's eyeBlink.
 
     Why: fitting matches the eyelid landmarks with whatever closes the lids, and on ICT-FaceKit
     ``eyeLookDown`` lowers the upper lid as ``eyeBlink`` does, so a blink came out as eyeBlink ≈ 0.3
@@ -167,8 +205,11 @@ def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, siz
     mean_identity = codes.replace(expression=expression, shape=torch.zeros_like(codes.shape))
     ratios = _blink_aspect_ratios(model, mean_identity, blink_index, grid, size)
     for b in range(len(crops)):
-        for e, j in enumerate(blink_index):
-            expression[b, j] = float(_solve_decreasing(grid.numpy(), ratios[:, b, e], target[b, e]))
+        solved = [float(_solve_decreasing(grid.numpy(), ratios[:, b, e], target[b, e])) for e in range(2)]
+        for j, value in zip(
+            blink_index, blink_of_seen_eyes(np.array(solved), measures[b].hidden), strict=True
+        ):
+            expression[b, j] = float(value)
     return codes.replace(expression=expression)
 
 
