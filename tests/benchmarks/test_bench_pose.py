@@ -19,8 +19,10 @@ def bench():
     spec = importlib.util.spec_from_file_location("bench_pose", REPO / "benchmarks" / "bench_pose.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
+    sys.path.insert(0, str(REPO / "benchmarks"))  # its helpers (stats.py), as when run as a script
     spec.loader.exec_module(module)
     yield module
+    sys.path.remove(str(REPO / "benchmarks"))
     sys.modules.pop(spec.name, None)
 
 
@@ -104,14 +106,18 @@ def test_report_marks_the_targets(bench):
         "| cascade (default) | 1/1 / 0/0 / 1/1 | 1/1 / 1/1 / 0/0 | 2/2 met | 1/1 | 0.400 (0.400) missed "
         "| 0.010 (0.010) |"
     )
-    # NME: 2 % meets 2.6 %, 5 % misses 4.5 %, 3 % misses 2.6 %; (scored/faces) per bin
+    # NME: 2 % meets 2.6 %, 5 % misses 4.5 %, 3 % misses 2.6 %; [bootstrap interval] (scored/faces) per bin
     assert _row(text, "| synthetic | cascade's own").endswith(
-        "| 2.00 % met (1/1) | – (0/0) | 5.00 % missed (1/1) |"
+        "| 2.00 % [2.00, 2.00] met (1/1) | – (0/0) | 5.00 % [5.00, 5.00] missed (1/1) |"
     )
-    assert _row(text, "| dlib XML | cascade's own").endswith("| 3.00 % missed (1/1) | – (0/1) | – (0/0) |")
-    assert _row(text, "| synthetic | regress |").endswith("| 2.00 % met (1/1) | – (0/0) | – (0/1) |")
+    assert _row(text, "| dlib XML | cascade's own").endswith(
+        "| 3.00 % [3.00, 3.00] missed (1/1) | – (0/1) | – (0/0) |"
+    )
+    assert _row(text, "| synthetic | regress |").endswith(
+        "| 2.00 % [2.00, 2.00] met (1/1) | – (0/0) | – (0/1) |"
+    )
     assert _row(text, "| synthetic | head fitted").endswith(
-        "| 0.10 % met (1/1) | – (0/0) | 0.20 % met (1/1) |"
+        "| 0.10 % [0.10, 0.10] met (1/1) | – (0/0) | 0.20 % [0.20, 0.20] met (1/1) |"
     )
     assert "measured under load" in text and "median 1.0°, max 1.5°" in text
     assert _row(text, "| a.jpg |") == "| a.jpg | 60° | no face | yaw 60° |"

@@ -239,6 +239,58 @@ def test_hidden_eyes_and_the_blink_of_the_seen_eye():
     assert blink_of_seen_eyes(np.array([0.2, 0.9]), np.array([False, False])).tolist() == [0.2, 0.9]
 
 
+def test_off_axis_degrees_ignores_the_roll():
+    from vitdeca.pipeline.eyes import off_axis_degrees
+
+    angles = [(30.0, 0.0, 0.0), (0.0, -25.0, 0.0), (0.0, 0.0, 70.0), (30.0, 40.0, 0.0), (30.0, 40.0, 120.0)]
+    rotvecs = Rotation.from_euler("YXZ", angles, degrees=True).as_rotvec()
+    pose = torch.zeros(len(angles), 6)
+    pose[:, :3] = torch.from_numpy(rotvecs)
+    yaw_and_pitch = np.degrees(np.arccos(np.cos(np.radians(30.0)) * np.cos(np.radians(40.0))))  # 48.4°
+    np.testing.assert_allclose(
+        off_axis_degrees(pose), [30.0, 25.0, 0.0, yaw_and_pitch, yaw_and_pitch], atol=1e-6
+    )
+
+
+def _random_turned_codes(fit_model, count: int, low: float, high: float, seed: int):
+    """``count`` codes with random shapes (2 standard deviations), sparse expressions in [0, 1] and head
+    rotations between ``low`` and ``high`` degrees off the camera's axis (any direction, any roll)."""
+    rng = np.random.default_rng(seed)
+    head = fit_model.head
+    shape = rng.normal(0.0, 2.0, (count, head.n_shape))
+    expression = rng.uniform(0, 1, (count, head.n_expression)) * (
+        rng.uniform(size=(count, head.n_expression)) < 0.2
+    )
+    tilt, direction, roll = (
+        np.radians(rng.uniform(low, high, count)),
+        rng.uniform(0, 2 * np.pi, count),
+        rng.uniform(-np.pi, np.pi, count),
+    )
+    axis = np.stack([np.sin(direction), np.cos(direction), np.zeros(count)], axis=1)
+    rotation = Rotation.from_rotvec(np.array([0.0, 0.0, 1.0]) * roll[:, None]) * Rotation.from_rotvec(
+        axis * tilt[:, None]
+    )
+    pose = torch.zeros(count, head.n_pose)
+    pose[:, :3] = torch.from_numpy(rotation.as_rotvec()).float()
+    return fit_model.neutral_codes(count).replace(
+        shape=torch.from_numpy(shape).float(), expression=torch.from_numpy(expression).float(), pose=pose
+    )
+
+
+def test_the_head_hides_no_eye_within_the_bound(fit_model):
+    """What lets :func:`eyes_hidden_by_head` skip its render: no random ICT head turned less than the
+    bound hides an eye, and its answer equals the render's on heads turned up to 90° (where it does)."""
+    from vitdeca.fit import landmark_visibility
+    from vitdeca.pipeline.eyes import EYES_SEEN_WITHIN_DEGREES, eyes_hidden_by_head, hidden_eyes
+
+    near = _random_turned_codes(fit_model, 256, 0.0, EYES_SEEN_WITHIN_DEGREES, seed=0)
+    assert not hidden_eyes(landmark_visibility(fit_model, near).numpy()).any()
+    anywhere = _random_turned_codes(fit_model, 128, 0.0, 90.0, seed=1)
+    rendered = hidden_eyes(landmark_visibility(fit_model, anywhere).numpy())
+    assert rendered.any(axis=1).sum() >= 10  # profiles among them: the test can tell the two apart
+    np.testing.assert_array_equal(eyes_hidden_by_head(fit_model, anywhere), rendered)
+
+
 def test_a_hidden_eye_takes_the_seen_eyes_blink(fit_model, topology):
     from types import SimpleNamespace
 

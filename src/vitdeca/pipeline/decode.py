@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from vitdeca import media
-from vitdeca.pipeline.eyes import draw_eyes, eye_topology, hidden_eyes, measure_eyes, settle_eyelids
+from vitdeca.pipeline.eyes import draw_eyes, eye_topology, eyes_hidden_by_head, measure_eyes, settle_eyelids
 from vitdeca.pipeline.results import DetailMesh, FaceResult, MeshTopology
 
 
@@ -186,7 +186,7 @@ def _eyes_of_each_face(model, codes, crops, topology: MeshTopology, held_gaze, s
     (:func:`~vitdeca.pipeline.eyes.settle_eyelids`). One face at a time, so a face's eyes never depend
     on the other faces of the batch (batched head evaluations round differently, ~1e-7)."""
     from vitdeca.codes import Codes
-    from vitdeca.fit import landmark_visibility, landmarks2d
+    from vitdeca.fit import landmarks2d
 
     eyes, size = model.head.eyeballs(), crops[0].crop.image.shape[0]
     settled, measures = [], []
@@ -194,7 +194,7 @@ def _eyes_of_each_face(model, codes, crops, topology: MeshTopology, held_gaze, s
         one = codes.index(slice(b, b + 1))
         fitted = landmarks2d(model, one, size).cpu().numpy()
         held = None if held_gaze is None else held_gaze[b : b + 1]
-        hidden = hidden_eyes(landmark_visibility(model, one).cpu().numpy())
+        hidden = eyes_hidden_by_head(model, one)
         measure = measure_eyes(eyes, one, [crop], fitted, size, held, hidden)
         if settle and topology.arkit is not None:
             one = settle_eyelids(model, one, [crop], measure, topology.arkit, size)
