@@ -18,8 +18,10 @@ the same fit with the three priors switched off, in the same run (the baseline).
 Not measured here: shape from several images (``--same-person``, benchmarks/bench_same_person.py).
 Accuracy numbers do not depend on machine load; no timings are
 reported. Usage: ``python benchmarks/bench_arkit.py [--images 48] [--per-subject 4] [--seed 0]
-[--blink-fraction 0.25] [--seeds 0,1,2]`` (writes ``results/arkit.md``, or ``results/arkit_seed<N>.md`` for
-another seed; with several seeds also ``results/arkit_pooled.md``, the blink and gaze pooled).
+[--blink-fraction 0.25] [--seeds 0,1,2] [--yaw-max 90]`` (writes ``results/arkit.md``, or
+``results/arkit_seed<N>.md`` for another seed; with several seeds also ``results/arkit_pooled.md``, the blink
+and gaze pooled; with ``--yaw-max Y``, the yaw uniform in ±Y, ``results/arkit_yaw<Y>_seed<N>.md`` and
+``_pooled``). Every report also gives the gaze error by how far the head is turned.
 """
 
 from __future__ import annotations
@@ -73,17 +75,23 @@ def gaze_errors(true_gaze: np.ndarray, gaze: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def eye_measures(true_weights: np.ndarray, true_gaze: np.ndarray, found: dict[str, np.ndarray]) -> dict:
-    """Gaze error (open eyes: true eyeBlink < 0.5) against the look-ahead baseline; blink agreement of
-    the lids (left eye first, like the gaze arrays)."""
+def eye_measures(
+    true_weights: np.ndarray, true_gaze: np.ndarray, found: dict[str, np.ndarray], true_pose: np.ndarray
+) -> dict:
+    """Gaze error (open eyes: true eyeBlink < 0.5) against the look-ahead baseline, and each open eye's
+    head turn (degrees off the camera's axis, of the true pose (N,P)); blink agreement of the lids (left
+    eye first, like the gaze arrays)."""
     from vitdeca.arkit import ARKIT_NAMES
+    from vitdeca.pipeline.eyes import off_axis_degrees
 
     blink = true_weights[:, [ARKIT_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight")]] > 0.5
     errors = gaze_errors(true_gaze, found["gaze"])[~blink]
     baseline = gaze_errors(true_gaze, np.zeros_like(true_gaze))[~blink]
+    turn = np.repeat(off_axis_degrees(torch.from_numpy(np.asarray(true_pose)))[:, None], 2, axis=1)[~blink]
     return {
         "errors": errors,
         "baseline_errors": baseline,
+        "turn": turn,
         "gaze_median": float(np.median(errors)),
         "gaze_p90": float(np.quantile(errors, 0.9)),
         "gaze_baseline": float(np.median(baseline)),
@@ -125,6 +133,36 @@ def eye_table(m: dict) -> str:
         f"{m['gaze_baseline']:.1f}° | "
         f"{100 * m['located']:.1f} % | {100 * m['blink_lids']:.1f} % |"
     )
+
+
+TURN_BINS = (0.0, 30.0, 45.0, 60.0, 90.0)  # degrees off the camera's axis (vitdeca.pipeline.eyes)
+
+
+def turn_table(eyes: list[dict]) -> str:
+    """Gaze error by how far the head is turned (the true pose, degrees off the camera's axis), pooled
+    over ``eyes`` (:func:`eye_measures` of one or more sets): median error against looking ahead, and the
+    median paired difference with its bootstrap 95 % interval (resampling open eyes)."""
+    from stats import bootstrap_interval
+
+    turn = np.concatenate([e["turn"] for e in eyes])
+    errors = np.concatenate([e["errors"] for e in eyes])
+    ahead = np.concatenate([e["baseline_errors"] for e in eyes])
+    lines = [
+        "| head turned | open eyes | gaze error, median | looking ahead, median | paired difference, median "
+        "[95 % interval] |",
+        "|---|---:|---|---|---|",
+    ]
+    for low, high in zip(TURN_BINS[:-1], TURN_BINS[1:], strict=True):
+        inside = (turn >= low) & (turn < high) if high < TURN_BINS[-1] else turn >= low
+        if not inside.any():
+            continue
+        difference = errors[inside] - ahead[inside]
+        lo, hi = bootstrap_interval(difference, np.median)
+        lines.append(
+            f"| {low:.0f}–{high:.0f}° | {inside.sum()} | {np.median(errors[inside]):.1f}° | "
+            f"{np.median(ahead[inside]):.1f}° | {np.median(difference):+.1f}° [{lo:+.1f}, {hi:+.1f}] |"
+        )
+    return "\n".join(lines)
 
 
 def table(rows: dict[str, dict[str, float]], n: int) -> str:
@@ -171,13 +209,14 @@ def measure_seed(args, seed: int) -> tuple[str, dict]:
             found = fitted(rec, dataset, config)
             rows[f"{name}, the fit's codes"] = measures(mapping, true_expr, found["fitted"])
             rows[f"{name}, eyelids settled (results)"] = measures(mapping, true_expr, found["expression"])
-        eyes = eye_measures(mapping.weights(true_expr), true_gaze, found)
-    text = table(rows, len(true_expr)) + "\n\n" + eye_table(eyes)
+        eyes = eye_measures(mapping.weights(true_expr), true_gaze, found, truth["pose"])
+    text = table(rows, len(true_expr)) + "\n\n" + eye_table(eyes) + "\n\n" + turn_table([eyes])
     weights = ", ".join(f"{p} {getattr(FitConfig().weights, p):g}" for p in PRIORS)
     report = (
         f"# ARKit weights from per-image fitting (synthetic, seed {seed})\n\n"
         f"`python benchmarks/bench_arkit.py --images {args.images} --per-subject {args.per_subject} "
-        f"--seed {seed} --blink-fraction {args.blink_fraction:g}`; {platform.machine()}, torch "
+        f"--seed {seed} --blink-fraction {args.blink_fraction:g}{yaw_option(args)}`; "
+        f"{platform.machine()}, torch "
         f"{torch.__version__}. Default prior weights: "
         f"{weights}. Faces located from the true landmarks; accuracy only (no timings).\n\n{text}\n"
     )
@@ -193,8 +232,9 @@ def pooled_report(args, results: list[dict]) -> str:
     lines = [
         f"# ARKit blink and gaze, pooled over seeds {seeds} (synthetic)\n",
         f"`python benchmarks/bench_arkit.py --images {args.images} --per-subject {args.per_subject} "
-        f"--seeds {seeds} --blink-fraction {args.blink_fraction:g}`; {platform.machine()}, torch "
-        f"{torch.__version__}. Per seed: `results/arkit.md` (seed 0), `results/arkit_seed<N>.md`. "
+        f"--seeds {seeds} --blink-fraction {args.blink_fraction:g}{yaw_option(args)}`; "
+        f"{platform.machine()}, torch "
+        f"{torch.__version__}. Per seed: {per_seed_files(args)}. "
         "Intervals: bootstrap 95 %, over images for agreement (both eyes of a face resampled together), "
         "over open eyes for the gaze (one gaze per face in these sets, so it is somewhat narrow).\n",
         "| measure (default fit) | pooled [95 % interval] | per seed | target |",
@@ -223,7 +263,28 @@ def pooled_report(args, results: list[dict]) -> str:
             f"| {label} ({len(errors)} open eyes) | {np.median(errors):.1f}° [{low:.1f}, {high:.1f}] "
             f"| {each}° | {target} |"
         )
+    lines += [
+        "",
+        "Gaze by how far the head is turned (true pose), pooled:",
+        "",
+        turn_table([r["eyes"] for r in results]),
+    ]
     return "\n".join(lines) + "\n"
+
+
+def yaw_option(args) -> str:
+    return f" --yaw-max {args.yaw_max:g}" if args.yaw_max else ""
+
+
+def per_seed_files(args) -> str:
+    if args.yaw_max:
+        return f"`results/{result_path(args, '_seed<N>').name}`"
+    return "`results/arkit.md` (seed 0), `results/arkit_seed<N>.md`"
+
+
+def result_path(args, name: str) -> Path:
+    """``results/arkit<name>.md``; sets with ``--yaw-max Y`` write ``results/arkit_yaw<Y><name>.md``."""
+    return RESULTS.with_name(f"arkit{yaw_option(args).replace(' --yaw-max ', '_yaw')}{name}.md")
 
 
 def main() -> None:
@@ -231,10 +292,10 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         report, measured = measure_seed(args, seed)
-        publish(report, RESULTS if seed == 0 else RESULTS.with_name(f"arkit_seed{seed}.md"), args)
+        publish(report, result_path(args, "" if seed == 0 and not args.yaw_max else f"_seed{seed}"), args)
         results.append(measured)
     if len(results) > 1:
-        publish(pooled_report(args, results), RESULTS.with_name("arkit_pooled.md"), args)
+        publish(pooled_report(args, results), result_path(args, "_pooled"), args)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ from pathlib import Path
 
 
 def parse_arguments(description: str, several_seeds: bool = False) -> argparse.Namespace:
-    """``--images``, ``--per-subject``, ``--seed``, ``--blink-fraction`` of the synthetic set and
-    ``--no-write``; with ``several_seeds``, ``--seeds`` (comma-separated, e.g. ``0,1,2``: one set each,
-    results pooled) in place of ``--seed``, as ``args.seeds`` (a list; ``[args.seed]`` otherwise)."""
+    """``--images``, ``--per-subject``, ``--seed``, ``--blink-fraction``, ``--yaw-max`` of the synthetic
+    set and ``--no-write``; with ``several_seeds``, ``--seeds`` (comma-separated, e.g. ``0,1,2``: one set
+    each, results pooled) in place of ``--seed``, as ``args.seeds`` (a list; ``[args.seed]`` otherwise)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--per-subject", type=int, default=4)
@@ -18,6 +18,12 @@ def parse_arguments(description: str, several_seeds: bool = False) -> argparse.N
     if several_seeds:
         parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=None)
     parser.add_argument("--blink-fraction", type=float, default=0.0, help="synth's --blink-fraction")
+    parser.add_argument(
+        "--yaw-max",
+        type=float,
+        default=0.0,
+        help="synth's --yaw-max (yaw uniform in ±this; 0: synth's default)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only (for a quick check)")
     args = parser.parse_args()
     args.seeds = getattr(args, "seeds", None) or [args.seed]
@@ -36,6 +42,7 @@ def make_dataset(folder: Path, args: argparse.Namespace, **options) -> Path:
         images_per_subject=args.per_subject,
         seed=args.seed,
         blink_fraction=args.blink_fraction,
+        yaw_max=getattr(args, "yaw_max", 0.0),
         **(effects_off | options),
     )
     write_synthetic_dataset(folder, synth, progress=False)

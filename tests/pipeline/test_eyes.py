@@ -291,6 +291,31 @@ def test_the_head_hides_no_eye_within_the_bound(fit_model):
     np.testing.assert_array_equal(eyes_hidden_by_head(fit_model, anywhere), rendered)
 
 
+def test_a_turned_heads_gaze_yaw_is_not_read(fit_model, monkeypatch):
+    """Past GAZE_YAW_READ_WITHIN_DEGREES of head yaw the gaze's yaw is not read: the eyes look ahead
+    sideways (or keep the held yaw) and keep the measured pitch. Nearer to frontal the whole located gaze
+    is used."""
+    from types import SimpleNamespace
+
+    from vitdeca.fit import landmarks2d
+    from vitdeca.pipeline import eyes as eyes_module
+
+    monkeypatch.setattr(eyes_module, "_gaze_in_crop", lambda *args: np.array([20.0, -5.0]))
+    size, bound = 224, eyes_module.GAZE_YAW_READ_WITHIN_DEGREES
+    codes = fit_model.neutral_codes(3)
+    codes.pose[:, 1] = torch.tensor(np.radians([bound - 5.0, bound + 5.0, -bound - 5.0]), dtype=torch.float32)
+    fitted = landmarks2d(fit_model, codes, size).numpy()
+    image = np.zeros((size, size, 3), np.uint8)
+    crops = [SimpleNamespace(crop_landmarks=f, crop=SimpleNamespace(image=image)) for f in fitted]
+    held = np.array([[[1.0, 2.0], [1.0, 2.0]]] * 3)
+    stills = eyes_module.measure_eyes(fit_model.head.eyeballs(), codes, crops, fitted, size)
+    video = eyes_module.measure_eyes(fit_model.head.eyeballs(), codes, crops, fitted, size, held=held)
+    np.testing.assert_allclose(stills[0].gaze, [[20.0, -5.0]] * 2)
+    np.testing.assert_allclose(stills[1].gaze, [[0.0, -5.0]] * 2)
+    np.testing.assert_allclose(video[2].gaze, [[1.0, -5.0]] * 2)
+    assert all(m.open.all() for m in stills)
+
+
 def test_a_hidden_eye_takes_the_seen_eyes_blink(fit_model, topology):
     from types import SimpleNamespace
 
@@ -326,3 +351,6 @@ def test_a_profiles_eyes_do_not_depend_on_the_batch(faces_dir, ict_archive, ict_
     np.testing.assert_allclose(alone.codes.expression, batched.codes.expression, atol=0.01)
     weights = alone.arkit_weights
     assert weights[ARKIT_NAMES.index("eyeBlinkLeft")] == weights[ARKIT_NAMES.index("eyeBlinkRight")]
+    # turned ~70°: the gaze's yaw is not read (the seen eye's reading gave eyeLookIn/Out 1.0)
+    sideways = [i for i, name in enumerate(ARKIT_NAMES) if name.startswith(("eyeLookIn", "eyeLookOut"))]
+    assert alone.eyes.gaze[:, 0].tolist() == [0.0, 0.0] and weights[sideways].max() < 0.2

@@ -10,9 +10,11 @@ together; one eye's iris is seen through ±3–4° of noise, mostly from where t
 eyeball, and the mean halves that, at the cost of vergence: half of 2–4° for a subject a metre or less
 from the camera). Without a located eye (both closed) the gaze is neutral (0, 0); in a video the
 previous frame's instead (``held``; an eye the lids half close, blink ≥ 0.5, does not count as
-located there, its iris would be noise). The
-eyeballs are then posed with that gaze and rendered with the head's camera and light; where they are
-nearer than the head they replace its pixels in the textured and shape renders (:func:`draw_eyes`).
+located there, its iris would be noise). An eye the fitted head hides is not read
+(:func:`hidden_eyes`), and on a head turned :data:`GAZE_YAW_READ_WITHIN_DEGREES` or more in yaw the
+gaze's yaw is not read either (the pitch is). The eyeballs are then posed with that gaze and
+rendered with the head's camera and light; where they are nearer than the head they replace its pixels
+in the textured and shape renders (:func:`draw_eyes`).
 Mesh exports add them as objects after the head (:func:`eye_obj_parts`, :func:`with_eyeballs`).
 """
 
@@ -30,6 +32,17 @@ MAX_GAZE_DEGREES = 50.0
 """A located iris that would turn the eye further than this (yaw or pitch, degrees; the human eye's range is
 about ±45–50°) is a lid shadow or an eye corner, not the iris: the eye counts as not located."""
 CORNERS = {"left": (42, 45), "right": (36, 39)}  # iBUG-68 corners of the subject's left / right eye
+GAZE_YAW_READ_WITHIN_DEGREES = 45.0
+"""On a head turned this far or more in yaw (|yaw| of the fitted pose, :func:`vitdeca.arkit.head_angles`)
+the gaze's yaw is not read from the iris: the eyes look ahead sideways (or keep a video's previous yaw);
+the pitch is still read. A sideways turn of the eye moves a turned head's iris along the line of sight,
+so the image shows it foreshortened (by cos yaw) and the iris's narrow ellipse is hard to place across;
+an up-down turn stays across the line of sight. Measured on synthetic heads turned up to 90°
+(``benchmarks/bench_arkit.py --yaw-max 90``, results/arkit_yaw90_pooled.md): from 45° on, the reading is no
+better than looking ahead, and on a profile it turned the eyes fully sideways (eyeLookIn/Out 1.0 on
+AFLW2000 image00181, a man looking ahead). Dropping the whole reading instead cost blink agreement on
+those sets (94.5 → 92.7 %): the lids follow the eye's pitch, and with the pitch gone a lid lowered by a
+downward look was read as a blink."""
 
 
 @dataclass
@@ -119,12 +132,16 @@ def measure_eyes(
     previous frame); None: they look ahead when no iris is located (:func:`conjugate_gaze`).
     ``hidden`` (B,2) bool (:func:`hidden_eyes`; None: none): an eye the head hides (a profile's far eye)
     is not searched for an iris, and its blink is the other eye's: its detected lids and any iris found
-    there are guesses (on a profile they moved the gaze by 10° for a sub-pixel change of the crop)."""
+    there are guesses (on a profile they moved the gaze by 10° for a sub-pixel change of the crop). A
+    face turned :data:`GAZE_YAW_READ_WITHIN_DEGREES` or more in yaw gets the gaze yaw of ``held`` (0
+    without it) and its measured pitch."""
+    from vitdeca.arkit import head_angles
     from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids
 
     rest = eyes(codes.shape, codes.pose)
     distance = eyes.iris_distance.numpy()
     camera = codes.camera.detach().cpu().float()
+    turned = np.array([abs(head_angles(p)["yaw"]) >= GAZE_YAW_READ_WITHIN_DEGREES for p in codes.pose])
     gazes, out = [], []  # out: (gaze, blink, open) per face
     for b, crop in enumerate(crops):
         detected = np.asarray(crop.crop_landmarks, np.float64)
@@ -142,6 +159,8 @@ def measure_eyes(
             found[e] = _gaze_in_crop(crop.crop.image, lids[eye], pivot, basis, ratio)
         blink = blink_of_seen_eyes(blink, face_hidden)
         gaze = conjugate_gaze(found, blink, None if held is None else held[b])
+        if turned[b]:
+            gaze[:, 0] = 0.0 if held is None else held[b][:, 0]
         is_open = np.array([f is not None for f in found])
         gazes.append(gaze)
         out.append((gaze, blink, is_open, face_hidden))
