@@ -114,6 +114,16 @@ def test_head_angles_compose_yaw_pitch_roll():
     assert (_rot("y", 25.0) @ [0, 0, 1])[0] > 0
 
 
+def test_head_yaws_are_the_unsigned_yaws_of_a_batch():
+    from scipy.spatial.transform import Rotation
+
+    from vitdeca.arkit import head_yaws
+
+    matrices = [_rot("y", 25.0) @ _rot("x", -10.0), _rot("y", -60.0) @ _rot("z", 30.0)]
+    pose = np.concatenate([Rotation.from_matrix(np.stack(matrices)).as_rotvec(), np.zeros((2, 3))], axis=1)
+    np.testing.assert_allclose(head_yaws(pose), [25.0, 60.0], atol=1e-9)
+
+
 def test_eye_angles_invert_eye_look_weights():
     weights = dict.fromkeys(ARKIT_NAMES, 0.0)
     weights.update(eye_look_weights(12.0, -8.0, "Left"))

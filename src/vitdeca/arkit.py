@@ -207,6 +207,12 @@ def head_angles(pose) -> dict[str, float]:
     return {"yaw": float(yaw), "pitch": float(pitch), "roll": float(roll)}
 
 
+def head_yaws(pose) -> np.ndarray:
+    """(B,) |yaw| in degrees of the head rotations ``pose[:, :3]`` (pose (B,P), axis-angle;
+    :func:`head_angles`)."""
+    return np.array([abs(head_angles(p[:3])["yaw"]) for p in pose])
+
+
 def eye_angles(weights: np.ndarray) -> dict[str, dict[str, float]]:
     """ARKit weights (52,) → ``{"left": {"yaw", "pitch"}, "right": {...}}`` degrees from the eyeLook*
     weights (:data:`EYE_LOOK_DEGREES`; yaw positive towards the subject's left, pitch positive down)."""

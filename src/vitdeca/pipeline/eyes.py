@@ -33,7 +33,7 @@ MAX_GAZE_DEGREES = 50.0
 about ±45–50°) is a lid shadow or an eye corner, not the iris: the eye counts as not located."""
 CORNERS = {"left": (42, 45), "right": (36, 39)}  # iBUG-68 corners of the subject's left / right eye
 GAZE_YAW_READ_WITHIN_DEGREES = 45.0
-"""On a head turned this far or more in yaw (|yaw| of the fitted pose, :func:`vitdeca.arkit.head_angles`)
+"""On a head turned this far or more in yaw (|yaw| of the fitted pose, :func:`vitdeca.arkit.head_yaws`)
 the gaze's yaw is not read from the iris: the eyes look ahead sideways (or keep a video's previous yaw);
 the pitch is still read. A sideways turn of the eye moves a turned head's iris along the line of sight,
 so the image shows it foreshortened (by cos yaw) and the iris's narrow ellipse is hard to place across;
@@ -135,13 +135,13 @@ def measure_eyes(
     there are guesses (on a profile they moved the gaze by 10° for a sub-pixel change of the crop). A
     face turned :data:`GAZE_YAW_READ_WITHIN_DEGREES` or more in yaw gets the gaze yaw of ``held`` (0
     without it) and its measured pitch."""
-    from vitdeca.arkit import head_angles
+    from vitdeca.arkit import head_yaws
     from vitdeca.faces.iris import blink_weight, eye_aspect_ratio, eyelids
 
     rest = eyes(codes.shape, codes.pose)
     distance = eyes.iris_distance.numpy()
     camera = codes.camera.detach().cpu().float()
-    turned = np.array([abs(head_angles(p)["yaw"]) >= GAZE_YAW_READ_WITHIN_DEGREES for p in codes.pose])
+    turned = head_yaws(codes.pose.detach().cpu()) >= GAZE_YAW_READ_WITHIN_DEGREES
     gazes, out = [], []  # out: (gaze, blink, open) per face
     for b, crop in enumerate(crops):
         detected = np.asarray(crop.crop_landmarks, np.float64)

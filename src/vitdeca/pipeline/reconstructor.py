@@ -89,10 +89,10 @@ class Prepared:
 
 
 def encoder_yaws(codes) -> np.ndarray:
-    """(B,) |yaw| in degrees of the codes' head rotations (:func:`vitdeca.arkit.head_angles`)."""
-    from vitdeca.arkit import head_angles
+    """(B,) |yaw| in degrees of the codes' head rotations (:func:`vitdeca.arkit.head_yaws`)."""
+    from vitdeca.arkit import head_yaws
 
-    return np.array([abs(head_angles(p[:3])["yaw"]) for p in codes.pose.detach().cpu()])
+    return head_yaws(codes.pose.detach().cpu())
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
