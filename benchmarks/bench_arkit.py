@@ -81,13 +81,12 @@ def eye_measures(
     """Gaze error (open eyes: true eyeBlink < 0.5) against the look-ahead baseline, and each open eye's
     head turn (degrees off the camera's axis, of the true pose (N,P)); blink agreement of the lids (left
     eye first, like the gaze arrays)."""
-    from vitdeca.arkit import ARKIT_NAMES
-    from vitdeca.pipeline.eyes import off_axis_degrees
+    from vitdeca.arkit import ARKIT_NAMES, off_axis_degrees
 
     blink = true_weights[:, [ARKIT_NAMES.index(n) for n in ("eyeBlinkLeft", "eyeBlinkRight")]] > 0.5
     errors = gaze_errors(true_gaze, found["gaze"])[~blink]
     baseline = gaze_errors(true_gaze, np.zeros_like(true_gaze))[~blink]
-    turn = np.repeat(off_axis_degrees(torch.from_numpy(np.asarray(true_pose)))[:, None], 2, axis=1)[~blink]
+    turn = np.repeat(off_axis_degrees(true_pose)[:, None], 2, axis=1)[~blink]
     return {
         "errors": errors,
         "baseline_errors": baseline,
@@ -284,7 +283,8 @@ def per_seed_files(args) -> str:
 
 def result_path(args, name: str) -> Path:
     """``results/arkit<name>.md``; sets with ``--yaw-max Y`` write ``results/arkit_yaw<Y><name>.md``."""
-    return RESULTS.with_name(f"arkit{yaw_option(args).replace(' --yaw-max ', '_yaw')}{name}.md")
+    turned = f"_yaw{args.yaw_max:g}" if args.yaw_max else ""
+    return RESULTS.with_name(f"arkit{turned}{name}.md")
 
 
 def main() -> None:

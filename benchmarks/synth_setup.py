@@ -42,7 +42,7 @@ def make_dataset(folder: Path, args: argparse.Namespace, **options) -> Path:
         images_per_subject=args.per_subject,
         seed=args.seed,
         blink_fraction=args.blink_fraction,
-        yaw_max=getattr(args, "yaw_max", 0.0),
+        yaw_max=args.yaw_max,
         **(effects_off | options),
     )
     write_synthetic_dataset(folder, synth, progress=False)

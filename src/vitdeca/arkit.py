@@ -213,6 +213,18 @@ def head_yaws(pose) -> np.ndarray:
     return np.array([abs(head_angles(p[:3])["yaw"]) for p in pose])
 
 
+def off_axis_degrees(pose) -> np.ndarray:
+    """(B,) degrees between the head's forward axis (the model's +z) and the camera's axis, from the
+    global rotation ``pose[:, :3]`` (pose (B,P), axis-angle; tensor or array). A roll in the image plane
+    leaves it as is; yaw alone or pitch alone gives its own size."""
+    import torch
+
+    from vitdeca.head.lbs import batch_rodrigues
+
+    rotation = batch_rodrigues(torch.as_tensor(pose)[:, :3].detach().double().cpu())
+    return np.degrees(np.arccos(rotation[:, 2, 2].clamp(-1.0, 1.0).numpy()))
+
+
 def eye_angles(weights: np.ndarray) -> dict[str, dict[str, float]]:
     """ARKit weights (52,) → ``{"left": {"yaw", "pitch"}, "right": {...}}`` degrees from the eyeLook*
     weights (:data:`EYE_LOOK_DEGREES`; yaw positive towards the subject's left, pitch positive down)."""

@@ -240,7 +240,7 @@ def test_hidden_eyes_and_the_blink_of_the_seen_eye():
 
 
 def test_off_axis_degrees_ignores_the_roll():
-    from vitdeca.pipeline.eyes import off_axis_degrees
+    from vitdeca.arkit import off_axis_degrees
 
     angles = [(30.0, 0.0, 0.0), (0.0, -25.0, 0.0), (0.0, 0.0, 70.0), (30.0, 40.0, 0.0), (30.0, 40.0, 120.0)]
     rotvecs = Rotation.from_euler("YXZ", angles, degrees=True).as_rotvec()

@@ -184,28 +184,19 @@ def hidden_eyes(visible: np.ndarray) -> np.ndarray:
 
 
 EYES_SEEN_WITHIN_DEGREES = 35.0
-"""A head turned less than this from the camera (the angle between its forward axis and the camera's axis,
-:func:`off_axis_degrees`) shows both eyes, so :func:`eyes_hidden_by_head` does not render it. Measured
-with the ICT-FaceKit head (session 13; random shapes at 1 and 2 standard deviations, random sparse
-expressions, random rotations and a yaw × pitch × roll grid): the first eye with more than half of its
-landmarks hidden appeared at 44.5° off-axis (yaw 20° with pitch 40°, or yaw ≥ 45° alone); the bound keeps
-a 9.5° margin. ``test_eyes`` checks it on the head model."""
-
-
-def off_axis_degrees(pose: torch.Tensor) -> np.ndarray:
-    """(B,) degrees between the head's forward axis (the model's +z) and the camera's axis, from the
-    global rotation ``pose[:, :3]`` (axis-angle, pose (B,P)). A roll in the image plane leaves it as is;
-    yaw alone or pitch alone gives its own size."""
-    from vitdeca.head.lbs import batch_rodrigues
-
-    rotation = batch_rodrigues(pose[:, :3].detach().double().cpu())
-    return np.degrees(np.arccos(rotation[:, 2, 2].clamp(-1.0, 1.0).numpy()))
+"""A head turned less than this from the camera (the angle between its forward axis and the camera's
+axis, :func:`vitdeca.arkit.off_axis_degrees`) shows both eyes, so :func:`eyes_hidden_by_head` does not
+render it. Measured with the ICT-FaceKit head (session 13; random shapes at 1 and 2 standard
+deviations, random sparse expressions, random rotations and a yaw × pitch × roll grid): the first eye with
+more than half of its landmarks hidden appeared at 44.5° off-axis (yaw 20° with pitch 40°, or yaw ≥ 45°
+alone); the bound keeps a 9.5° margin. ``test_eyes`` checks it on the head model."""
 
 
 def eyes_hidden_by_head(model, codes) -> np.ndarray:
     """(B,2) bool, left eye first: :func:`hidden_eyes` of the posed heads of ``codes`` (B faces), with
     the visibility render (:func:`vitdeca.fit.landmark_visibility`, ~6 ms a face) only for faces turned
     :data:`EYES_SEEN_WITHIN_DEGREES` or more; nearer to frontal both eyes are seen."""
+    from vitdeca.arkit import off_axis_degrees
     from vitdeca.fit import landmark_visibility
 
     hidden = np.zeros((codes.batch_size, 2), dtype=bool)
