@@ -49,6 +49,7 @@ TARGET_SECONDS = 0.3  # the default detector, per photo
 PROFILE_YAW = 45.0  # issue 19: every real face at 45-90° must be found
 QUIET_LOAD = 1.5  # above this 1-minute load average the times are stated as measured under load
 METHODS = ("regress", "refine", "fit")
+REFINE_DETECTOR = "refine to the detector's points (before session 14)"  # FitConfig(refine_fusion=False)
 DETECTORS = ("dlib", "mtcnn", "cascade", "dlib_cnn")
 SYNTHETIC, XML, AFLW = "synthetic", "dlib XML", "AFLW2000"
 TRUTH_FIT = "head fitted to the annotated points"
@@ -148,12 +149,16 @@ def landmark_fitter():
 
 
 def method_reconstructors(model: str) -> dict:
+    from vitdeca.fit import FitConfig
     from vitdeca.pipeline import Reconstructor
 
     recs = {
         m: Reconstructor.from_pretrained(model, device="cpu", detail=False, method=m) for m in METHODS[:2]
     }
     recs["fit"] = Reconstructor.from_pretrained(None, device="cpu", method="fit")  # today's fitting
+    recs[REFINE_DETECTOR] = Reconstructor.from_pretrained(
+        model, device="cpu", detail=False, method="refine", fit=FitConfig(refine_fusion=False)
+    )
     return recs
 
 
@@ -362,11 +367,38 @@ def nme_table(result: dict, args: argparse.Namespace) -> list[str]:
     labels = {
         "detector": f"{args.detector}'s own 68 points (baseline)",
         **{m: m for m in METHODS},
+        REFINE_DETECTOR: REFINE_DETECTOR,
         TRUTH_FIT: TRUTH_FIT,
     }
     for source in (SYNTHETIC, XML):
         for row, label in labels.items():
             lines.append(f"| {source} | {label} | {nme_cells(errors[row], yaws, source)} |")
+    return lines + ["", *paired_table(errors, yaws, "refine", REFINE_DETECTOR)]
+
+
+def paired_table(errors: dict, yaws: dict, row: str, baseline: str) -> list[str]:
+    """Mean paired NME difference ``row`` − ``baseline`` (points) per source and bin, bootstrap 95 %."""
+    from stats import bootstrap_interval
+
+    lines = [
+        f"Paired: `{row}` − `{baseline}`, mean NME difference in points over the same faces [bootstrap 95 %]"
+        " (better on / faces).",
+        "",
+        "| source | " + " | ".join(BIN_NAMES) + " |",
+        "|---|---|---|---|",
+    ]
+    for source in (SYNTHETIC, XML):
+        cells = []
+        for b in range(len(BIN_NAMES)):
+            keys = [k for k, (src, yaw) in yaws.items() if src == source and bin_of(yaw) == b]
+            diff = np.array([errors[row][k] - errors[baseline][k] for k in keys if k in errors[row]])
+            if not len(diff):
+                cells.append("–")
+                continue
+            low, high = bootstrap_interval(diff, np.mean)
+            better = f"({int((diff < 0).sum())}/{len(diff)})"
+            cells.append(f"{100 * diff.mean():+.2f} [{100 * low:+.2f}, {100 * high:+.2f}] {better}")
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
     return lines
 
 

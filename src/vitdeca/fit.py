@@ -70,7 +70,9 @@ class FitConfig:
     used when a fit starts from a close guess (the previous video frame); ``refine_*``: the fit that
     follows a trained encoder (:meth:`refining`: landmark and photometric steps, and factors on
     ``lr_scale``; ``refine_max_yaw``: a face the encoder turns this many degrees or more keeps the
-    encoder's codes: the detector's 68 points fail on profiles, see docs/pose.md; 90 = off);
+    encoder's codes: the detector's 68 points fail on profiles, see docs/pose.md; 90 = off;
+    ``refine_fusion``: refine fits each landmark to a mix of the detector's point and the encoder's,
+    weighted by how sure each is, :func:`fuse_landmarks`; False: to the detector's points);
     ``losses``: the enabled terms from :data:`LOSSES` (``reg`` = every code regulariser);
     ``expression_range``: bounds for blend-shape expression weights ("auto": the head model's
     ``expression_bounds``, [0, 1] for ICT, none for PCA expressions); ``weighted_landmarks``: DECA's
@@ -103,6 +105,7 @@ class FitConfig:
     refine_photometric_iterations: int = 0
     refine_lr_boost: dict[str, float] = field(default_factory=lambda: {"shape": 2.0, "expression": 2.0})
     refine_max_yaw: float = 45.0
+    refine_fusion: bool = True
     losses: list[str] = field(default_factory=lambda: list(LOSSES))
     weights: FitWeights = field(default_factory=FitWeights)
     weighted_landmarks: bool = False
@@ -365,6 +368,27 @@ def solve_light(images: torch.Tensor, albedo: torch.Tensor, normals: torch.Tenso
             channels.append(torch.linalg.solve(gram, A.T @ rhs))
         out.append(torch.stack(channels, dim=1))
     return torch.stack(out)
+
+
+ENCODER_SPREAD_FLOOR = 0.002  # of the face's size: the least uncertainty granted the encoder's points
+
+
+def fuse_landmarks(
+    detected: torch.Tensor, detected_spread: torch.Tensor, encoded: torch.Tensor, encoded_spread: torch.Tensor
+) -> torch.Tensor:
+    """(B,68,2) refine's targets: per landmark, the inverse-variance mean of the detector's point and the
+    encoder's, each with its own spread as its standard deviation.
+
+    detected, encoded (B,68,2) crop pixels; detected_spread (B,68) pixels
+    (:meth:`vitdeca.faces.FaceBackend.landmark_spread`: the predictor's points under a moved box);
+    encoded_spread (B,68) pixels (half the distance between the encoder's point and its reading of the
+    mirrored crop), at least :data:`ENCODER_SPREAD_FLOOR` of the face's size (the square root of the
+    detected points' box area). A point the detector is sure of stays the detector's; one it guesses (on
+    a render, a turned face's far side) moves to the encoder's (docs/pose.md)."""
+    size = (detected.amax(dim=1) - detected.amin(dim=1)).prod(dim=-1).sqrt()  # (B,)
+    encoder_variance = encoded_spread**2 + (ENCODER_SPREAD_FLOOR * size[:, None]) ** 2
+    weight = encoder_variance / (encoder_variance + detected_spread**2)  # (B,68): the detector's share
+    return weight[..., None] * detected + (1.0 - weight[..., None]) * encoded
 
 
 def landmarks2d(model, codes: Codes, image_size: int) -> torch.Tensor:

@@ -322,3 +322,68 @@ def test_fit_leaves_the_thread_policy_to_the_caller(fit_model, monkeypatch):
     config = FitConfig(stages=["landmarks", "photometric"], landmark_iterations=2, photometric_iterations=1)
     fit_codes(fit_model, torch.rand(1, 3, 224, 224), target, config, masks=torch.ones(1, 1, 224, 224))
     assert changes == [] and seen and set(seen) == {torch.get_num_threads()}
+
+
+def test_fuse_landmarks_trusts_the_surer_point():
+    """Inverse-variance mix per landmark: a detector point with no spread is kept, one with a spread far
+    above the encoder's moves to the encoder's point, equal spreads meet halfway; the encoder is never
+    trusted beyond ``ENCODER_SPREAD_FLOOR`` of the face's size."""
+    from vitdeca.fit import ENCODER_SPREAD_FLOOR, fuse_landmarks
+
+    detected = torch.rand(2, 68, 2, generator=torch.Generator().manual_seed(0)) * 100.0
+    encoded = detected + 10.0
+    zero = torch.zeros(2, 68)
+    assert torch.equal(fuse_landmarks(detected, zero, encoded, torch.full((2, 68), 3.0)), detected)
+    far = fuse_landmarks(detected, torch.full((2, 68), 1e4), encoded, torch.full((2, 68), 1.0))
+    torch.testing.assert_close(far, encoded, atol=1e-3, rtol=0)
+    half = fuse_landmarks(detected, torch.full((2, 68), 5.0), encoded, torch.full((2, 68), 5.0))
+    floor = ENCODER_SPREAD_FLOOR * (detected.amax(1) - detected.amin(1)).prod(-1).sqrt()  # (2,) pixels
+    expected_weight = (25.0 + floor**2) / (50.0 + floor**2)
+    torch.testing.assert_close(half, encoded - 10.0 * expected_weight[:, None, None])
+    # the floor: with no encoder spread, a detector spread of exactly the floor meets halfway
+    mixed = fuse_landmarks(detected, floor[:, None].expand(2, 68), encoded, zero)
+    torch.testing.assert_close(mixed, detected + 5.0)
+
+
+def test_refine_fits_fused_targets_and_averages_the_faces_it_leaves(monkeypatch, fit_model):
+    """With the detector's spread on the crops, refine fits each landmark to the mix of the detector's
+    point and the encoder's (:func:`fuse_landmarks`, the encoder's spread read from its codes of the
+    mirrored crop); without it, to the detector's points. A face refine leaves alone (turned ≥
+    ``refine_max_yaw``) gets the flip-averaged codes."""
+    import dataclasses
+
+    import vitdeca.fit as fit_module
+    from vitdeca.head.mirror import flip_averaged
+    from vitdeca.pipeline.reconstructor import Reconstructor
+
+    size = int(fit_model.config.image_size)
+    encoded = _target_codes(fit_model).index([0, 0])
+    encoded.pose[1, 1] = math.radians(75.0)  # the second face is left as regressed
+    flipped = encoded.replace(shape=encoded.shape + 0.5, camera=encoded.camera + 0.01)
+    seen = []
+
+    def fake_fit(model, images, lmk, config, init=None):
+        seen.append(lmk.clone())
+        return fit_module.FitResult(init, np.zeros(len(lmk)), {}, 0.0)
+
+    monkeypatch.setattr(fit_module, "fit_codes", fake_fit)
+    monkeypatch.setattr(fit_model, "encode", lambda images, detail=None, flip=False: flipped)
+    rec = Reconstructor(fit_model, fit=FitConfig(refine_landmark_iterations=3), refine=True, detail=False)
+    monkeypatch.setattr(rec, "encode", lambda images: encoded)
+    assert rec.fuses_landmarks
+    crop = _crop_of(fit_model)
+    crop = dataclasses.replace(crop, landmarks=crop.landmarks + 4.0)  # the detector's points, off the head's
+    detected = torch.from_numpy(crop.crop_landmarks).float()
+    own = landmarks2d(fit_model, encoded.index([0]), size)[0]
+    codes, _ = rec.estimate_codes([crop, crop])  # no spread measured: the detector's points
+    torch.testing.assert_close(seen[-1][0], detected)
+    torch.testing.assert_close(codes.shape[1], encoded.shape[1])  # not averaged without the mirror read
+    sure = dataclasses.replace(crop, spread=np.zeros(68))
+    rec.estimate_codes([sure, sure])
+    torch.testing.assert_close(seen[-1][0], detected)
+    unsure = dataclasses.replace(crop, spread=np.full(68, 1e4))
+    codes, _ = rec.estimate_codes([unsure, unsure])
+    torch.testing.assert_close(seen[-1][0], own, atol=1e-2, rtol=0)  # the encoder's own points
+    averaged = flip_averaged(encoded.index([1]), flipped.index([1]), fit_model.code_mirror)
+    torch.testing.assert_close(codes.shape[1:], averaged.shape)
+    assert not rec.__class__(fit_model, fit=FitConfig(refine_fusion=False), refine=True).fuses_landmarks

@@ -60,3 +60,8 @@ class FaceBackend(ABC):
     @abstractmethod
     def landmarks(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         """(68,2) landmarks of ``detection`` in ``image`` (H,W,3) uint8 RGB (full resolution)."""
+
+    def landmark_spread(self, image: np.ndarray, face: Face) -> np.ndarray | None:
+        """(68,) pixels: how unsure the backend's landmark predictor is of each of ``face``'s points in
+        ``image`` (None: the backend cannot say; then every point is taken as sure)."""
+        return None

@@ -60,7 +60,9 @@ class CodeSmoother:
 class FaceCrop:
     """One detected face ready for the model: detector ``box`` (4,), ``score``, ``landmarks`` (68,2)
     original pixels, ``crop`` (a :class:`vitdeca.faces.Crop`: image (S,S,3) uint8 + matrix (2,3)),
-    ``image_shape`` (H, W) of the original image (None: unknown)."""
+    ``image_shape`` (H, W) of the original image (None: unknown), ``spread`` (68,) original pixels: the
+    detector's uncertainty of each landmark (:meth:`~vitdeca.faces.FaceBackend.landmark_spread`; None:
+    not measured, the points are taken as sure)."""
 
     face_index: int
     box: np.ndarray
@@ -68,6 +70,14 @@ class FaceCrop:
     landmarks: np.ndarray
     crop: Any
     image_shape: tuple[int, int] | None = None
+    spread: np.ndarray | None = None
+
+    @property
+    def crop_spread(self) -> np.ndarray | None:
+        """(68,) :attr:`spread` in crop pixels (None when not measured)."""
+        if self.spread is None:
+            return None
+        return self.spread * float(np.sqrt(abs(np.linalg.det(self.crop.matrix[:, :2]))))
 
     @property
     def crop_landmarks(self) -> np.ndarray:
@@ -246,12 +256,23 @@ class Reconstructor:
     def crop_faces(self, rgb: np.ndarray, faces: list) -> list[FaceCrop]:
         """The model's crops of detected ``faces`` (:class:`~vitdeca.faces.Face`, numbered in order) of
         ``rgb`` (H,W,3) uint8."""
+        from vitdeca.faces import get_backend
+
+        backend = get_backend(self.detector) if self.fuses_landmarks else None
         crops = []
         for k, face in enumerate(faces):
             crop = crop_face(rgb, face.landmarks, size=self.crop_size)
             box, landmarks = np.asarray(face.box), np.asarray(face.landmarks)
-            crops.append(FaceCrop(k, box, float(face.score), landmarks, crop, rgb.shape[:2]))
+            spread = backend.landmark_spread(rgb, face) if backend is not None else None
+            crops.append(FaceCrop(k, box, float(face.score), landmarks, crop, rgb.shape[:2], spread))
         return crops
+
+    @property
+    def fuses_landmarks(self) -> bool:
+        """True when refine fits a mix of the detector's and the encoder's landmarks
+        (``FitConfig.refine_fusion``, :func:`vitdeca.fit.fuse_landmarks`): the crops then carry the
+        detector's spread."""
+        return self.refine and self.fit_config.refine_fusion and self.model.supports_flip
 
     def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
         """Codes and outputs for every crop of ``prepared`` at once; results grouped per image."""
@@ -339,26 +360,61 @@ class Reconstructor:
             config = self.fit_config.warm() if init is not None else self.fit_config
             result = fit_codes(self.model, images, landmarks, config, init=init)
             return result.codes, result.nme
-        return self.refine_codes(images, landmarks, encoded)
+        spreads = [c.crop_spread for c in crops]
+        spread = None if any(s is None for s in spreads) else torch.from_numpy(np.stack(spreads)).float()
+        return self.refine_codes(images, landmarks, encoded, spread)
 
-    def refine_codes(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded):
-        """``refine``'s codes and NME: the fit of :meth:`FitConfig.refining` from ``encoded`` to
-        ``landmarks`` (B,68,2) crop pixels, except for faces the encoder turns ``refine_max_yaw`` or more
-        (45° by default; docs/pose.md). ``images`` (B,3,S,S) None: the landmark stage only."""
+    def refine_codes(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded, spread=None):
+        """``refine``'s codes and NME to ``landmarks`` (B,68,2) crop pixels: the fit of
+        :meth:`FitConfig.refining` from ``encoded``, except for faces the encoder turns
+        ``refine_max_yaw`` or more (45° by default; docs/pose.md), which keep the encoder's codes
+        (flip-averaged when the crop's mirror image is read). With ``spread`` (B,68) crop pixels (the
+        detector's, :attr:`FaceCrop.crop_spread`) and the crops, the fit's targets are
+        :meth:`fused_targets`. ``images`` (B,3,S,S) None: the landmark stage only."""
         from vitdeca.fit import fit_codes, landmark_nme, landmarks2d
 
         config = self.fit_config.refining()
         if images is None:
             config = config.landmarks_only()
+        targets, encoded = self.fused_targets(images, landmarks, encoded, spread)
         fitted = np.flatnonzero(self.fits(encoded)).tolist()
         with torch.no_grad():
             nme = landmark_nme(landmarks2d(self.model, encoded, self.crop_size), landmarks).cpu().numpy()
         if not fitted:
             return encoded, nme
         chosen = images[fitted] if images is not None else None
-        result = fit_codes(self.model, chosen, landmarks[fitted], config, init=encoded.index(fitted))
+        result = fit_codes(self.model, chosen, targets[fitted], config, init=encoded.index(fitted))
         nme[fitted] = result.nme
+        if targets is not landmarks:  # the NME stays against the detector's points
+            with torch.no_grad():
+                points = landmarks2d(self.model, result.codes, self.crop_size)
+                nme[fitted] = landmark_nme(points, landmarks[fitted]).cpu().numpy()
         return encoded.with_rows(fitted, result.codes), nme
+
+    def fused_targets(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded, spread):
+        """(targets (B,68,2) crop pixels, codes): with ``spread`` and ``images`` and
+        :attr:`fuses_landmarks`, :func:`vitdeca.fit.fuse_landmarks` of the detector's ``landmarks`` and
+        the encoder's, the encoder's spread read from its codes of the mirrored crops, and the codes of
+        the faces refine leaves alone flip-averaged (unless ``encoded`` already is); else
+        (``landmarks``, ``encoded``)."""
+        from vitdeca.fit import fuse_landmarks, landmarks2d
+        from vitdeca.head.mirror import flip_averaged
+        from vitdeca.model import inference_autocast
+
+        if spread is None or images is None or not self.fuses_landmarks:
+            return landmarks, encoded
+        with torch.no_grad():
+            with inference_autocast(self.device, self.precision):
+                flipped = self.model.encode(images.flip(-1), detail=False)  # the mirrored crops' codes
+            points = landmarks2d(self.model, encoded, self.crop_size)
+            mirrored = landmarks2d(self.model, self.model.code_mirror(flipped), self.crop_size)
+        spread_encoded = (points - mirrored).norm(dim=-1) / 2
+        targets = fuse_landmarks(landmarks, spread.to(landmarks), points.to(landmarks), spread_encoded)
+        left = np.flatnonzero(~self.fits(encoded)).tolist()
+        if left and not self.flip:
+            averaged = flip_averaged(encoded.index(left), flipped.index(left), self.model.code_mirror)
+            encoded = encoded.with_rows(left, averaged)
+        return targets, encoded
 
     def fits(self, codes) -> np.ndarray:
         """(B,) bool: the faces of ``codes`` that fitting refines to the detector's landmarks: all of them
