@@ -256,22 +256,34 @@ class Reconstructor:
     def crop_faces(self, rgb: np.ndarray, faces: list) -> list[FaceCrop]:
         """The model's crops of detected ``faces`` (:class:`~vitdeca.faces.Face`, numbered in order) of
         ``rgb`` (H,W,3) uint8."""
-        from vitdeca.faces import get_backend
-
-        backend = get_backend(self.detector) if self.fuses_landmarks else None
         crops = []
         for k, face in enumerate(faces):
             crop = crop_face(rgb, face.landmarks, size=self.crop_size)
             box, landmarks = np.asarray(face.box), np.asarray(face.landmarks)
-            spread = backend.landmark_spread(rgb, face) if backend is not None else None
-            crops.append(FaceCrop(k, box, float(face.score), landmarks, crop, rgb.shape[:2], spread))
+            crops.append(FaceCrop(k, box, float(face.score), landmarks, crop, rgb.shape[:2]))
         return crops
+
+    def with_spreads(self, images: list[np.ndarray], crops: list[FaceCrop], encoded) -> list[FaceCrop]:
+        """``crops`` with the detector's :attr:`FaceCrop.spread` measured on their ``images`` (H,W,3)
+        uint8 where refine will mix the detector's points with the encoder's (:attr:`fuses_landmarks`;
+        the faces it fits, :meth:`fits`); the others unchanged."""
+        from vitdeca.faces import Face, get_backend
+
+        if not self.fuses_landmarks:
+            return crops
+        backend, fitted = get_backend(self.detector), self.fits(encoded)
+        return [
+            dataclasses.replace(c, spread=backend.landmark_spread(image, Face(c.box, c.score, c.landmarks)))
+            if fit
+            else c
+            for image, c, fit in zip(images, crops, fitted, strict=True)
+        ]
 
     @property
     def fuses_landmarks(self) -> bool:
         """True when refine fits a mix of the detector's and the encoder's landmarks
-        (``FitConfig.refine_fusion``, :func:`vitdeca.fit.fuse_landmarks`): the crops then carry the
-        detector's spread."""
+        (``FitConfig.refine_fusion``, :func:`vitdeca.fit.fuse_landmarks`) where the crops carry the
+        detector's spread (:meth:`with_spreads`; photos, not video frames)."""
         return self.refine and self.fit_config.refine_fusion and self.model.supports_flip
 
     def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
@@ -290,7 +302,9 @@ class Reconstructor:
         pairs = [(p.image, c) for p in prepared for c in p.crops]
         if not pairs:
             return [], None, None
-        crops, encoded = self.reframe_turned([im for im, _ in pairs], [c for _, c in pairs])
+        images = [im for im, _ in pairs]
+        crops, encoded = self.reframe_turned(images, [c for _, c in pairs])
+        crops = self.with_spreads(images, crops, encoded)
         codes, nme = self.estimate_codes(crops, encoded=encoded)
         return crops, codes, nme
 
