@@ -349,7 +349,7 @@ def test_refine_fits_fused_targets_and_averages_the_faces_it_leaves(monkeypatch,
     """With the detector's spread on the crops, refine fits each landmark to the mix of the detector's
     point and the encoder's (:func:`fuse_landmarks`, the encoder's spread read from its codes of the
     mirrored crop); without it, to the detector's points. A face refine leaves alone (turned ≥
-    ``refine_max_yaw``) gets the flip-averaged codes."""
+    ``refine_max_yaw``, no spread measured) gets the flip-averaged codes either way."""
     import dataclasses
 
     import vitdeca.fit as fit_module
@@ -368,6 +368,7 @@ def test_refine_fits_fused_targets_and_averages_the_faces_it_leaves(monkeypatch,
 
     monkeypatch.setattr(fit_module, "fit_codes", fake_fit)
     monkeypatch.setattr(fit_model, "encode", lambda images, detail=None, flip=False: flipped)
+    monkeypatch.setattr(fit_model, "encoder", torch.nn.Identity())  # fit_model has none: only encode runs
     rec = Reconstructor(fit_model, fit=FitConfig(refine_landmark_iterations=3), refine=True, detail=False)
     monkeypatch.setattr(rec, "encode", lambda images: encoded)
     assert rec.fuses_landmarks
@@ -375,15 +376,46 @@ def test_refine_fits_fused_targets_and_averages_the_faces_it_leaves(monkeypatch,
     crop = dataclasses.replace(crop, landmarks=crop.landmarks + 4.0)  # the detector's points, off the head's
     detected = torch.from_numpy(crop.crop_landmarks).float()
     own = landmarks2d(fit_model, encoded.index([0]), size)[0]
+    averaged = flip_averaged(encoded.index([1]), flipped.index([1]), fit_model.code_mirror)
     codes, _ = rec.estimate_codes([crop, crop])  # no spread measured: the detector's points
     torch.testing.assert_close(seen[-1][0], detected)
-    torch.testing.assert_close(codes.shape[1], encoded.shape[1])  # not averaged without the mirror read
+    torch.testing.assert_close(codes.shape[1:], averaged.shape)
     sure = dataclasses.replace(crop, spread=np.zeros(68))
-    rec.estimate_codes([sure, sure])
+    rec.estimate_codes([sure, crop])  # the face left alone has no spread: it changes nothing
     torch.testing.assert_close(seen[-1][0], detected)
     unsure = dataclasses.replace(crop, spread=np.full(68, 1e4))
-    codes, _ = rec.estimate_codes([unsure, unsure])
+    codes, _ = rec.estimate_codes([unsure, crop])
     torch.testing.assert_close(seen[-1][0], own, atol=1e-2, rtol=0)  # the encoder's own points
-    averaged = flip_averaged(encoded.index([1]), flipped.index([1]), fit_model.code_mirror)
     torch.testing.assert_close(codes.shape[1:], averaged.shape)
+    images = torch.zeros(1, 3, size, size)
+    assert rec.fused_targets(None, detected[None], encoded, None)[1] is encoded  # no crops: as given
+    assert rec.fused_targets(images, detected[None], encoded.index([0]), None)[0] is not None
     assert not rec.__class__(fit_model, fit=FitConfig(refine_fusion=False), refine=True).fuses_landmarks
+
+
+@pytest.mark.slow
+def test_refine_on_real_photos_measures_spreads_only_where_it_fits(
+    faces_dir, ict_archive, ict_home, monkeypatch
+):
+    """The default model on a frontal portrait and AFLW2000 image00181 (a near-profile, left as
+    regressed): only the portrait's crop gets the detector's spread (small on a real face); the profile
+    keeps the flip-averaged codes of its crop, as regress reads it; the portrait's refined points stay
+    near the detector's (what the mix keeps where the detector is sure)."""
+    from vitdeca.pipeline import Reconstructor
+    from vitdeca.pipeline.decode import crop_batch
+
+    monkeypatch.setenv("VITDECA_HOME", str(ict_home))
+    monkeypatch.setenv("VITDECA_ICT_FACEKIT", str(ict_archive))
+    refine = Reconstructor.from_pretrained("vitdeca-vits14", device="cpu", detail=False, method="refine")
+    photos = [faces_dir / "deca_testsamples" / "examples" / "IMG_0392_inputs.jpg"]
+    photos.append(faces_dir / "deca_testsamples" / "AFLW2000" / "image00181.jpg")
+    prepared = [refine.prepare(p) for p in photos]
+    crops, codes, nme = refine.estimate_prepared(prepared)
+    assert crops[1].spread is None and crops[0].spread is not None
+    box = crops[0].box
+    assert np.median(crops[0].spread) < 0.02 * (box[2] - box[0])
+    with torch.no_grad():  # the profile's own (re-framed) crop, read as regress reads it
+        averaged = refine.model.encode(crop_batch(crops[1:], refine.device), detail=False, flip=True)
+    torch.testing.assert_close(codes.pose[1], averaged.pose[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(codes.shape[1], averaged.shape[0], atol=1e-3, rtol=0)
+    assert nme[0] < 0.04

@@ -283,8 +283,10 @@ class Reconstructor:
     def fuses_landmarks(self) -> bool:
         """True when refine fits a mix of the detector's and the encoder's landmarks
         (``FitConfig.refine_fusion``, :func:`vitdeca.fit.fuse_landmarks`) where the crops carry the
-        detector's spread (:meth:`with_spreads`; photos, not video frames)."""
-        return self.refine and self.fit_config.refine_fusion and self.model.supports_flip
+        detector's spread (:meth:`with_spreads`; photos, not video frames). It needs the encoder's reading
+        of the mirrored crop, so a model whose head has no mirror map (FLAME) refines to the detector's."""
+        readable = self.model.encoder is not None and self.model.supports_flip
+        return self.refine and self.fit_config.refine_fusion and readable
 
     def reconstruct_crops(self, prepared: list[Prepared]) -> list[list[FaceResult]]:
         """Codes and outputs for every crop of ``prepared`` at once; results grouped per image."""
@@ -375,7 +377,9 @@ class Reconstructor:
             result = fit_codes(self.model, images, landmarks, config, init=init)
             return result.codes, result.nme
         spreads = [c.crop_spread for c in crops]
-        spread = None if any(s is None for s in spreads) else torch.from_numpy(np.stack(spreads)).float()
+        spread = None  # a crop without one counts as sure (the faces refine leaves alone have none)
+        if any(s is not None for s in spreads):
+            spread = torch.from_numpy(np.stack([np.zeros(68) if s is None else s for s in spreads])).float()
         return self.refine_codes(images, landmarks, encoded, spread)
 
     def refine_codes(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded, spread=None):
@@ -406,24 +410,26 @@ class Reconstructor:
         return encoded.with_rows(fitted, result.codes), nme
 
     def fused_targets(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded, spread):
-        """(targets (B,68,2) crop pixels, codes): with ``spread`` and ``images`` and
-        :attr:`fuses_landmarks`, :func:`vitdeca.fit.fuse_landmarks` of the detector's ``landmarks`` and
-        the encoder's, the encoder's spread read from its codes of the mirrored crops, and the codes of
-        the faces refine leaves alone flip-averaged (unless ``encoded`` already is); else
-        (``landmarks``, ``encoded``)."""
+        """(targets (B,68,2) crop pixels, codes). With ``images`` and :attr:`fuses_landmarks` the encoder
+        also reads the mirrored crops: the codes of the faces refine leaves alone become flip-averaged
+        (unless ``encoded`` already is), and with ``spread`` the targets are
+        :func:`vitdeca.fit.fuse_landmarks` of the detector's ``landmarks`` and the encoder's, the
+        encoder's spread read from the two readings. Else (``landmarks``, ``encoded``)."""
         from vitdeca.fit import fuse_landmarks, landmarks2d
         from vitdeca.head.mirror import flip_averaged
         from vitdeca.model import inference_autocast
 
-        if spread is None or images is None or not self.fuses_landmarks:
+        if images is None or not self.fuses_landmarks:
             return landmarks, encoded
         with torch.no_grad():
             with inference_autocast(self.device, self.precision):
                 flipped = self.model.encode(images.flip(-1), detail=False)  # the mirrored crops' codes
             points = landmarks2d(self.model, encoded, self.crop_size)
             mirrored = landmarks2d(self.model, self.model.code_mirror(flipped), self.crop_size)
-        spread_encoded = (points - mirrored).norm(dim=-1) / 2
-        targets = fuse_landmarks(landmarks, spread.to(landmarks), points.to(landmarks), spread_encoded)
+        targets = landmarks
+        if spread is not None:
+            spread_encoded = (points - mirrored).norm(dim=-1) / 2
+            targets = fuse_landmarks(landmarks, spread.to(landmarks), points.to(landmarks), spread_encoded)
         left = np.flatnonzero(~self.fits(encoded)).tolist()
         if left and not self.flip:
             averaged = flip_averaged(encoded.index(left), flipped.index(left), self.model.code_mirror)
