@@ -21,10 +21,11 @@ Claims measured, all in one run on this machine:
 
 With ``--baseline-model PATH`` a previous model's ``regress`` and ``refine`` run in the same run as extra rows
 (labelled ``regress (baseline)``, ...), so a retrained model is compared under identical conditions. With
-``--flip-rows`` the same model with the other test-time flip setting runs too (``regress (no flip)``,
-``refine (flip)``: by default regress flips and refine does not); with ``--bf16-rows`` the same model under
-``--precision bf16`` (``regress (bf16)``, ``refine (bf16)``, and regress's throughput). Each such row gets a
-paired difference to its method over the photos.
+``--detector-refine-rows`` refine fitting the detector's points alone (before session 14) runs as the row
+``refine (detector's points)``; with ``--flip-rows`` the same model with the other test-time flip setting
+(``regress (no flip)``, ``refine (flip)``: by default regress flips and refine does not); with
+``--bf16-rows`` the same model under ``--precision bf16`` (``regress (bf16)``, ``refine (bf16)``, and
+regress's throughput). Each such row gets a paired difference to its method over the photos.
 
 Usage: ``python benchmarks/bench_default_model.py --model vitdeca-vits14 --synth DIR [--photos DIR]
 [--baseline-model PATH] [--flip-rows]``. Writes ``benchmarks/results/default_model.md``.
@@ -51,11 +52,14 @@ METHODS = ("regress", "refine", "fit")
 
 
 def reconstructors(
-    model: str, baseline: str | None = None, other_flip: bool = False, bf16: bool = False
-) -> dict:
+    model: str, baseline: str | None = None, other_flip: bool = False, bf16: bool = False,
+    detector_refine: bool = False,
+) -> dict:  # fmt: skip
     """{row label: Reconstructor}: regress / refine / fit, plus the baseline model's regress / refine
-    (``baseline``), the same model's with the other test-time flip setting (``other_flip``) and under
-    bfloat16 inference (``bf16``)."""
+    (``baseline``), the same model's with the other test-time flip setting (``other_flip``), under
+    bfloat16 inference (``bf16``) and refine fitting the detector's points alone (``detector_refine``:
+    ``FitConfig(refine_fusion=False)``, refine before session 14)."""
+    from vitdeca.fit import FitConfig
     from vitdeca.pipeline import Reconstructor
 
     recs = {m: Reconstructor.from_pretrained(model, device="cpu", detail=False, method=m) for m in METHODS}
@@ -71,6 +75,10 @@ def reconstructors(
     for m in METHODS[:2] if bf16 else ():
         rec = Reconstructor.from_pretrained(model, device="cpu", detail=False, method=m, precision="bf16")
         recs[f"{m} (bf16)"] = rec
+    if detector_refine:
+        recs["refine (detector's points)"] = Reconstructor.from_pretrained(
+            model, device="cpu", detail=False, method="refine", fit=FitConfig(refine_fusion=False)
+        )
     return recs
 
 
@@ -230,6 +238,7 @@ def report(photos: list, synth: dict, speed: dict, args: argparse.Namespace, pro
         f"--photos {args.photos} --stride {args.stride}"
         + (f" --baseline-model {args.baseline_model}" if args.baseline_model else "")
         + (" --flip-rows" if args.flip_rows else "")
+        + (" --detector-refine-rows" if args.detector_refine_rows else "")
         + (" --bf16-rows" if args.bf16_rows else "")
         + (f" --profiles {args.profiles}`." if args.profiles else "`."),
         "",
@@ -294,12 +303,17 @@ def main() -> None:
     parser.add_argument(
         "--bf16-rows", action="store_true", help="also regress / refine with --precision bf16 (and its speed)"
     )
+    parser.add_argument(
+        "--detector-refine-rows", action="store_true", help="also refine to the detector's points alone"
+    )
     parser.add_argument("--profiles", default=None, help="a `vitdeca synth` set at any yaw: NME by yaw bin")
     parser.add_argument("--out", default=str(RESULTS), help=f"the report (default {RESULTS.name})")
     args = parser.parse_args()
     found = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     photos = found[:: args.stride][: args.limit]
-    recs = reconstructors(args.model, args.baseline_model, args.flip_rows, args.bf16_rows)
+    recs = reconstructors(
+        args.model, args.baseline_model, args.flip_rows, args.bf16_rows, args.detector_refine_rows
+    )
     recs["regress"](photos[0])  # warm-up: numba kernels, detector
     photo_results = photo_rows(recs, photos)
     with tempfile.TemporaryDirectory() as tmp:
