@@ -370,10 +370,13 @@ def nme_table(result: dict, args: argparse.Namespace) -> list[str]:
         REFINE_DETECTOR: REFINE_DETECTOR,
         TRUTH_FIT: TRUTH_FIT,
     }
+    labels = {row: label for row, label in labels.items() if row in errors}
     for source in (SYNTHETIC, XML):
         for row, label in labels.items():
             lines.append(f"| {source} | {label} | {nme_cells(errors[row], yaws, source)} |")
-    return lines + ["", *paired_table(errors, yaws, "refine", REFINE_DETECTOR)]
+    if "refine" in errors and REFINE_DETECTOR in errors:
+        lines += ["", *paired_table(errors, yaws, "refine", REFINE_DETECTOR)]
+    return lines
 
 
 def paired_table(errors: dict, yaws: dict, row: str, baseline: str) -> list[str]:

@@ -76,6 +76,7 @@ def _result(bench) -> dict:
     errors = {
         "detector": {key["s0"]: 0.02, key["s1"]: 0.05, (Path("x.jpg"), 0): 0.03},
         **{m: {key["s0"]: 0.02} for m in bench.METHODS},
+        bench.REFINE_DETECTOR: {key["s0"]: 0.05},
         bench.TRUTH_FIT: {key["s0"]: 0.001, key["s1"]: 0.002},
     }
     return {
@@ -121,6 +122,11 @@ def test_report_marks_the_targets(bench):
     )
     assert "measured under load" in text and "median 1.0°, max 1.5°" in text
     assert _row(text, "| a.jpg |") == "| a.jpg | 60° | no face | yaw 60° |"
+    # refine against refine before session 14, paired per face: 2 % − 5 % on the one face scored
+    assert _row(text, "| synthetic | -3.00") == "| synthetic | -3.00 [-3.00, -3.00] (1/1) | – | – |"
+    result = _result(bench)
+    del result["errors"][bench.REFINE_DETECTOR]  # a run without that row: no paired table
+    assert "Paired:" not in bench.report(result, args)
 
 
 def test_quick_runs_do_not_overwrite_the_results(bench):

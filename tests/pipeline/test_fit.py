@@ -353,6 +353,7 @@ def test_refine_fits_fused_targets_and_averages_the_faces_it_leaves(monkeypatch,
     import dataclasses
 
     import vitdeca.fit as fit_module
+    from vitdeca.fit import fuse_landmarks
     from vitdeca.head.mirror import flip_averaged
     from vitdeca.pipeline.reconstructor import Reconstructor
 
@@ -387,6 +388,14 @@ def test_refine_fits_fused_targets_and_averages_the_faces_it_leaves(monkeypatch,
     codes, _ = rec.estimate_codes([unsure, crop])
     torch.testing.assert_close(seen[-1][0], own, atol=1e-2, rtol=0)  # the encoder's own points
     torch.testing.assert_close(codes.shape[1:], averaged.shape)
+    mirrored = landmarks2d(fit_model, fit_model.code_mirror(flipped.index([0])), size)[0]
+    some = dataclasses.replace(crop, spread=np.full(68, 3.0))
+    for flip, half in ((False, 2.0), (True, 1.0)):  # flip: ``encoded`` is already the readings' mean
+        rec.flip = flip
+        rec.estimate_codes([some, crop])
+        spread, apart = torch.from_numpy(some.crop_spread[None]).float(), (own - mirrored).norm(dim=-1)
+        expected = fuse_landmarks(detected[None], spread, own[None], apart[None] / half)
+        torch.testing.assert_close(seen[-1][0], expected[0])
     images = torch.zeros(1, 3, size, size)
     assert rec.fused_targets(None, detected[None], encoded, None)[1] is encoded  # no crops: as given
     assert rec.fused_targets(images, detected[None], encoded.index([0]), None)[0] is not None

@@ -427,8 +427,8 @@ class Reconstructor:
             points = landmarks2d(self.model, encoded, self.crop_size)
             mirrored = landmarks2d(self.model, self.model.code_mirror(flipped), self.crop_size)
         targets = landmarks
-        if spread is not None:
-            spread_encoded = (points - mirrored).norm(dim=-1) / 2
+        if spread is not None:  # half the readings' distance (a flip-averaged ``encoded`` is half-way)
+            spread_encoded = (points - mirrored).norm(dim=-1) / (1.0 if self.flip else 2.0)
             targets = fuse_landmarks(landmarks, spread.to(landmarks), points.to(landmarks), spread_encoded)
         left = np.flatnonzero(~self.fits(encoded)).tolist()
         if left and not self.flip:
