@@ -8,7 +8,9 @@ on it (default detector cascade, the default model) and scores every frame's ``l
 truth: box NME (mean point error / sqrt(w·h) of the true points' box, the AFLW2000-3D protocol) by |yaw|
 bin, and the frames with a face. Rows: ``regress`` and ``refine``, each with the video's re-framing of
 turned faces (the default, ``Reconstructor.reframe_min_yaw`` 45°) and without it (the baseline: crops
-from the detector's smoothed points only). Accuracy only: no timings.
+from the detector's smoothed points only), and refine fitting the detector's points alone
+(``FitConfig(refine_fusion=False)``, video refine before session 15), paired per subject with the
+default refine. Accuracy only: no timings.
 
 Usage: ``python benchmarks/bench_video_turn.py [--frames 90] [--max-yaw 80] [--seeds 0,1]``; writes
 ``benchmarks/results/video_turn.md``.
@@ -82,6 +84,47 @@ def cell(values: list[float]) -> str:
     return f"{100 * found.mean():.2f} % (median {100 * np.median(found):.2f}; {len(found)}/{len(values)})"
 
 
+ROWS = (  # (row, method, reframe_min_yaw: None the default, refine's landmark mix)
+    ("regress, re-framed (default)", "regress", None, True),
+    ("regress, not re-framed", "regress", math.inf, True),
+    ("refine, re-framed (default)", "refine", None, True),
+    ("refine, not re-framed", "refine", math.inf, True),
+    ("refine, re-framed, detector's points (before session 15)", "refine", None, False),
+)
+PAIRED = ("refine, re-framed (default)", "refine, re-framed, detector's points (before session 15)")
+
+
+def run_rows(args, clip: Path, truth: np.ndarray, yaws: np.ndarray, seed: int) -> dict[str, dict]:
+    """{row: {bin: [box NME per frame]}} of every row of :data:`ROWS` on one clip."""
+    from vitdeca.fit import FitConfig
+    from vitdeca.pipeline import Reconstructor
+
+    rows = {}
+    for key, method, min_yaw, fusion in ROWS:
+        fit = FitConfig(refine_fusion=fusion) if method == "refine" else None
+        rec = Reconstructor.from_pretrained(args.model, device="cpu", method=method, fit=fit)
+        rec.reframe_min_yaw = rec.reframe_min_yaw if min_yaw is None else min_yaw
+        rows[key] = run_row(rec, clip, truth, yaws)
+        print(key, seed, {b: cell(v) for b, v in rows[key].items()}, flush=True)
+    return rows
+
+
+def paired_lines(per_seed: dict[int, dict[str, dict]]) -> list[str]:
+    """Mean per-frame NME difference of :data:`PAIRED`'s rows, per subject and bin (frames of one clip
+    are not independent, so the subjects, not a bootstrap over frames, show the noise)."""
+    row, baseline = PAIRED
+    lines = ["", f"Paired: `{row}` − `{baseline}`, mean box NME difference in points over the same frames,",
+             "per subject:", "", "| subject | " + " | ".join(f"{lo}-{hi}°" for lo, hi in BINS) + " |",
+             "|---|" + "---|" * len(BINS)]  # fmt: skip
+    for seed, rows in per_seed.items():
+        diffs = []
+        for b in range(len(BINS)):
+            diff = 100 * (np.asarray(rows[row][b]) - np.asarray(rows[baseline][b]))
+            diffs.append(f"{np.nanmean(diff):+.2f}" if np.isfinite(diff).any() else "–")
+        lines.append(f"| {seed} | " + " | ".join(diffs) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=90)
@@ -90,22 +133,12 @@ def main() -> None:
     parser.add_argument("--model", default="vitdeca-vits14")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
-    from vitdeca.pipeline import Reconstructor
-
-    rows: dict[str, dict[int, list[float]]] = {}
+    per_seed: dict[int, dict[str, dict]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             clip = Path(tmp) / "turn.mp4"
             truth, yaws = turning_clip(clip, args.frames, args.max_yaw, seed)
-            for method in ("regress", "refine"):
-                for label, min_yaw in (("re-framed (default)", None), ("not re-framed", math.inf)):
-                    rec = Reconstructor.from_pretrained(args.model, device="cpu", method=method)
-                    rec.reframe_min_yaw = rec.reframe_min_yaw if min_yaw is None else min_yaw
-                    result = run_row(rec, clip, truth, yaws)
-                    key = f"{method}, {label}"
-                    for b, values in result.items():
-                        rows.setdefault(key, {}).setdefault(b, []).extend(values)
-                    print(key, seed, {b: cell(v) for b, v in result.items()}, flush=True)
+            per_seed[seed] = run_rows(args, clip, truth, yaws, seed)
     header = " | ".join(f"{lo}-{hi}° box NME" for lo, hi in BINS)
     lines = [
         "# Video of a head turning to a profile and back: landmarks by yaw (issue 19)",
@@ -118,9 +151,10 @@ def main() -> None:
         f"| method, crops | {header} |",
         "|---|" + "---|" * len(BINS),
     ]
-    for key, row in rows.items():
-        lines.append(f"| {key} | " + " | ".join(cell(row[b]) for b in range(len(BINS))) + " |")
-    text = "\n".join(lines) + "\n"
+    for key, *_ in ROWS:
+        pooled = [sum((rows[key][b] for rows in per_seed.values()), []) for b in range(len(BINS))]
+        lines.append(f"| {key} | " + " | ".join(cell(values) for values in pooled) + " |")
+    text = "\n".join(lines + paired_lines(per_seed)) + "\n"
     print(text)
     atomic_write_bytes(Path(args.out), text.encode())
 

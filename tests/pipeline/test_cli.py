@@ -23,6 +23,14 @@ from vitdeca.cli import main
         (["reconstruct", "{tmp}/x.jpg", "--same-person", "--all-faces"], "drop --all-faces"),
         (["fit", "{tmp}/x.jpg", "--out", "{tmp}/o", "--iterations", "a"], "--iterations 'a'"),
         (
+            ["reconstruct", "{tmp}/x.jpg", "--out", "{tmp}/o", "--method", "fit", "--set", "no_such_key=1"],
+            "no_such_key",
+        ),
+        (
+            ["reconstruct", "{tmp}/x.jpg", "--checkpoint", "m.pt", "--method", "regress", "--set", "lr=1"],
+            "--method regress does not fit",
+        ),
+        (
             ["transfer", "--identity", "{tmp}/x.jpg", "--expression", "{tmp}/x.jpg", "--save", "nope"],
             "'nope'",
         ),
@@ -159,6 +167,20 @@ def test_precision_option_reaches_the_reconstructor(tmp_path, monkeypatch, fake_
         out = tmp_path / f"out{len(seen)}"
         assert main([command, str(tmp_path / "a.jpg"), "--out", str(out), "--no-progress", *extra]) == 0
     assert seen == ["fp32", "bf16"]
+
+
+def test_reconstruct_set_reaches_refines_fit_config(tmp_path, monkeypatch, fake_rec):
+    """``vitdeca reconstruct --set KEY=VALUE`` builds the FitConfig refine and fit use (``vitdeca fit``'s
+    option), e.g. refine to the detector's points alone; without it the defaults (None)."""
+    from vitdeca.pipeline import Reconstructor
+
+    (tmp_path / "a.jpg").write_bytes(b"good")
+    seen = []
+    monkeypatch.setattr(Reconstructor, "from_pretrained", lambda *a, **k: seen.append(k["fit"]) or fake_rec)
+    base = ["reconstruct", str(tmp_path / "a.jpg"), "--checkpoint", "m.pt", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "o1")]) == 0
+    assert main([*base, "--out", str(tmp_path / "o2"), "--set", "refine_fusion=false"]) == 0
+    assert seen[0] is None and seen[1].refine_fusion is False
 
 
 def test_transfer_passes_its_precision(tmp_path, monkeypatch, fake_rec):

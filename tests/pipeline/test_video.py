@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from vitdeca import media
 from vitdeca.fit import FitConfig
@@ -13,6 +14,7 @@ from vitdeca.pipeline.video import TRACK_RESET_S, GazeHold
 
 PHOTO = "deca_testsamples/examples/IMG_0392_inputs.jpg"
 QUICK = FitConfig(landmark_iterations=60, photometric_iterations=2)
+LANDMARKS = ("landmarks2d", "detected_landmarks")  # a face's own and the detector's, image pixels
 UPPER_LOWER = ((37, 38, 41, 40), (43, 44, 47, 46))  # per eye: upper lid pair, then the lower one below it
 
 
@@ -150,3 +152,51 @@ def test_refine_fits_a_track_once_with_every_frame(faces_dir, tmp_path, monkeypa
     for face, alone in zip(faces, regressed, strict=True):
         error = np.abs(face.landmarks2d - face.detected_landmarks).mean()
         assert error < 0.5 * np.abs(alone.landmarks2d - alone.detected_landmarks).mean()
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_video_refine_fits_each_frame_to_its_mixed_targets(faces_dir, tmp_path, fusion):
+    """Under refine a video's joint fit fits each frame to ``Reconstructor.refine_targets`` (the
+    detector's spread measured on the frame, mixed with the encoder's points), as a photo's refine does;
+    with ``refine_fusion`` off to the detector's points. Each frame's NME stays against the detector's."""
+    from PIL import Image
+
+    import vitdeca.fit
+    from vitdeca.faces import transform_points
+    from vitdeca.model import DecaModel, ModelConfig
+
+    photo = media.fit_height(np.asarray(Image.open(faces_dir / PHOTO).convert("RGB")), 224)
+    with media.video_writer(tmp_path / "clip.mp4", fps=10) as write:
+        for _ in range(3):
+            write(photo)
+    model = DecaModel(ModelConfig(encoder="vit_tiny_patch16_224", detail=False, image_size=64, uv_size=32))
+    config = FitConfig(refine_landmark_iterations=5, refine_fusion=fusion)
+    rec = Reconstructor(model, device="cpu", detail=False, fit=config, refine=True)
+    made, fitted = [], []
+    refine_targets, fit_codes = rec.refine_targets, vitdeca.fit.fit_codes
+
+    def targets_spy(images, crops, encoded):
+        made.append(refine_targets(images, crops, encoded))
+        return made[-1]
+
+    def fit_spy(model, images, landmarks, config, init=None, masks=None, shared=()):
+        fitted.append(landmarks.clone())
+        return fit_codes(model, images, landmarks, config, init=init, masks=masks, shared=shared)
+
+    rec.refine_targets = targets_spy
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vitdeca.fit, "fit_codes", fit_spy)
+        faces = [frame.face for frame in rec.iter_video(tmp_path / "clip.mp4", smooth=False)]
+    assert len(made) == 3 and len(fitted) == 1
+    targets = torch.cat([t for t, _ in made])
+    torch.testing.assert_close(fitted[0], targets)
+    detected = torch.from_numpy(
+        np.stack([transform_points(f.detected_landmarks, f.crop_matrix) for f in faces])
+    ).float()
+    moved = (targets - detected).norm(dim=-1).amax()
+    assert (moved > 0.05) if fusion else (moved < 1e-3)  # untrained encoder: far, but not infinitely unsure
+    from vitdeca.fit import landmark_nme
+
+    points, detector = (torch.from_numpy(np.stack([getattr(f, k) for f in faces])) for k in LANDMARKS)
+    to_detector = landmark_nme(points, detector).numpy()
+    np.testing.assert_allclose([f.fit_nme for f in faces], to_detector, rtol=0.05)

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import argparse
 
-from vitdeca.cli.reconstruct import add_flip_argument, add_precision_argument, add_run_arguments, execute
+from vitdeca.cli.reconstruct import (
+    add_fit_set_argument,
+    add_flip_argument,
+    add_precision_argument,
+    add_run_arguments,
+    execute,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,9 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_precision_argument(parser)
     parser.add_argument("--head", default="ict", help="head model without --checkpoint (%(default)s)")
     parser.add_argument("--config", metavar="YAML", help="a FitConfig YAML file")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="set a FitConfig key (repeatable)"
-    )
+    add_fit_set_argument(parser)
     parser.add_argument("--stages", metavar="LIST", help="stages in order, from: landmarks,photometric")
     parser.add_argument("--iterations", metavar="N[,N]", help="iterations per stage, e.g. 100,30")
     parser.add_argument(

@@ -38,6 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_flip_argument(parser)
     add_precision_argument(parser)
+    add_fit_set_argument(parser)
     parser.add_argument("--refine", action="store_true", help=argparse.SUPPRESS)  # old spelling
     parser.set_defaults(func=run)
     return parser
@@ -96,6 +97,17 @@ def add_flip_argument(parser: argparse.ArgumentParser) -> None:
         help="the model also reads each face mirrored and averages both estimates: about twice the "
         "encoder's time, lower landmark error for regress (default: on for --method regress when the head "
         "model supports it)",
+    )
+
+
+def add_fit_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): a :class:`~vitdeca.fit.FitConfig` key of ``refine`` or ``fit``."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a FitConfig key of refine or fit, e.g. refine_fusion=false (repeatable)",
     )
 
 
@@ -236,6 +248,15 @@ def run(args: argparse.Namespace) -> int:
     from vitdeca.pipeline import Reconstructor
 
     checkpoint, method = choose_model(args.checkpoint, args.method or ("refine" if args.refine else None))
+    fit = None
+    if args.set:
+        from vitdeca.config import load_config
+        from vitdeca.errors import VitdecaError
+        from vitdeca.fit import FitConfig
+
+        if method == "regress":
+            raise VitdecaError("--set sets FitConfig keys; --method regress does not fit")
+        fit = load_config(FitConfig, None, list(args.set)).validated()
 
     def make():
         return Reconstructor.from_pretrained(
@@ -243,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             detector=args.detector,
             detail=args.detail,
+            fit=fit,
             method=method,
             flip=args.flip,
             precision=args.precision,

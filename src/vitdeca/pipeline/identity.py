@@ -80,13 +80,10 @@ def shared_identity(
 def _with_shared_identity(rec, codes: Codes, result, fitted: list[int], landmarks: torch.Tensor):
     """(codes, NME per face): the jointly fitted faces ``fitted`` from ``result``, the others (faces
     refine leaves as regressed: turned far) with their own codes and the shared shape and albedo."""
-    from vitdeca.fit import landmark_nme, landmarks2d
-
     first = result.codes.index(0)  # every fitted face holds the shared identity
     shared = {name: getattr(first, name).expand_as(getattr(codes, name)) for name in IDENTITY_CODES}
     joined = codes.detach().replace(**shared).with_rows(fitted, result.codes)
-    with torch.no_grad():
-        nme = landmark_nme(landmarks2d(rec.model, joined, rec.crop_size), landmarks).cpu().numpy()
+    nme = rec.landmark_error(joined, landmarks)
     nme[fitted] = result.nme
     return joined, nme
 

@@ -283,7 +283,7 @@ class Reconstructor:
     def fuses_landmarks(self) -> bool:
         """True when refine fits a mix of the detector's and the encoder's landmarks
         (``FitConfig.refine_fusion``, :func:`vitdeca.fit.fuse_landmarks`) where the crops carry the
-        detector's spread (:meth:`with_spreads`; photos, not video frames). It needs the encoder's reading
+        detector's spread (:meth:`with_spreads`; photos and video frames). It needs the encoder's reading
         of the mirrored crop, so a model whose head has no mirror map (FLAME) refines to the detector's."""
         readable = self.model.encoder is not None and self.model.supports_flip
         return self.refine and self.fit_config.refine_fusion and readable
@@ -363,24 +363,51 @@ class Reconstructor:
         ``encoded``: the encoder's codes of ``crops`` when already computed).
         ``refine`` leaves a face the encoder turns ``FitConfig.refine_max_yaw`` or more as regressed."""
         from vitdeca.fit import fit_codes
-        from vitdeca.pipeline.decode import crop_batch
 
         if self.uses_encoder:
             encoded = self.encode_crops(crops) if encoded is None else encoded
             if self.fit_config is None:
                 return encoded, None
             init = encoded
-        images = crop_batch(crops, self.device)
-        landmarks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(self.device)
+        images, landmarks, spread = self.fit_inputs(crops)
         if not self.refine:
             config = self.fit_config.warm() if init is not None else self.fit_config
             result = fit_codes(self.model, images, landmarks, config, init=init)
             return result.codes, result.nme
+        return self.refine_codes(images, landmarks, encoded, spread)
+
+    def fit_inputs(self, crops: list[FaceCrop]):
+        """(images (B,3,S,S), the detector's landmarks (B,68,2) crop pixels, their spread (B,68) crop
+        pixels or None) of ``crops`` on the model's device. A crop without a spread counts as sure
+        (zeros; the faces refine leaves alone have none); None when no crop has one."""
+        from vitdeca.pipeline.decode import crop_batch
+
+        images = crop_batch(crops, self.device)
+        landmarks = torch.from_numpy(np.stack([c.crop_landmarks for c in crops])).float().to(self.device)
         spreads = [c.crop_spread for c in crops]
-        spread = None  # a crop without one counts as sure (the faces refine leaves alone have none)
+        spread = None
         if any(s is not None for s in spreads):
             spread = torch.from_numpy(np.stack([np.zeros(68) if s is None else s for s in spreads])).float()
-        return self.refine_codes(images, landmarks, encoded, spread)
+        return images, landmarks, spread
+
+    def refine_targets(self, images: list[np.ndarray], crops: list[FaceCrop], encoded):
+        """(targets (B,68,2) crop pixels, codes): the landmarks refine fits ``crops`` to, without the fit
+        (a video's frames, refined together at the end of their track). Where :attr:`fuses_landmarks`,
+        the detector's spread is measured on ``images`` (each crop's original image (H,W,3) uint8;
+        :meth:`with_spreads`) and the targets are :meth:`fused_targets`, which also flip-averages the
+        faces refine leaves alone in ``encoded`` (the encoder's codes of ``crops``)."""
+        crops = self.with_spreads(images, crops, encoded)
+        batch, landmarks, spread = self.fit_inputs(crops)
+        return self.fused_targets(batch, landmarks, encoded, spread)
+
+    def landmark_error(self, codes, landmarks: torch.Tensor) -> np.ndarray:
+        """(B,) NME of the 68 landmarks of ``codes`` to ``landmarks`` (B,68,2) crop pixels
+        (:func:`vitdeca.fit.landmark_nme`, the fit's own measure)."""
+        from vitdeca.fit import landmark_nme, landmarks2d
+
+        with torch.no_grad():
+            points = landmarks2d(self.model, codes, self.crop_size)
+            return landmark_nme(points, landmarks.to(points)).cpu().numpy()
 
     def refine_codes(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded, spread=None):
         """``refine``'s codes and NME to ``landmarks`` (B,68,2) crop pixels: the fit of
@@ -389,24 +416,21 @@ class Reconstructor:
         (flip-averaged when the crop's mirror image is read). With ``spread`` (B,68) crop pixels (the
         detector's, :attr:`FaceCrop.crop_spread`) and the crops, the fit's targets are
         :meth:`fused_targets`. ``images`` (B,3,S,S) None: the landmark stage only."""
-        from vitdeca.fit import fit_codes, landmark_nme, landmarks2d
+        from vitdeca.fit import fit_codes
 
         config = self.fit_config.refining()
         if images is None:
             config = config.landmarks_only()
         targets, encoded = self.fused_targets(images, landmarks, encoded, spread)
         fitted = np.flatnonzero(self.fits(encoded)).tolist()
-        with torch.no_grad():
-            nme = landmark_nme(landmarks2d(self.model, encoded, self.crop_size), landmarks).cpu().numpy()
+        nme = self.landmark_error(encoded, landmarks)
         if not fitted:
             return encoded, nme
         chosen = images[fitted] if images is not None else None
         result = fit_codes(self.model, chosen, targets[fitted], config, init=encoded.index(fitted))
         nme[fitted] = result.nme
         if targets is not landmarks:  # the NME stays against the detector's points
-            with torch.no_grad():
-                points = landmarks2d(self.model, result.codes, self.crop_size)
-                nme[fitted] = landmark_nme(points, landmarks[fitted]).cpu().numpy()
+            nme[fitted] = self.landmark_error(result.codes, landmarks[fitted])
         return encoded.with_rows(fitted, result.codes), nme
 
     def fused_targets(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded, spread):

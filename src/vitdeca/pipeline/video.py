@@ -2,8 +2,10 @@
 
 Pass 1 reads the video and, per frame, detects the largest face, places the crop around One-Euro
 smoothed landmarks (a steady crop) and estimates the codes against the frame's own detected landmarks
-(fitting warm-starts from the previous frame; ``refine`` only runs the encoder here, the track's joint
-fit below is its refinement). A face lost for more than
+(fitting warm-starts from the previous frame; ``refine`` only runs the encoder here and sets the fit's
+targets, the detector's points mixed with the encoder's as for photos
+(:meth:`~vitdeca.pipeline.Reconstructor.refine_targets`): the track's joint fit below is its
+refinement). A face lost for more than
 :data:`TRACK_RESET_S` starts a new track. Only codes and landmarks are
 kept, never the frames.
 
@@ -56,13 +58,17 @@ TRACK_RESET_S = 0.5  # a face lost for longer than this starts a new track (filt
 class Observation:
     """Pass 1's record of one frame with a face: ``crop`` (a FaceCrop whose ``landmarks`` are the
     detected ones, without its crop), ``steady`` (68,2) the smoothed landmarks the crop was
-    placed from (original pixels), ``crop_landmarks`` (68,2) the fit's targets in crop pixels, codes."""
+    placed from (original pixels), ``crop_landmarks`` (68,2) the detected ones in crop pixels (what the
+    NME is measured against), ``targets`` (68,2) crop pixels what the track's fit fits (under
+    ``refine`` the detector's points mixed with the encoder's, :meth:`Reconstructor.refine_targets`;
+    else the detected ones), codes."""
 
     index: int
     time: float
     crop: object
     steady: np.ndarray
     crop_landmarks: np.ndarray
+    targets: np.ndarray
     codes: Codes
     nme: float | None
 
@@ -94,14 +100,17 @@ def smooth_codes(codes: Codes, times: np.ndarray) -> Codes:
 def finish_track(rec, track: list[Observation], smooth: bool) -> list[Observation]:
     """One identity for ``track``, then (``smooth``) zero-phase smoothing; new observations."""
     codes = cat_codes([o.codes for o in track])
-    marks = torch.from_numpy(np.stack([o.crop_landmarks for o in track])).float().to(codes.shape.device)
-    codes, nme = _track_identity(rec, codes, marks)
+    device = codes.shape.device
+    targets = torch.from_numpy(np.stack([o.targets for o in track])).float().to(device)
+    codes, nme = _track_identity(rec, codes, targets)
+    if nme is not None:  # the NME is against the detector's points, whatever the fit's targets
+        nme = rec.landmark_error(codes, torch.from_numpy(np.stack([o.crop_landmarks for o in track])))
     if smooth:
         codes = smooth_codes(codes, np.array([o.time for o in track]))
     out = []
     for k, o in enumerate(track):
         fit_nme = float(nme[k]) if nme is not None else o.nme
-        out.append(Observation(o.index, o.time, o.crop, o.steady, o.crop_landmarks, codes.index(k), fit_nme))
+        out.append(dataclasses.replace(o, codes=codes.index(k), nme=fit_nme))
     return out
 
 
@@ -201,14 +210,17 @@ def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[in
             steady = marks(source, t) if smooth else source
             crop = rec.recrop(frame, prepared.crops[0], steady)
             crop.landmarks = detected  # targets: this frame's
+            targets = crop.crop_landmarks
             if rec.refine:  # refined with the whole track in finish_track
                 codes, nme = rec.encode_crops([crop]), None
+                fused, codes = rec.refine_targets([frame], [crop], codes)
+                targets = fused[0].cpu().numpy().astype(np.float64)
             else:
                 codes, nme = rec.estimate_codes([crop], init=previous)
             previous = codes.detach() if rec.fit_config is not None and not rec.refine else None
             turned = rec.uses_encoder and bool(rec.turned(codes)[0])
             stored = dataclasses.replace(crop, crop=None)  # pass 2 rebuilds the crop from ``steady``
-            track.append(Observation(index, t, stored, steady, crop.crop_landmarks, codes.detach(),
+            track.append(Observation(index, t, stored, steady, crop.crop_landmarks, targets, codes.detach(),
                                      None if nme is None else float(nme[0])))  # fmt: skip
             last_seen = t
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the video
