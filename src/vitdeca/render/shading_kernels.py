@@ -122,22 +122,37 @@ def sh_forward(normals, light, batch, out):  # pragma: no cover
 @numba.njit(cache=True, nogil=True)
 def sh_backward(normals, light, batch, grad_out, bounds, grad_normals, grad_light):  # pragma: no cover
     """Fill grad_normals (3,N) and accumulate grad_light (B,9,3) from grad_out (3,N); ``bounds``: units
-    of the points of one image each."""
+    of the points of one image each. A unit sums its light gradient in float64 locals and adds it once
+    (the same sums in the same order whatever the units)."""
     for unit in numba.prange(bounds.shape[0] - 1):
-        g = np.empty(9)  # dL/d basis
+        acc = np.zeros((grad_light.shape[0], 9, 3))
         for n in range(bounds[unit], bounds[unit + 1]):
             x, y, z = np.float64(normals[0, n]), np.float64(normals[1, n]), np.float64(normals[2, n])
             basis = _basis(x, y, z)
             b = batch[n]
-            g[:] = 0.0
-            for c in range(3):
-                go = grad_out[c, n]
-                for k in range(9):
-                    grad_light[b, k, c] += basis[k] * go
-                    g[k] += light[b, k, c] * go
-            grad_normals[0, n] = g[1] + g[4] * y + g[5] * z + 2.0 * g[7] * x
-            grad_normals[1, n] = g[2] + g[4] * x + g[6] * z - 2.0 * g[7] * y
-            grad_normals[2, n] = g[3] + g[5] * x + g[6] * y + 6.0 * g[8] * z
+            g0, g1, g2 = np.float64(grad_out[0, n]), np.float64(grad_out[1, n]), np.float64(grad_out[2, n])
+            for k in range(9):
+                acc[b, k, 0] += basis[k] * g0
+                acc[b, k, 1] += basis[k] * g1
+                acc[b, k, 2] += basis[k] * g2
+            s1, s2 = _light_dot(light, b, 1, g0, g1, g2), _light_dot(light, b, 2, g0, g1, g2)
+            s3, s4 = _light_dot(light, b, 3, g0, g1, g2), _light_dot(light, b, 4, g0, g1, g2)
+            s5, s6 = _light_dot(light, b, 5, g0, g1, g2), _light_dot(light, b, 6, g0, g1, g2)
+            s7, s8 = _light_dot(light, b, 7, g0, g1, g2), _light_dot(light, b, 8, g0, g1, g2)
+            grad_normals[0, n] = s1 + s4 * y + s5 * z + 2.0 * s7 * x
+            grad_normals[1, n] = s2 + s4 * x + s6 * z - 2.0 * s7 * y
+            grad_normals[2, n] = s3 + s5 * x + s6 * y + 6.0 * s8 * z
+        for b in range(grad_light.shape[0]):  # only the images this unit saw hold non-zero sums
+            for k in range(9):
+                for c in range(3):
+                    if acc[b, k, c] != 0.0:
+                        grad_light[b, k, c] += acc[b, k, c]
+
+
+@numba.njit(cache=True, inline="always")
+def _light_dot(light, b, k, g0, g1, g2):  # pragma: no cover
+    """dL/d basis_k of one point: light (B,9,3) row k of image b · the point's grad_out (g0, g1, g2)."""
+    return light[b, k, 0] * g0 + light[b, k, 1] * g1 + light[b, k, 2] * g2
 
 
 @numba.njit(cache=True, inline="always")
