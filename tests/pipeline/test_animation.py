@@ -64,6 +64,13 @@ def test_face_json(face_factory, tmp_path):
     assert set(data["eyes"]) == {"left", "right"}
 
 
+def test_face_json_writes_no_negative_zero(face_factory, tmp_path):
+    """A head turned a hair's breadth the other way (−1e-7°) and weights just below zero round to 0.0."""
+    face = arkit_face(face_factory, expression=(-1e-9, 0.3, 0.6), yaw_deg=-1e-7)
+    text = write_face_outputs(face, tmp_path, "img", frozenset({"arkit"}))[0].read_text()
+    assert "-0.0" not in text and json.loads(text)["head_rotation"]["yaw"] == 0.0
+
+
 def test_face_without_arkit_semantics_writes_no_json(face_factory, tmp_path):
     files = write_face_outputs(face_factory(0), tmp_path, "img", frozenset({"arkit", "landmarks"}))
     assert [f.name for f in files] == ["img_landmarks2d.npy", "img_landmarks3d.npy"]

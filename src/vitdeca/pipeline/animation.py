@@ -47,7 +47,7 @@ def arkit_record(result) -> dict:
         raise ValueError(f"head model {result.mesh.head_model!r} has no ARKit semantics")
     return {
         "names": list(ARKIT_NAMES),
-        "weights": [round(float(w), 6) for w in weights],
+        "weights": [_round(w, 6) for w in weights],
         "unavailable": result.mesh.arkit.unavailable,
         "head_rotation": _rounded(head_angles(result.codes.pose[0, :3])),
         "eyes": {eye: _rounded(angles) for eye, angles in eye_angles(weights).items()},
@@ -56,7 +56,12 @@ def arkit_record(result) -> dict:
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
-    return {k: round(float(v), 4) for k, v in values.items()}
+    return {k: _round(v, 4) for k, v in values.items()}
+
+
+def _round(value, digits: int) -> float:
+    """``value`` rounded to ``digits``, a value that rounds to zero written ``0.0``, never ``-0.0``."""
+    return round(float(value), digits) + 0.0
 
 
 def write_arkit_json(path: Path, result) -> Path:
