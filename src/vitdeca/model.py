@@ -249,9 +249,24 @@ class DecaModel(nn.Module):
             return self.codes_from_vector(self.encoder(images).float(), detail)
         from vitdeca.head.mirror import flip_averaged
 
-        both = self.encoder(torch.cat([images, images.flip(-1)])).float()  # one batch: (2B, n_coarse)
-        codes, flipped = (self.codes_from_vector(half, detail) for half in both.chunk(2))
+        codes, flipped = self._coarse_readings(images, detail)
         return flip_averaged(codes, flipped, self.code_mirror)
+
+    def encode_mirrored(self, images: torch.Tensor, detail: bool | None = None) -> tuple[Codes, Codes]:
+        """(codes of ``images`` as :meth:`encode` without ``flip``, codes of the mirrored images as read,
+        not mapped back: :attr:`code_mirror` does that), from one batch of 2B through the coarse encoder
+        (cheaper than two on a CPU). The mirrored codes have no detail code."""
+        if self.encoder is None:
+            raise ValueError("encode_mirrored: this model has no encoder (ModelConfig.encoder=None)")
+        run_detail = self.detail_encoder is not None if detail is None else detail
+        detail_code = self.detail_encoder(images).float() if run_detail else None
+        return self._coarse_readings(images, detail_code)
+
+    def _coarse_readings(self, images: torch.Tensor, detail: torch.Tensor | None) -> tuple[Codes, Codes]:
+        """(codes of ``images`` with ``detail``, codes of the mirrored images without): one encoder batch."""
+        both = self.encoder(torch.cat([images, images.flip(-1)])).float()  # one batch: (2B, n_coarse)
+        direct, mirrored = both.chunk(2)
+        return self.codes_from_vector(direct, detail), self.codes_from_vector(mirrored, None)
 
     @property
     def supports_flip(self) -> bool:

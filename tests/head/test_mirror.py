@@ -129,6 +129,22 @@ def test_encode_with_flip_averages_the_photo_and_its_mirror_image(encoder_model)
     assert mesh_distance_mm(encoder_model, encoder_model.code_mirror(mirrored_photo), averaged).max() < 0.5
 
 
+def test_encode_mirrored_reads_both_in_one_batch(encoder_model, monkeypatch):
+    """``encode_mirrored``: the photo's codes (with detail) and the mirrored photo's as read (no detail),
+    equal to two separate ``encode`` calls, from one coarse-encoder batch of 2B."""
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    batches, forward = [], encoder_model.encoder.forward
+    with torch.no_grad():
+        plain, flipped = encoder_model.encode(images), encoder_model.encode(images.flip(-1))
+        monkeypatch.setattr(encoder_model.encoder, "forward", lambda x: batches.append(len(x)) or forward(x))
+        codes, mirrored = encoder_model.encode_mirrored(images)
+    assert batches == [4]
+    for name in ("shape", "expression", "pose", "camera", "light", "albedo"):
+        torch.testing.assert_close(getattr(codes, name), getattr(plain, name), atol=1e-5, rtol=0)
+        torch.testing.assert_close(getattr(mirrored, name), getattr(flipped, name), atol=1e-5, rtol=0)
+    assert torch.equal(codes.detail, plain.detail) and mirrored.detail is None
+
+
 def test_reconstructor_flips_for_regress_when_the_head_allows_and_refuses_the_impossible(
     encoder_model, monkeypatch
 ):

@@ -390,15 +390,16 @@ class Reconstructor:
             spread = torch.from_numpy(np.stack([np.zeros(68) if s is None else s for s in spreads])).float()
         return images, landmarks, spread
 
-    def refine_targets(self, images: list[np.ndarray], crops: list[FaceCrop], encoded):
+    def refine_targets(self, images: list[np.ndarray], crops: list[FaceCrop], encoded, mirrored=None):
         """(targets (B,68,2) crop pixels, codes): the landmarks refine fits ``crops`` to, without the fit
         (a video's frames, refined together at the end of their track). Where :attr:`fuses_landmarks`,
         the detector's spread is measured on ``images`` (each crop's original image (H,W,3) uint8;
         :meth:`with_spreads`) and the targets are :meth:`fused_targets`, which also flip-averages the
-        faces refine leaves alone in ``encoded`` (the encoder's codes of ``crops``)."""
+        faces refine leaves alone in ``encoded`` (the encoder's codes of ``crops``; ``mirrored``: its
+        codes of the mirrored crops when already read, :meth:`encode_readings`)."""
         crops = self.with_spreads(images, crops, encoded)
         batch, landmarks, spread = self.fit_inputs(crops)
-        return self.fused_targets(batch, landmarks, encoded, spread)
+        return self.fused_targets(batch, landmarks, encoded, spread, mirrored)
 
     def landmark_error(self, codes, landmarks: torch.Tensor) -> np.ndarray:
         """(B,) NME of the 68 landmarks of ``codes`` to ``landmarks`` (B,68,2) crop pixels
@@ -433,12 +434,14 @@ class Reconstructor:
             nme[fitted] = self.landmark_error(result.codes, landmarks[fitted])
         return encoded.with_rows(fitted, result.codes), nme
 
-    def fused_targets(self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded, spread):
+    def fused_targets(
+        self, images: torch.Tensor | None, landmarks: torch.Tensor, encoded, spread, mirrored=None
+    ):
         """(targets (B,68,2) crop pixels, codes). With ``images`` and :attr:`fuses_landmarks` the encoder
-        also reads the mirrored crops: the codes of the faces refine leaves alone become flip-averaged
-        (unless ``encoded`` already is), and with ``spread`` the targets are
-        :func:`vitdeca.fit.fuse_landmarks` of the detector's ``landmarks`` and the encoder's, the
-        encoder's spread read from the two readings. Else (``landmarks``, ``encoded``)."""
+        also reads the mirrored crops (``mirrored``: those codes when already read): the codes of the
+        faces refine leaves alone become flip-averaged (unless ``encoded`` already is), and with
+        ``spread`` the targets are :func:`vitdeca.fit.fuse_landmarks` of the detector's ``landmarks`` and
+        the encoder's, the encoder's spread read from the two readings. Else (``landmarks``, ``encoded``)."""
         from vitdeca.fit import fuse_landmarks, landmarks2d
         from vitdeca.head.mirror import flip_averaged
         from vitdeca.model import inference_autocast
@@ -446,8 +449,10 @@ class Reconstructor:
         if images is None or not self.fuses_landmarks:
             return landmarks, encoded
         with torch.no_grad():
-            with inference_autocast(self.device, self.precision):
-                flipped = self.model.encode(images.flip(-1), detail=False)  # the mirrored crops' codes
+            flipped = mirrored
+            if flipped is None:
+                with inference_autocast(self.device, self.precision):
+                    flipped = self.model.encode(images.flip(-1), detail=False)  # the mirrored crops' codes
             points = landmarks2d(self.model, encoded, self.crop_size)
             mirrored = landmarks2d(self.model, self.model.code_mirror(flipped), self.crop_size)
         targets = landmarks
@@ -476,6 +481,21 @@ class Reconstructor:
 
         with inference_autocast(self.device, self.precision):
             return self.model.encode(images, detail=None if self.detail else False, flip=self.flip)
+
+    def encode_readings(self, crops: list[FaceCrop]):
+        """(codes of ``crops`` as :meth:`encode_crops` gives them, the codes of the mirrored crops as read)
+        from one encoder batch (no gradients): what :meth:`fused_targets` needs, for the price of
+        :meth:`encode_crops` under ``flip``."""
+        from vitdeca.head.mirror import flip_averaged
+        from vitdeca.model import inference_autocast
+        from vitdeca.pipeline.decode import crop_batch
+
+        with torch.no_grad(), inference_autocast(self.device, self.precision):
+            images = crop_batch(crops, self.device)
+            codes, mirrored = self.model.encode_mirrored(images, detail=None if self.detail else False)
+        if self.flip:
+            codes = flip_averaged(codes, mirrored, self.model.code_mirror)
+        return codes, mirrored
 
     def decode(
         self,

@@ -211,10 +211,12 @@ def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[in
             crop = rec.recrop(frame, prepared.crops[0], steady)
             crop.landmarks = detected  # targets: this frame's
             targets = crop.crop_landmarks
-            if rec.refine:  # refined with the whole track in finish_track
-                codes, nme = rec.encode_crops([crop]), None
-                fused, codes = rec.refine_targets([frame], [crop], codes)
-                targets = fused[0].cpu().numpy().astype(np.float64)
+            if rec.refine:  # refined with the whole track in finish_track; the mirrored reading in one batch
+                codes, mirrored = (
+                    rec.encode_readings([crop]) if rec.fuses_landmarks else (rec.encode_crops([crop]), None)
+                )
+                fused, codes = rec.refine_targets([frame], [crop], codes, mirrored)
+                targets, nme = fused[0].cpu().numpy().astype(np.float64), None
             else:
                 codes, nme = rec.estimate_codes([crop], init=previous)
             previous = codes.detach() if rec.fit_config is not None and not rec.refine else None
