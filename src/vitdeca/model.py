@@ -236,6 +236,23 @@ class DecaModel(nn.Module):
         encoder also reads the mirrored images and the geometry codes are the mean of both estimates
         (:func:`vitdeca.head.mirror.flip_averaged`; needs :attr:`supports_flip`). The codes are float32,
         also under autocast (:func:`inference_autocast`)."""
+        detail_code = self._detail_code(images, detail)
+        if not flip:
+            return self.codes_from_vector(self.encoder(images).float(), detail_code)
+        from vitdeca.head.mirror import flip_averaged
+
+        codes, flipped = self._coarse_readings(images, detail_code)
+        return flip_averaged(codes, flipped, self.code_mirror)
+
+    def encode_mirrored(self, images: torch.Tensor, detail: bool | None = None) -> tuple[Codes, Codes]:
+        """(codes of ``images`` as :meth:`encode` without ``flip``, codes of the mirrored images as read,
+        not mapped back: :attr:`code_mirror` does that), from one batch of 2B through the coarse encoder
+        (cheaper than two on a CPU). The mirrored codes have no detail code. Arguments as :meth:`encode`."""
+        return self._coarse_readings(images, self._detail_code(images, detail))
+
+    def _detail_code(self, images: torch.Tensor, detail: bool | None) -> torch.Tensor | None:
+        """The checks of :meth:`encode`'s arguments, then the detail code of ``images`` (B,128) float32,
+        or None where ``detail`` (default: the model has the branch) does not ask for it."""
         if self.encoder is None:
             raise ValueError("encode: this model has no encoder (ModelConfig.encoder=None, for fitting)")
         if images.ndim != 4 or images.shape[1] != 3:
@@ -244,23 +261,7 @@ class DecaModel(nn.Module):
         if run_detail and self.detail_encoder is None:
             raise ValueError("encode(detail=True) needs a model with the detail branch (config.detail)")
         # float32 codes under autocast too: a bf16 camera would move the face by a fraction of a pixel
-        detail = self.detail_encoder(images).float() if run_detail else None
-        if not flip:
-            return self.codes_from_vector(self.encoder(images).float(), detail)
-        from vitdeca.head.mirror import flip_averaged
-
-        codes, flipped = self._coarse_readings(images, detail)
-        return flip_averaged(codes, flipped, self.code_mirror)
-
-    def encode_mirrored(self, images: torch.Tensor, detail: bool | None = None) -> tuple[Codes, Codes]:
-        """(codes of ``images`` as :meth:`encode` without ``flip``, codes of the mirrored images as read,
-        not mapped back: :attr:`code_mirror` does that), from one batch of 2B through the coarse encoder
-        (cheaper than two on a CPU). The mirrored codes have no detail code."""
-        if self.encoder is None:
-            raise ValueError("encode_mirrored: this model has no encoder (ModelConfig.encoder=None)")
-        run_detail = self.detail_encoder is not None if detail is None else detail
-        detail_code = self.detail_encoder(images).float() if run_detail else None
-        return self._coarse_readings(images, detail_code)
+        return self.detail_encoder(images).float() if run_detail else None
 
     def _coarse_readings(self, images: torch.Tensor, detail: torch.Tensor | None) -> tuple[Codes, Codes]:
         """(codes of ``images`` with ``detail``, codes of the mirrored images without): one encoder batch."""

@@ -454,10 +454,10 @@ class Reconstructor:
                 with inference_autocast(self.device, self.precision):
                     flipped = self.model.encode(images.flip(-1), detail=False)  # the mirrored crops' codes
             points = landmarks2d(self.model, encoded, self.crop_size)
-            mirrored = landmarks2d(self.model, self.model.code_mirror(flipped), self.crop_size)
+            mirrored_points = landmarks2d(self.model, self.model.code_mirror(flipped), self.crop_size)
         targets = landmarks
         if spread is not None:  # half the readings' distance (a flip-averaged ``encoded`` is half-way)
-            spread_encoded = (points - mirrored).norm(dim=-1) / (1.0 if self.flip else 2.0)
+            spread_encoded = (points - mirrored_points).norm(dim=-1) / (1.0 if self.flip else 2.0)
             targets = fuse_landmarks(landmarks, spread.to(landmarks), points.to(landmarks), spread_encoded)
         left = np.flatnonzero(~self.fits(encoded)).tolist()
         if left and not self.flip:

@@ -103,7 +103,7 @@ def finish_track(rec, track: list[Observation], smooth: bool) -> list[Observatio
     device = codes.shape.device
     targets = torch.from_numpy(np.stack([o.targets for o in track])).float().to(device)
     codes, nme = _track_identity(rec, codes, targets)
-    if nme is not None:  # the NME is against the detector's points, whatever the fit's targets
+    if nme is not None and rec.fuses_landmarks:  # the NME stays against the detector's points
         nme = rec.landmark_error(codes, torch.from_numpy(np.stack([o.crop_landmarks for o in track])))
     if smooth:
         codes = smooth_codes(codes, np.array([o.time for o in track]))
@@ -211,12 +211,14 @@ def _pass_one(rec, video: media.Video, smooth: bool, max_frames, errors: dict[in
             crop = rec.recrop(frame, prepared.crops[0], steady)
             crop.landmarks = detected  # targets: this frame's
             targets = crop.crop_landmarks
-            if rec.refine:  # refined with the whole track in finish_track; the mirrored reading in one batch
-                codes, mirrored = (
-                    rec.encode_readings([crop]) if rec.fuses_landmarks else (rec.encode_crops([crop]), None)
-                )
-                fused, codes = rec.refine_targets([frame], [crop], codes, mirrored)
-                targets, nme = fused[0].cpu().numpy().astype(np.float64), None
+            if rec.refine:  # refined with the whole track in finish_track
+                nme = None
+                if rec.fuses_landmarks:  # the frame and its mirror image in one encoder batch
+                    codes, mirrored = rec.encode_readings([crop])
+                    fused, codes = rec.refine_targets([frame], [crop], codes, mirrored)
+                    targets = fused[0].cpu().numpy().astype(np.float64)
+                else:
+                    codes = rec.encode_crops([crop])
             else:
                 codes, nme = rec.estimate_codes([crop], init=previous)
             previous = codes.detach() if rec.fit_config is not None and not rec.refine else None
