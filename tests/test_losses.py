@@ -217,3 +217,36 @@ def test_training_and_fitting_share_one_vocabulary():
     layout = CodeLayout(n_shape=2, n_expression=1, n_pose=1, n_albedo=1)
     codes = Codes.split(torch.zeros(2, layout.n_coarse), layout).replace(shape=torch.tensor([[0.1, 0.2]] * 2))
     assert L.CODE_REGULARISERS["reg_shape"](codes).item() == pytest.approx((0.01 + 0.04) / 2)
+
+
+def test_per_image_losses_are_each_images_own_and_average_to_the_batch_loss():
+    """``per_image=True`` gives each image's loss (B,): the loss of that image alone, and the batch loss is
+    their mean; a landmark loss with per-image weights is normalised by each image's own weights (an
+    image with one heavy point does not dilute the others)."""
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(3, 68, 2, generator=g) * 224, torch.rand(3, 68, 2, generator=g) * 224
+    code, light = torch.randn(3, 20, generator=g), torch.randn(3, 9, 3, generator=g)
+    image, render, mask = (torch.rand(3, c, 8, 8, generator=g) for c in (3, 3, 1))
+    pairs, l1 = torch.tensor([[0, 1], [2, 5]]), torch.rand(20, generator=g)
+    terms = {  # name → loss of the images ``i`` (a slice)
+        "eye": lambda i, **k: L.eye_closure_loss(pred[i], target[i], 224, **k),
+        "lip": lambda i, **k: L.lip_closure_loss(pred[i], target[i], 224, **k),
+        "landmark": lambda i, **k: L.landmark_loss(pred[i], target[i], 224, **k),
+        "photometric": lambda i, **k: L.photometric_loss(image[i], render[i], mask[i], **k),
+        "code": lambda i, **k: L.code_regulariser(code[i], **k),
+        "light": lambda i, **k: L.light_regulariser(light[i], **k),
+        "sparsity": lambda i, **k: L.sparsity_regulariser(code[i], l1, **k),
+        "symmetry": lambda i, **k: L.pair_symmetry_regulariser(code[i], pairs, **k),
+        "exclusion": lambda i, **k: L.pair_exclusion_regulariser(code[i], pairs, **k),
+    }
+    everything = slice(None)
+    for name, term in terms.items():
+        each = term(everything, per_image=True)
+        assert each.shape == (3,), name
+        assert torch.allclose(each.mean(), term(everything), rtol=1e-5), name
+        assert torch.allclose(each[1], term(slice(1, 2)), rtol=1e-5), name
+    weights = torch.ones(3, 68)
+    weights[0, 0] = 100.0
+    each = L.landmark_loss(pred, target, 224, weights, per_image=True)
+    assert torch.allclose(each[1:], L.landmark_loss(pred[1:], target[1:], 224, per_image=True))
+    assert not torch.allclose(each.mean(), L.landmark_loss(pred, target, 224, weights))  # batch-normalised

@@ -261,6 +261,31 @@ class _Variables:
             values[name] = values[name].expand(s0.shape[0], *values[name].shape[1:])
         return Codes(camera=camera, **values)
 
+    def rows(self) -> list[_Variables]:
+        """One set of variables per image, continuing from these (same start and values, same codes
+        already fitted), for the stages that fit one image at a time; :meth:`update_from` takes them back."""
+        parts = []
+        for b in range(self.start.batch_size):
+            part = object.__new__(_Variables)
+            part.start, part.shared = self.start.index(slice(b, b + 1)), ()
+            part.leaves = {
+                name: leaf.detach()[b : b + 1].clone().requires_grad_(True)
+                for name, leaf in self.leaves.items()
+            }
+            part.fitted = set(self.fitted)
+            parts.append(part)
+        return parts
+
+    def update_from(self, parts: list[_Variables]) -> None:
+        """Take back the values of :meth:`rows` (``parts`` [self] for a batch fitted whole: nothing)."""
+        if parts == [self]:
+            return
+        with torch.no_grad():
+            for b, part in enumerate(parts):
+                for name, leaf in self.leaves.items():
+                    leaf[b : b + 1].copy_(part.leaves[name])
+        self.fitted.update(*(part.fitted for part in parts))
+
     def optimizer(self, names: tuple[str, ...], config: FitConfig) -> torch.optim.Optimizer:
         """Adam over the codes ``names``; codes fitted by an earlier stage get ``config.refine_lr``."""
         groups = []
@@ -293,19 +318,22 @@ class _Priors:
             self.exclusive = torch.as_tensor(priors.exclusive, device=device)
 
     def terms(self, expression: torch.Tensor) -> dict:
+        """Name → a function giving each image's prior (B,) on ``expression`` (B,N)."""
         if not self.active:
             return {}
+        each = {"per_image": True}
         return {
-            "reg_sparsity": lambda: L.sparsity_regulariser(expression, self.l1),
-            "reg_pair_symmetry": lambda: L.pair_symmetry_regulariser(expression, self.symmetric),
-            "reg_pair_exclusion": lambda: L.pair_exclusion_regulariser(expression, self.exclusive),
+            "reg_sparsity": lambda: L.sparsity_regulariser(expression, self.l1, **each),
+            "reg_pair_symmetry": lambda: L.pair_symmetry_regulariser(expression, self.symmetric, **each),
+            "reg_pair_exclusion": lambda: L.pair_exclusion_regulariser(expression, self.exclusive, **each),
         }
 
 
 def _geometry_losses(config: FitConfig, codes: Codes, pred: torch.Tensor, target: torch.Tensor, size: int,
                      priors: _Priors | None = None, visible: torch.Tensor | None = None,
                      robust: torch.Tensor | None = None):  # fmt: skip
-    """Landmark, eye, lip, code-regulariser and expression-prior terms (name → weighted scalar);
+    """Landmark, eye, lip, code-regulariser and expression-prior terms (name → each image's weighted
+    loss (B,));
     ``visible`` (B,68) bool down-weights self-occluded landmarks (``config.occluded_weight``); ``robust``
     (B,68) multiplies the landmark weights (:func:`robust_weights`)."""
     base = L.deca_landmark_weights(target.device) if config.weighted_landmarks else None
@@ -313,11 +341,11 @@ def _geometry_losses(config: FitConfig, codes: Codes, pred: torch.Tensor, target
     if robust is not None:
         weights = robust if weights is None else weights * robust
     terms = {
-        "landmark": lambda: L.landmark_loss(pred, target, size, weights),
-        "eye": lambda: L.eye_closure_loss(pred, target, size),
-        "lip": lambda: L.lip_closure_loss(pred, target, size),
+        "landmark": lambda: L.landmark_loss(pred, target, size, weights, per_image=True),
+        "eye": lambda: L.eye_closure_loss(pred, target, size, per_image=True),
+        "lip": lambda: L.lip_closure_loss(pred, target, size, per_image=True),
         **{
-            name: partial(L.CODE_REGULARISERS[name], codes)
+            name: partial(L.CODE_REGULARISERS[name], codes, per_image=True)
             for name in ("reg_shape", "reg_expression", "reg_pose")
         },
         **(priors.terms(codes.expression) if priors is not None else {}),
@@ -326,10 +354,14 @@ def _geometry_losses(config: FitConfig, codes: Codes, pred: torch.Tensor, target
 
 
 def _appearance_losses(config: FitConfig, codes: Codes, recon, images, masks):
-    """Photometric term (inside ``masks`` × the render's coverage) and the albedo/light regularisers."""
+    """Photometric term (inside ``masks`` × the render's coverage) and the albedo/light regularisers
+    (name → each image's weighted loss (B,))."""
     terms = {
-        "photometric": lambda: L.photometric_loss(images, recon.image, masks * recon.alpha.detach()),
-        **{name: partial(L.CODE_REGULARISERS[name], codes) for name in ("reg_albedo", "reg_light")},
+        "photometric": lambda: L.photometric_loss(images, recon.image, masks * recon.alpha.detach(), True),
+        **{
+            name: partial(L.CODE_REGULARISERS[name], codes, per_image=True)
+            for name in ("reg_albedo", "reg_light")
+        },
     }
     return {name: config.weight(name) * fn() for name, fn in terms.items() if config.weight(name) > 0}
 
@@ -413,12 +445,12 @@ def face_masks(images: torch.Tensor, landmarks: torch.Tensor, method: str = "ski
     return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(images.device)
 
 
-def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
-    """One Adam step, with gradients for the optimised codes only (not the model's weights).
-
-    Callers pass the batch-mean loss times B: each image's codes then get the gradient of its own loss,
+def _step(optimizer: torch.optim.Optimizer, terms: dict[str, torch.Tensor]) -> None:
+    """One Adam step on the sum of every image's loss terms (name → (B,)), with gradients for the
+    optimised codes only (not the model's weights): each image's codes get the gradient of its own loss,
     exactly as when fitted alone."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    total = sum(value.sum() for value in terms.values())
     grads = torch.autograd.grad(total, params, allow_unused=True)
     for p, g in zip(params, grads, strict=True):
         p.grad = g
@@ -427,12 +459,17 @@ def _step(optimizer: torch.optim.Optimizer, total: torch.Tensor) -> None:
 
 def landmark_visibility(model, codes: Codes) -> torch.Tensor:
     """(B,68) bool: the landmarks of ``codes`` that the head does not hide from the camera itself
-    (:func:`vitdeca.render.visibility.mesh_visibility` of the posed mesh)."""
+    (:func:`vitdeca.render.visibility.mesh_visibility` of the posed mesh), one face at a time: a batched
+    mesh rounds differently, and a point on the silhouette could change sides with the batch."""
     from vitdeca.render.visibility import mesh_visibility
 
+    visible = []
     with torch.no_grad():
-        out = model.head(codes.shape, codes.expression, codes.pose)
-    return mesh_visibility(out.vertices, model.head.faces, out.landmarks3d)
+        for b in range(codes.batch_size):
+            one = codes.index(slice(b, b + 1))
+            out = model.head(one.shape, one.expression, one.pose)
+            visible.append(mesh_visibility(out.vertices, model.head.faces, out.landmarks3d))
+    return torch.cat(visible)
 
 
 def robust_weights(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
@@ -441,6 +478,11 @@ def robust_weights(pred: torch.Tensor, target: torch.Tensor, scale: float) -> to
     residual = (pred.detach() - target).norm(dim=-1)
     c = (scale * residual.median(dim=1, keepdim=True).values).clamp_min(0.5)
     return 1.0 / (1.0 + (residual / c) ** 2)
+
+
+def _report(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The loss terms (name → (B,)) as their means over the images."""
+    return {name: float(value.detach().mean()) for name, value in terms.items()}
 
 
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
@@ -458,9 +500,9 @@ def _run_landmarks(model, variables: _Variables, target, config, iterations, bou
             if config.robust > 0 and step >= iterations // 3:
                 robust = robust_weights(pred, target, config.robust)
         terms = _geometry_losses(config, codes, pred, target, size, priors, visible, robust)
-        _step(optimizer, sum(terms.values()) * target.shape[0])
+        _step(optimizer, terms)
         _clamp_expression(variables, bounds)
-    return {k: float(v.detach()) for k, v in terms.items()}
+    return _report(terms)
 
 
 def _run_photometric(model, variables: _Variables, images, target, masks, config, iterations, bounds):
@@ -484,9 +526,9 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
             visible = render_visibility(recon.landmarks3d, codes.camera, recon.depth, recon.alpha)
         terms = _geometry_losses(config, codes, recon.landmarks2d, target, size, priors, visible, robust)
         terms.update(_appearance_losses(config, codes, recon, images, masks))
-        _step(optimizer, sum(terms.values()) * target.shape[0])
+        _step(optimizer, terms)
         _clamp_expression(variables, bounds)
-    return {k: float(v.detach()) for k, v in terms.items()}
+    return _report(terms)
 
 
 def fit_codes(
@@ -504,12 +546,14 @@ def fit_codes(
     (default :func:`initial_codes`); ``masks`` (B,1,S,S): the photometric region (default
     :func:`face_masks`). Loss terms in the result are means over the images.
 
-    Each image is fitted on its own, so its codes depend only on it and the settings, never on the
-    other images of the batch. (Fitted as one batch, a different batch size changes the rounding of
-    the batched matrix products by ~1e-8; the L1 landmark loss and Adam's normalised steps amplify that
-    to ~0.1 in the shape codes within 60 steps.) On one machine and torch build, the same image, settings
-    and thread count give bit-identical codes. Thread policy is the caller's: it runs on
-    ``torch.get_num_threads()`` threads (``--threads`` in the CLI).
+    Each image's codes depend only on it and the settings, never on the other images of the batch: the
+    batch is fitted together, but through operations whose result for a face does not depend on the batch
+    (:func:`_fit_batch`), so a face gets the same bits alone as in any batch, while the batch shares the
+    per-step overhead (5x fewer seconds per face at 5 faces, ``benchmarks/results/fit_batch.md``). (Batched
+    matrix products round differently from a single row's by ~1e-8; the L1 landmark loss and Adam's
+    normalised steps would amplify that to ~0.1 in the shape codes within 60 steps.) On one machine and
+    torch build, the same image, settings and thread count give bit-identical codes. Thread policy is the
+    caller's: it runs on ``torch.get_num_threads()`` threads (``--threads`` in the CLI).
 
     ``shared`` (e.g. ``("shape", "albedo")``: one person in every image) makes it a joint fit of the whole
     batch instead: those codes get one value, starting at the per-coordinate median of ``init``'s, fitted
@@ -524,33 +568,19 @@ def fit_codes(
     if unknown:
         raise ValueError(f"fit_codes: cannot share {sorted(unknown)} between images")
     dtype = images.dtype if images is not None else torch.float32
-    if shared:  # one joint fit: the images depend on each other by design
-        codes, nme, terms = _fit_one(model, images, landmarks.to(dtype), config, init, masks, tuple(shared))
-        return FitResult(codes, nme, terms, time.perf_counter() - start)
-    parts = []
-    for b in range(landmarks.shape[0]):
-        one = slice(b, b + 1)
-        parts.append(
-            _fit_one(
-                model,
-                images[one] if images is not None else None,
-                landmarks[one].to(dtype),
-                config,
-                init.index(one) if init is not None else None,
-                masks[one] if masks is not None else None,
-            )
-        )
-    codes = Codes.concat([p[0] for p in parts])
-    nme = np.concatenate([p[1] for p in parts])
-    names = parts[0][2].keys() if parts else ()
-    terms = {k: float(np.mean([p[2][k] for p in parts])) for k in names}
+    codes, nme, terms = _fit_batch(model, images, landmarks.to(dtype), config, init, masks, tuple(shared))
     return FitResult(codes, nme, terms, time.perf_counter() - start)
 
 
-def _fit_one(model, image, landmarks, config: FitConfig, init: Codes | None, mask, shared=()):
-    """:func:`fit_codes` for one crop (batch 1), or for a batch with ``shared`` codes: (codes, NME (B,),
-    final loss terms). ``image`` None: landmark stage only."""
-    size = image.shape[-1] if image is not None else int(model.renderer.image_size[0])
+def _fit_batch(model, images, landmarks, config: FitConfig, init: Codes | None, masks, shared=()):
+    """:func:`fit_codes` after its checks: (codes, NME (B,), final loss terms).
+
+    The landmark stage fits the whole batch at once, with every operation a face's result goes through
+    independent of the batch (each image's own loss, :meth:`HeadModel.landmarks3d` row by row, the
+    visibility one face at a time), so it gives each face the bits it would get alone for a fraction of
+    the per-step overhead. The photometric stage (a few steps) fits one image at a time, except for a
+    joint fit (``shared``). ``images`` None: landmark stage only."""
+    size = images.shape[-1] if images is not None else int(model.renderer.image_size[0])
     codes = init if init is not None else initial_codes(model, landmarks, size)
     if codes.detail is not None:
         codes = codes.replace(detail=codes.detail.detach())
@@ -564,10 +594,17 @@ def _fit_one(model, image, landmarks, config: FitConfig, init: Codes | None, mas
             continue
         if stage == "landmarks":
             terms = _run_landmarks(model, variables, landmarks, config, iterations, bounds)
-        else:
-            if mask is None:
-                mask = face_masks(image, landmarks)
-            terms = _run_photometric(model, variables, image, landmarks, mask, config, iterations, bounds)
+            continue
+        if masks is None:
+            masks = face_masks(images, landmarks)
+        groups = [slice(None)] if shared else [slice(b, b + 1) for b in range(landmarks.shape[0])]
+        parts = [variables] if shared else variables.rows()
+        reports = [
+            _run_photometric(model, part, images[g], landmarks[g], masks[g], config, iterations, bounds)
+            for part, g in zip(parts, groups, strict=True)
+        ]
+        variables.update_from(parts)
+        terms = {name: float(np.mean([r[name] for r in reports])) for name in reports[0]}
     fitted = variables.codes().detach()
     fitted = fitted.replace(**{name: getattr(fitted, name).clone() for name in shared})  # own memory
     with torch.no_grad():

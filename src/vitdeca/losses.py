@@ -5,6 +5,9 @@ Conventions (shared by every function here):
 - ``B`` is the batch size; every loss is a mean over the batch, so a loss computed on a batch equals the
   mean of the losses of equal halves of it (what DistributedDataParallel's gradient averaging assumes).
   DECA sums some terms over the batch; where its weights meant a sum, the docstring says so.
+- The terms fitting uses take ``per_image=True`` to return each image's own loss (B,) instead of the
+  batch mean: per-image fitting sums them, so that every image's codes get the gradient of its own loss
+  alone, whatever else is in the batch (:func:`vitdeca.fit.fit_codes`).
 - 2D landmarks are (B,68,2) crop pixels (x right, y down) in the iBUG-68 order; the landmark terms first
   map them to [-1, 1] with :func:`normalise_pixels`, as DECA does, so their weights do not depend on the
   crop size.
@@ -19,7 +22,6 @@ the training config (``vitdeca.train.config.LossConfig``) and the fitting config
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,11 @@ def normalise_pixels(points: torch.Tensor, image_size: int | tuple[int, int]) ->
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     scale = points.new_tensor([2.0 / width, 2.0 / height])
     return points * scale - 1.0
+
+
+def batch_mean(per_image: torch.Tensor, keep: bool = False) -> torch.Tensor:
+    """The batch mean of per-image losses (B,), or the losses themselves when ``keep`` (``per_image``)."""
+    return per_image if keep else per_image.mean()
 
 
 def deca_landmark_weights(device: torch.device | str | None = None) -> torch.Tensor:
@@ -80,6 +87,7 @@ def landmark_loss(
     target: torch.Tensor,
     image_size: int | tuple[int, int],
     weights: torch.Tensor | None = None,
+    per_image: bool = False,
 ) -> torch.Tensor:
     """L_lmk: weighted L1 between predicted and target 2D landmarks in normalised coordinates.
 
@@ -89,12 +97,15 @@ def landmark_loss(
     ``batch_kp_2d_l1_loss``; pass :func:`deca_landmark_weights` for its weighted variant, or per-image
     weights (B,68) (e.g. detection confidences, 0 for missing points).
 
-    pred, target (B,68,2) crop pixels; weights None, (68,) or (B,68). Returns a scalar.
+    pred, target (B,68,2) crop pixels; weights None, (68,) or (B,68). Returns a scalar, or with
+    ``per_image`` (B,): each image's loss with its own weights (Σ_k over its points only).
     """
     diff = (normalise_pixels(pred, image_size) - normalise_pixels(target, image_size)).abs().sum(-1)
     if weights is None:
-        return diff.mean() / 2.0
+        return diff.mean(dim=1) / 2.0 if per_image else diff.mean() / 2.0
     w = weights.to(diff.dtype).expand_as(diff)
+    if per_image:
+        return (diff * w).sum(dim=1) / (2.0 * w.sum(dim=1)).clamp_min(1e-8)
     return (diff * w).sum() / (2.0 * w.sum()).clamp_min(1e-8)
 
 
@@ -106,7 +117,7 @@ def _pair_distances(points: torch.Tensor, pairs: tuple[tuple[int, int], ...]) ->
 
 
 def eye_closure_loss(
-    pred: torch.Tensor, target: torch.Tensor, image_size: int | tuple[int, int]
+    pred: torch.Tensor, target: torch.Tensor, image_size: int | tuple[int, int], per_image: bool = False
 ) -> torch.Tensor:
     """L_eye: L1 between predicted and target eyelid openings (DECA's ``eyed_loss``).
 
@@ -118,11 +129,11 @@ def eye_closure_loss(
     """
     d_pred = _pair_distances(normalise_pixels(pred, image_size), EYE_PAIRS)
     d_target = _pair_distances(normalise_pixels(target, image_size), EYE_PAIRS)
-    return (d_pred - d_target).abs().mean()
+    return batch_mean((d_pred - d_target).abs().mean(dim=1), per_image)
 
 
 def lip_closure_loss(
-    pred: torch.Tensor, target: torch.Tensor, image_size: int | tuple[int, int]
+    pred: torch.Tensor, target: torch.Tensor, image_size: int | tuple[int, int], per_image: bool = False
 ) -> torch.Tensor:
     """L_lip: L1 between predicted and target inner-lip openings (DECA's ``lipd_loss``).
 
@@ -131,16 +142,18 @@ def lip_closure_loss(
     """
     d_pred = _pair_distances(normalise_pixels(pred, image_size), LIP_PAIRS)
     d_target = _pair_distances(normalise_pixels(target, image_size), LIP_PAIRS)
-    return (d_pred - d_target).abs().mean()
+    return batch_mean((d_pred - d_target).abs().mean(dim=1), per_image)
 
 
-def photometric_loss(image: torch.Tensor, render: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def photometric_loss(
+    image: torch.Tensor, render: torch.Tensor, mask: torch.Tensor, per_image: bool = False
+) -> torch.Tensor:
     """L_pho: masked L1 between the photo and the render, ``L = mean_{b,c,y,x} M ⊙ |I − R|``.
 
     The mean runs over every pixel (not only the masked ones), as in DECA, so its weight 2 keeps DECA's
     meaning. image, render (B,3,H,W); mask (B,1,H,W) or (B,3,H,W) in [0, 1]. Returns a scalar.
     """
-    return (mask * (render - image).abs()).mean()
+    return batch_mean((mask * (render - image).abs()).flatten(1).mean(dim=1), per_image)
 
 
 def detail_photometric_loss(
@@ -185,42 +198,48 @@ def swap_code(code: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return code[index.to(code.device)]
 
 
-def code_regulariser(code: torch.Tensor) -> torch.Tensor:
+def code_regulariser(code: torch.Tensor, per_image: bool = False) -> torch.Tensor:
     """L_reg for one code: ``L = mean_b Σ_n c_bn² / 2`` (DECA sums over the batch too: our weight × B
     equals its weight). code (B,N). Returns a scalar."""
-    return code.pow(2).sum(dim=1).mean() / 2.0
+    return batch_mean(code.pow(2).sum(dim=1) / 2.0, per_image)
 
 
-def sparsity_regulariser(code: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def sparsity_regulariser(
+    code: torch.Tensor, weights: torch.Tensor | None = None, per_image: bool = False
+) -> torch.Tensor:
     """Weighted L1 that keeps blend-shape weights sparse: ``L = mean_b Σ_n w_n |c_bn|``.
 
     code (B,N); weights (N,) or None (all ones). Returns a scalar."""
     absolute = code.abs()
-    return (absolute if weights is None else absolute * weights).sum(dim=1).mean()
+    return batch_mean((absolute if weights is None else absolute * weights).sum(dim=1), per_image)
 
 
-def pair_symmetry_regulariser(code: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+def pair_symmetry_regulariser(
+    code: torch.Tensor, pairs: torch.Tensor, per_image: bool = False
+) -> torch.Tensor:
     """Left/right coherence of blend-shape weights: ``L = mean_b Σ_{(l,r)} (c_bl − c_br)²``.
 
     code (B,N); pairs (P,2) long indices (left, right). Returns a scalar (0 without pairs)."""
     if pairs.numel() == 0:
-        return code.sum() * 0.0
-    return (code[:, pairs[:, 0]] - code[:, pairs[:, 1]]).pow(2).sum(dim=1).mean()
+        return batch_mean(code.sum(dim=1) * 0.0, per_image)
+    return batch_mean((code[:, pairs[:, 0]] - code[:, pairs[:, 1]]).pow(2).sum(dim=1), per_image)
 
 
-def pair_exclusion_regulariser(code: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+def pair_exclusion_regulariser(
+    code: torch.Tensor, pairs: torch.Tensor, per_image: bool = False
+) -> torch.Tensor:
     """Contradicting blend shapes (jawLeft with jawRight, eyeBlink with eyeWide, ...) not both active:
     ``L = mean_b Σ_{(a,b)} relu(c_ba) · relu(c_bb)``. code (B,N); pairs (Q,2) long. Returns a scalar."""
     if pairs.numel() == 0:
-        return code.sum() * 0.0
+        return batch_mean(code.sum(dim=1) * 0.0, per_image)
     positive = code.clamp_min(0.0)
-    return (positive[:, pairs[:, 0]] * positive[:, pairs[:, 1]]).sum(dim=1).mean()
+    return batch_mean((positive[:, pairs[:, 0]] * positive[:, pairs[:, 1]]).sum(dim=1), per_image)
 
 
-def light_regulariser(light: torch.Tensor) -> torch.Tensor:
+def light_regulariser(light: torch.Tensor, per_image: bool = False) -> torch.Tensor:
     """DECA's light regulariser: spherical-harmonic lighting close to white,
     ``L = mean_{b,k,c} (l_bkc − mean_c' l_bkc')²``. light (B,9,3) (SH band × RGB). Returns a scalar."""
-    return (light - light.mean(dim=2, keepdim=True)).pow(2).mean()
+    return batch_mean((light - light.mean(dim=2, keepdim=True)).pow(2).flatten(1).mean(dim=1), per_image)
 
 
 def soft_symmetry_loss(
@@ -376,10 +395,10 @@ TERMS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 # The code regularisers as terms of a :class:`vitdeca.codes.Codes` (the same for training and fitting).
-CODE_REGULARISERS: dict[str, Callable[[Any], torch.Tensor]] = {
-    "reg_shape": lambda codes: code_regulariser(codes.shape),
-    "reg_expression": lambda codes: code_regulariser(codes.expression),
-    "reg_pose": lambda codes: code_regulariser(codes.pose),
-    "reg_albedo": lambda codes: code_regulariser(codes.albedo),
-    "reg_light": lambda codes: light_regulariser(codes.light),
+CODE_REGULARISERS: dict[str, Callable[..., torch.Tensor]] = {
+    "reg_shape": lambda codes, per_image=False: code_regulariser(codes.shape, per_image),
+    "reg_expression": lambda codes, per_image=False: code_regulariser(codes.expression, per_image),
+    "reg_pose": lambda codes, per_image=False: code_regulariser(codes.pose, per_image),
+    "reg_albedo": lambda codes, per_image=False: code_regulariser(codes.albedo, per_image),
+    "reg_light": lambda codes, per_image=False: light_regulariser(codes.light, per_image),
 }

@@ -428,3 +428,26 @@ def test_refine_on_real_photos_measures_spreads_only_where_it_fits(
     torch.testing.assert_close(codes.pose[1], averaged.pose[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(codes.shape[1], averaged.shape[0], atol=1e-3, rtol=0)
     assert nme[0] < 0.04
+
+
+def test_a_face_fits_to_the_same_bits_alone_and_in_any_batch(fit_model):
+    """The batch is fitted together for speed, but each face's codes are the bits it gets alone: every
+    loss is the image's own (visibility and robust weights too), the head's landmarks go row by row, and
+    the photometric stage runs face by face."""
+    pose = torch.tensor([[0.05, math.radians(70), 0.0]])  # a profile: the visibility weights matter
+    truths = [_target_codes(fit_model, seed=s) for s in (3, 4)]
+    truths.append(_target_codes(fit_model, seed=5).replace(pose=pose))
+    targets = torch.cat([landmarks2d(fit_model, t, 224) for t in truths])
+    targets[1, 30:36] += 6.0  # an outlier for the robust weights
+    images = torch.rand(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    config = FitConfig(landmark_iterations=30, photometric_iterations=2, robust=1.0, visibility_every=10)
+    batch = fit_codes(fit_model, images, targets, config)
+    alone = [fit_codes(fit_model, images[b : b + 1], targets[b : b + 1], config) for b in range(3)]
+    other = fit_codes(fit_model, images[[2, 0]], targets[[2, 0]], config)  # another size and order
+    for name, value in batch.codes.as_dict().items():
+        if value is None:
+            continue
+        assert torch.equal(value, torch.cat([getattr(a.codes, name) for a in alone])), name
+        assert torch.equal(value[[2, 0]], getattr(other.codes, name)), name
+    assert np.array_equal(batch.nme, np.concatenate([a.nme for a in alone]))
+    assert batch.losses.keys() == alone[0].losses.keys() and "photometric" in batch.losses

@@ -20,7 +20,7 @@ from vitdeca.head.base import HeadModel, HeadOutput, LinearBasis
 from vitdeca.head.contour import CONTOUR_LANDMARKS, contour_paths, march_contour
 from vitdeca.head.ict_assets import N_IDENTITY, cache_paths, install_ict, load_cache
 from vitdeca.head.landmarks import IBUG68_NAMES
-from vitdeca.head.lbs import batch_rodrigues, blend_shapes
+from vitdeca.head.lbs import batch_rodrigues, blend_shapes, blend_shapes_by_row
 
 CONTOUR_STEP_MM = 2.5  # x spacing of the jaw-contour marching paths (vitdeca.head.contour)
 _REQUIRED = ("template", "shapedirs", "exprdirs", "faces", "uv_coords", "uv_faces", "landmarks", "face_mask")
@@ -130,8 +130,9 @@ class ICTHead(HeadModel):
 
     def landmarks3d(self, shape: Tensor, expression: Tensor, pose: Tensor) -> Tensor:
         """As ``forward(...).landmarks3d`` from the ``landmark_support`` rows of the basis only (a fraction
-        of a millisecond instead of the full mesh)."""
-        points = blend_shapes(
+        of a millisecond instead of the full mesh); each face's result is independent of the batch
+        (:func:`blend_shapes_by_row`)."""
+        points = blend_shapes_by_row(
             torch.cat([shape, expression], dim=1), self._support_basis, self._support_template
         )
         rotation = batch_rodrigues(pose[:, :3])

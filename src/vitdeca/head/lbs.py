@@ -58,6 +58,15 @@ def blend_shapes(coeffs: Tensor, basis: Tensor, template: Tensor) -> Tensor:
     return flat.view(coeffs.shape[0], -1, 3)
 
 
+def blend_shapes_by_row(coeffs: Tensor, basis: Tensor, template: Tensor) -> Tensor:
+    """:func:`blend_shapes` with each row through its own matrix product: a row's result, and its
+    gradient, are then the bits it gets in a batch of one, whatever the batch (a batched product rounds
+    differently from a single row's, and fitting promises batch-independent codes: :mod:`vitdeca.fit`).
+    For few rows and a small basis (fitting's landmark vertices); B products instead of one."""
+    rows = [blend_shapes(coeffs[b : b + 1], basis, template) for b in range(coeffs.shape[0])]
+    return rows[0] if len(rows) == 1 else torch.cat(rows)
+
+
 def vertices2joints(j_regressor: Tensor, vertices: Tensor) -> Tensor:
     """Joint locations as weighted vertex sums: j_regressor (J,V), vertices (B,V,3) → (B,J,3)."""
     return torch.einsum("jv,bvk->bjk", j_regressor, vertices)
