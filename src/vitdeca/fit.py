@@ -459,17 +459,14 @@ def _step(optimizer: torch.optim.Optimizer, terms: dict[str, torch.Tensor]) -> N
 
 def landmark_visibility(model, codes: Codes) -> torch.Tensor:
     """(B,68) bool: the landmarks of ``codes`` that the head does not hide from the camera itself
-    (:func:`vitdeca.render.visibility.mesh_visibility` of the posed mesh), one face at a time: a batched
-    mesh rounds differently, and a point on the silhouette could change sides with the batch."""
+    (:func:`vitdeca.render.visibility.mesh_visibility` of the posed mesh). The mesh is posed row by row
+    (:meth:`HeadModel.forward_rows`): a batched mesh rounds differently, and a point on the silhouette
+    could change sides with the batch."""
     from vitdeca.render.visibility import mesh_visibility
 
-    visible = []
     with torch.no_grad():
-        for b in range(codes.batch_size):
-            one = codes.index(slice(b, b + 1))
-            out = model.head(one.shape, one.expression, one.pose)
-            visible.append(mesh_visibility(out.vertices, model.head.faces, out.landmarks3d))
-    return torch.cat(visible)
+        out = model.head.forward_rows(codes.shape, codes.expression, codes.pose)
+    return mesh_visibility(out.vertices, model.head.faces, out.landmarks3d)
 
 
 def robust_weights(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:

@@ -102,10 +102,23 @@ class HeadModel(nn.Module):
         exported with the head), or None for a model without them (FLAME's eyes are part of its mesh)."""
         return None
 
+    def forward_rows(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> HeadOutput:
+        """``forward`` with each row's result, and its gradient, the bits that row gets in a batch of one,
+        whatever the batch (a batched product rounds differently from a single row's; per-image fitting
+        promises batch-independent codes, :func:`vitdeca.fit.fit_codes`). Here: one forward per row;
+        models override it with a cheaper path when they have one."""
+        rows = [self(shape[b : b + 1], expression[b : b + 1], pose[b : b + 1]) for b in range(shape.shape[0])]
+        if len(rows) == 1:
+            return rows[0]
+        joints = None if rows[0].joints is None else torch.cat([r.joints for r in rows])
+        vertices, landmarks = (torch.cat([getattr(r, n) for r in rows]) for n in ("vertices", "landmarks3d"))
+        return HeadOutput(vertices=vertices, landmarks3d=landmarks, joints=joints)
+
     def landmarks3d(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        """(B,68,3) landmarks of the codes, equal to ``forward(...).landmarks3d``; models override it with
-        a cheaper path when they have one (fitting's landmark stage calls it at every step)."""
-        return self(shape, expression, pose).landmarks3d
+        """(B,68,3) landmarks of the codes, equal to ``forward(...).landmarks3d`` and, as
+        :meth:`forward_rows`, independent of the batch row by row; models override it with a cheaper path
+        when they have one (fitting's landmark stage calls it at every step)."""
+        return self.forward_rows(shape, expression, pose).landmarks3d
 
     @property
     def n_vertices(self) -> int:

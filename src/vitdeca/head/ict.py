@@ -157,8 +157,16 @@ class ICTHead(HeadModel):
 
     def forward(self, shape: Tensor, expression: Tensor, pose: Tensor) -> HeadOutput:
         """shape (B,n_shape), expression (B,55), pose (B,3) axis-angle → vertices (B,V,3) cm, landmarks3d."""
+        return self._posed(shape, expression, pose, blend_shapes)
+
+    def forward_rows(self, shape: Tensor, expression: Tensor, pose: Tensor) -> HeadOutput:
+        """``forward``, batch-independent row by row (:meth:`HeadModel.forward_rows`): the blend shapes by
+        row (:func:`blend_shapes_by_row`), the rest already is."""
+        return self._posed(shape, expression, pose, blend_shapes_by_row)
+
+    def _posed(self, shape: Tensor, expression: Tensor, pose: Tensor, blend) -> HeadOutput:
         self.check_codes(shape, expression, pose)
-        vertices = blend_shapes(torch.cat([shape, expression], dim=1), self.basis, self.template)
+        vertices = blend(torch.cat([shape, expression], dim=1), self.basis, self.template)
         rot = batch_rodrigues(pose)  # (B,3,3), exactly I for zero pose
         # rotate about the origin (the pivot); (R @ V^T)^T is a BLAS-friendly bmm
         vertices = torch.bmm(rot, vertices.transpose(1, 2)).transpose(1, 2).contiguous()
