@@ -67,7 +67,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
     parser.add_argument("--detector", default=DEFAULT_BACKEND, help="face detector backend (%(default)s)")
-    parser.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="(%(default)s)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="(%(default)s)")
     parser.add_argument("--all-faces", action="store_true", help="every detected face (default: the largest)")
     parser.add_argument(
         "--same-person",
