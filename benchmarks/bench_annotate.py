@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inputs import shared_dir
 from vitdeca.faces import get_backend, read_image
 from vitdeca.faces.annotate import AnnotateOptions, annotate_folder
 from vitdeca.faces.backends import clear_backends
@@ -36,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "annotate.md"
 
 
 def shared_photos() -> list[Path]:
-    shared = Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    shared = shared_dir()
     photos = sorted(p for p in (shared / "faces").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
         raise SystemExit(f"no photos under {shared / 'faces'} (set VITDECA_SHARED)")

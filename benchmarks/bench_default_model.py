@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inputs import shared_dir
 from stats import BOOTSTRAP, bootstrap_interval
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 from vitdeca.storage import atomic_write_bytes
@@ -292,7 +293,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vitdeca-vits14")
     parser.add_argument("--synth", required=True, help="a held-out `vitdeca synth` folder")
-    shared = Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    shared = shared_dir()
     parser.add_argument("--photos", default=str(shared / "faces" / "deca_testsamples"))
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos")
     parser.add_argument("--stride", type=int, default=1, help="every k-th photo (sorted by path)")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inputs import add_model_and_photos
 from stats import bootstrap_interval
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 
@@ -79,14 +80,8 @@ def table(rows: dict, faces: int) -> list[str]:
 def main() -> None:
     from vitdeca.pipeline import Reconstructor
 
-    shared = Path(os.environ.get("VITDECA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vitdeca-vits14")
-    parser.add_argument(
-        "--photos",
-        nargs="+",
-        default=[str(shared / "faces" / "deca_testsamples"), str(shared / "faces" / "dlib_examples")],
-    )
+    add_model_and_photos(parser)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(2)

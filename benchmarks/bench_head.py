@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from inputs import shared_dir
 from vitdeca.head import load_head_model
 from vitdeca.head.synthetic import (
     random_flame_arrays,
@@ -41,7 +42,7 @@ BATCHES = (1, 64)
 
 
 def ict_source() -> str | None:
-    shared = Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    shared = shared_dir()
     archive = shared / "assets" / "ICT-FaceKit-master.zip"
     return os.environ.get("VITDECA_ICT_FACEKIT") or (str(archive) if archive.exists() else None)
 

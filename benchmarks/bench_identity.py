@@ -21,6 +21,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from inputs import shared_dir
 from vitdeca.identity import dlib_model_path, load_identity_net
 from vitdeca.storage import atomic_write_bytes
 
@@ -39,7 +40,7 @@ def _median_seconds(fn: Callable[[], object], runs: int = RUNS) -> float:
 
 
 def _faces() -> tuple[np.ndarray, list, list[np.ndarray]]:
-    shared = Path(os.environ.get("VITDECA_SHARED") or REPO.parent / "shared")
+    shared = shared_dir()
     image = np.ascontiguousarray(iio.imread(shared / "faces" / "dlib_examples" / "bald_guys.jpg")[..., :3])
     predictor = dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
     shapes = [predictor(image, box) for box in dlib.get_frontal_face_detector()(image, 0)][:BATCH]

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inputs import shared_dir
 from vitdeca.storage import atomic_write_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pose.md"
@@ -76,10 +77,6 @@ class Found:
     yaw: float = float("nan")
 
 
-def shared_root() -> Path:
-    return Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
-
-
 def bin_of(yaw: float) -> int:
     """Yaw bin of a yaw in degrees (|yaw| ≥ 90 counts as 60-90°)."""
     return min(int(abs(yaw) // 30), len(BIN_NAMES) - 1)
@@ -111,7 +108,7 @@ def generate_synthetic(folder: Path, count: int, seed: int) -> Path:
     """``count`` synthetic faces (yaw uniform in ±90°, 320 px, photo backgrounds) written to ``folder``."""
     from vitdeca.data.synth import SynthOptions, write_synthetic_dataset
 
-    backgrounds = str(shared_root() / "faces" / "dlib_examples")
+    backgrounds = str(shared_dir() / "faces" / "dlib_examples")
     options = SynthOptions(n_images=count, images_per_subject=2, seed=seed, size=320, yaw_max=90.0,
                            face_fraction=(0.35, 0.5), shift=0.1, backgrounds=backgrounds)  # fmt: skip
     write_synthetic_dataset(folder, options, progress=False)
@@ -123,7 +120,7 @@ def xml_photos(max_faces: int | None) -> list[Photo]:
     photo's faces cut to fit); yaws are filled in by :func:`fit_truth`."""
     from vitdeca.evaluation.landmarks import read_dlib_xml
 
-    folder = shared_root() / "faces" / "dlib_examples"
+    folder = shared_dir() / "faces" / "dlib_examples"
     photos, total = [], 0
     for xml in ("testing_with_face_landmarks.xml", "training_with_face_landmarks.xml"):
         for ann in read_dlib_xml(folder / xml):
@@ -135,7 +132,7 @@ def xml_photos(max_faces: int | None) -> list[Photo]:
 
 
 def aflw_photos(max_faces: int | None) -> list[Photo]:
-    folder = shared_root() / "faces" / "deca_testsamples" / "AFLW2000"
+    folder = shared_dir() / "faces" / "deca_testsamples" / "AFLW2000"
     return [Photo(path, AFLW) for path in sorted(folder.glob("*.jpg"))[:max_faces]]
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inputs import shared_dir
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 from vitdeca.model import ModelConfig
 from vitdeca.storage import atomic_write_bytes
@@ -38,7 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "reconstruct.md"
 
 
 def shared_photos(limit: int | None) -> list[Path]:
-    shared = Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    shared = shared_dir()
     photos = sorted(p for p in (shared / "faces").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
         raise SystemExit(f"no photos under {shared / 'faces'} (set VITDECA_SHARED)")

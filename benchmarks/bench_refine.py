@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inputs import add_model_and_photos
 from stats import bootstrap_interval
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 
@@ -154,14 +155,8 @@ def main() -> None:
     from vitdeca.fit import FitConfig
     from vitdeca.pipeline import Reconstructor
 
-    shared = Path(os.environ.get("VITDECA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="vitdeca-vits14")
-    parser.add_argument(
-        "--photos",
-        nargs="+",
-        default=[str(shared / "faces" / "deca_testsamples"), str(shared / "faces" / "dlib_examples")],
-    )
+    add_model_and_photos(parser)
     parser.add_argument("--largest", action="store_true", help="only the largest face of each photo")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--steps", type=int, nargs="*", default=[], help="extra rows: refine with N steps")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import platform
 import tempfile
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inputs import shared_dir
 from vitdeca.storage import atomic_write_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "video_turn.md"
@@ -41,7 +41,7 @@ def turning_clip(path: Path, frames: int, max_yaw: float, seed: int) -> tuple[np
     from vitdeca import media
     from vitdeca.data.synth import SynthOptions, SynthRenderer, image_specs, load_synth_head
 
-    shared = Path(os.environ.get("VITDECA_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+    shared = shared_dir()
     options = SynthOptions(n_images=1, images_per_subject=1, seed=seed, size=320, yaw_max=0.0, eyes="ict",
                            face_fraction=(0.42, 0.42), shift=0.0, blur_fraction=0.0, occluder_fraction=0.0,
                            backgrounds=str(shared / "faces" / "dlib_examples")).validated()  # fmt: skip
