@@ -130,7 +130,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] = ()) -> T:
-    """Defaults of ``cls``, then the YAML file (if any), then ``--set`` overrides; validated."""
+    """Defaults of ``cls``, then the YAML file (if any), then ``--set`` overrides, with keys and types
+    checked (:func:`from_dict`). Range checks are the config's own ``validated()``, which the caller runs
+    (e.g. ``vitdeca fit`` and ``reconstruct`` on their :class:`~vitdeca.fit.FitConfig`)."""
     data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, list(overrides))
     try:
