@@ -280,7 +280,9 @@ class FanBackend(FaceBackend):
 class CascadeBackend(FaceBackend):
     """Backends tried in order until one finds a face (``stages``: registered names; default the HOG
     detector, then MTCNN, then dlib's CNN). A stage that cannot load (MTCNN without facenet-pytorch) is
-    left out with a warning. Each face's landmarks come from the stage that found it."""
+    left out, with one warning the first time an image goes through every other stage without a face (the
+    only time the missing stage could have mattered). Each face's landmarks come from the stage that found
+    it."""
 
     name = "cascade"
     # options of a stage inside the cascade: MTCNN stops at the HOG stage's smallest face (40 px), which
@@ -289,13 +291,15 @@ class CascadeBackend(FaceBackend):
 
     def __init__(self, stages: tuple[str, ...] = ("dlib", "mtcnn", "dlib_cnn")) -> None:
         self.stages: dict[str, FaceBackend] = {}
+        self.missing: dict[str, str] = {}  # stage → why it could not load
         for stage in stages:
             try:
                 self.stages[stage] = get_backend(stage, **self.stage_options.get(stage, {}))
             except VitdecaError as exc:
-                log.warning("face cascade: without the %r stage (%s)", stage, exc)
+                self.missing[stage] = str(exc)
         if not self.stages:
             raise VitdecaError(f"face cascade: none of the stages {list(stages)} could load")
+        self._warned = False
 
     @property
     def min_face_size(self) -> float | None:
@@ -307,6 +311,10 @@ class CascadeBackend(FaceBackend):
             hits = stage.detect(image)
             if hits:
                 return [replace(hit, source=name) for hit in hits]
+        if self.missing and not self._warned:
+            self._warned = True
+            for stage, why in self.missing.items():
+                log.warning("face cascade: found no face without the %r stage, which might (%s)", stage, why)
         return []
 
     def landmarks(self, image: np.ndarray, detection: Detection) -> np.ndarray:
