@@ -266,8 +266,7 @@ class _Variables:
         already fitted), for the stages that fit one image at a time; :meth:`update_from` takes them back."""
         parts = []
         for b in range(self.start.batch_size):
-            part = object.__new__(_Variables)
-            part.start, part.shared = self.start.index(slice(b, b + 1)), ()
+            part = _Variables(self.start.index(slice(b, b + 1)))
             part.leaves = {
                 name: leaf.detach()[b : b + 1].clone().requires_grad_(True)
                 for name, leaf in self.leaves.items()
@@ -549,9 +548,9 @@ def fit_codes(
     per-step overhead (1.8x fewer seconds per face in batches of 8 photos,
     ``benchmarks/results/fit_batch.md``). (Batched matrix products round differently from a single row's
     by ~1e-8; the L1 landmark loss and Adam's normalised steps would amplify that to ~0.1 in the shape
-    codes within 60 steps.) On one machine and
-    torch build, the same image, settings and thread count give bit-identical codes. Thread policy is the
-    caller's: it runs on ``torch.get_num_threads()`` threads (``--threads`` in the CLI).
+    codes within 60 steps.) On one machine and torch build, the same image, settings and thread count give
+    bit-identical codes. Thread policy is the caller's: it runs on ``torch.get_num_threads()`` threads
+    (``--threads`` in the CLI).
 
     ``shared`` (e.g. ``("shape", "albedo")``: one person in every image) makes it a joint fit of the whole
     batch instead: those codes get one value, starting at the per-coordinate median of ``init``'s, fitted
@@ -574,9 +573,9 @@ def _fit_batch(model, images, landmarks, config: FitConfig, init: Codes | None, 
     """:func:`fit_codes` after its checks: (codes, NME (B,), final loss terms).
 
     The landmark stage fits the whole batch at once, with every operation a face's result goes through
-    independent of the batch (each image's own loss, :meth:`HeadModel.landmarks3d` row by row, the
-    visibility one face at a time), so it gives each face the bits it would get alone for a fraction of
-    the per-step overhead. The photometric stage (a few steps) fits one image at a time, except for a
+    independent of the batch (each image's own loss; :meth:`HeadModel.landmarks3d` and the visibility
+    mesh posed row by row), so it gives each face the bits it would get alone for a fraction of the
+    per-step overhead. The photometric stage (a few steps) fits one image at a time, except for a
     joint fit (``shared``). ``images`` None: landmark stage only."""
     size = images.shape[-1] if images is not None else int(model.renderer.image_size[0])
     codes = init if init is not None else initial_codes(model, landmarks, size)

@@ -62,7 +62,7 @@ def blend_shapes_by_row(coeffs: Tensor, basis: Tensor, template: Tensor) -> Tens
     """:func:`blend_shapes` with each row through its own matrix product: a row's result, and its
     gradient, are then the bits it gets in a batch of one, whatever the batch (a batched product rounds
     differently from a single row's, and fitting promises batch-independent codes: :mod:`vitdeca.fit`).
-    For few rows and a small basis (fitting's landmark vertices); B products instead of one."""
+    B products instead of one, which reads the basis B times: for fitting's few faces, not for training."""
     rows = [blend_shapes(coeffs[b : b + 1], basis, template) for b in range(coeffs.shape[0])]
     return rows[0] if len(rows) == 1 else torch.cat(rows)
 
