@@ -6,11 +6,13 @@ one optimisation whose operations do not mix the faces) and so shares the per-st
 of a landmark step's time; each face's codes stay bit-identical to a fit of that face alone. Rows: ``fit``
 (from the template) and ``refine`` (the default model's codes, then the short fit), each run by
 :meth:`Reconstructor.estimate_prepared` (what ``vitdeca reconstruct`` does after detection: encoder,
-re-framing, the detector's spread, the fit) on batches of 1, 4 and 8 photos (``--batch-size``). Batch 1 is
-the reference, in the same run: the photos are taken in groups of 8, and each group runs through every
-row and batch size before the next, so load changes hit every row alike.
+re-framing, the detector's spread, the fit) on batches of 1, 4 and 8 photos (``--batch-size``; other sizes
+with ``--batch-sizes``). The first size is the reference, in the same run: the photos are taken in groups
+of the largest size, and each group runs through every row and batch size before the next, so load
+changes hit every row alike.
 
-Usage: ``python benchmarks/bench_fit_batch.py [--model vitdeca-vits14] [--photos DIR ...]``.
+Usage: ``python benchmarks/bench_fit_batch.py [--model vitdeca-vits14] [--photos DIR ...]
+[--batch-sizes 1 4 8]``.
 Writes ``benchmarks/results/fit_batch.md``. Run it on a quiet machine: the ratios are only meaningful then.
 """
 
@@ -30,8 +32,7 @@ from stats import bootstrap_interval
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fit_batch.md"
-BATCH_SIZES = (1, 4, 8)
-GROUP = 8  # photos per interleaving group (the largest batch size)
+BATCH_SIZES = (1, 4, 8)  # the default --batch-sizes; the first is the reference
 
 
 def run_batches(rec, prepared: list, batch_size: int) -> tuple[object, np.ndarray, float]:
@@ -58,15 +59,16 @@ def sameness(a, b) -> str:
 
 
 def table(rows: dict, faces: int) -> list[str]:
-    """Markdown rows: ``rows`` (method → batch size → (codes, nme, seconds)); batch 1 is the reference."""
+    """Markdown rows: ``rows`` (method → batch size → (codes, nme, seconds)); the first size is the
+    reference."""
     lines = [
-        "| method | batch size (photos) | s/face | speed-up over batch 1 | ÷ fit at this batch size "
-        "| codes identical to batch 1 | median NME [95 % CI] |",
+        "| method | batch size (photos) | s/face | speed-up over the first size | ÷ fit at this batch size "
+        "| codes identical to the first size | median NME [95 % CI] |",
         "|---|---|---|---|---|---|---|",
     ]
     for method, by_size in rows.items():
         for size, (codes, nme, seconds) in by_size.items():
-            reference = by_size[BATCH_SIZES[0]]
+            reference = next(iter(by_size.values()))
             interval = bootstrap_interval(100 * nme, np.median)
             same = sameness(codes, reference[0])
             lines.append(
@@ -82,6 +84,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_and_photos(parser)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES), metavar="N")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -94,13 +97,14 @@ def main() -> None:
     prepared = {m: [rec.prepare(p, all_faces=True) for p in paths] for m, rec in recs.items()}
     keep = [i for i in range(len(paths)) if all(len(prepared[m][i].crops) for m in recs)]
     prepared = {m: [prepared[m][i] for i in keep] for m in recs}
-    parts: dict = {m: {s: [] for s in BATCH_SIZES} for m in recs}
-    for first in range(0, len(keep), GROUP):
+    sizes, group_size = args.batch_sizes, max(args.batch_sizes)  # photos per interleaving group
+    parts: dict = {m: {s: [] for s in sizes} for m in recs}
+    for first in range(0, len(keep), group_size):
         for method, rec in recs.items():
-            group = prepared[method][first : first + GROUP]
-            for size in BATCH_SIZES:
+            group = prepared[method][first : first + group_size]
+            for size in sizes:
                 parts[method][size].append(run_batches(rec, group, size))
-        print(f"{first + GROUP} of {len(keep)} photos", flush=True)
+        print(f"{min(first + group_size, len(keep))} of {len(keep)} photos", flush=True)
     from vitdeca.codes import Codes
 
     rows = {
@@ -108,16 +112,17 @@ def main() -> None:
             for s, ps in by_size.items()}
         for m, by_size in parts.items()
     }  # fmt: skip
-    faces = len(rows["fit"][1][1])
+    faces = len(rows["fit"][sizes[0]][1])
     lines = [
         "# Fitting faces in batches: seconds per face by batch size (issues 12 and 15)",
         "",
         f"Model `{args.model}` for refine; {platform.machine()} CPU, torch {torch.__version__}, 2 threads, "
         f"load average {os.getloadavg()[0]:.1f} at the end. Command: `python benchmarks/bench_fit_batch.py "
-        f"--photos {' '.join(args.photos)}`. {len(keep)} photos, {faces} faces (every face of each photo); "
+        f"--photos {' '.join(args.photos)} --batch-sizes {' '.join(map(str, sizes))}`. {len(keep)} photos, "
+        f"{faces} faces (every face of each photo); "
         "seconds after detection (`Reconstructor.estimate_prepared`: encoder, re-framing, the detector's "
-        "spread, the fit), summed over interleaved groups of 8 photos. NME against the detector's 68 points "
-        "(outer-eye normalised); bootstrap 95 % intervals over faces.",
+        f"spread, the fit), summed over interleaved groups of {group_size} photos. NME against the "
+        "detector's 68 points (outer-eye normalised); bootstrap 95 % intervals over faces.",
         "",
         "`fit` gives every face the same bits in any batch. `refine` starts from the encoder's codes, and a "
         "batched ViT forward rounds differently from a single crop's (about 1e-6 in the codes), which the "
