@@ -276,9 +276,7 @@ class _Variables:
         return parts
 
     def update_from(self, parts: list[_Variables]) -> None:
-        """Take back the values of :meth:`rows` (``parts`` [self] for a batch fitted whole: nothing)."""
-        if parts == [self]:
-            return
+        """Take back the values of :meth:`rows` after their stage."""
         with torch.no_grad():
             for b, part in enumerate(parts):
                 for name, leaf in self.leaves.items():
@@ -527,6 +525,18 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
     return _report(terms)
 
 
+def _run_photometric_each(model, variables: _Variables, images, target, masks, config, iterations, bounds):
+    """:func:`_run_photometric` one image at a time (:meth:`_Variables.rows`); the terms averaged."""
+    parts = variables.rows()
+    reports = [
+        _run_photometric(model, part, images[b : b + 1], target[b : b + 1], masks[b : b + 1], config,
+                         iterations, bounds)
+        for b, part in enumerate(parts)
+    ]  # fmt: skip
+    variables.update_from(parts)
+    return {name: float(np.mean([r[name] for r in reports])) for name in reports[0]}
+
+
 def fit_codes(
     model,
     images: torch.Tensor,
@@ -594,14 +604,8 @@ def _fit_batch(model, images, landmarks, config: FitConfig, init: Codes | None, 
             continue
         if masks is None:
             masks = face_masks(images, landmarks)
-        groups = [slice(None)] if shared else [slice(b, b + 1) for b in range(landmarks.shape[0])]
-        parts = [variables] if shared else variables.rows()
-        reports = [
-            _run_photometric(model, part, images[g], landmarks[g], masks[g], config, iterations, bounds)
-            for part, g in zip(parts, groups, strict=True)
-        ]
-        variables.update_from(parts)
-        terms = {name: float(np.mean([r[name] for r in reports])) for name in reports[0]}
+        run = _run_photometric if shared else _run_photometric_each
+        terms = run(model, variables, images, landmarks, masks, config, iterations, bounds)
     fitted = variables.codes().detach()
     fitted = fitted.replace(**{name: getattr(fitted, name).clone() for name in shared})  # own memory
     with torch.no_grad():
