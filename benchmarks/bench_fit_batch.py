@@ -29,6 +29,7 @@ import torch
 
 from inputs import add_model_and_photos
 from stats import bootstrap_interval
+from vitdeca.codes import Codes
 from vitdeca.faces.image_io import IMAGE_SUFFIXES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fit_batch.md"
@@ -37,8 +38,6 @@ BATCH_SIZES = (1, 4, 8)  # the default --batch-sizes; the first is the reference
 
 def run_batches(rec, prepared: list, batch_size: int) -> tuple[object, np.ndarray, float]:
     """(codes of every face, NME to the detector's points per face, seconds) of ``prepared`` in batches."""
-    from vitdeca.codes import Codes
-
     codes, nme, seconds = [], [], 0.0
     for first in range(0, len(prepared), batch_size):
         start = time.perf_counter()
@@ -105,8 +104,6 @@ def main() -> None:
             for size in sizes:
                 parts[method][size].append(run_batches(rec, group, size))
         print(f"{min(first + group_size, len(keep))} of {len(keep)} photos", flush=True)
-    from vitdeca.codes import Codes
-
     rows = {
         m: {s: (Codes.concat([p[0] for p in ps]), np.concatenate([p[1] for p in ps]), sum(p[2] for p in ps))
             for s, ps in by_size.items()}
