@@ -3,7 +3,9 @@
 Claim measured (batch 8, 224x224, CPU): rasterise + shade (``MeshRenderer``: z-buffer, barycentrics,
 UV albedo, SH shading) forward of the textured image, forward of every image (textured, normals, shading,
 albedo, shape render, UV grid: the render makes each when first read), and forward+backward of
-sum(image · fixed random weights) w.r.t. vertices, camera, albedo and light, on
+sum(image · fixed random weights) w.r.t. vertices, camera, albedo and light (their ``.grad`` set to
+None before each, as ``zero_grad(set_to_none=True)`` leaves a training step's; until session 17 they
+accumulated), on
 1. a 10k-triangle UV sphere,
 2. the ICT-FaceKit head model as vitdeca loads it, and its face region (faces inside ``face_mask``),
 as a ratio to a torchvision ResNet50 forward (weights=None, eval, no_grad) on the same batch, timed in the
@@ -128,7 +130,9 @@ def make_step(mesh: dict[str, torch.Tensor], batch: int, backend: str = "auto", 
         out = forward()
         return [getattr(out, name) for name in ALL_IMAGES]
 
-    def forward_backward():
+    def forward_backward():  # as a training step after zero_grad(set_to_none=True): nothing accumulates
+        for leaf in (vertices, camera, albedo, light):
+            leaf.grad = None
         (forward().image * upstream).sum().backward()
 
     return forward_image, forward_all, forward_backward

@@ -261,28 +261,6 @@ class _Variables:
             values[name] = values[name].expand(s0.shape[0], *values[name].shape[1:])
         return Codes(camera=camera, **values)
 
-    def rows(self) -> list[_Variables]:
-        """One set of variables per image, continuing from these (same start and values, same codes
-        already fitted), for the stages that fit one image at a time; :meth:`update_from` takes them back."""
-        parts = []
-        for b in range(self.start.batch_size):
-            part = _Variables(self.start.index(slice(b, b + 1)))
-            part.leaves = {
-                name: leaf.detach()[b : b + 1].clone().requires_grad_(True)
-                for name, leaf in self.leaves.items()
-            }
-            part.fitted = set(self.fitted)
-            parts.append(part)
-        return parts
-
-    def update_from(self, parts: list[_Variables]) -> None:
-        """Take back the values of :meth:`rows` after their stage."""
-        with torch.no_grad():
-            for b, part in enumerate(parts):
-                for name, leaf in self.leaves.items():
-                    leaf[b : b + 1].copy_(part.leaves[name])
-        self.fitted.update(*(part.fitted for part in parts))
-
     def optimizer(self, names: tuple[str, ...], config: FitConfig) -> torch.optim.Optimizer:
         """Adam over the codes ``names``; codes fitted by an earlier stage get ``config.refine_lr``."""
         groups = []
@@ -500,11 +478,14 @@ def _run_landmarks(model, variables: _Variables, target, config, iterations, bou
 
 
 def _run_photometric(model, variables: _Variables, images, target, masks, config, iterations, bounds):
+    """The photometric stage on the whole batch. Images with codes of their own are decoded row by row
+    (``DecaModel.decode(by_row=True)``), so that each gets the bits it gets alone; a joint fit's images
+    share codes, and are decoded as one batch."""
     from vitdeca.render.visibility import render_visibility
 
-    size = images.shape[-1]
+    size, by_row = images.shape[-1], not variables.shared
     with torch.no_grad():
-        recon = model.decode(variables.codes(), detail=False)
+        recon = model.decode(variables.codes(), detail=False, by_row=by_row)
         mask = masks * recon.alpha
         light = solve_light(images, recon.render.albedo_image, recon.normal_image, mask)
         variables.leaves["light"].copy_(light)
@@ -514,7 +495,7 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
     terms: dict[str, torch.Tensor] = {}
     for _ in range(iterations):
         codes = variables.codes()
-        recon = model.decode(codes, detail=False)
+        recon = model.decode(codes, detail=False, by_row=by_row)
         visible = None
         if config.occluded_weight < 1.0:
             visible = render_visibility(recon.landmarks3d, codes.camera, recon.depth, recon.alpha)
@@ -523,18 +504,6 @@ def _run_photometric(model, variables: _Variables, images, target, masks, config
         _step(optimizer, terms)
         _clamp_expression(variables, bounds)
     return _report(terms)
-
-
-def _run_photometric_each(model, variables: _Variables, images, target, masks, config, iterations, bounds):
-    """:func:`_run_photometric` one image at a time (:meth:`_Variables.rows`); the terms averaged."""
-    parts = variables.rows()
-    reports = [
-        _run_photometric(model, part, images[b : b + 1], target[b : b + 1], masks[b : b + 1], config,
-                         iterations, bounds)
-        for b, part in enumerate(parts)
-    ]  # fmt: skip
-    variables.update_from(parts)
-    return {name: float(np.mean([r[name] for r in reports])) for name in reports[0]}
 
 
 def fit_codes(
@@ -582,11 +551,12 @@ def fit_codes(
 def _fit_batch(model, images, landmarks, config: FitConfig, init: Codes | None, masks, shared=()):
     """:func:`fit_codes` after its checks: (codes, NME (B,), final loss terms).
 
-    The landmark stage fits the whole batch at once, with every operation a face's result goes through
-    independent of the batch (each image's own loss; :meth:`HeadModel.landmarks3d` and the visibility
-    mesh posed row by row), so it gives each face the bits it would get alone for a fraction of the
-    per-step overhead. The photometric stage (a few steps) fits one image at a time, except for a
-    joint fit (``shared``). ``images`` None: landmark stage only."""
+    Both stages fit the whole batch at once, with every operation a face's result goes through
+    independent of the batch (each image's own loss; :meth:`HeadModel.landmarks3d`, the visibility mesh
+    and, in the photometric stage, the head and the albedo row by row,
+    ``DecaModel.decode(by_row=True)``; the renderer's kernels work image by image), so it gives each face
+    the bits it would get alone for a fraction of the per-step overhead. ``images`` None: the landmark
+    stage only."""
     size = images.shape[-1] if images is not None else int(model.renderer.image_size[0])
     codes = init if init is not None else initial_codes(model, landmarks, size)
     if codes.detail is not None:
@@ -604,8 +574,7 @@ def _fit_batch(model, images, landmarks, config: FitConfig, init: Codes | None, 
             continue
         if masks is None:
             masks = face_masks(images, landmarks)
-        run = _run_photometric if shared else _run_photometric_each
-        terms = run(model, variables, images, landmarks, masks, config, iterations, bounds)
+        terms = _run_photometric(model, variables, images, landmarks, masks, config, iterations, bounds)
     fitted = variables.codes().detach()
     fitted = fitted.replace(**{name: getattr(fitted, name).clone() for name in shared})  # own memory
     with torch.no_grad():

@@ -290,17 +290,22 @@ class DecaModel(nn.Module):
         detail: bool | None = None,
         background: torch.Tensor | None = None,
         image_size: int | None = None,
+        by_row: bool = False,
     ) -> Reconstruction:
         """:class:`Codes` → :class:`Reconstruction`; ``detail`` defaults to "detail branch on and a code
         given". ``background`` (B,3,H,W) is composited behind the renders (default black). ``image_size``:
         render at this size instead of ``config.image_size`` (the camera's NDC span the image either way).
+        ``by_row``: the head model and the albedo row by row (:meth:`HeadModel.forward_rows`,
+        :meth:`AlbedoDecoder.forward_rows`), so that each image's coarse render and its gradients are the
+        bits it gets in a batch of one (the renderer's kernels already work image by image): what
+        per-image fitting runs on a batch (:func:`vitdeca.fit.fit_codes`).
 
         Under autocast (bf16 training) the geometry and the renderer still run in float32 (bf16 cannot
         hold pixel coordinates or barycentrics); the albedo and detail decoders keep autocast."""
         amp = _AutocastState.capture(self.camera_scale0.device.type)
         with torch.autocast(amp.device, enabled=False):
             codes = codes._map(lambda t: t.float() if t.is_floating_point() else t)
-            return self._decode(codes, detail, background, amp, image_size)
+            return self._decode(codes, detail, background, amp, image_size, by_row)
 
     def _decode(
         self,
@@ -309,11 +314,12 @@ class DecaModel(nn.Module):
         background: torch.Tensor | None,
         amp: _AutocastState,
         image_size: int | None = None,
+        by_row: bool = False,
     ) -> Reconstruction:
-        head = self.head(codes.shape, codes.expression, codes.pose)
+        head = (self.head.forward_rows if by_row else self.head)(codes.shape, codes.expression, codes.pose)
         size = self.renderer.image_size if image_size is None else (image_size, image_size)
         with amp.restored():
-            albedo = self.albedo(codes.albedo).float()
+            albedo = (self.albedo.forward_rows if by_row else self.albedo)(codes.albedo).float()
         out = self.renderer(
             head.vertices, codes.camera, albedo, codes.light, background=background, image_size=size
         )

@@ -125,6 +125,13 @@ class AlbedoDecoder(nn.Module):
         offset = (code @ self.basis.flatten(1)).view(-1, 3, self.uv_size, self.uv_size)
         return (self.mean + offset).clamp(0.0, 1.0)
 
+    def forward_rows(self, code: torch.Tensor) -> torch.Tensor:
+        """``forward`` with each row's albedo, and its gradient, the bits that row gets in a batch of one
+        (a batched product rounds differently from a single row's), as
+        :meth:`vitdeca.head.HeadModel.forward_rows` does for the geometry: per-image fitting's promise."""
+        rows = [self(code[b : b + 1]) for b in range(code.shape[0])]
+        return rows[0] if len(rows) == 1 else torch.cat(rows)
+
     @classmethod
     def from_flame_file(
         cls, path: str | os.PathLike, n_albedo: int = 50, uv_size: int = 256, learnable: bool = False
