@@ -1,9 +1,10 @@
 """Fitting a batch of faces at once (issues 12 and 15): seconds per face for ``fit`` and ``refine`` by batch
 size, and proof that every face still gets the codes it gets alone.
 
-Claim measured: :func:`vitdeca.fit.fit_codes` fits the faces of a batch together (their landmark stage in
-one optimisation whose operations do not mix the faces) and so shares the per-step overhead, which is most
-of a landmark step's time; each face's codes stay bit-identical to a fit of that face alone. Rows: ``fit``
+Claim measured: :func:`vitdeca.fit.fit_codes` fits the faces of a batch together (each stage one
+optimisation whose operations do not mix the faces; the photometric stage too since session 17) and so
+shares the per-step overhead, which is most of a landmark step's time; each face's codes stay
+bit-identical to a fit of that face alone. Rows: ``fit``
 (from the template) and ``refine`` (the default model's codes, then the short fit), each run by
 :meth:`Reconstructor.estimate_prepared` (what ``vitdeca reconstruct`` does after detection: encoder,
 re-framing, the detector's spread, the fit) on batches of 1, 4 and 8 photos (``--batch-size``; other sizes

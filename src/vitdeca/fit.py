@@ -524,7 +524,7 @@ def fit_codes(
     Each image's codes depend only on it and the settings, never on the other images of the batch: the
     batch is fitted together, but through operations whose result for a face does not depend on the batch
     (:func:`_fit_batch`), so a face gets the same bits alone as in any batch, while the batch shares the
-    per-step overhead (1.8x fewer seconds per face in batches of 8 photos,
+    per-step overhead (2.2x fewer seconds per face in batches of 8 photos than one at a time,
     ``benchmarks/results/fit_batch.md``). (Batched matrix products round differently from a single row's
     by ~1e-8; the L1 landmark loss and Adam's normalised steps would amplify that to ~0.1 in the shape
     codes within 60 steps.) On one machine and torch build, the same image, settings and thread count give

@@ -432,8 +432,8 @@ def test_refine_on_real_photos_measures_spreads_only_where_it_fits(
 
 def test_a_face_fits_to_the_same_bits_alone_and_in_any_batch(fit_model):
     """The batch is fitted together for speed, but each face's codes are the bits it gets alone: every
-    loss is the image's own (visibility and robust weights too), the head's landmarks go row by row, and
-    the photometric stage runs face by face."""
+    loss is the image's own (visibility and robust weights too), and the head's landmarks, and in the
+    photometric stage its mesh and albedo, go row by row."""
     pose = torch.tensor([[0.05, math.radians(70), 0.0]])  # a profile: the visibility weights matter
     truths = [_target_codes(fit_model, seed=s) for s in (3, 4)]
     truths.append(_target_codes(fit_model, seed=5).replace(pose=pose))
