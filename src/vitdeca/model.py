@@ -297,8 +297,9 @@ class DecaModel(nn.Module):
         render at this size instead of ``config.image_size`` (the camera's NDC span the image either way).
         ``by_row``: the head model and the albedo row by row (:meth:`HeadModel.forward_rows`,
         :meth:`AlbedoDecoder.forward_rows`), so that each image's coarse render and its gradients are the
-        bits it gets in a batch of one (the renderer's kernels already work image by image): what
-        per-image fitting runs on a batch (:func:`vitdeca.fit.fit_codes`).
+        bits it gets in a batch of one on CPU, where the renderer's numba kernels already work image by
+        image (the torch renderer used on CUDA makes no such promise): what per-image fitting runs on a
+        batch (:func:`vitdeca.fit.fit_codes`).
 
         Under autocast (bf16 training) the geometry and the renderer still run in float32 (bf16 cannot
         hold pixel coordinates or barycentrics); the albedo and detail decoders keep autocast."""
