@@ -16,6 +16,8 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
+from vitdeca.batching import each_row
+
 
 @dataclass(frozen=True)
 class LinearBasis:
@@ -107,12 +109,7 @@ class HeadModel(nn.Module):
         whatever the batch (a batched product rounds differently from a single row's; per-image fitting
         promises batch-independent codes, :func:`vitdeca.fit.fit_codes`). Here: one forward per row;
         models override it with a cheaper path when they have one."""
-        rows = [self(shape[b : b + 1], expression[b : b + 1], pose[b : b + 1]) for b in range(shape.shape[0])]
-        if len(rows) == 1:
-            return rows[0]
-        joints = None if rows[0].joints is None else torch.cat([r.joints for r in rows])
-        vertices, landmarks = (torch.cat([getattr(r, n) for r in rows]) for n in ("vertices", "landmarks3d"))
-        return HeadOutput(vertices=vertices, landmarks3d=landmarks, joints=joints)
+        return each_row(self, shape, expression, pose)
 
     def landmarks3d(self, shape: torch.Tensor, expression: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """(B,68,3) landmarks of the codes, equal to ``forward(...).landmarks3d`` and, as

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from vitdeca.batching import each_row
+
 _SMALL_ANGLE2 = 1e-10  # below this squared angle, sin/cos terms use their Taylor series
 
 
@@ -63,8 +65,7 @@ def blend_shapes_by_row(coeffs: Tensor, basis: Tensor, template: Tensor) -> Tens
     gradient, are then the bits it gets in a batch of one, whatever the batch (a batched product rounds
     differently from a single row's, and fitting promises batch-independent codes: :mod:`vitdeca.fit`).
     B products instead of one, which reads the basis B times: for fitting's few faces, not for training."""
-    rows = [blend_shapes(coeffs[b : b + 1], basis, template) for b in range(coeffs.shape[0])]
-    return rows[0] if len(rows) == 1 else torch.cat(rows)
+    return each_row(lambda row: blend_shapes(row, basis, template), coeffs)
 
 
 def vertices2joints(j_regressor: Tensor, vertices: Tensor) -> Tensor:

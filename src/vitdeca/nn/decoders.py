@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vitdeca.batching import each_row
 from vitdeca.errors import VitdecaError
 
 SKIN_TONE = (0.70, 0.53, 0.45)
@@ -129,8 +130,7 @@ class AlbedoDecoder(nn.Module):
         """``forward`` with each row's albedo, and its gradient, the bits that row gets in a batch of one
         (a batched product rounds differently from a single row's), as
         :meth:`vitdeca.head.HeadModel.forward_rows` does for the geometry: per-image fitting's promise."""
-        rows = [self(code[b : b + 1]) for b in range(code.shape[0])]
-        return rows[0] if len(rows) == 1 else torch.cat(rows)
+        return each_row(self, code)
 
     @classmethod
     def from_flame_file(

@@ -1,0 +1,38 @@
+"""Batch-independent evaluation: a function applied to each row of a batch alone.
+
+A batched matrix product rounds differently from a single row's (~1e-7), and per-image fitting amplifies
+that (L1 losses, Adam's normalised steps), so :func:`vitdeca.fit.fit_codes` promises each face the bits it
+gets in a batch of one. The pieces of the model a fit differentiates through keep that promise with
+:func:`each_row` (the head model, the albedo decoder, the blend shapes of the landmark rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def each_row(fn: Callable[..., T], *batched: torch.Tensor) -> T:
+    """``fn(*batched)`` computed row by row: ``fn`` gets the b-th row of every tensor in ``batched`` (each
+    (B,...), sliced to (1,...)) and the B results are concatenated along dim 0. Each row's result, and
+    its gradient, are then the bits it gets in a batch of one, whatever B, at the price of B calls.
+
+    ``fn`` returns a tensor (1,...) or a dataclass whose fields are tensors (1,...) or None (e.g.
+    :class:`vitdeca.head.HeadOutput`). A batch of one is ``fn`` itself, without a copy."""
+    rows = [fn(*(tensor[b : b + 1] for tensor in batched)) for b in range(batched[0].shape[0])]
+    return rows[0] if len(rows) == 1 else _concat(rows)
+
+
+def _concat(rows: list[Any]) -> Any:
+    if isinstance(rows[0], torch.Tensor):
+        return torch.cat(rows)
+    fields = {
+        f.name: None if getattr(rows[0], f.name) is None else torch.cat([getattr(r, f.name) for r in rows])
+        for f in dataclasses.fields(rows[0])
+    }
+    return dataclasses.replace(rows[0], **fields)
