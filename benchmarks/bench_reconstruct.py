@@ -12,9 +12,11 @@ Claims measured:
    crops, measured in turn in one run; the same without the detail branch; and the model's own decode
    times for the breakdown. Medians of ``--repeats``. Target ratio <= 1.15.
 
-Runs on one torch thread by default (``--threads``): on the shared 2-core machine two threads made the
-timings erratic (up to 8x slower, varying run to run); fitting always runs on one thread.
-Usage: ``python benchmarks/bench_reconstruct.py [--repeats 5] [--limit N] [--batch 4] [--threads 1]``.
+Runs on one torch thread by default (``--threads``, for fitting too): on the shared 2-core machine two
+threads made the timings erratic (up to 8x slower, varying run to run). ``--skip-fitting`` prints the
+checkpoint section only and leaves the results file alone.
+Usage: ``python benchmarks/bench_reconstruct.py [--repeats 5] [--limit N] [--batch 8] [--skip-fitting]
+[--threads 1]``.
 """
 
 from __future__ import annotations
@@ -124,12 +126,7 @@ def checkpoint_timing(photos: list[Path], repeats: int, batch: int) -> dict[str,
 
 
 def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str) -> str:
-    nme = np.array([r[2] for r in rows])
-    start = np.array([r[1] for r in rows])
-    seconds = np.array([r[4] for r in rows])
-    fit_seconds = np.array([r[3] for r in rows])
-    ms = {k: 1000 * v for k, v in timing.items()}
-    detail_ratio, coarse_ratio = ms["whole"] / ms["encoder"], ms["coarse_whole"] / ms["coarse_encoder"]
+    """The results page: the fitting section (when ``rows`` has any) and the checkpoint section."""
     lines = [
         "# Benchmark: reconstruct",
         "",
@@ -137,6 +134,18 @@ def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str
         f"{torch.__version__}, {torch.get_num_threads()} torch thread(s). Other jobs on the machine, if any, "
         f"inflate the times (1-min load average at the end: {os.getloadavg()[0]:.1f}).",
         "",
+    ]
+    if rows:
+        lines += fitting_section(rows)
+    return "\n".join(lines + checkpoint_section(timing, repeats, batch, encoder))
+
+
+def fitting_section(rows) -> list[str]:
+    nme = np.array([r[2] for r in rows])
+    start = np.array([r[1] for r in rows])
+    seconds = np.array([r[4] for r in rows])
+    fit_seconds = np.array([r[3] for r in rows])
+    lines = [
         "## Per-image fitting (no weights, default FitConfig) on the shared photos",
         "",
         "NME = mean 2D landmark error / outer-eye-corner distance, against the dlib detector's landmarks "
@@ -159,6 +168,14 @@ def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str
         f"| of which the fit: median / max | {np.median(fit_seconds):.2f} / {fit_seconds.max():.2f} "
         "| <= 0.5 (issue 15) |",
         "",
+    ]
+    return lines
+
+
+def checkpoint_section(timing: dict[str, float], repeats: int, batch: int, encoder: str) -> list[str]:
+    ms = {k: 1000 * v for k, v in timing.items()}
+    detail_ratio, coarse_ratio = ms["whole"] / ms["encoder"], ms["coarse_whole"] / ms["coarse_encoder"]
+    return [
         f"## With a checkpoint (untrained default model: {encoder} + detail branch), after detection",
         "",
         f"Median of {repeats} runs over {int(timing['images'])} crops in batches of {batch} (CLI default), "
@@ -180,14 +197,15 @@ def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str
         "Target: whole / encoder <= 1.15.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N photos")
-    parser.add_argument("--batch", type=int, default=4, help="crops per batch with a checkpoint")
+    parser.add_argument(
+        "--batch", type=int, default=8, help="crops per batch with a checkpoint (the CLI's --batch-size)"
+    )
     parser.add_argument("--skip-fitting", action="store_true", help="only the checkpoint timing")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see the doc)")
     args = parser.parse_args()
@@ -195,8 +213,9 @@ def main() -> None:
     photos = shared_photos(args.limit)
     rows = [] if args.skip_fitting else fitting_rows(photos)
     timing = checkpoint_timing(photos[:12], args.repeats, args.batch)
-    text = table(rows, timing, args.repeats, args.batch, ModelConfig().encoder) if rows else str(timing)
-    atomic_write_bytes(RESULTS, text.encode())
+    text = table(rows, timing, args.repeats, args.batch, ModelConfig().encoder)
+    if rows:  # a partial run prints its section and leaves the full run's results file alone
+        atomic_write_bytes(RESULTS, text.encode())
     print(text)
 
 
