@@ -27,7 +27,7 @@ import torch
 
 from vitdeca import losses as L
 from vitdeca.codes import Codes
-from vitdeca.errors import VitdecaError
+from vitdeca.errors import VitdecaError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,11 @@ class FitConfig:
     photometric step (:mod:`vitdeca.render.visibility`); ``robust`` > 0: from the second third of the
     landmark stage on, each landmark is also weighted by ``1 / (1 + (r / c)²)`` of its residual r, with
     c = ``robust`` × the image's median residual (re-estimated with the visibility), so that points the
-    head cannot reach (a detector's failure on a profile) stop pulling (0: off).
+    head cannot reach (a detector's failure on a profile) stop pulling (0: off); ``torch_compile``: run
+    the landmark stage's head and loss terms through ``torch.compile`` (:func:`landmark_terms`; needs a
+    C++ compiler; each new batch size compiles once per process, from inductor's disk cache after the
+    first time; the codes then agree with the eager fit's to rounding, not bit for bit, and a face's bits
+    depend on its batch's size; measured in ``benchmarks/results/fit_batch.md``).
     """
 
     stages: list[str] = field(default_factory=lambda: list(STAGES))
@@ -113,6 +117,7 @@ class FitConfig:
     occluded_weight: float = L.OCCLUDED_LANDMARK_WEIGHT
     visibility_every: int = 25
     robust: float = 0.0
+    torch_compile: bool = False
 
     def iterations(self, stage: str) -> int:
         return {"landmarks": self.landmark_iterations, "photometric": self.photometric_iterations}[stage]
@@ -457,21 +462,64 @@ def _report(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     return {name: float(value.detach().mean()) for name, value in terms.items()}
 
 
+def landmark_terms(
+    model,
+    config: FitConfig,
+    codes: Codes,
+    target: torch.Tensor,
+    size: int,
+    priors: _Priors | None,
+    visible: torch.Tensor | None,
+    robust: torch.Tensor | None,
+):
+    """One landmark step's forward: (the predicted landmarks (B,68,2) crop pixels, :func:`_geometry_losses`
+    (name → (B,))) of ``codes`` against ``target`` (B,68,2)."""
+    pred = landmarks2d(model, codes, size)
+    return pred, _geometry_losses(config, codes, pred, target, size, priors, visible, robust)
+
+
+_compiled_landmark_terms = None  # torch.compile(landmark_terms), made on first use
+_compile_failed = False
+
+
+def _landmark_terms_fn(config: FitConfig):
+    """:func:`landmark_terms`, compiled when ``config.torch_compile`` and compiling works here."""
+    global _compiled_landmark_terms
+    if not config.torch_compile or _compile_failed:
+        return landmark_terms
+    if _compiled_landmark_terms is None:
+        _compiled_landmark_terms = torch.compile(landmark_terms, dynamic=False)
+    return _try_compiled
+
+
+def _try_compiled(*args):
+    """The compiled :func:`landmark_terms`; where torch.compile cannot run (no C++ compiler, an operation
+    inductor does not support) one warning, and the eager function from then on."""
+    global _compile_failed
+    if not _compile_failed:
+        try:
+            return _compiled_landmark_terms(*args)
+        except Exception as exc:  # noqa: BLE001 - compilation problems; the eager call below re-raises bugs
+            _compile_failed = True
+            log.warning("fit: torch_compile failed, fitting without it (%s)", first_line(exc))
+    return landmark_terms(*args)
+
+
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
     optimizer = variables.optimizer(_STAGE_CODES["landmarks"], config)
     size = model.renderer.image_size[0]
     priors = _Priors(model.head, target.device)
+    forward = _landmark_terms_fn(config) if not variables.shared else landmark_terms
     terms: dict[str, torch.Tensor] = {}
     visible = robust = None
     for step in range(iterations):
         codes = variables.codes()
-        pred = landmarks2d(model, codes, size)
         if step % config.visibility_every == 0:
             if config.occluded_weight < 1.0:
                 visible = landmark_visibility(model, codes)
             if config.robust > 0 and step >= iterations // 3:
-                robust = robust_weights(pred, target, config.robust)
-        terms = _geometry_losses(config, codes, pred, target, size, priors, visible, robust)
+                robust = robust_weights(landmarks2d(model, codes, size), target, config.robust)
+        _, terms = forward(model, config, codes, target, size, priors, visible, robust)
         _step(optimizer, terms)
         _clamp_expression(variables, bounds)
     return _report(terms)

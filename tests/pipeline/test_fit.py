@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -451,3 +453,53 @@ def test_a_face_fits_to_the_same_bits_alone_and_in_any_batch(fit_model):
         assert torch.equal(value[[2, 0]], getattr(other.codes, name)), name
     assert np.array_equal(batch.nme, np.concatenate([a.nme for a in alone]))
     assert batch.losses.keys() == alone[0].losses.keys() and "photometric" in batch.losses
+
+
+def _landmark_fit(model, config):
+    truths = [_target_codes(model, seed=s) for s in (6, 7)]
+    targets = torch.cat([landmarks2d(model, t, 224) for t in truths])
+    return fit_codes(model, None, targets, config.landmarks_only()), targets
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None, reason="no C++ compiler")
+def test_a_compiled_landmark_stage_fits_as_the_eager_one(fit_model, monkeypatch):
+    """``torch_compile`` runs the head and the loss terms through inductor: the same fit to rounding."""
+    import vitdeca.fit as fit_module
+
+    compiled_terms, calls = torch.compile(fit_module.landmark_terms, dynamic=False), []
+
+    def counted(*args):
+        calls.append(1)
+        return compiled_terms(*args)
+
+    monkeypatch.setattr(fit_module, "_compiled_landmark_terms", counted)
+    monkeypatch.setattr(fit_module, "_compile_failed", False)
+    config = FitConfig(landmark_iterations=40, robust=1.0, visibility_every=10)
+    eager, targets = _landmark_fit(fit_model, config)
+    compiled, _ = _landmark_fit(fit_model, dataclasses.replace(config, torch_compile=True))
+    assert len(calls) == 40 and not fit_module._compile_failed, "the compiled terms did not run"
+    assert np.abs(compiled.nme - eager.nme).max() < 1e-3
+    start = landmark_nme(landmarks2d(fit_model, initial_codes(fit_model, targets, 224), 224), targets)
+    assert (compiled.nme < 0.5 * start.numpy()).all()
+
+
+def test_a_landmark_stage_that_cannot_compile_warns_once_and_fits_eagerly(fit_model, monkeypatch, caplog):
+    import vitdeca.fit as fit_module
+
+    def broken(*args):
+        raise RuntimeError("InductorError: no working C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(fit_module, "_compiled_landmark_terms", broken)
+    monkeypatch.setattr(fit_module, "_compile_failed", False)
+    config = FitConfig(landmark_iterations=15)
+    eager, _ = _landmark_fit(fit_model, config)
+    with caplog.at_level("WARNING", logger="vitdeca.fit"):
+        fallback, _ = _landmark_fit(fit_model, dataclasses.replace(config, torch_compile=True))
+        again, _ = _landmark_fit(fit_model, dataclasses.replace(config, torch_compile=True))
+    assert torch.equal(fallback.codes.shape, eager.codes.shape) and torch.equal(
+        again.codes.shape, eager.codes.shape
+    )
+    warnings = [r.getMessage() for r in caplog.records if "torch_compile" in r.getMessage()]
+    assert warnings == [
+        "fit: torch_compile failed, fitting without it (InductorError: no working C++ compiler found)"
+    ]
