@@ -492,17 +492,30 @@ def _landmark_terms_fn(config: FitConfig):
     return _try_compiled
 
 
-def _try_compiled(*args):
+def _try_compiled(model, config, codes, target, size, priors, visible, robust):
     """The compiled :func:`landmark_terms`; where torch.compile cannot run (no C++ compiler, an operation
-    inductor does not support) one warning, and the eager function from then on."""
+    inductor does not support) one warning, and the eager function from then on.
+
+    Inductor compiles one graph per batch size (the head's rows are a loop), so the batch is padded to the
+    next power of two with copies of its last face (their terms dropped: no gradient reaches the real
+    faces from them), and absent weights are passed as ones: a run of varied batches compiles a few
+    graphs, not one per size (torch._dynamo falls back to eager past its recompile limit)."""
     global _compile_failed
     if not _compile_failed:
+        batch = target.shape[0]
+        rows = torch.arange(1 << (batch - 1).bit_length(), device=target.device).clamp_max(batch - 1)
+        ones = torch.ones(batch, target.shape[1], device=target.device)
+        seen = visible if visible is not None else ones.bool()
+        factors = robust if robust is not None else ones
+        args = (codes.index(rows), target[rows], size, priors, seen[rows], factors[rows])
         try:
-            return _compiled_landmark_terms(*args)
+            pred, terms = _compiled_landmark_terms(model, config, *args)
         except Exception as exc:  # noqa: BLE001 - compilation problems; the eager call below re-raises bugs
             _compile_failed = True
             log.warning("fit: torch_compile failed, fitting without it (%s)", first_line(exc))
-    return landmark_terms(*args)
+        else:
+            return pred[:batch], {name: value[:batch] for name, value in terms.items()}
+    return landmark_terms(model, config, codes, target, size, priors, visible, robust)
 
 
 def _run_landmarks(model, variables: _Variables, target, config, iterations, bounds) -> dict[str, float]:
