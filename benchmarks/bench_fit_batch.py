@@ -12,8 +12,13 @@ with ``--batch-sizes``). The first size is the reference, in the same run: the p
 of the largest size, and each group runs through every row and batch size before the next, so load
 changes hit every row alike.
 
+With ``--compile``, two more rows, ``fit`` and ``refine`` with ``FitConfig.torch_compile`` (the landmark
+stage's head and losses through ``torch.compile``), in the same interleaving, after a warm-up pass over
+every batch size that compiles their graphs (its seconds are reported apart); their NME is compared with
+the eager row's, face by face.
+
 Usage: ``python benchmarks/bench_fit_batch.py [--model vitdeca-vits14] [--photos DIR ...]
-[--batch-sizes 1 4 8]``.
+[--batch-sizes 1 4 8] [--compile]``.
 Writes ``benchmarks/results/fit_batch.md``. Run it on a quiet machine: the ratios are only meaningful then.
 """
 
@@ -58,11 +63,17 @@ def sameness(a, b) -> str:
     return f"no: max \\|Δ\\| {max(float((getattr(a, n) - getattr(b, n)).abs().max()) for n in names):.1e}"
 
 
+def fit_row(method: str) -> str:
+    """The row a method's time is divided by: fit, compiled or not as the method is."""
+    return "fit (compiled)" if method.endswith("(compiled)") else "fit"
+
+
 def table(rows: dict, faces: int) -> list[str]:
     """Markdown rows: ``rows`` (method → batch size → (codes, nme, seconds)); the first size is the
-    reference."""
+    reference; "÷ fit" divides by :func:`fit_row`'s time at the same size."""
     lines = [
-        "| method | batch size (photos) | s/face | speed-up over the first size | ÷ fit at this batch size "
+        "| method | batch size (photos) | s/face | speed-up over the first size "
+        "| ÷ fit at this batch size (compiled: ÷ compiled fit) "
         "| codes identical to the first size | median NME [95 % CI] |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -73,10 +84,45 @@ def table(rows: dict, faces: int) -> list[str]:
             same = sameness(codes, reference[0])
             lines.append(
                 f"| {method} | {size} | {seconds / faces:.3f} | {reference[2] / seconds:.2f} "
-                f"| {seconds / rows['fit'][size][2]:.2f} | {same} "
+                f"| {seconds / rows[fit_row(method)][size][2]:.2f} | {same} "
                 f"| {100 * np.median(nme):.2f} % [{interval[0]:.2f}, {interval[1]:.2f}] |"
             )
     return lines
+
+
+def compiled(rec):
+    """A Reconstructor like ``rec`` (same model) whose fits run with ``FitConfig.torch_compile``."""
+    import copy
+    import dataclasses
+
+    twin = copy.copy(rec)
+    twin.fit_config = dataclasses.replace(rec.fit_config, torch_compile=True)
+    return twin
+
+
+def warm_up_seconds(rec, prepared: list, sizes: list[int]) -> float:
+    """Seconds of a pass over every photo at every batch size: it compiles the graphs the timed runs use
+    (a padded batch size each) or reads them from inductor's cache."""
+    start = time.perf_counter()
+    for size in sizes:
+        run_batches(rec, prepared, size)
+    return time.perf_counter() - start
+
+
+def compiled_lines(rows: dict, warm_up: dict[str, float]) -> list[str]:
+    """The compiled rows against the eager ones: warm-up seconds and the paired NME difference."""
+    lines = []
+    for name, seconds in warm_up.items():
+        eager = name.removesuffix(" (compiled)")
+        size = next(iter(rows[name]))
+        difference = 100 * (rows[name][size][1] - rows[eager][size][1])
+        low, high = bootstrap_interval(difference, np.median)
+        lines.append(
+            f"- `{name}`: warm-up pass (compiling, or reading inductor's cache) {seconds:.0f} s; NME minus "
+            f"the eager row's, face by face, median {np.median(difference):+.3f} points [{low:+.3f}, "
+            f"{high:+.3f}], largest {np.abs(difference).max():.3f}."
+        )
+    return lines + ([""] if lines else [])
 
 
 def main() -> None:
@@ -86,18 +132,22 @@ def main() -> None:
     add_model_and_photos(parser)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES), metavar="N")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--compile", action="store_true", help="add rows with FitConfig.torch_compile")
     args = parser.parse_args()
     torch.set_num_threads(2)
     recs = {
         "fit": Reconstructor.from_pretrained(None, device="cpu", method="fit"),
         "refine": Reconstructor.from_pretrained(args.model, device="cpu", detail=False, method="refine"),
     }
+    if args.compile:
+        recs |= {f"{m} (compiled)": compiled(recs[m]) for m in ("fit", "refine")}
     folders = map(Path, args.photos)
     paths = sorted(p for d in folders for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     prepared = {m: [rec.prepare(p, all_faces=True) for p in paths] for m, rec in recs.items()}
     keep = [i for i in range(len(paths)) if all(len(prepared[m][i].crops) for m in recs)]
     prepared = {m: [prepared[m][i] for i in keep] for m in recs}
     sizes, group_size = args.batch_sizes, max(args.batch_sizes)  # photos per interleaving group
+    warm_up = {m: warm_up_seconds(rec, prepared[m], sizes) for m, rec in recs.items() if "compiled" in m}
     parts: dict = {m: {s: [] for s in sizes} for m in recs}
     for first in range(0, len(keep), group_size):
         for method, rec in recs.items():
@@ -128,6 +178,7 @@ def main() -> None:
         "",
         *table(rows, faces),
         "",
+        *compiled_lines(rows, warm_up),
     ]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
