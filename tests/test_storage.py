@@ -94,3 +94,18 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     sleeper.wait()
     atomic_write_bytes(target, b"once more")
     assert not live.exists() and elsewhere.exists()
+
+
+def test_a_writer_that_recreates_the_temporary_still_gets_the_umask(tmp_path):
+    import torch
+    from safetensors.torch import save_file  # it writes a new file over the temporary
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "w.safetensors") as tmp:
+            tmp.unlink()
+            save_file({"x": torch.zeros(2)}, str(tmp))
+            os.chmod(tmp, 0o600)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == 0o644

@@ -54,9 +54,11 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     )
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the final file the usual permissions
+    mode = 0o666 & ~_umask()  # mkstemp makes 0600; the final file gets the usual permissions
+    os.chmod(tmp, mode)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # again: some writers (safetensors' save_file) create the file anew
         os.replace(tmp, final)
     finally:
         if tmp.exists():

@@ -170,3 +170,15 @@ def test_unreachable_url(tmp_path):
     with pytest.raises(VitdecaError, match=r"http://127\.0\.0\.1:9/ict\.zip: cannot download"):
         install_ict("http://127.0.0.1:9/ict.zip", home=tmp_path / "home")
     _assert_no_cache(tmp_path / "home")
+
+
+def test_a_pinned_checksum_is_checked_even_over_a_valid_cache(ict_home, ict_archive, tmp_path):
+    home = tmp_path / "home"
+    paths = cache_paths(home)
+    shutil.copytree(cache_paths(ict_home).folder, paths.folder)
+    before = paths.arrays.read_bytes()
+    recorded = json.loads(paths.manifest.read_text())["source_sha256"]
+    assert install_ict(tmp_path / "missing.zip", home=home, sha256=recorded.upper()) == paths.manifest
+    with pytest.raises(VitdecaError, match="checksum mismatch"):
+        install_ict(ict_archive, home=home, sha256="0" * 64)
+    assert paths.arrays.read_bytes() == before  # the cache is left as it was

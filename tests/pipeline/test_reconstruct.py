@@ -170,6 +170,9 @@ def test_mixed_folder_writes_every_good_input(rec, faces_dir, tmp_path):
     assert "map_Kd person_texture.png" in (folder / "person.mtl").read_text()
     codes = np.load(folder / "person_codes.npz")
     assert str(codes["head_model"]) == "ict" and codes["light"].shape == (27,)
+    visible = np.load(folder / "person_landmarks2d_visible.npy")
+    assert visible.dtype == bool and visible.shape == (68,)
+    assert np.load(folder / "person_landmarks2d.npy").dtype == np.float32
     # the OBJ holds the head model's mesh of the saved codes, vertex for vertex
     lines = (folder / "person.obj").read_text().splitlines()
     obj_vertices = np.array([line.split()[1:] for line in lines if line.startswith("v ")], dtype=np.float64)
@@ -265,7 +268,7 @@ def test_cli_reconstruct_demo(rec, tmp_path, monkeypatch, capsys):
     assert (
         capsys.readouterr()
         .out.strip()
-        .endswith(f"1 inputs: 1 ok, 0 no face, 0 failed (1 faces) -> {tmp_path / 'summary.json'}")
+        .endswith(f"1 input: 1 ok, 0 no face, 0 failed (1 face) -> {tmp_path / 'summary.json'}")
     )
 
 

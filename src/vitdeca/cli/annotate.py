@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--backend",
         default="dlib",
         choices=["cascade", "dlib", "dlib_cnn", "mtcnn", "fan"],
-        help="face backend",
+        help="face backend (%(default)s)",
     )
     parser.add_argument(
         "--all-faces", action="store_true", help="keep every face (default: the largest only)"
@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--fit-head", default="ict", help="head model of --fit (%(default)s)")
     parser.add_argument(
-        "--fit-iterations", metavar="N[,N]", help="--fit: iterations per fitting stage (default 150,20)"
+        "--fit-iterations", metavar="N[,N]", help="--fit: iterations per fitting stage (default: FitConfig's)"
     )
     add_threads_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -95,5 +95,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"annotate: {total} files ({counts}); {report.faces} faces; {report.processed} processed now, "
           f"{report.skipped} already done")  # fmt: skip
     if report.failed:
-        print(f"annotate: {report.failed} files could not be processed; see {args.out}/rejected.txt")
+        files = "1 file" if report.failed == 1 else f"{report.failed} files"
+        print(f"annotate: {files} could not be processed; see {args.out}/rejected.txt")
     return 1 if report.failed else 0

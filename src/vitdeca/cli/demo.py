@@ -25,6 +25,7 @@ log = logging.getLogger("vitdeca")
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from vitdeca.demo.engine import DEFAULT_MAX_FRAMES, DEFAULT_MAX_UPLOAD_MB
+    from vitdeca.faces.backends import DEFAULT_BACKEND
 
     parser = subparsers.add_parser(
         "demo",
@@ -41,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "else per-image fitting only",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(%(default)s)")
-    parser.add_argument("--detector", default="dlib", help="face detector backend (%(default)s)")
+    parser.add_argument("--detector", default=DEFAULT_BACKEND, help="face detector backend (%(default)s)")
     add_precision_argument(parser)
     parser.add_argument(
         "--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB", help="(%(default)s)"

@@ -18,7 +18,7 @@ def _add_now(sub: argparse._SubParsersAction) -> None:
         description="The NoW benchmark protocol (landmark similarity alignment, face crop, rigid+scale "
         "refinement, scan-to-mesh distances) on a NoW-layout dataset. The mean face (the head model's "
         "template) is measured in the same run as the baseline; summary.json and report.md give both, "
-        "the relative median (method / mean face) and bootstrap 95%% intervals over subjects, overall "
+        "the relative median (method / mean face) and bootstrap 95% intervals over subjects, overall "
         "and per category. Writes summary.json, report.md, per_image.csv and cumulative_error.png.",
     )
     parser.add_argument(

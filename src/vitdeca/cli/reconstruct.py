@@ -95,8 +95,8 @@ def add_flip_argument(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="the model also reads each face mirrored and averages both estimates: about twice the "
-        "encoder's time, lower landmark error for regress (default: on for --method regress when the head "
-        "model supports it)",
+        "encoder's time, lower landmark error for regress (default: on for the regress method when the head "
+        "model supports it, off for refine)",
     )
 
 
@@ -107,7 +107,8 @@ def add_fit_set_argument(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set a FitConfig key of refine or fit, e.g. refine_fusion=false (repeatable)",
+        help="set a FitConfig key (fitting and refine), e.g. refine_fusion=false, torch_compile=true, "
+        "weights.photometric=0 (repeatable)",
     )
 
 

@@ -282,11 +282,13 @@ def install_ict(
 ) -> Path:
     """Convert ICT-FaceKit from ``source`` (zip, folder or URL; default :func:`default_source`) into the
     cache under ``home`` and return the manifest path. Does nothing if a valid cache exists, unless
-    ``force``. ``sha256`` optionally pins the archive's checksum."""
+    ``force``, or ``sha256`` (the archive's expected checksum) differs from the one the cache was converted
+    from: then the source is checked against it and converted again."""
     paths = cache_paths(home)
     if not force and paths.manifest.exists():
-        read_manifest(paths)
-        return paths.manifest
+        manifest = read_manifest(paths)
+        if sha256 is None or manifest.get("source_sha256") == sha256.strip().lower():
+            return paths.manifest
     source_text = os.fspath(source) if source is not None else default_source()
     local, temporary = _local_source(source_text, paths, sha256)
     try:

@@ -119,9 +119,10 @@ class Summary:
     def line(self) -> str:
         c = self.counts
         n_faces = sum(1 for r in self.records if r.status == "ok" and r.face_index is not None)
+        total = sum(c.values())
         return (
-            f"{sum(c.values())} inputs: {c['ok']} ok, {c['no_face']} no face, {c['failed']} failed "
-            f"({n_faces} faces) -> {self.out_dir / self.name}"
+            f"{total} input{'s' * (total != 1)}: {c['ok']} ok, {c['no_face']} no face, {c['failed']} failed "
+            f"({n_faces} face{'s' * (n_faces != 1)}) -> {self.out_dir / self.name}"
         )
 
     def write(self) -> Path:
@@ -493,8 +494,10 @@ def _eye_parts(result: FaceResult, stem: str, textured: bool) -> list:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> Path:
+    """``array`` as float32 (bool arrays as bool) in ``path``, atomically."""
+    array = np.asarray(array)
     with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
-        np.save(handle, np.asarray(array, dtype=np.float32))
+        np.save(handle, array if array.dtype == bool else array.astype(np.float32))
     return path
 
 

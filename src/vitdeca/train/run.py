@@ -65,9 +65,10 @@ def resolve_config(
     changed = _changed_keys(saved, to_dict(config))
     frozen = [k for k in changed if not k.startswith(RESUMABLE_CHANGES)]
     if frozen:
+        allowed = ", ".join(k + "*" if k.endswith(".") else k for k in RESUMABLE_CHANGES)
         raise VitdecaError(
-            f"{last}: the config differs from the checkpoint's in {', '.join(frozen)}; only run.* and "
-            "data.num_workers may change on --resume"
+            f"{last}: the config differs from the checkpoint's in {', '.join(frozen)}; only {allowed} may "
+            "change on --resume"
         )
     return config, True
 
