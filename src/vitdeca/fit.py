@@ -479,6 +479,9 @@ def landmark_terms(
 
 
 _compiled_landmark_terms = None  # torch.compile(landmark_terms), made on first use
+COMPILED_GRAPHS = 64
+"""How many graphs of the compiled landmark terms a process keeps (one per model and padded batch size;
+torch._dynamo's default of 8 would send a fit of a ninth to eager)."""
 _compile_failed = False
 
 
@@ -509,7 +512,8 @@ def _try_compiled(model, config, codes, target, size, priors, visible, robust):
         factors = robust if robust is not None else ones
         args = (codes.index(rows), target[rows], size, priors, seen[rows], factors[rows])
         try:
-            pred, terms = _compiled_landmark_terms(model, config, *args)
+            with torch._dynamo.config.patch(recompile_limit=COMPILED_GRAPHS):
+                pred, terms = _compiled_landmark_terms(model, config, *args)
         except Exception as exc:  # noqa: BLE001 - compilation problems; the eager call below re-raises bugs
             _compile_failed = True
             log.warning("fit: torch_compile failed, fitting without it (%s)", first_line(exc))
