@@ -482,6 +482,9 @@ _compiled_landmark_terms = None  # torch.compile(landmark_terms), made on first 
 COMPILED_GRAPHS = 64
 """How many graphs of the compiled landmark terms a process keeps (one per model and padded batch size;
 torch._dynamo's default of 8 would send a fit of a ninth to eager)."""
+COMPILED_MAX_BATCH = 64
+"""Larger batches fit eagerly: the compiled graph unrolls the head's loop over the rows, and its compile
+time grows with them."""
 _compile_failed = False
 
 
@@ -502,10 +505,11 @@ def _try_compiled(model, config, codes, target, size, priors, visible, robust):
     Inductor compiles one graph per batch size (the head's rows are a loop), so the batch is padded to the
     next power of two with copies of its last face (their terms dropped: no gradient reaches the real
     faces from them), and absent weights are passed as ones: a run of varied batches compiles a few
-    graphs, not one per size (torch._dynamo falls back to eager past its recompile limit)."""
+    graphs, not one per size (torch._dynamo falls back to eager past its recompile limit). Batches of more
+    than :data:`COMPILED_MAX_BATCH` faces, and joint fits, run eagerly."""
     global _compile_failed
-    if not _compile_failed:
-        batch = target.shape[0]
+    batch = target.shape[0]
+    if not _compile_failed and batch <= COMPILED_MAX_BATCH:
         rows = torch.arange(1 << (batch - 1).bit_length(), device=target.device).clamp_max(batch - 1)
         ones = torch.ones(batch, target.shape[1], device=target.device)
         seen = visible if visible is not None else ones.bool()

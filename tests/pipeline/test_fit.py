@@ -483,6 +483,22 @@ def test_a_compiled_landmark_stage_fits_as_the_eager_one(fit_model, monkeypatch)
     assert (compiled.nme < 0.5 * start.numpy()).all()
 
 
+def test_a_batch_above_the_compiled_size_fits_eagerly(fit_model, monkeypatch, caplog):
+    import vitdeca.fit as fit_module
+
+    def never(*args):
+        raise AssertionError("compiled terms called for a batch above COMPILED_MAX_BATCH")
+
+    monkeypatch.setattr(fit_module, "_compiled_landmark_terms", never)
+    monkeypatch.setattr(fit_module, "_compile_failed", False)
+    monkeypatch.setattr(fit_module, "COMPILED_MAX_BATCH", 2)
+    config = FitConfig(landmark_iterations=5)
+    with caplog.at_level("WARNING", logger="vitdeca.fit"):
+        compiled, _ = _landmark_fit(fit_model, dataclasses.replace(config, torch_compile=True))  # 3 faces
+    assert torch.equal(compiled.codes.shape, _landmark_fit(fit_model, config)[0].codes.shape)
+    assert not caplog.records and not fit_module._compile_failed
+
+
 def test_a_landmark_stage_that_cannot_compile_warns_once_and_fits_eagerly(fit_model, monkeypatch, caplog):
     import vitdeca.fit as fit_module
 
