@@ -78,6 +78,10 @@ def test_resume_keeps_the_codes_and_refuses_other_settings(fitted: Path, photos:
     before = np.load(fitted / "codes.npz")["shape"]
     assert main(["annotate", str(photos), "--out", str(fitted), "--fit", *FAST, "--no-progress"]) == 0
     np.testing.assert_array_equal(np.load(fitted / "codes.npz")["shape"], before)
+    meta = json.loads((fitted / "dataset.json").read_text())  # a dataset annotated before a FitConfig key
+    del meta["options"]["fit"]["torch_compile"]
+    (fitted / "dataset.json").write_text(json.dumps(meta))
+    assert main(["annotate", str(photos), "--out", str(fitted), "--fit", *FAST, "--no-progress"]) == 0
     capsys.readouterr()
     assert (
         main(["annotate", str(photos), "--out", str(fitted), "--fit", "--no-progress"]) == 2

@@ -46,6 +46,15 @@ def _reconstructor(head: str, fit_json: str):
     return Reconstructor.from_pretrained(None, device="auto", method="fit", fit=config, head=head)
 
 
+def with_fit_defaults(fit: dict[str, Any]) -> dict[str, Any]:
+    """FitConfig values ``fit`` (as a dataset.json stored them) with the keys they lack at FitConfig's
+    defaults: a dataset annotated before a key was added was fitted with its default."""
+    from vitdeca.config import to_dict
+    from vitdeca.fit import FitConfig
+
+    return {**to_dict(FitConfig()), **fit}
+
+
 def fitter(head: str, fit: dict[str, Any]):
     """The fitting Reconstructor for head model ``head`` and FitConfig values ``fit`` (cached)."""
     return _reconstructor(head, json.dumps(fit, sort_keys=True))

@@ -290,6 +290,10 @@ def _check_options(out_dir: Path, root: Path, options: AnnotateOptions) -> None:
     if meta is not None:
         defaults = asdict(AnnotateOptions())  # keys an older dataset.json lacks had their default
         old = {**defaults, **meta.get("options", {})}
+        if isinstance(old["fit"], dict):  # likewise FitConfig keys added since (e.g. torch_compile)
+            from vitdeca.data.pseudo import with_fit_defaults
+
+            old["fit"] = with_fit_defaults(old["fit"])
         differing = sorted(k for k in wanted if old[k] != wanted[k])
         if differing:
             was = ", ".join(
