@@ -10,7 +10,9 @@ from vitdeca.faces.iris import (
     CLOSED_EAR,
     blink_weight,
     eye_aspect_ratio,
+    eye_aspect_ratios,
     eyelids,
+    landmark_eye_aspect_ratios,
     locate_iris,
 )
 
@@ -91,6 +93,20 @@ def test_crossed_lids_read_as_closed_at_any_roll():
         rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         assert eye_aspect_ratio(LID @ rotation.T) == pytest.approx(1 / 3)
         assert eye_aspect_ratio(crossed @ rotation.T) < 0
+
+
+def test_aspect_ratios_of_many_eyes_at_once():
+    """The vectorised ratios: any leading shape, each eye its own sign; from 68 landmarks, left eye
+    (points 42-47) first."""
+    crossed = LID.copy()
+    crossed[[1, 2], 1], crossed[[4, 5], 1] = 44.0, 36.0
+    lids = np.stack([LID, crossed, _with_gap(LID, 5.0), LID * 2.0 + 7.0]).reshape(2, 2, 6, 2)
+    expected = np.array([1 / 3, -8 / 60, 5 / 60, 1 / 3]).reshape(2, 2)
+    np.testing.assert_allclose(eye_aspect_ratios(lids), expected, rtol=1e-12)
+    landmarks = np.zeros((3, 68, 2))
+    landmarks[:, 42:48], landmarks[:, 36:42] = crossed, _with_gap(LID, 5.0)
+    np.testing.assert_allclose(landmark_eye_aspect_ratios(landmarks), [[-8 / 60, 5 / 60]] * 3, rtol=1e-12)
+    assert landmark_eye_aspect_ratios(landmarks[0]).shape == (2,)
 
 
 def _with_gap(lid: np.ndarray, gap: float) -> np.ndarray:

@@ -354,3 +354,24 @@ def test_a_profiles_eyes_do_not_depend_on_the_batch(faces_dir, ict_archive, ict_
     # turned ~70°: the gaze's yaw is not read (the seen eye's reading gave eyeLookIn/Out 1.0)
     sideways = [i for i, name in enumerate(ARKIT_NAMES) if name.startswith(("eyeLookIn", "eyeLookOut"))]
     assert alone.eyes.gaze[:, 0].tolist() == [0.0, 0.0] and weights[sideways].max() < 0.2
+
+
+def test_each_faces_eyes_are_the_bits_it_gets_alone(faces_dir, ict_archive, ict_home, monkeypatch):
+    """The eyes of a batch are measured and settled together (session 19), and each face still gets the
+    bits it gets alone: gaze, blink, the posed eyeballs and the settled eye weights. Three photos, one
+    a near-profile whose far eye the head hides (its visibility render)."""
+    from vitdeca.pipeline import Reconstructor
+
+    monkeypatch.setenv("VITDECA_HOME", str(ict_home))
+    monkeypatch.setenv("VITDECA_ICT_FACEKIT", str(ict_archive))
+    rec = Reconstructor.from_pretrained("vitdeca-vits14", device="cpu", detail=False, method="regress")
+    names = ["examples/IMG_0392_inputs.jpg", "AFLW2000/image00181.jpg", "exp/7.jpg"]
+    prepared = [rec.prepare(faces_dir / "deca_testsamples" / name) for name in names]
+    crops, codes, _ = rec.estimate_prepared(prepared)
+    batched = rec.decode(codes, crops)
+    assert len(batched) == 3 and batched[1].eyes.hidden.any()
+    for b, face in enumerate(batched):
+        (alone,) = rec.decode(codes.index(slice(b, b + 1)), crops[b : b + 1])
+        for name in ("gaze", "blink", "open", "hidden", "vertices", "neutral_vertices", "neutral_pivots"):
+            assert np.array_equal(getattr(face.eyes, name), getattr(alone.eyes, name)), (b, name)
+        assert torch.equal(face.codes.expression, alone.codes.expression), b

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from vitdeca.cli.reconstruct import add_threads_argument, apply_threads
+from vitdeca.wording import counted
 
 log = logging.getLogger("vitdeca")
 
@@ -91,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
         args.image_root, args.out, options, workers=args.workers, progress=not args.no_progress
     )
     counts = ", ".join(f"{status} {n}" for status, n in sorted(report.files.items()))
-    total = sum(report.files.values())
-    print(f"annotate: {total} files ({counts}); {report.faces} faces; {report.processed} processed now, "
+    files, faces = counted(sum(report.files.values()), "file"), counted(report.faces, "face")
+    print(f"annotate: {files} ({counts}); {faces}; {report.processed} processed now, "
           f"{report.skipped} already done")  # fmt: skip
     if report.failed:
-        files = "1 file" if report.failed == 1 else f"{report.failed} files"
-        print(f"annotate: {files} could not be processed; see {args.out}/rejected.txt")
+        failed = counted(report.failed, "file")
+        print(f"annotate: {failed} could not be processed; see {args.out}/rejected.txt")
     return 1 if report.failed else 0

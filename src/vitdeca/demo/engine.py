@@ -25,6 +25,7 @@ from vitdeca import media
 from vitdeca.demo import charts
 from vitdeca.errors import VitdecaError
 from vitdeca.storage import atomic_path
+from vitdeca.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,7 @@ def _status(name: str, kind: str, ok: list, failed: list, upload: Path) -> str:
     if kind == "video":
         return f"{name}: {ok[0].message}"
     n = len(ok)
-    line = f"{name}: {n} face{'s' if n != 1 else ''} reconstructed"
+    line = f"{name}: {counted(n, 'face')} reconstructed"
     if failed:
         line += f"; {len(failed)} failed ({_shown(failed[0].message, upload)})"
     return line

@@ -46,13 +46,24 @@ def eye_aspect_ratio(eyelid: np.ndarray) -> float:
     closed eye looking down), where unsigned distances would rise again and read as an open eye;
     "below" is along the normal of the corner axis p0→p3 (the points run p0, upper lid, p3, lower lid).
     """
-    p = np.asarray(eyelid, np.float64)
-    upward, width = _upward(p)
-    opening = 0.0
-    for upper, lower in ((1, 5), (2, 4)):
-        gap = p[upper] - p[lower]
-        opening += np.copysign(np.linalg.norm(gap), gap @ upward)
-    return float(opening / (2.0 * max(width, 1e-9)))
+    return float(eye_aspect_ratios(eyelid))
+
+
+def eye_aspect_ratios(eyelids: np.ndarray) -> np.ndarray:
+    """:func:`eye_aspect_ratio` of many eyelids at once: (…,6,2) points → (…)."""
+    p = np.asarray(eyelids, np.float64)
+    axis = p[..., 3, :] - p[..., 0, :]
+    width = np.maximum(np.linalg.norm(axis, axis=-1), 1e-9)
+    upward = np.stack([axis[..., 1], -axis[..., 0]], axis=-1) / width[..., None]
+    gaps = p[..., [1, 2], :] - p[..., [5, 4], :]  # upper minus lower lid, (…,2,2)
+    signed = np.copysign(np.linalg.norm(gaps, axis=-1), (gaps * upward[..., None, :]).sum(axis=-1))
+    return signed.sum(axis=-1) / (2.0 * width)
+
+
+def landmark_eye_aspect_ratios(landmarks: np.ndarray) -> np.ndarray:
+    """(…,68,2) landmarks → (…,2) :func:`eye_aspect_ratio` of each eye, left eye first."""
+    pts = np.asarray(landmarks, np.float64)
+    return eye_aspect_ratios(pts[..., [list(ids) for ids in EYELIDS.values()], :])
 
 
 def _upward(eyelid: np.ndarray) -> tuple[np.ndarray, float]:

@@ -104,13 +104,16 @@ class Eyeballs:
         return self._texture
 
     def forward(self, shape: Tensor, pose: Tensor, gaze: Tensor | None = None) -> EyesOutput:
-        """shape (B,n≤100), pose (B,3+) axis-angle head rotation, gaze (B,2,2) degrees (None: rest)."""
+        """shape (B,n≤100), pose (B,3+) axis-angle head rotation, gaze (B,2,2) degrees (None: rest). Each
+        face's result is the bits it gets in a batch of one (the shape's products row by row,
+        :func:`vitdeca.batching.each_row`)."""
+        from vitdeca.batching import each_row
         from vitdeca.head.lbs import batch_rodrigues
 
         shape = shape.detach().cpu().float()
-        n, batch = shape.shape[1], shape.shape[0]
-        vertices = self.template + (shape @ self.shapedirs[:n]).reshape(batch, -1, 3)
-        pivots = self.pivot + torch.einsum("bk,kec->bec", shape, self.pivot_dirs[:n])  # (B,2,3)
+        batch = shape.shape[0]
+        shaped = each_row(self._shaped, shape)  # (B,E+2,3): each face's bits whatever the batch
+        vertices, pivots = shaped[:, :-2], shaped[:, -2:]
         if gaze is None:
             gaze = torch.zeros(batch, 2, 2)
         turn = self.rest @ gaze_rotation(gaze.detach().cpu().float()) @ self.rest.transpose(-1, -2)
@@ -121,6 +124,13 @@ class Eyeballs:
         return EyesOutput(posed, torch.einsum("bij,bej->bei", head, pivots), head[:, None] @ self.rest)
 
     __call__ = forward
+
+    def _shaped(self, shape: Tensor) -> Tensor:
+        """(1,E+2,3): the unposed vertices of one shape code (1,n), then its two pivots."""
+        n = shape.shape[1]
+        vertices = self.template + (shape @ self.shapedirs[:n]).reshape(1, -1, 3)
+        pivots = self.pivot + torch.einsum("bk,kec->bec", shape, self.pivot_dirs[:n])
+        return torch.cat([vertices, pivots], dim=1)
 
 
 def gaze_from_image(iris_px: np.ndarray, pivot_px: np.ndarray, basis_px: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from vitdeca.pipeline.outdir import OutputFolder, exclude_output_folder, output_
 from vitdeca.pipeline.results import VIDEO_VIS_HEIGHT, FaceResult, VideoFrame
 from vitdeca.pipeline.shard import Shard, rank_summary_name
 from vitdeca.storage import atomic_path, atomic_write_bytes
+from vitdeca.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,8 @@ class Summary:
         n_faces = sum(1 for r in self.records if r.status == "ok" and r.face_index is not None)
         total = sum(c.values())
         return (
-            f"{total} input{'s' * (total != 1)}: {c['ok']} ok, {c['no_face']} no face, {c['failed']} failed "
-            f"({n_faces} face{'s' * (n_faces != 1)}) -> {self.out_dir / self.name}"
+            f"{counted(total, 'input')}: {c['ok']} ok, {c['no_face']} no face, {c['failed']} failed "
+            f"({counted(n_faces, 'face')}) -> {self.out_dir / self.name}"
         )
 
     def write(self) -> Path:

@@ -85,7 +85,7 @@ def decode_results(
     topology = topology or mesh_topology(model)
     measures = [None] * len(crops)
     if topology.eyes is not None:
-        codes, measures = _eyes_of_each_face(model, codes, crops, topology, held_gaze, settle_eyes)
+        codes, measures = _eyes_of_faces(model, codes, crops, topology, held_gaze, settle_eyes)
     recon, arrays = _decode_arrays(model, codes, crops, detail, precision)
     if topology.eyes is not None:
         draw_eyes(arrays, model.head.eyeballs(), topology.eyes, measures, codes)
@@ -180,27 +180,21 @@ def inside_image(points: np.ndarray, image_shape: tuple[int, int] | None) -> np.
     return (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (points[:, 1] <= height)
 
 
-def _eyes_of_each_face(model, codes, crops, topology: MeshTopology, held_gaze, settle: bool):
+def _eyes_of_faces(model, codes, crops, topology: MeshTopology, held_gaze, settle: bool):
     """(codes, measures): each face's gaze and blink (:func:`~vitdeca.pipeline.eyes.measure_eyes`) and,
     with ``settle`` and ARKit semantics, its codes with the eyes' weights settled
-    (:func:`~vitdeca.pipeline.eyes.settle_eyelids`). One face at a time, so a face's eyes never depend
-    on the other faces of the batch (batched head evaluations round differently, ~1e-7)."""
-    from vitdeca.codes import Codes
+    (:func:`~vitdeca.pipeline.eyes.settle_eyelids`). The faces go together, and each gets the bits it
+    gets alone: every head and eyeball evaluation on the way is row by row
+    (:mod:`vitdeca.batching`), so a face's eyes never depend on the other faces of the batch."""
     from vitdeca.fit import landmarks2d
 
     eyes, size = model.head.eyeballs(), crops[0].crop.image.shape[0]
-    settled, measures = [], []
-    for b, crop in enumerate(crops):
-        one = codes.index(slice(b, b + 1))
-        fitted = landmarks2d(model, one, size).cpu().numpy()
-        held = None if held_gaze is None else held_gaze[b : b + 1]
-        hidden = eyes_hidden_by_head(model, one)
-        measure = measure_eyes(eyes, one, [crop], fitted, size, held, hidden)
-        if settle and topology.arkit is not None:
-            one = settle_eyelids(model, one, [crop], measure, topology.arkit, size)
-        settled.append(one)
-        measures += measure
-    return Codes.concat(settled), measures
+    fitted = landmarks2d(model, codes, size).cpu().numpy()
+    hidden = eyes_hidden_by_head(model, codes)
+    measures = measure_eyes(eyes, codes, crops, fitted, size, held_gaze, hidden)
+    if settle and topology.arkit is not None:
+        codes = settle_eyelids(model, codes, crops, measures, topology.arkit, size)
+    return codes, measures
 
 
 def _decode_arrays(model, codes, crops, detail: bool, precision: str = "fp32"):

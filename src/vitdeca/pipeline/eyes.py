@@ -235,14 +235,14 @@ def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, siz
     :class:`~vitdeca.arkit.ArkitMapping`; ``size``: the crop side in pixels. Codes (batch B) in, new
     codes out (the input is not changed)."""
     from vitdeca.arkit import with_gaze_looks
-    from vitdeca.faces.iris import eye_aspect_ratio, eyelids
+    from vitdeca.faces.iris import landmark_eye_aspect_ratios
 
     expression = codes.expression.detach().clone()
     for b, measure in enumerate(measures):
         looks = with_gaze_looks(expression[b].cpu().numpy(), mapping.expression_names, measure.gaze)
         expression[b] = torch.from_numpy(looks).to(expression)
     blink_index = [_expression_index(mapping, f"eyeBlink{side}") for side in ("Left", "Right")]
-    target = np.array([[eye_aspect_ratio(eyelids(c.crop_landmarks)[eye]) for eye in EYES] for c in crops])
+    target = landmark_eye_aspect_ratios(np.stack([c.crop_landmarks for c in crops]))  # (B,2)
     grid = torch.linspace(0.0, 1.0, BLINK_GRID, dtype=expression.dtype)
     mean_identity = codes.replace(expression=expression, shape=torch.zeros_like(codes.shape))
     ratios = _blink_aspect_ratios(model, mean_identity, blink_index, grid, size)
@@ -258,7 +258,7 @@ def settle_eyelids(model, codes, crops, measures: list[EyeMeasure], mapping, siz
 def _blink_aspect_ratios(model, codes, blink_index: list[int], grid: torch.Tensor, size: int) -> np.ndarray:
     """(K,B,2) eye aspect ratios of the head's eyelid landmarks with both eyeBlink weights at each of
     the K ``grid`` values (the other codes as given)."""
-    from vitdeca.faces.iris import eye_aspect_ratio, eyelids
+    from vitdeca.faces.iris import landmark_eye_aspect_ratios
     from vitdeca.fit import landmarks2d
 
     batch = codes.batch_size
@@ -267,8 +267,7 @@ def _blink_aspect_ratios(model, codes, blink_index: list[int], grid: torch.Tenso
     expression[:, blink_index] = grid.repeat_interleave(batch)[:, None].to(expression)
     with torch.no_grad():
         points = landmarks2d(model, tiled.replace(expression=expression), size).cpu().numpy()
-    ears = [[eye_aspect_ratio(eyelids(p)[eye]) for eye in EYES] for p in points]
-    return np.asarray(ears).reshape(len(grid), batch, 2)
+    return landmark_eye_aspect_ratios(points).reshape(len(grid), batch, 2)
 
 
 def _solve_decreasing(xs: np.ndarray, ys: np.ndarray, target: float) -> float:
