@@ -6,7 +6,8 @@ Claims measured:
    and median, and the seconds per photo (detection + crop + fit + decode + texture, in memory; model
    construction excluded). Baseline in the same run: the NME of the closed-form rigid start (template
    face, fitted pose and camera). Targets: median NME <= 3 %, <= 10 s per photo.
-2. With a checkpoint (an untrained default model saved to a temporary file): the whole reconstruction per
+2. With a checkpoint (an untrained default model saved to a temporary file, or ``--checkpoint NAME|PATH``,
+   e.g. the shipped ``vitdeca-vits14``, with ``--method regress``): the whole reconstruction per
    image after detection (``Reconstructor.reconstruct_crops``: encoders, decode with detail, texture,
    results) against the encoder-only time (``DecaModel.encode``: coarse + detail encoder) on the same
    crops, measured in turn in one run; the same without the detail branch; and the model's own decode
@@ -16,7 +17,7 @@ Runs on one torch thread by default (``--threads``, for fitting too): on the sha
 threads made the timings erratic (up to 8x slower, varying run to run). ``--skip-fitting`` prints the
 checkpoint section only and leaves the results file alone.
 Usage: ``python benchmarks/bench_reconstruct.py [--repeats 5] [--limit N] [--batch 8] [--skip-fitting]
-[--threads 1]``.
+[--threads 1] [--checkpoint vitdeca-vits14]``.
 """
 
 from __future__ import annotations
@@ -75,8 +76,11 @@ def fitting_rows(photos: list[Path]) -> list[tuple[str, float, float, float, flo
     return rows
 
 
-def checkpoint_timing(photos: list[Path], repeats: int, batch: int) -> dict[str, float]:
-    """Median seconds per image of each measure (see :data:`MEASURES`) with a saved untrained model.
+def checkpoint_timing(
+    photos: list[Path], repeats: int, batch: int, checkpoint: str | None = None
+) -> dict[str, float]:
+    """Median seconds per image of each measure (see :data:`MEASURES`) with a saved untrained model, or
+    ``checkpoint`` (a zoo name or a path, e.g. the default model ``vitdeca-vits14``), with ``regress``.
 
     All measures run in turn inside every repeat (interleaved, so a busy machine slows them alike); the
     crops go in batches of ``batch`` (the CLI's default ``--batch-size``)."""
@@ -85,9 +89,10 @@ def checkpoint_timing(photos: list[Path], repeats: int, batch: int) -> dict[str,
     from vitdeca.pipeline.decode import crop_batch
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "untrained.pt"
-        DecaModel(ModelConfig()).save(path)
-        full = Reconstructor.from_pretrained(path, device="cpu", detail=True)
+        path = checkpoint or Path(tmp) / "untrained.pt"
+        if checkpoint is None:
+            DecaModel(ModelConfig()).save(path)
+        full = Reconstructor.from_pretrained(path, device="cpu", detail=True, method="regress")
         coarse = Reconstructor(full.model, device="cpu", detail=False)
     prepared = [p for p in (full.prepare(path) for path in photos) if p.crops]
     chunks = [prepared[i : i + batch] for i in range(0, len(prepared), batch)]
@@ -125,7 +130,7 @@ def checkpoint_timing(photos: list[Path], repeats: int, batch: int) -> dict[str,
     return out
 
 
-def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str) -> str:
+def table(rows, timing: dict[str, float], repeats: int, batch: int, model: str) -> str:
     """The results page: the fitting section (when ``rows`` has any) and the checkpoint section."""
     lines = [
         "# Benchmark: reconstruct",
@@ -137,7 +142,7 @@ def table(rows, timing: dict[str, float], repeats: int, batch: int, encoder: str
     ]
     if rows:
         lines += fitting_section(rows)
-    return "\n".join(lines + checkpoint_section(timing, repeats, batch, encoder))
+    return "\n".join(lines + checkpoint_section(timing, repeats, batch, model))
 
 
 def fitting_section(rows) -> list[str]:
@@ -172,11 +177,11 @@ def fitting_section(rows) -> list[str]:
     return lines
 
 
-def checkpoint_section(timing: dict[str, float], repeats: int, batch: int, encoder: str) -> list[str]:
+def checkpoint_section(timing: dict[str, float], repeats: int, batch: int, model: str) -> list[str]:
     ms = {k: 1000 * v for k, v in timing.items()}
     detail_ratio, coarse_ratio = ms["whole"] / ms["encoder"], ms["coarse_whole"] / ms["coarse_encoder"]
     return [
-        f"## With a checkpoint (untrained default model: {encoder} + detail branch), after detection",
+        f"## With a checkpoint ({model}), after detection",
         "",
         f"Median of {repeats} runs over {int(timing['images'])} crops in batches of {batch} (CLI default), "
         "every measure run in turn within each repeat. 'whole' = `Reconstructor.reconstruct_crops`: "
@@ -208,12 +213,16 @@ def main() -> None:
     )
     parser.add_argument("--skip-fitting", action="store_true", help="only the checkpoint timing")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see the doc)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="time this model (zoo name or path) instead of an untrained one"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     photos = shared_photos(args.limit)
     rows = [] if args.skip_fitting else fitting_rows(photos)
-    timing = checkpoint_timing(photos[:12], args.repeats, args.batch)
-    text = table(rows, timing, args.repeats, args.batch, ModelConfig().encoder)
+    timing = checkpoint_timing(photos[:12], args.repeats, args.batch, args.checkpoint)
+    model = args.checkpoint or f"untrained default ModelConfig: {ModelConfig().encoder} + detail branch"
+    text = table(rows, timing, args.repeats, args.batch, model)
     if rows:  # a partial run prints its section and leaves the full run's results file alone
         atomic_write_bytes(RESULTS, text.encode())
     print(text)
