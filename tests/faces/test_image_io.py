@@ -27,6 +27,10 @@ def test_rgb_png_is_exact(tmp_path: Path) -> None:
     out = read_image(tmp_path / "a.png")
     assert out.dtype == np.uint8 and out.flags.c_contiguous
     np.testing.assert_array_equal(out, image)
+    out[0, 0] = 0  # the caller's own array: writable (np.asarray of a Pillow image is read-only)
+    for name in ("g.png", "b.jpg"):  # the grey path and the plain RGB (JPEG) path too
+        Image.fromarray(image[..., 0] if name == "g.png" else image).save(tmp_path / name)
+        assert read_image(tmp_path / name).flags.writeable, name
 
 
 def test_grayscale_one_bit_and_palette(tmp_path: Path) -> None:

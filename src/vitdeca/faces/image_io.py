@@ -125,15 +125,16 @@ def _upright(name: str, image: Image.Image) -> Image.Image:
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
-    """A decoded Pillow image → array in a mode :func:`as_rgb_uint8` understands."""
+    """A decoded Pillow image → array in a mode :func:`as_rgb_uint8` understands, writable (``np.asarray``
+    of a Pillow image is a read-only view of its bytes; the copy costs little next to decoding)."""
     mode = image.mode
     if mode == "P" and "transparency" in image.info:
-        return np.asarray(image.convert("RGBA"))
+        return np.array(image.convert("RGBA"))
     if mode in _ALPHA_MODES:
-        return np.asarray(image.convert("RGBA"))
+        return np.array(image.convert("RGBA"))
     if mode.startswith("I;16") or mode in ("I", "F", "L", "RGB"):
-        return np.asarray(image)
-    return np.asarray(image.convert("RGB"))  # 1, P, CMYK, YCbCr, LAB, HSV, ...
+        return np.array(image)
+    return np.array(image.convert("RGB"))  # 1, P, CMYK, YCbCr, LAB, HSV, ...
 
 
 def _reason(exc: BaseException) -> str:
