@@ -480,7 +480,7 @@ def test_a_compiled_landmark_stage_fits_as_the_eager_one(fit_model, monkeypatch)
     assert len(calls) == 40 and not fit_module._compile_failed, "the compiled terms did not run"
     assert np.abs(compiled.nme - eager.nme).max() < 1e-3
     start = landmark_nme(landmarks2d(fit_model, initial_codes(fit_model, targets, 224), 224), targets)
-    assert (compiled.nme < 0.5 * start.numpy()).all()
+    assert (compiled.nme < 0.6 * start.numpy()).all()  # eager: 0.52 of the start on an AMD EPYC
 
 
 def test_a_batch_above_the_compiled_size_fits_eagerly(fit_model, monkeypatch, caplog):
