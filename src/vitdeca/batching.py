@@ -3,7 +3,8 @@
 A batched matrix product rounds differently from a single row's (~1e-7), and per-image fitting amplifies
 that (L1 losses, Adam's normalised steps), so :func:`vitdeca.fit.fit_codes` promises each face the bits it
 gets in a batch of one. The pieces of the model a fit differentiates through keep that promise with
-:func:`each_row` (the head model, the albedo decoder, the blend shapes of the landmark rows).
+:func:`each_row` (the head model, the albedo decoder, the blend shapes of the landmark rows), and so
+do the eyeballs that :mod:`vitdeca.pipeline.eyes` measures a batch's gaze with.
 """
 
 from __future__ import annotations

@@ -117,8 +117,9 @@ class Eyeballs:
         if gaze is None:
             gaze = torch.zeros(batch, 2, 2)
         turn = self.rest @ gaze_rotation(gaze.detach().cpu().float()) @ self.rest.transpose(-1, -2)
-        local = vertices - pivots[:, self.eye_index]
-        vertices = pivots[:, self.eye_index] + torch.einsum("beij,bej->bei", turn[:, self.eye_index], local)
+        pivot_of_vertex = pivots[:, self.eye_index]  # (B,E,3)
+        local = vertices - pivot_of_vertex
+        vertices = pivot_of_vertex + torch.einsum("beij,bej->bei", turn[:, self.eye_index], local)
         head = batch_rodrigues(pose.detach().cpu().float()[:, :3])  # (B,3,3)
         posed = torch.einsum("bij,bej->bei", head, vertices)
         return EyesOutput(posed, torch.einsum("bij,bej->bei", head, pivots), head[:, None] @ self.rest)
