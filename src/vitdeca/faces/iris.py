@@ -52,12 +52,10 @@ def eye_aspect_ratio(eyelid: np.ndarray) -> float:
 def eye_aspect_ratios(eyelids: np.ndarray) -> np.ndarray:
     """:func:`eye_aspect_ratio` of many eyelids at once: (…,6,2) points → (…)."""
     p = np.asarray(eyelids, np.float64)
-    axis = p[..., 3, :] - p[..., 0, :]
-    width = np.maximum(np.linalg.norm(axis, axis=-1), 1e-9)
-    upward = np.stack([axis[..., 1], -axis[..., 0]], axis=-1) / width[..., None]
+    upward, width = _upward(p)
     gaps = p[..., [1, 2], :] - p[..., [5, 4], :]  # upper minus lower lid, (…,2,2)
     signed = np.copysign(np.linalg.norm(gaps, axis=-1), (gaps * upward[..., None, :]).sum(axis=-1))
-    return signed.sum(axis=-1) / (2.0 * width)
+    return signed.sum(axis=-1) / (2.0 * np.maximum(width, 1e-9))
 
 
 def landmark_eye_aspect_ratios(landmarks: np.ndarray) -> np.ndarray:
@@ -66,12 +64,12 @@ def landmark_eye_aspect_ratios(landmarks: np.ndarray) -> np.ndarray:
     return eye_aspect_ratios(pts[..., [list(ids) for ids in EYELIDS.values()], :])
 
 
-def _upward(eyelid: np.ndarray) -> tuple[np.ndarray, float]:
-    """(unit normal (2,) of the corner axis p0→p3 on the upper lid's side, eye width |p0-p3|) of an
-    eyelid (6,2) running p0, upper lid, p3, lower lid (image y points down)."""
-    axis = eyelid[3] - eyelid[0]
-    width = float(np.linalg.norm(axis))
-    return np.array([axis[1], -axis[0]]) / max(width, 1e-9), width
+def _upward(eyelid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit normal (…,2) of the corner axis p0→p3 on the upper lid's side, eye width |p0-p3| (…)) of
+    eyelids (…,6,2) running p0, upper lid, p3, lower lid (image y points down)."""
+    axis = eyelid[..., 3, :] - eyelid[..., 0, :]
+    width = np.linalg.norm(axis, axis=-1)
+    return np.stack([axis[..., 1], -axis[..., 0]], axis=-1) / np.maximum(width, 1e-9)[..., None], width
 
 
 def blink_weight(ear: float) -> float:
